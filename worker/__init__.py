@@ -1,0 +1,1 @@
+"""lionsweep worker agents: claim trials over HTTP, train with Lion, report back."""
