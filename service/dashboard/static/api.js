@@ -1,0 +1,151 @@
+// Fetching the lionsweep JSON API from the dashboard pages (read token, polling, formatting).
+
+const TOKEN_KEY = "lionsweep-token";
+
+/** Take `?token=` from the address once, keep it for this tab, and drop it from the address. */
+export function initToken() {
+  const url = new URL(window.location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    url.searchParams.delete("token");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) {
+    // optuna-dashboard under /optuna cannot send headers: it reads this cookie instead.
+    document.cookie = `lionsweep_token=${encodeURIComponent(token)}; path=/optuna; SameSite=Strict`;
+  }
+  return token;
+}
+
+/** An error answer of the API (status and the server's detail). */
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** GET a JSON document from the API; throws ApiError on a non-2xx answer. */
+export async function getJson(path) {
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const answer = await fetch(path, { headers, cache: "no-store" });
+  let body = null;
+  try {
+    body = await answer.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!answer.ok) throw new ApiError(answer.status, body && body.detail !== undefined ? body.detail : answer.statusText);
+  return body;
+}
+
+/** Show a message in place of the page content (e.g. a missing read token). */
+export function showNotice(text) {
+  const notice = document.getElementById("notice");
+  notice.textContent = text;
+  notice.hidden = false;
+  document.getElementById("content").hidden = true;
+}
+
+/** Hide the notice and show the page content. */
+export function showContent() {
+  document.getElementById("notice").hidden = true;
+  document.getElementById("content").hidden = false;
+}
+
+/** Explain an authorization failure; returns true when the error was one. */
+export function handleAuthError(error) {
+  if (!(error instanceof ApiError) || (error.status !== 401 && error.status !== 403)) return false;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showNotice(
+    "This dashboard needs a read token. Open it as " +
+      `${window.location.origin}${window.location.pathname}?token=<your token> ` +
+      "(create one with: lionsweep token create --scope read).",
+  );
+  return true;
+}
+
+/** Run `tick` now and then every `ms` milliseconds, never overlapping; stops on auth errors. */
+export function poll(tick, ms = 2000) {
+  let stopped = false;
+  async function loop() {
+    if (stopped) return;
+    try {
+      await tick();
+    } catch (error) {
+      if (handleAuthError(error)) {
+        stopped = true;
+        return;
+      }
+      console.warn("refresh failed:", error.message || error);
+    }
+    window.setTimeout(loop, ms);
+  }
+  loop();
+  return () => {
+    stopped = true;
+  };
+}
+
+/** A number shown with 4 significant digits (or "–"). */
+export function fmt(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  if (typeof value !== "number") return String(value);
+  if (value !== 0 && (Math.abs(value) < 1e-3 || Math.abs(value) >= 1e5)) return value.toExponential(3);
+  return Number(value.toPrecision(4)).toString();
+}
+
+/** "5 s", "3 min", "2 h", "4 d". */
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} d`;
+}
+
+/** Time since an ISO timestamp, e.g. "3 min ago". */
+export function age(iso) {
+  if (!iso) return "–";
+  const stamp = /[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`;
+  const seconds = Math.max(0, (Date.now() - Date.parse(stamp)) / 1000);
+  return `${duration(seconds)} ago`;
+}
+
+/** Create an element with attributes and children (strings become text nodes). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** The stacked progress bar of a sweep: complete, pruned, failed, running out of n_trials. */
+export function progressBar(sweep) {
+  const counts = sweep.counts || {};
+  const total = Math.max(sweep.n_trials || 0, 1);
+  const bar = el("div", { class: "bar", title: "" });
+  const parts = ["complete", "pruned", "failed", "running"];
+  for (const part of parts) {
+    const n = counts[part] || 0;
+    if (!n) continue;
+    bar.append(el("span", { class: `seg ${part}`, style: `width:${(100 * n) / total}%` }));
+  }
+  const finished = sweep.finished ?? (counts.complete || 0) + (counts.pruned || 0) + (counts.failed || 0);
+  bar.title = parts.map((p) => `${p} ${counts[p] || 0}`).join(", ");
+  bar.append(el("em", {}, `${finished} / ${sweep.n_trials}`));
+  return bar;
+}

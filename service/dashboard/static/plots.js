@@ -1,0 +1,242 @@
+// Plotly figures of the sweep page, built from the API's trials (plotly.js is loaded globally).
+
+const CONFIG = { displaylogo: false, responsive: true };
+const BASE_LAYOUT = {
+  margin: { l: 64, r: 24, t: 12, b: 48 },
+  height: 360,
+  paper_bgcolor: "rgba(0,0,0,0)",
+  plot_bgcolor: "#fbfbfb",
+  font: { size: 12 },
+  legend: { orientation: "h", y: -0.22 },
+};
+
+/** Draw (or update in place) one plot and mark its container as rendered. */
+export function draw(id, data, layout) {
+  const node = document.getElementById(id);
+  window.Plotly.react(node, data, { ...BASE_LAYOUT, ...layout }, CONFIG);
+  node.dataset.rendered = "1";
+}
+
+/** An empty plot with a centred message (keeps every plot present before data arrives). */
+export function drawMessage(id, text) {
+  draw(id, [], {
+    xaxis: { visible: false },
+    yaxis: { visible: false },
+    annotations: [{ text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }],
+  });
+}
+
+const finite = (v) => typeof v === "number" && Number.isFinite(v);
+const log10 = Math.log10;
+
+/** Whether a parameter is searched on a log scale (spec space, else the contract's defaults). */
+export function isLogParam(spec, name) {
+  const entry = spec && spec.space ? spec.space[name] : undefined;
+  if (entry && typeof entry === "object" && "log" in entry) return Boolean(entry.log);
+  return name === "lr" || name === "weight_decay";
+}
+
+function hover(t, metric) {
+  const p = t.params || {};
+  const lines = [`trial ${t.number} (${t.state}${t.reason ? `: ${t.reason}` : ""})`];
+  if (finite(t.value)) lines.push(`${metric} = ${t.value.toPrecision(4)}`);
+  lines.push(`lr = ${p.lr}`, `weight decay = ${p.weight_decay}`);
+  return lines.join("<br>");
+}
+
+/** The lr × weight-decay map: log-log scatter coloured by objective, iso-lines of η·λ, fitted rule. */
+export function lrWdMap(id, trials, sweep, rule) {
+  const metric = sweep.spec?.objective?.metric || "objective";
+  const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
+  const lion = trials.filter((t) => (t.params?.optimizer || "lion") !== "adamw");
+  const placed = lion.filter((t) => finite(t.params?.lr) && finite(t.params?.weight_decay));
+  const diverged = placed.filter((t) => t.reason === "diverged");
+  const groups = {
+    complete: placed.filter((t) => t.state === "complete" && t.reason !== "diverged" && finite(t.value)),
+    pruned: placed.filter((t) => t.state === "pruned" && t.reason !== "diverged"),
+    failed: placed.filter((t) => t.state === "failed" && t.reason !== "diverged"),
+    running: placed.filter((t) => t.state === "running"),
+  };
+  const xy = (list) => ({
+    x: list.map((t) => t.params.lr),
+    y: list.map((t) => t.params.weight_decay),
+    text: list.map((t) => hover(t, metric)),
+    customdata: list.map((t) => t.number),
+    hovertemplate: "%{text}<extra></extra>",
+    type: "scatter",
+    mode: "markers",
+  });
+  const data = [
+    {
+      ...xy(groups.complete),
+      name: "complete",
+      marker: {
+        size: 10,
+        color: groups.complete.map((t) => t.value),
+        colorscale: "Viridis",
+        reversescale: minimize,
+        showscale: groups.complete.length > 0,
+        colorbar: { title: { text: metric }, thickness: 12 },
+        line: { width: 0.5, color: "#333" },
+      },
+    },
+    { ...xy(groups.pruned), name: "pruned", marker: { symbol: "x", size: 8, color: "#8a8a8a" } },
+    { ...xy(diverged), name: "diverged", marker: { symbol: "triangle-up-open", size: 10, color: "#d62728", line: { width: 2 } } },
+    { ...xy(groups.failed), name: "failed", marker: { symbol: "square-open", size: 8, color: "#8c2d04" } },
+    { ...xy(groups.running), name: "running", marker: { symbol: "circle-open", size: 9, color: "#1f77b4" } },
+  ];
+
+  // Axis ranges from the search space and the points (log10 units), padded.
+  const space = sweep.spec?.space || {};
+  const xs = placed.map((t) => t.params.lr);
+  const ys = placed.map((t) => t.params.weight_decay);
+  if (space.lr?.low > 0) xs.push(space.lr.low, space.lr.high);
+  if (space.weight_decay?.low > 0) ys.push(space.weight_decay.low, space.weight_decay.high);
+  if (!xs.length) xs.push(1e-5, 1e-3);
+  if (!ys.length) ys.push(1e-3, 1);
+  const pad = 0.15;
+  const xr = [log10(Math.min(...xs)) - pad, log10(Math.max(...xs)) + pad];
+  const yr = [log10(Math.min(...ys)) - pad, log10(Math.max(...ys)) + pad];
+
+  // Iso-lines η·λ = 10^k for the decades crossing the visible window.
+  const iso = { x: [], y: [], text: [] };
+  const labels = { x: [], y: [], text: [] };
+  for (let k = Math.floor(xr[0] + yr[0]); k <= Math.ceil(xr[1] + yr[1]); k += 1) {
+    const x0 = Math.max(xr[0], k - yr[1]);
+    const x1 = Math.min(xr[1], k - yr[0]);
+    if (x1 <= x0) continue;
+    iso.x.push(10 ** x0, 10 ** x1, null);
+    iso.y.push(10 ** (k - x0), 10 ** (k - x1), null);
+    labels.x.push(10 ** x1);
+    labels.y.push(10 ** (k - x1));
+    labels.text.push(`ηλ=1e${k}`);
+  }
+  data.unshift({
+    x: iso.x, y: iso.y, type: "scatter", mode: "lines", name: "η·λ = const",
+    line: { color: "#bbb", width: 1, dash: "dot" }, hoverinfo: "skip",
+  });
+  data.push({
+    x: labels.x, y: labels.y, text: labels.text, type: "scatter", mode: "text", showlegend: false,
+    textposition: "top left", textfont: { size: 10, color: "#999" }, hoverinfo: "skip",
+  });
+  if (rule && finite(rule.slope) && finite(rule.intercept)) {
+    const fx = [10 ** xr[0], 10 ** xr[1]];
+    data.push({
+      x: fx,
+      y: fx.map((x) => Math.exp(rule.intercept) * x ** rule.slope),
+      type: "scatter",
+      mode: "lines",
+      name: `fit: λ ∝ η^${rule.slope.toFixed(2)} (r²=${finite(rule.r2) ? rule.r2.toFixed(2) : "–"})`,
+      line: { color: "#e377c2", width: 3 },
+    });
+  }
+  draw(id, data, {
+    xaxis: { type: "log", title: { text: "learning rate η" }, range: xr },
+    yaxis: { type: "log", title: { text: "weight decay λ" }, range: yr },
+    height: 420,
+  });
+}
+
+function bestSoFar(values, minimize) {
+  let best = null;
+  return values.map((v) => {
+    if (best === null || (minimize ? v < best : v > best)) best = v;
+    return best;
+  });
+}
+
+/** Objective of each complete trial by trial number, with the best-so-far line. */
+export function history(id, trials, sweep) {
+  const metric = sweep.spec?.objective?.metric || "objective";
+  const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
+  const done = trials.filter((t) => t.state === "complete" && finite(t.value)).sort((a, b) => a.number - b.number);
+  draw(
+    id,
+    [
+      {
+        x: done.map((t) => t.number), y: done.map((t) => t.value), type: "scatter", mode: "markers",
+        name: metric, marker: { color: "#1f77b4", size: 7 },
+      },
+      {
+        x: done.map((t) => t.number), y: bestSoFar(done.map((t) => t.value), minimize), type: "scatter",
+        mode: "lines", name: "best so far", line: { color: "#d62728", shape: "hv" },
+      },
+    ],
+    { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: metric } } },
+  );
+}
+
+/** Horizontal bars of Optuna's parameter importances. */
+export function importances(id, values) {
+  const entries = Object.entries(values).sort((a, b) => a[1] - b[1]);
+  draw(
+    id,
+    [{ type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]), marker: { color: "#2ca02c" } }],
+    { xaxis: { title: { text: "importance" } }, margin: { l: 110, r: 24, t: 12, b: 48 } },
+  );
+}
+
+/** The parameters that vary among the given trials (numeric or categorical). */
+export function sweptParams(trials) {
+  const values = {};
+  for (const t of trials) {
+    for (const [k, v] of Object.entries(t.params || {})) {
+      if (k === "optimizer" || v === null || typeof v === "object") continue;
+      (values[k] ||= new Set()).add(v);
+    }
+  }
+  return Object.keys(values).filter((k) => values[k].size > 1).sort();
+}
+
+/** Parallel coordinates over every swept parameter, coloured by the objective. */
+export function parallel(id, trials, sweep) {
+  const metric = sweep.spec?.objective?.metric || "objective";
+  const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
+  const done = trials.filter((t) => t.state === "complete" && finite(t.value));
+  const names = sweptParams(done);
+  if (done.length < 2 || !names.length) {
+    drawMessage(id, "needs two complete trials");
+    return;
+  }
+  const dims = names.map((name) => {
+    const raw = done.map((t) => t.params[name]);
+    if (raw.every((v) => typeof v === "number")) {
+      const log = isLogParam(sweep.spec, name) && raw.every((v) => v > 0);
+      return { label: log ? `log10 ${name}` : name, values: log ? raw.map(log10) : raw };
+    }
+    const cats = [...new Set(raw.map(String))].sort();
+    return { label: name, values: raw.map((v) => cats.indexOf(String(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
+  });
+  const values = done.map((t) => t.value);
+  dims.push({ label: metric, values });
+  draw(
+    id,
+    [{
+      type: "parcoords",
+      dimensions: dims,
+      line: { color: values, colorscale: "Viridis", reversescale: minimize, showscale: true, colorbar: { thickness: 12 } },
+    }],
+    { margin: { l: 60, r: 60, t: 36, b: 24 }, plot_bgcolor: "rgba(0,0,0,0)" },
+  );
+}
+
+/** Lion versus AdamW: best-so-far per arm and the spread of objective values. */
+export function arms(historyId, boxId, trials, sweep) {
+  const metric = sweep.spec?.objective?.metric || "objective";
+  const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
+  const colors = { lion: "#c9851a", adamw: "#1f77b4" };
+  const lines = [];
+  const boxes = [];
+  for (const arm of ["lion", "adamw"]) {
+    const done = trials
+      .filter((t) => (t.params?.optimizer || "lion") === arm && t.state === "complete" && finite(t.value))
+      .sort((a, b) => a.number - b.number);
+    lines.push({
+      x: done.map((t) => t.number), y: bestSoFar(done.map((t) => t.value), minimize), type: "scatter",
+      mode: "lines+markers", name: arm, line: { color: colors[arm], shape: "hv" },
+    });
+    boxes.push({ y: done.map((t) => t.value), type: "box", name: arm, boxpoints: "all", jitter: 0.4, marker: { color: colors[arm] } });
+  }
+  draw(historyId, lines, { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: `best ${metric}` } } });
+  draw(boxId, boxes, { yaxis: { title: { text: metric } }, showlegend: false });
+}
