@@ -1,0 +1,276 @@
+"""The Lion step: reference (per tensor), foreach and fused (flat buffer, compiled).
+
+All three step functions share one signature: parallel lists of params, grads
+and momenta (``exp_avgs``) positionally, hyperparameters keyword-only. For the
+fused path the lists hold one flat buffer per device/dtype bucket (see
+:class:`FlatBucket`), and the update is one compiled elementwise kernel per
+bucket whose hyperparameters arrive as a tensor, so changing them never
+recompiles.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "FlatBucket",
+    "fused_supported",
+    "hyperparameter_tensor",
+    "lion",
+]
+
+# Flat-buffer offsets are multiples of this many elements (64 bytes of fp32),
+# so every view starts on a vector/cache-line boundary.
+_ALIGN = 16
+
+
+def lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+    impl: str,
+) -> None:
+    """Apply one Lion step in place with the chosen implementation."""
+    if impl == "reference":
+        fn = _single_tensor_lion
+    elif impl == "foreach":
+        fn = _multi_tensor_lion
+    elif impl == "fused":
+        fn = _fused_lion
+    else:
+        raise ValueError(f"impl must be 'reference', 'foreach' or 'fused', got {impl!r}")
+    fn(
+        params,
+        grads,
+        exp_avgs,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
+
+
+def _single_tensor_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """The update rule, one tensor at a time, in fp32 (the readable truth)."""
+    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
+        g = grad.float()
+        if maximize:
+            g = g.neg()
+        m = exp_avg.float()
+        p = param.float()
+        update = torch.sign(m * beta1 + g * (1 - beta1))
+        p.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
+        m.mul_(beta2).add_(g, alpha=1 - beta2)
+        if p is not param:
+            param.copy_(p)
+        if m is not exp_avg:
+            exp_avg.copy_(m)
+
+
+def _as_fp32(tensors: list[Tensor]) -> list[Tensor]:
+    if all(t.dtype == torch.float32 for t in tensors):
+        return tensors
+    return [t.float() for t in tensors]
+
+
+def _multi_tensor_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """The update rule with torch._foreach_* ops over each device/dtype bucket."""
+    buckets: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
+        bucket = buckets[(param.device, param.dtype, exp_avg.dtype)]
+        bucket[0].append(param)
+        bucket[1].append(grad)
+        bucket[2].append(exp_avg)
+    for dev_params, dev_grads, dev_exp_avgs in buckets.values():
+        g = _as_fp32(dev_grads)
+        if maximize:
+            g = torch._foreach_neg(g)
+        m = _as_fp32(dev_exp_avgs)
+        p = _as_fp32(dev_params)
+        update = torch._foreach_mul(m, beta1)
+        torch._foreach_add_(update, torch._foreach_mul(g, 1 - beta1))
+        torch._foreach_sign_(update)
+        if weight_decay != 0:
+            torch._foreach_mul_(p, 1 - lr * weight_decay)
+        torch._foreach_add_(p, update, alpha=-lr)
+        torch._foreach_mul_(m, beta2)
+        torch._foreach_add_(m, g, alpha=1 - beta2)
+        if p is not dev_params:
+            torch._foreach_copy_(dev_params, p)
+        if m is not dev_exp_avgs:
+            torch._foreach_copy_(dev_exp_avgs, m)
+
+
+def hyperparameter_tensor(
+    *, lr: float, beta1: float, beta2: float, weight_decay: float, maximize: bool, device
+) -> Tensor:
+    """Pack the step's scalars as the fp32 tensor the fused kernel reads."""
+    values = [
+        1 - lr * weight_decay,
+        -lr,
+        beta1,
+        1 - beta1,
+        beta2,
+        1 - beta2,
+        -1.0 if maximize else 1.0,
+    ]
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def _lion_flat_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor) -> None:
+    """The update rule over flat buffers; compiled into one elementwise kernel."""
+    decay, neg_lr, beta1, one_minus_beta1, beta2, one_minus_beta2, grad_sign = hp.unbind()
+    g = grad.float() * grad_sign
+    m = exp_avg.float()
+    c = m * beta1 + g * one_minus_beta1
+    # Inductor lowers sign(x) to (0 < x) - (x < 0), which maps NaN to 0;
+    # keep NaN so a diverging run looks the same as with the reference step.
+    update = torch.where(c == c, torch.sign(c), c)
+    param.copy_(param.float() * decay + update * neg_lr)
+    exp_avg.copy_(m * beta2 + g * one_minus_beta2)
+
+
+@functools.cache
+def _compiled_kernel():
+    # One compiled function for the whole process: every optimizer (every
+    # trial) shares its cache; flat sizes are marked dynamic, so a model of
+    # another size reuses the same graph too.
+    return torch.compile(_lion_flat_kernel, fullgraph=True, dynamic=False)
+
+
+def _fused_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """The update rule as one compiled kernel per flat buffer (one per bucket)."""
+    kernel = _compiled_kernel()
+    hp_by_device: dict[torch.device, Tensor] = {}
+    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
+        hp = hp_by_device.get(param.device)
+        if hp is None:
+            hp = hp_by_device[param.device] = hyperparameter_tensor(
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                device=param.device,
+            )
+        kernel(param, grad, exp_avg, hp)
+
+
+def fused_supported(param: Tensor) -> bool:
+    """Whether the fused flat-buffer step can run for this parameter."""
+    if param.is_sparse or param.layout != torch.strided or param.is_complex():
+        return False
+    if param.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    if param.device.type == "cpu":
+        return True
+    if param.device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return False
+
+
+class FlatBucket:
+    """Parameters of one group on one device and dtype, living in flat buffers.
+
+    Building a bucket copies every parameter into one flat buffer and re-points
+    ``param.data`` at its slice; gradients are kept as views into a flat grad
+    buffer (autograd then accumulates into them in place) and momenta as views
+    into a flat momentum buffer of ``momentum_dtype``.
+    """
+
+    def __init__(self, params: list[Tensor], momentum_dtype: torch.dtype):
+        first = params[0]
+        self.params = list(params)
+        offsets, total = [], 0
+        for p in self.params:
+            offsets.append(total)
+            total += -(-p.numel() // _ALIGN) * _ALIGN
+        total = max(total, _ALIGN)
+        kw = {"device": first.device}
+        self.param = torch.zeros(total, dtype=first.dtype, **kw)
+        self.grad = torch.zeros(total, dtype=first.dtype, **kw)
+        self.exp_avg = torch.zeros(total, dtype=momentum_dtype, **kw)
+        for buf in (self.param, self.grad, self.exp_avg):
+            torch._dynamo.mark_dynamic(buf, 0)
+        self.param_views, self.grad_views, self.exp_avg_views = [], [], []
+        for p, off in zip(self.params, offsets, strict=True):
+            n, shape = p.numel(), p.shape
+            pv = self.param[off : off + n].view(shape)
+            gv = self.grad[off : off + n].view(shape)
+            pv.copy_(p.detach())
+            p.data = pv
+            if p.grad is not None:
+                gv.copy_(p.grad)
+                p.grad = gv
+            self.param_views.append(pv)
+            self.grad_views.append(gv)
+            self.exp_avg_views.append(self.exp_avg[off : off + n].view(shape))
+
+    def is_current(self) -> bool:
+        """Whether every parameter still lives in this bucket's flat buffer."""
+        return all(
+            p.data_ptr() == pv.data_ptr() and p.dtype == pv.dtype
+            for p, pv in zip(self.params, self.param_views, strict=True)
+        )
+
+    def sync_grads(self) -> bool:
+        """Bring fresh gradients into the flat grad buffer; False if any grad is None."""
+        dst, src, owners = [], [], []
+        for p, gv in zip(self.params, self.grad_views, strict=True):
+            g = p.grad
+            if g is None:
+                return False
+            if g is not gv:
+                if g.is_sparse:
+                    raise RuntimeError("Lion does not support sparse gradients")
+                dst.append(gv)
+                src.append(g)
+                owners.append(p)
+        if dst:
+            torch._foreach_copy_(dst, src)
+            for p, gv in zip(owners, dst, strict=True):
+                p.grad = gv
+        return True

@@ -1,0 +1,248 @@
+"""The Lion optimizer (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
+
+Update with decoupled weight decay, per parameter::
+
+    u = sign(β1·m + (1−β1)·g)
+    θ ← θ·(1−η·λ) − η·u
+    m ← β2·m + (1−β2)·g
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable
+from itertools import chain
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from optim import kernels
+
+__all__ = ["Lion"]
+
+IMPLS = ("auto", "reference", "foreach", "fused")
+MOMENTUM_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_lr(lr: Any) -> None:
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("lr as a Tensor must have exactly one element")
+    if not (math.isfinite(float(lr)) and float(lr) >= 0.0):
+        raise ValueError(f"Invalid lr: {lr!r} (must be a finite number >= 0)")
+
+
+def _check_betas(betas: Any) -> None:
+    try:
+        beta1, beta2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair of numbers)") from None
+    for i, beta in enumerate((beta1, beta2)):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid betas[{i}]: {beta!r} (must be in [0, 1))")
+
+
+def _check_weight_decay(weight_decay: Any) -> None:
+    if not (math.isfinite(float(weight_decay)) and float(weight_decay) >= 0.0):
+        raise ValueError(f"Invalid weight_decay: {weight_decay!r} (must be a finite number >= 0)")
+
+
+class Lion(Optimizer):
+    """Lion with decoupled weight decay and reference, foreach or fused steps.
+
+    Args:
+        params: parameters or param groups (each group may set lr, betas,
+            weight_decay, maximize).
+        lr: learning rate η.
+        betas: (β1, β2): β1 interpolates the update direction, β2 the momentum.
+        weight_decay: decoupled weight decay λ (θ is multiplied by 1 − η·λ).
+        impl: ``"reference"`` (per tensor), ``"foreach"``, ``"fused"`` (one
+            compiled kernel per group over flat buffers) or ``"auto"`` (fused
+            where it can run, else foreach).
+        momentum_dtype: dtype of the momentum state; ``None`` uses the
+            parameter's dtype. Arithmetic is always fp32.
+        maximize: maximize the objective instead of minimizing it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        impl: str = "auto",
+        momentum_dtype: torch.dtype | None = None,
+        maximize: bool = False,
+    ):
+        _check_lr(lr)
+        _check_betas(betas)
+        _check_weight_decay(weight_decay)
+        if impl not in IMPLS:
+            raise ValueError(f"Invalid impl: {impl!r} (must be one of {', '.join(IMPLS)})")
+        if momentum_dtype not in MOMENTUM_DTYPES:
+            raise ValueError(
+                f"Invalid momentum_dtype: {momentum_dtype!r} "
+                "(must be None, torch.float32, torch.bfloat16 or torch.float16)"
+            )
+        self.impl = impl
+        self.momentum_dtype = momentum_dtype
+        self._flat: dict[int, tuple[dict, list[kernels.FlatBucket], list[Tensor]]] = {}
+        self._fused_failed = False
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, validating its hyperparameters like ``__init__`` does."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check_lr(group["lr"])
+            _check_betas(group["betas"])
+            _check_weight_decay(group["weight_decay"])
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["impl"] = self.impl
+        state["momentum_dtype"] = self.momentum_dtype
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("impl", "auto")
+        self.__dict__.setdefault("momentum_dtype", None)
+        self._flat = {}
+        self._fused_failed = False
+        for group in self.param_groups:
+            group.setdefault("maximize", False)
+
+    def _momentum_dtype(self, param: Tensor) -> torch.dtype:
+        return self.momentum_dtype or param.dtype
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by any Lion impl; momentum keeps this optimizer's dtype."""
+        saved_ids = list(chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
+        super().load_state_dict(state_dict)
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        for saved_id, param in zip(saved_ids, params, strict=True):
+            saved = state_dict["state"].get(saved_id)
+            if saved is not None and "exp_avg" in saved:
+                # Copy from the saved tensor itself (not torch's cast to the
+                # param dtype) so no precision is lost and nothing is aliased.
+                self.state[param]["exp_avg"] = saved["exp_avg"].to(
+                    device=param.device, dtype=self._momentum_dtype(param), copy=True
+                )
+        self._flat.clear()
+
+    def _init_group(
+        self, group: dict[str, Any], params: Iterable[Tensor] | None = None
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Gather params that have grads, their grads and momenta (created lazily)."""
+        params_with_grad, grads, exp_avgs = [], [], []
+        for p in group["params"] if params is None else params:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("Lion does not support sparse gradients")
+            state = self.state[p]
+            if "exp_avg" not in state:
+                state["exp_avg"] = torch.zeros_like(
+                    p, dtype=self._momentum_dtype(p), memory_format=torch.preserve_format
+                )
+            params_with_grad.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+        return params_with_grad, grads, exp_avgs
+
+    def _group_wants_fused(self, group: dict[str, Any]) -> bool:
+        if self.impl == "fused":
+            return True
+        if self.impl != "auto" or self._fused_failed or torch.compiler.is_compiling():
+            return False
+        return all(kernels.fused_supported(p) for p in group["params"])
+
+    def _init_flat_group(self, group: dict[str, Any]) -> tuple[list[kernels.FlatBucket], list]:
+        """Return the group's flat buckets (building them when needed) and leftover params."""
+        entry = self._flat.get(id(group))
+        if entry is not None and entry[0] is group and all(b.is_current() for b in entry[1]):
+            return entry[1], entry[2]
+        by_key: dict[tuple, list[Tensor]] = {}
+        leftover = []
+        for p in group["params"]:
+            if p.requires_grad and kernels.fused_supported(p):
+                by_key.setdefault((p.device, p.dtype), []).append(p)
+            elif self.impl == "fused" and p.requires_grad:
+                raise RuntimeError(
+                    f"impl='fused' does not support {p.dtype} parameters on {p.device}"
+                )
+            else:
+                leftover.append(p)
+        buckets = []
+        for params in by_key.values():
+            bucket = kernels.FlatBucket(params, self._momentum_dtype(params[0]))
+            for p, view in zip(params, bucket.exp_avg_views, strict=True):
+                state = self.state[p]
+                if "exp_avg" in state:
+                    view.copy_(state["exp_avg"])
+                state["exp_avg"] = view
+            buckets.append(bucket)
+        self._flat[id(group)] = (group, buckets, leftover)
+        return buckets, leftover
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            hyper = {
+                "lr": float(group["lr"]),
+                "beta1": float(beta1),
+                "beta2": float(beta2),
+                "weight_decay": float(group["weight_decay"]),
+                "maximize": bool(group["maximize"]),
+            }
+            if self._group_wants_fused(group):
+                self._fused_step(group, hyper)
+            else:
+                impl = "reference" if self.impl == "reference" else "foreach"
+                kernels.lion(*self._init_group(group), impl=impl, **hyper)
+        return loss
+
+    def _fused_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
+        buckets, leftover = self._init_flat_group(group)
+        for bucket in buckets:
+            if not self._fused_failed and bucket.sync_grads():
+                try:
+                    kernels.lion(
+                        [bucket.param], [bucket.grad], [bucket.exp_avg], impl="fused", **hyper
+                    )
+                    continue
+                except Exception as exc:
+                    if self.impl == "fused":
+                        raise
+                    warnings.warn(
+                        f"Lion: the fused step failed ({type(exc).__name__}: {exc}); "
+                        "using the foreach step from now on",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    self._fused_failed = True
+            # Some grads are None (those params are skipped, as in the
+            # reference step) or the fused kernel is unavailable.
+            kernels.lion(*self._init_group(group, bucket.params), impl="foreach", **hyper)
+        if leftover:
+            kernels.lion(*self._init_group(group, leftover), impl="foreach", **hyper)
