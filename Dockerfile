@@ -1,0 +1,39 @@
+# lionsweep: the API server and the GPU worker share this image.
+#   docker build -t lionsweep:latest .
+#   docker run --rm lionsweep:latest --help
+# An official PyTorch CUDA runtime image: torch is already installed (pip keeps it).
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first (cached while only the source changes): install from pyproject with
+# empty packages, then the source tree itself (editable: the server runs its Alembic
+# migrations from alembic.ini + migrations/ at the repository root).
+COPY pyproject.toml README.md ./
+RUN mkdir -p optim service worker \
+    && touch optim/__init__.py service/__init__.py worker/__init__.py \
+    && pip install . \
+    && pip uninstall -y lionsweep \
+    && rm -rf optim service worker build *.egg-info
+
+COPY alembic.ini ./
+COPY migrations ./migrations
+COPY optim ./optim
+COPY service ./service
+COPY worker ./worker
+COPY bench ./bench
+COPY examples ./examples
+RUN pip install --no-deps -e . \
+    && lionsweep --help > /dev/null
+
+# Run as an unprivileged user; the worker's data caches go to its home.
+RUN useradd --create-home --uid 1000 lionsweep && chown -R lionsweep /app
+USER lionsweep
+
+EXPOSE 8000
+ENTRYPOINT ["lionsweep"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
