@@ -154,10 +154,9 @@ def _lion_flat_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor) 
     g = grad.float() * grad_sign
     m = exp_avg.float()
     c = m * beta1 + g * one_minus_beta1
-    # Inductor lowers sign(x) to (0 < x) - (x < 0), which maps NaN to 0;
-    # keep NaN so a diverging run looks the same as with the reference step.
-    update = torch.where(c == c, torch.sign(c), c)
-    param.copy_(param.float() * decay + update * neg_lr)
+    # Inductor lowers sign(x) to (0 < x) - (x < 0): sign(0) = 0 and, as in
+    # eager torch.sign, sign(NaN) = 0.
+    param.copy_(param.float() * decay + torch.sign(c) * neg_lr)
     exp_avg.copy_(m * beta2 + g * one_minus_beta2)
 
 

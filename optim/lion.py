@@ -121,8 +121,8 @@ class Lion(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("impl", "auto")
         self.__dict__.setdefault("momentum_dtype", None)
+        self.__dict__.setdefault("_fused_failed", False)
         self._flat = {}
-        self._fused_failed = False
         for group in self.param_groups:
             group.setdefault("maximize", False)
 
