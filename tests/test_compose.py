@@ -1,0 +1,127 @@
+"""docker-compose.yml, Dockerfile and .env.example for a GPU node, checked without a Docker engine.
+
+``docker-compose config`` (Debian's docker-compose v1) validates and interpolates the file
+offline; each service's command is run through the real ``lionsweep`` CLI with ``--help``
+appended, which fails on an unknown command or option.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from service.cli import app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKER_COMPOSE = shutil.which("docker-compose")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``docker-compose config`` on a copy of the file, isolated from any local .env."""
+    if DOCKER_COMPOSE is None:
+        if IN_CI:
+            pytest.fail("docker-compose is not installed (apt-get install -y docker-compose)")
+        pytest.skip("docker-compose not installed (apt-get install -y docker-compose)")
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIONSWEEP_", "POSTGRES_"))}
+    return subprocess.run(
+        [DOCKER_COMPOSE, "--no-ansi", "config"],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_config_is_valid_and_reserves_gpus(tmp_path: Path) -> None:
+    done = compose_config(tmp_path, {"LIONSWEEP_TOKEN": "s3cret", "POSTGRES_PASSWORD": "pw"})
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    services = config["services"]
+    assert set(services) == {"postgres", "api", "worker"}
+
+    postgres = services["postgres"]
+    assert any("pgdata:/var/lib/postgresql/data" in str(v) for v in postgres["volumes"])
+    assert "pgdata" in config["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+    api = services["api"]
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    env = api["environment"]
+    assert env["LIONSWEEP_DATABASE_URL"] == (
+        "postgresql+psycopg://lionsweep:pw@postgres:5432/lionsweep"
+    )
+    assert env["LIONSWEEP_BOOTSTRAP_TOKEN"] == "s3cret"
+    assert any("8000" in str(p) for p in api["ports"])
+
+    worker = services["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    assert devices[0]["count"] == "all"
+    assert worker["environment"]["LIONSWEEP_TOKEN"] == "s3cret"
+    assert worker["environment"]["LIONSWEEP_SERVER"] == "http://api:8000"
+    assert worker["command"][:3] == ["worker", "--gpus", "all"]
+
+
+def test_compose_refuses_to_run_without_a_token(tmp_path: Path) -> None:
+    done = compose_config(tmp_path, {})
+    assert done.returncode != 0
+    assert "LIONSWEEP_TOKEN" in done.stderr
+
+
+def commands() -> dict[str, list[str]]:
+    """Each lionsweep service's command (docker-compose.yml) plus the Dockerfile's default."""
+    spec = yaml.safe_load(COMPOSE.read_text())
+    found = {
+        name: list(service["command"])
+        for name, service in spec["services"].items()
+        if service.get("image", "").startswith("lionsweep") or "build" in service
+    }
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert cmd is not None
+    found["Dockerfile CMD"] = yaml.safe_load(cmd.group(1))
+    return found
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "Dockerfile CMD"])
+def test_every_service_command_exists_in_the_cli(name: str) -> None:
+    command = commands()[name]
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, f"`lionsweep {' '.join(command)}`: {result.output}"
+    assert "Usage:" in result.output
+
+
+def test_dockerfile_uses_official_pytorch_runtime_and_keeps_the_source_tree() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base is not None
+    assert re.fullmatch(r"pytorch/pytorch:[\d.]+-cuda12\.\d+-cudnn9-runtime", base.group(1))
+    assert re.search(r'^ENTRYPOINT \["lionsweep"\]$', text, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for line in re.findall(r"^COPY (\S+)", text, re.M):
+        assert (ROOT / line).exists(), f"COPY {line}: not in the repository"
+        assert line not in ignored, f"COPY {line}: excluded by .dockerignore"
+    for needed in ("alembic.ini", "migrations", "service", "worker", "optim"):
+        assert re.search(rf"^COPY {needed}\b", text, re.M), f"{needed} is not copied"
+
+
+def test_env_example_names_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#?\s*(LIONSWEEP_[A-Z_]+)=", text, re.M))
+    for field in Settings.model_fields:
+        assert f"LIONSWEEP_{field.upper()}" in named, f"LIONSWEEP_{field.upper()} missing"
+    api_env = yaml.safe_load(COMPOSE.read_text())["services"]["api"]["environment"]
+    known = {f"LIONSWEEP_{f.upper()}" for f in Settings.model_fields}
+    assert set(api_env) <= known, set(api_env) - known
