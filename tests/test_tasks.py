@@ -1,0 +1,193 @@
+"""The task registry and the built-in tasks (quadratic, digits, charlm)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from worker import tasks
+from worker.harness import NullReporter, effective_config, run_trial
+from worker.tasks import TaskDefaults, charlm, digits, quadratic
+
+tasks.load_builtins()
+
+
+def assignment(task: str, metric: str = "val_loss", **params) -> dict:
+    """A trial assignment as the server sends it (Lion, foreach step)."""
+    return {
+        "trial_id": 1,
+        "params": {"optimizer": "lion", "lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9,
+                   "beta2": 0.99},
+        "task": {"name": task, "params": params},
+        "objective": {"metric": metric, "direction": "minimize"},
+        "budget": {"max_steps": None},
+        "seed": 7,
+    }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def foreach_lion(monkeypatch):
+    """Train with the uncompiled foreach step here (the fused one is covered end to end)."""
+    monkeypatch.setenv("LIONSWEEP_LION_IMPL", "foreach")
+
+
+def test_builtins_are_registered_with_defaults():
+    assert {"quadratic", "digits", "charlm"} <= set(tasks.names())
+    for name in ("quadratic", "digits", "charlm"):
+        task = tasks.get(name)
+        assert isinstance(task, tasks.Task)
+        assert task.defaults.announce() == {
+            "warmup_steps": task.defaults.warmup_steps,
+            "batch_size": task.defaults.batch_size,
+        }
+
+
+def test_unknown_task_and_unknown_param_are_refused():
+    with pytest.raises(KeyError, match="not registered on this worker"):
+        tasks.get("os.system")
+    with pytest.raises(ValueError, match=r"unknown params \['dmodel'\].*d_model"):
+        tasks.resolve_params(tasks.get("charlm"), {"dmodel": 128})
+
+
+def test_register_rejects_objects_that_are_not_tasks():
+    with pytest.raises(TypeError, match="is not a task"):
+        tasks.register(object())
+
+    class NoDefaults:
+        name = "broken"
+        defaults = {"steps": 3}
+        data = make_model = batches = loss = evaluate = staticmethod(lambda *a: None)
+
+    with pytest.raises(TypeError, match="TaskDefaults"):
+        tasks.register(NoDefaults())
+    assert "broken" not in tasks.names()
+
+
+TINY_TASK = textwrap.dedent(
+    """
+    import torch
+    from worker.tasks import TaskDefaults, register
+    from worker.tasks.quadratic import Quadratic
+
+    class {cls}(Quadratic):
+        name = "{name}"
+        defaults = TaskDefaults(steps=5, eval_every=5, params=dict(Quadratic.defaults.params))
+
+    {tail}
+    """
+)
+
+
+def test_task_module_registers_its_tasks(tmp_path, monkeypatch):
+    (tmp_path / "my_tasks_mod.py").write_text(
+        TINY_TASK.format(cls="Mine", name="mine_from_module", tail="register(Mine)")
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tasks.load_modules(["my_tasks_mod"])
+    assert "mine_from_module" in tasks.names()
+    result = run_trial(
+        tasks.get("mine_from_module"),
+        effective_config(tasks.get("mine_from_module"), assignment("mine_from_module"), "cpu"),
+        NullReporter(),
+    )
+    assert result.state == "complete" and result.steps_done == 5
+
+
+def test_entry_point_group_registers_tasks(tmp_path, monkeypatch):
+    (tmp_path / "ep_tasks_mod.py").write_text(
+        TINY_TASK.format(cls="FromEp", name="mine_from_entry_point", tail="")
+    )
+    dist = tmp_path / "ep_tasks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-tasks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lionsweep.tasks]\nfrom_ep = ep_tasks_mod:FromEp\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "mine_from_entry_point" not in tasks.names()
+    assert "from_ep" in tasks.load_entry_points()
+    assert "mine_from_entry_point" in tasks.names()
+    sys.modules.pop("ep_tasks_mod", None)
+
+
+def test_quadratic_batches_are_deterministic_and_nan_at_step():
+    task = tasks.get("quadratic")
+    params = tasks.resolve_params(task, {"nan_at_step": 3})
+    data = task.data(params, "cpu")
+
+    def first(n, seed):
+        it = task.batches(params, data, 8, torch.Generator().manual_seed(seed))
+        return [next(it)[0] for _ in range(n)]
+
+    a, b, c = first(3, 1), first(3, 1), first(3, 2)
+    assert all(torch.equal(x, y) for x, y in zip(a[:2], b[:2], strict=True))
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == (8, params["dim"])
+    assert torch.isnan(a[2]).all() and not torch.isnan(a[1]).any()
+
+
+def test_quadratic_trial_is_fast_and_converges():
+    task = tasks.get("quadratic")
+    config = effective_config(task, assignment("quadratic"), "cpu")
+    model = task.make_model(config.task_params, task.data(config.task_params, "cpu"), "cpu")
+    start = task.evaluate(model, config.task_params, None)["val_loss"]
+    result = run_trial(task, config, NullReporter())
+    assert result.state == "complete"
+    assert result.value < start / 100
+    assert result.steps_done == quadratic.Quadratic.defaults.steps
+
+
+def test_digits_split_and_training_beats_its_start():
+    data = digits._dataset()
+    assert data["x_train"].shape == (1437, 64) and data["x_val"].shape == (360, 64)
+    assert float(data["x_train"].max()) <= 1.0
+    task = tasks.get("digits")
+    config = effective_config(task, assignment("digits"), "cpu")
+    torch.manual_seed(config.seed)
+    model = task.make_model(config.task_params, task.data(config.task_params, "cpu"), "cpu")
+    start = task.evaluate(model, config.task_params, task.data(config.task_params, "cpu"))
+    reporter = NullReporter()
+    result = run_trial(task, config, reporter)
+    assert result.state == "complete"
+    assert start["val_loss"] > 2.0
+    assert result.value < 0.5 * start["val_loss"]
+    assert result.metrics["accuracy"] > 0.9
+    assert [s for s, _, _ in reporter.reports] == list(range(50, 401, 50))
+
+
+def test_digits_cnn_trains():
+    task = tasks.get("digits")
+    a = assignment("digits", model="cnn", steps=150, eval_every=150)
+    result = run_trial(task, effective_config(task, a, "cpu"), NullReporter())
+    assert result.state == "complete" and result.value < 0.8
+
+
+def test_charlm_corpus_is_stdlib_source_and_deterministic():
+    corpus = charlm._corpus(200_000)
+    assert len(corpus["train"]) + len(corpus["val"]) == 200_000
+    text = "".join(corpus["vocab"][i] for i in corpus["train"][:2000].tolist())
+    assert "def " in text or "import " in text
+    files = charlm._stdlib_files()
+    assert files == charlm._stdlib_files()
+    assert not any("site-packages" in p.parts or "test" in p.parts for p in files)
+
+
+@pytest.mark.slow
+def test_charlm_default_size_trains_well_below_its_start():
+    task = tasks.get("charlm")
+    config = effective_config(task, assignment("charlm", metric="val_bpc"), "cpu")
+    data = task.data(config.task_params, "cpu")
+    torch.manual_seed(config.seed)
+    model = task.make_model(config.task_params, data, "cpu")
+    start = task.evaluate(model, config.task_params, data)
+    result = run_trial(task, config, NullReporter())
+    assert result.state == "complete"
+    assert start["val_bpc"] > 6.0  # ≈ log2(vocabulary) for an untrained model
+    assert result.value < start["val_bpc"] - 1.5
+    assert result.metrics["val_loss"] == pytest.approx(result.value * 0.6931471805599453)
+
+
+def test_task_defaults_are_frozen():
+    with pytest.raises(AttributeError):
+        TaskDefaults().steps = 3  # type: ignore[misc]
