@@ -1,0 +1,238 @@
+"""The training harness: config, accumulation, schedule, divergence, reporting, seeding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from optim import Lion
+from worker import tasks
+from worker.harness import (
+    NullReporter,
+    TrialConfig,
+    accumulate_gradients,
+    effective_config,
+    make_optimizer,
+    run_trial,
+)
+from worker.tasks.digits import Digits
+from worker.tasks.quadratic import Quadratic
+
+tasks.load_builtins()
+
+
+@pytest.fixture(autouse=True)
+def foreach_lion(monkeypatch):
+    """Train with the uncompiled foreach step here (the fused one is covered end to end)."""
+    monkeypatch.setenv("LIONSWEEP_LION_IMPL", "foreach")
+
+
+def assignment(task: str = "quadratic", *, params=None, task_params=None, **extra) -> dict:
+    """A trial assignment as the server sends it."""
+    base = {"optimizer": "lion", "lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99}
+    return {
+        "trial_id": 1,
+        "params": {**base, **(params or {})},
+        "task": {"name": task, "params": task_params or {}},
+        "objective": {"metric": "val_loss", "direction": "minimize"},
+        "budget": {"max_steps": None},
+        "seed": 3,
+        **extra,
+    }
+
+
+class Scripted(NullReporter):
+    """A reporter that answers ``action`` from step ``at`` on, or interrupts before it."""
+
+    def __init__(self, at: int, action: str | None = None, interrupt=None) -> None:
+        super().__init__()
+        self.at, self.action, self.interrupt = at, action, interrupt
+        self.steps_seen = 0
+
+    def report(self, step, value, metrics):
+        super().report(step, value, metrics)
+        return self.action if self.action and step >= self.at else "continue"
+
+    def interrupted(self):
+        self.steps_seen += 1
+        return self.interrupt if self.steps_seen > self.at else None
+
+
+class RecordingDigits(Digits):
+    """The digits task, recording the size of every micro-batch it computes a loss on."""
+
+    name = "recording_digits"
+
+    def __init__(self) -> None:
+        self.micro_batches: list[int] = []
+
+    def loss(self, model, batch):
+        self.micro_batches.append(batch[0].shape[0])
+        return super().loss(model, batch)
+
+
+def test_omitted_values_take_the_task_defaults_and_the_config_is_complete():
+    task = tasks.get("quadratic")
+    a = assignment(params={"warmup_steps": None}, task_params={"dim": 8})
+    config = effective_config(task, a, "cpu")
+    d = Quadratic.defaults
+    assert (config.warmup_steps, config.batch_size) == (d.warmup_steps, d.batch_size)
+    assert config.steps == d.steps and config.eval_every == d.eval_every
+    assert config.task_params == {**d.params, "dim": 8}
+    assert config.as_dict()["lr"] == 1e-3 and config.as_dict()["seed"] == 3
+    assert config.lion_impl == "foreach"
+
+    swept = effective_config(task, assignment(params={"warmup_steps": 0, "batch_size": 128}), "cpu")
+    assert (swept.warmup_steps, swept.batch_size) == (0, 128)
+
+
+def test_steps_come_from_task_params_and_the_budget_caps_them():
+    task = tasks.get("quadratic")
+    a = assignment(task_params={"steps": 300, "eval_every": 7})
+    assert (
+        effective_config(task, a, "cpu").steps,
+        effective_config(task, a, "cpu").eval_every,
+    ) == (
+        300,
+        7,
+    )
+    a["budget"] = {"max_steps": 50}
+    assert effective_config(task, a, "cpu").steps == 50
+    with pytest.raises(ValueError, match="unknown params"):
+        effective_config(task, assignment(task_params={"stpes": 3}), "cpu")
+
+
+def test_accumulated_gradients_equal_the_full_batch_gradient():
+    task = tasks.get("digits")
+    params = task.defaults.params
+    data = task.data(params, "cpu")
+    batch = next(task.batches(params, data, 100, torch.Generator().manual_seed(0)))
+    grads, losses = [], []
+    for micro in (100, 32):
+        torch.manual_seed(0)
+        model = task.make_model(params, data, "cpu")
+        losses.append(float(accumulate_gradients(task, model, batch, micro)))
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for full, accumulated in zip(*grads, strict=True):
+        torch.testing.assert_close(accumulated, full, rtol=1e-4, atol=1e-6)
+
+
+def test_a_trial_accumulates_to_the_requested_batch_size_and_matches_a_full_batch_step():
+    recording = RecordingDigits()
+    a = assignment("digits", params={"batch_size": 200, "warmup_steps": 0})
+    a["task"]["params"] = {"steps": 1, "eval_every": 1}
+    a["objective"]["metric"] = "val_loss"
+    base = effective_config(recording, a, "cpu")
+    results = {}
+    for micro in (200, 64):
+        recording.micro_batches.clear()
+        config = dataclasses.replace(base, max_micro_batch=micro)
+        torch.manual_seed(0)
+        result = run_trial(recording, config, NullReporter())
+        results[micro] = result.value
+        expected = [200] if micro == 200 else [64, 64, 64, 8]
+        assert recording.micro_batches[: len(expected)] == expected
+    assert results[64] == pytest.approx(results[200], rel=1e-4)
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    task = tasks.get("quadratic")
+    a = assignment(task_params={"steps": 200})
+    first = run_trial(task, effective_config(task, a, "cpu"), NullReporter()).value
+    again = run_trial(task, effective_config(task, a, "cpu"), NullReporter()).value
+    a["seed"] = 4
+    other = run_trial(task, effective_config(task, a, "cpu"), NullReporter()).value
+    assert first == again and first != other
+
+
+def test_evaluation_is_reported_every_n_steps_and_at_the_end():
+    task = tasks.get("quadratic")
+    reporter = NullReporter()
+    a = assignment(task_params={"steps": 250, "eval_every": 100})
+    result = run_trial(task, effective_config(task, a, "cpu"), reporter)
+    assert [s for s, _, _ in reporter.reports] == [100, 200, 250]
+    assert result.state == "complete" and result.value == reporter.reports[-1][1]
+    assert set(reporter.reports[0][2]) == {"val_loss", "distance"}
+    assert result.timings["first_step_s"] > 0 and result.timings["step_s"] > 0
+    assert 0 < result.timings["optimizer_share"] < 1
+
+
+def test_nan_loss_ends_the_trial_pruned_as_diverged_at_once():
+    task = tasks.get("quadratic")
+    a = assignment(task_params={"nan_at_step": 5})
+    result = run_trial(task, effective_config(task, a, "cpu"), NullReporter())
+    assert (result.state, result.reason, result.value) == ("pruned", "diverged", None)
+    assert result.steps_done == 4
+
+
+def test_exploding_loss_is_divergence():
+    task = tasks.get("quadratic")
+    a = assignment(params={"lr": 10.0, "warmup_steps": 0, "weight_decay": 0.0})
+    result = run_trial(task, effective_config(task, a, "cpu"), NullReporter())
+    assert (result.state, result.reason) == ("pruned", "diverged")
+    assert result.steps_done < 5
+
+
+def test_prune_answer_ends_pruned_and_stop_answer_ends_failed():
+    task = tasks.get("quadratic")
+    config = effective_config(task, assignment(), "cpu")
+    pruned = run_trial(task, config, Scripted(at=300, action="prune"))
+    assert (pruned.state, pruned.reason, pruned.steps_done) == ("pruned", None, 300)
+    assert pruned.value is not None
+    stopped = run_trial(task, config, Scripted(at=200, action="stop"))
+    assert (stopped.state, stopped.reason, stopped.steps_done) == (
+        "failed",
+        "stopped by server",
+        200,
+    )
+
+
+def test_interrupt_stops_at_the_next_step_boundary():
+    task = tasks.get("quadratic")
+    config = effective_config(task, assignment(), "cpu")
+    result = run_trial(task, config, Scripted(at=37, interrupt=("failed", "worker shutdown")))
+    assert (result.state, result.reason, result.steps_done) == ("failed", "worker shutdown", 37)
+
+
+def test_missing_objective_metric_is_an_error():
+    task = tasks.get("quadratic")
+    a = assignment(task_params={"steps": 10, "eval_every": 10})
+    a["objective"]["metric"] = "accuracy"
+    with pytest.raises(KeyError, match="reports no metric 'accuracy'.*val_loss"):
+        run_trial(task, effective_config(task, a, "cpu"), NullReporter())
+
+
+def test_optimizer_is_lion_or_adamw_baseline():
+    model = torch.nn.Linear(3, 2)
+    lion = effective_config(tasks.get("quadratic"), assignment(), "cpu")
+    assert isinstance(make_optimizer(lion, model), Lion)
+    adamw = dataclasses.replace(lion, optimizer="adamw", lr=3e-3)
+    assert isinstance(make_optimizer(adamw, model), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        make_optimizer(dataclasses.replace(lion, optimizer="sgd"), model)
+    a = assignment(params={"optimizer": "adamw", "lr": 0.05}, task_params={"steps": 300})
+    result = run_trial(
+        tasks.get("quadratic"), effective_config(tasks.get("quadratic"), a, "cpu"), NullReporter()
+    )
+    assert result.state == "complete" and result.value < 5.0
+
+
+def test_warmup_schedule_drives_the_learning_rate():
+    task = tasks.get("quadratic")
+    a = assignment(params={"warmup_steps": 10}, task_params={"steps": 20, "eval_every": 20})
+    config: TrialConfig = effective_config(task, a, "cpu")
+    from worker.harness import make_schedule
+
+    model = task.make_model(config.task_params, task.data(config.task_params, "cpu"), "cpu")
+    optimizer = make_optimizer(config, model)
+    schedule = make_schedule(config, optimizer)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10] == pytest.approx(1e-3) and lrs[-1] < 1e-4
