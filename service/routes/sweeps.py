@@ -1,0 +1,115 @@
+"""Sweeps and their trials, best configs, scaling rule and importances."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from service import schemas
+from service.auth import ReadScope, SubmitScope
+from service.routes import SweepsDep
+
+router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.SweepOut,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/SweepSpec"}}}
+        }
+    },
+)
+def create_sweep(
+    spec: schemas.SweepSpec,
+    sweeps: SweepsDep,
+    response: Response,
+    _: SubmitScope,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> schemas.SweepOut:
+    """Submit a sweep (JSON or YAML); an Idempotency-Key makes retries return the first one."""
+    out, _created = sweeps.create(spec, idempotency_key)
+    response.headers["Location"] = f"/api/sweeps/{out.id}"
+    return out
+
+
+@router.get("", response_model=schemas.SweepPage)
+def list_sweeps(
+    sweeps: SweepsDep,
+    _: ReadScope,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    status: Literal["running", "complete", "cancelled"] | None = None,
+) -> schemas.SweepPage:
+    """List sweeps, newest first."""
+    return sweeps.list(offset, limit, status)
+
+
+@router.get("/{sweep_id}", response_model=schemas.SweepOut)
+def get_sweep(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.SweepOut:
+    """A sweep's status, counts per trial state, progress and best so far."""
+    return sweeps.get(sweep_id)
+
+
+@router.post("/{sweep_id}/cancel", response_model=schemas.SweepOut)
+def cancel_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
+    """Stop new claims; running workers are told to stop."""
+    return sweeps.cancel(sweep_id)
+
+
+@router.post("/{sweep_id}/resume", response_model=schemas.SweepOut)
+def resume_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
+    """Resume a cancelled sweep."""
+    return sweeps.resume(sweep_id)
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> Response:
+    """Delete a sweep and its Optuna study."""
+    sweeps.delete(sweep_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{sweep_id}/trials", response_model=schemas.TrialPage)
+def list_trials(
+    sweep_id: int,
+    sweeps: SweepsDep,
+    _: ReadScope,
+    state: Literal["complete", "pruned", "failed", "running", "waiting"] | None = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> schemas.TrialPage:
+    """A sweep's trials by number, optionally of one state."""
+    return sweeps.trials(sweep_id, state, offset, limit)
+
+
+@router.get("/{sweep_id}/trials/{number}", response_model=schemas.TrialOut)
+def get_trial(sweep_id: int, number: int, sweeps: SweepsDep, _: ReadScope) -> schemas.TrialOut:
+    """One trial: params, intermediate values, state, reason, worker, timings."""
+    return sweeps.trial(sweep_id, number)
+
+
+@router.get("/{sweep_id}/best", response_model=schemas.BestOut)
+def best(
+    sweep_id: int, sweeps: SweepsDep, _: ReadScope, k: Annotated[int, Query(ge=1, le=100)] = 5
+) -> schemas.BestOut:
+    """The best trial and the top k, as ready-to-use optimizer kwargs."""
+    return sweeps.best(sweep_id, k)
+
+
+@router.get("/{sweep_id}/scaling-rule", response_model=schemas.ScalingFitOut)
+def scaling_rule(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.ScalingFitOut:
+    """Fit lr·λ on this sweep's complete trials (409 when too few)."""
+    return sweeps.scaling_rule(sweep_id)
+
+
+@router.get("/{sweep_id}/importances", response_model=schemas.ImportancesOut)
+def importances(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.ImportancesOut:
+    """Parameter importances (409 when too few complete trials)."""
+    return sweeps.importances(sweep_id)

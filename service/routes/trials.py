@@ -1,0 +1,56 @@
+"""The worker protocol: claim, report, heartbeat, finish."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response, status
+
+from service import schemas
+from service.auth import WorkerScope
+from service.routes import SweepsDep
+
+router = APIRouter(prefix="/api/trials", tags=["worker protocol"])
+
+
+@router.post(
+    "/claim",
+    response_model=schemas.Assignment,
+    responses={204: {"description": "Nothing is runnable"}},
+)
+def claim(
+    body: schemas.ClaimRequest, sweeps: SweepsDep, request: Request, _: WorkerScope
+) -> schemas.Assignment | Response:
+    """Claim a runnable trial (200) or learn there is none (204)."""
+    t0 = time.perf_counter()
+    got = sweeps.claim(body)
+    request.app.state.metrics.claim_latency.labels("assigned" if got else "empty").observe(
+        time.perf_counter() - t0
+    )
+    if got is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return got
+
+
+@router.post("/{trial_id}/report", response_model=schemas.ActionOut)
+def report(
+    trial_id: int, body: schemas.ReportRequest, sweeps: SweepsDep, _: WorkerScope
+) -> schemas.ActionOut:
+    """Report an intermediate value; the answer says continue, prune or stop."""
+    return sweeps.report(trial_id, body)
+
+
+@router.post("/{trial_id}/heartbeat", response_model=schemas.ActionOut)
+def heartbeat(
+    trial_id: int, sweeps: SweepsDep, _: WorkerScope, body: schemas.HeartbeatRequest | None = None
+) -> schemas.ActionOut:
+    """Extend the trial's lease."""
+    return sweeps.heartbeat(trial_id)
+
+
+@router.post("/{trial_id}/finish", response_model=schemas.FinishOut)
+def finish(
+    trial_id: int, body: schemas.FinishRequest, sweeps: SweepsDep, _: WorkerScope
+) -> schemas.FinishOut:
+    """Finish the trial as complete, pruned or failed (failed ones are re-queued)."""
+    return sweeps.finish(trial_id, body)

@@ -1,0 +1,427 @@
+"""Pydantic models of the REST API: the sweep spec, trials, the worker protocol."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+PARAMS = ("lr", "weight_decay", "beta1", "beta2", "warmup_steps", "batch_size")
+INT_PARAMS = ("warmup_steps", "batch_size")
+SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+
+Scalar = float | int | str | bool
+
+
+class Strict(BaseModel):
+    """Base for request models: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dimension(Strict):
+    """One search dimension: a fixed ``value``, ``{low, high, log?, step?}`` or ``choices``."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+    choices: list[float] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_fixed(cls, data: Any) -> Any:
+        """A bare number means a fixed value."""
+        if isinstance(data, bool):
+            raise ValueError("expected a number, a range {low, high} or {choices: [...]}")
+        if isinstance(data, int | float):
+            return {"value": data}
+        return data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Dimension:
+        """Exactly one of value / range / choices; ranges are well-formed."""
+        is_range = self.low is not None or self.high is not None
+        forms = [self.value is not None, is_range, self.choices is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of a fixed value, {low, high} or {choices: [...]}")
+        if is_range:
+            if self.low is None or self.high is None:
+                raise ValueError("a range needs both low and high")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log range needs low > 0 (got low={self.low})")
+            if self.low > self.high:
+                raise ValueError(f"low must be <= high (got low={self.low}, high={self.high})")
+            if self.log and self.step is not None:
+                raise ValueError("a log range cannot have a step")
+        elif self.log or self.step is not None:
+            raise ValueError("log and step apply only to a {low, high} range")
+        for v in self.values():
+            if not math.isfinite(v):
+                raise ValueError("values must be finite numbers")
+        return self
+
+    def values(self) -> list[float]:
+        """Every number the dimension mentions (for range checks)."""
+        if self.value is not None:
+            return [self.value]
+        if self.choices is not None:
+            return list(self.choices)
+        return [v for v in (self.low, self.high) if v is not None]
+
+    @property
+    def is_fixed(self) -> bool:
+        """True for a single fixed value (not searched)."""
+        return self.value is not None
+
+    @property
+    def is_continuous(self) -> bool:
+        """True for a range without a step (a grid cannot enumerate it)."""
+        return self.low is not None and self.step is None
+
+
+DEFAULT_SPACE: dict[str, Dimension] = {
+    "lr": Dimension(low=1e-5, high=1e-3, log=True),
+    "weight_decay": Dimension(low=1e-3, high=1.0, log=True),
+    "beta1": Dimension(low=0.85, high=0.95),
+    "beta2": Dimension(choices=[0.98, 0.99]),
+}
+
+
+class SearchSpace(Strict):
+    """The six Lion hyperparameters; omitted ones take Lion-aware defaults (or are not swept)."""
+
+    lr: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["lr"].model_copy())
+    weight_decay: Dimension = Field(
+        default_factory=lambda: DEFAULT_SPACE["weight_decay"].model_copy()
+    )
+    beta1: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["beta1"].model_copy())
+    beta2: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["beta2"].model_copy())
+    warmup_steps: Dimension | None = None
+    batch_size: Dimension | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _param_rules(cls, dim: Dimension | None, info: ValidationInfo) -> Dimension | None:
+        """Per-parameter domains: lr > 0, weight_decay >= 0, betas in [0, 1), ints."""
+        if dim is None:
+            return dim
+        name = info.field_name
+        vals = dim.values()
+        if name == "lr" and any(v <= 0 for v in vals):
+            raise ValueError("lr must be > 0")
+        if name == "weight_decay" and any(v < 0 for v in vals):
+            raise ValueError("weight_decay must be >= 0")
+        if name in ("beta1", "beta2") and any(not 0 <= v < 1 for v in vals):
+            raise ValueError(f"{name} must be in [0, 1)")
+        if name in INT_PARAMS:
+            step_ok = dim.step is None or dim.step == int(dim.step)
+            if any(v != int(v) for v in vals) or not step_ok:
+                raise ValueError(f"{name} must be an integer")
+            low = 1 if name == "batch_size" else 0
+            if any(v < low for v in vals):
+                raise ValueError(f"{name} must be >= {low}")
+        return dim
+
+    def dimensions(self) -> dict[str, Dimension]:
+        """The dimensions that are set, by parameter name."""
+        return {n: d for n in PARAMS if (d := getattr(self, n)) is not None}
+
+
+class TaskRef(Strict):
+    """A task by name (registered by workers) with its parameters."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objective(Strict):
+    """The metric to optimize and in which direction."""
+
+    metric: str = Field(default="val_loss", min_length=1, max_length=100)
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class SamplerSpec(Strict):
+    """Which Optuna sampler and its seed."""
+
+    name: Literal["tpe", "random", "grid", "qmc", "cmaes", "gp"] = "tpe"
+    seed: int | None = None
+
+
+class PrunerSpec(Strict):
+    """Which Optuna pruner, with its main knobs."""
+
+    name: Literal["none", "median", "successive_halving", "hyperband"] = "hyperband"
+    min_resource: int | None = Field(default=None, ge=1)
+    max_resource: int | None = Field(default=None, ge=1)
+    reduction_factor: int | None = Field(default=None, ge=2)
+    n_startup_trials: int | None = Field(default=None, ge=0)
+    n_warmup_steps: int | None = Field(default=None, ge=0)
+
+
+class Budget(Strict):
+    """Per-trial budget passed to workers."""
+
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+class FromAdamW(Strict):
+    """An AdamW config to convert with ``optim.scaling.from_adamw``."""
+
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    factor: float = Field(default=3.0, gt=0)
+
+
+class EnqueuedConfig(Strict):
+    """A config to try first; unspecified parameters are sampled."""
+
+    lr: float | None = Field(default=None, gt=0)
+    weight_decay: float | None = Field(default=None, ge=0)
+    beta1: float | None = Field(default=None, ge=0, lt=1)
+    beta2: float | None = Field(default=None, ge=0, lt=1)
+    warmup_steps: int | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    optimizer: Literal["lion", "adamw"] | None = None
+    from_adamw: FromAdamW | None = None
+
+    @model_validator(mode="after")
+    def _no_conflict(self) -> EnqueuedConfig:
+        """from_adamw sets lr and weight_decay: do not give them too."""
+        if self.from_adamw is not None and (self.lr is not None or self.weight_decay is not None):
+            raise ValueError("give either from_adamw or lr/weight_decay, not both")
+        return self
+
+
+class SweepSpec(Strict):
+    """A sweep as submitted (JSON or YAML)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    task: TaskRef
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    objective: Objective = Field(default_factory=Objective)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    n_trials: int = Field(default=20, ge=1)
+    max_retries: int = Field(default=2, ge=0, le=100)
+    enqueue: list[EnqueuedConfig] = Field(default_factory=list)
+    baseline: Literal["adamw"] | None = None
+    budget: Budget = Field(default_factory=Budget)
+
+
+# ---- responses -------------------------------------------------------------------------
+
+
+class Counts(BaseModel):
+    """Trials per state (a retried failure counts as failed and its retry separately)."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+
+class BestSoFar(BaseModel):
+    """The best complete trial so far."""
+
+    trial_number: int
+    value: float
+    params: dict[str, Any]
+
+
+class SweepOut(BaseModel):
+    """A sweep with its progress."""
+
+    id: int
+    name: str
+    status: Literal["running", "complete", "cancelled"]
+    task: TaskRef
+    spec: dict[str, Any]
+    n_trials: int
+    counts: Counts
+    finished: int
+    progress: float
+    best: BestSoFar | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    study_name: str
+    task_announced: bool
+    warnings: list[str]
+    eta_seconds: float | None
+
+
+class SweepPage(BaseModel):
+    """One page of sweeps."""
+
+    items: list[SweepOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class TrialOut(BaseModel):
+    """One trial of a sweep, as Optuna stores it plus our attributes."""
+
+    number: int
+    trial_id: int
+    state: Literal["complete", "pruned", "failed", "running", "waiting"]
+    value: float | None
+    params: dict[str, Any]
+    intermediate_values: dict[str, float]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    reason: str | None
+    worker_id: str | None
+    datetime_start: datetime | None
+    datetime_complete: datetime | None
+    duration_seconds: float | None
+    retry_of: int | None
+
+
+class TrialPage(BaseModel):
+    """One page of trials."""
+
+    items: list[TrialOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class OptimizerKwargs(BaseModel):
+    """Ready-to-use optimizer keyword arguments."""
+
+    lr: float | None
+    betas: list[float | None]
+    weight_decay: float | None
+
+
+class ConfigOut(BaseModel):
+    """A trial's config ready to use."""
+
+    trial_number: int
+    value: float
+    optimizer: Literal["lion", "adamw"]
+    optimizer_kwargs: OptimizerKwargs
+    warmup_steps: int | None
+    batch_size: int | None
+    params: dict[str, Any]
+
+
+class BestOut(BaseModel):
+    """The best config and the top k."""
+
+    best: ConfigOut
+    top: list[ConfigOut]
+
+
+class ScalingFitOut(BaseModel):
+    """``optim.scaling.fit_lr_decay`` on a sweep's finished trials."""
+
+    slope: float
+    intercept: float
+    product: float
+    alpha0: float
+    r2: float
+    n: int
+    lr: float
+    weight_decay: float
+
+
+class ImportancesOut(BaseModel):
+    """Parameter importances (Optuna's default evaluator)."""
+
+    importances: dict[str, float]
+
+
+class ClaimRequest(Strict):
+    """What a worker can run."""
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    device: str = Field(default="cpu", max_length=100)
+    tasks: list[str] = Field(min_length=1, max_length=200)
+    task_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Assignment(BaseModel):
+    """A claimed trial: everything a worker needs to run it."""
+
+    sweep_id: int
+    trial_id: int
+    trial_number: int
+    params: dict[str, Any]
+    task: TaskRef
+    objective: Objective
+    budget: Budget
+    seed: int
+    heartbeat_interval: float
+
+
+class ReportRequest(Strict):
+    """An intermediate value at a step (also a heartbeat)."""
+
+    step: int = Field(ge=0)
+    value: float
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        """Intermediate values must be finite."""
+        if not math.isfinite(v):
+            raise ValueError("value must be a finite number")
+        return v
+
+
+class ActionOut(BaseModel):
+    """What the worker should do next."""
+
+    action: Literal["continue", "prune", "stop"]
+
+
+class FinishRequest(Strict):
+    """How a trial ended."""
+
+    state: Literal["complete", "pruned", "failed"]
+    value: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _value_rules(self) -> FinishRequest:
+        """A complete trial needs a finite value."""
+        if self.state == "complete" and (self.value is None or not math.isfinite(self.value)):
+            raise ValueError("value: a complete trial needs a finite value")
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError("value must be a finite number or null")
+        return self
+
+
+class FinishOut(BaseModel):
+    """The recorded end of a trial."""
+
+    trial_id: int
+    state: Literal["complete", "pruned", "failed"]
+    requeued: bool
+
+
+class HeartbeatRequest(Strict):
+    """An empty heartbeat body."""
+
+
+class AnalyticRuleOut(BaseModel):
+    """The analytic Lion rule (width/sigma or AdamW conversion)."""
+
+    lr: float
+    weight_decay: float
+    product: float
+    sigma: float | None = None
+    alpha0: float | None = None
+    factor: float | None = None

@@ -1,0 +1,38 @@
+"""Service settings, read from the environment (prefix ``LIONSWEEP_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the control plane can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="LIONSWEEP_", extra="ignore")
+
+    database_url: str = "sqlite:///./lionsweep.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    require_read_token: bool = False
+    max_trials_cap: int = Field(default=10_000, ge=1)
+    heartbeat_grace_seconds: float = Field(default=60.0, gt=0)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    bootstrap_token: str | None = None
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        """Only SQLite and PostgreSQL are supported."""
+        if not (url.startswith("sqlite") or url.startswith("postgresql")):
+            raise ValueError("database_url must be an sqlite:// or postgresql+psycopg:// URL")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is an SQLite file."""
+        return self.database_url.startswith("sqlite")
