@@ -1,0 +1,189 @@
+"""The worker's HTTP client: retries, backoff, errors, delivery — against a real HTTP server.
+
+The server here is a small scripted ``http.server`` on a free port, so the tests can make
+it answer 503 or stay down for a while; the protocol against the real lionsweep server
+is covered by the worker end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from worker.client import ApiError, Backoff, Client, ServerUnreachable
+
+FAST = Backoff(base=0.02, cap=0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Scripted:
+    """A real HTTP server answering from a script of (status, body) pairs, last one repeats."""
+
+    def __init__(self, script: list[tuple[int, object]], port: int | None = None) -> None:
+        self.script = list(script)
+        self.requests: list[tuple[str, str, dict, object]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                scripted.requests.append((self.command, self.path, dict(self.headers), body))
+                status, payload = (
+                    scripted.script.pop(0) if len(scripted.script) > 1 else scripted.script[0]
+                )
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._handler = Handler
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Scripted:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@pytest.fixture
+def scripted():
+    servers: list[Scripted] = []
+
+    def make(script, port=None, start=True):
+        server = Scripted(script, port)
+        servers.append(server.start() if start else server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def test_retries_503_then_succeeds_and_sends_the_token(scripted):
+    server = scripted([(503, {"detail": "busy"}), (502, None), (200, {"items": []})])
+    with Client(server.url, "s3cret", backoff=FAST) as client:
+        assert client.get("/api/sweeps", params={"limit": 5}) == {"items": []}
+    assert len(server.requests) == 3
+    method, path, headers, _ = server.requests[-1]
+    assert (method, path) == ("GET", "/api/sweeps?limit=5")
+    assert headers["Authorization"] == "Bearer s3cret"
+
+
+def test_client_errors_are_raised_at_once_with_the_detail(scripted):
+    server = scripted([(409, {"detail": "trial 41 is not running"})])
+    with Client(server.url, backoff=FAST) as client, pytest.raises(ApiError) as err:
+        client.finish(41, "complete", 0.5)
+    assert err.value.status_code == 409
+    assert err.value.detail == "trial 41 is not running"
+    assert len(server.requests) == 1
+    assert "Authorization" not in server.requests[0][2]
+
+
+def test_unreachable_server_raises_after_the_attempts(scripted):
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with Client(url, backoff=FAST, attempts=3) as client, pytest.raises(ServerUnreachable) as err:
+        client.claim("w-1", "cpu", ["quadratic"])
+    assert "after 3 attempts" in str(err.value)
+    assert time.monotonic() - started < 5
+
+
+def test_persistent_503_is_unreachable_too(scripted):
+    server = scripted([(503, {"detail": "down"})])
+    with Client(server.url, backoff=FAST, attempts=4) as client, pytest.raises(ServerUnreachable):
+        client.get("/healthz")
+    assert len(server.requests) == 4
+
+
+def test_a_report_is_delivered_once_the_server_comes_back(scripted):
+    server = scripted([(200, {"action": "prune"})], start=False)
+    threading.Timer(1.0, server.start).start()
+    with Client(server.url, backoff=FAST, attempts=2) as client:
+        assert client.report(41, 10, 0.5, {"accuracy": 0.8}) == "prune"
+    method, path, _, body = server.requests[-1]
+    assert (method, path) == ("POST", "/api/trials/41/report")
+    assert body == {"step": 10, "value": 0.5, "metrics": {"accuracy": 0.8}}
+
+
+def test_delivery_gives_up_at_its_deadline():
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url, backoff=FAST, delivery_deadline=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerUnreachable):
+            client.heartbeat(41)
+        assert 0.2 < time.monotonic() - started < 3
+
+
+def test_cancel_stops_ordinary_retries_but_not_delivery(scripted):
+    cancel = threading.Event()
+    cancel.set()
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url, backoff=Backoff(base=1.0), attempts=10, cancel=cancel) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerUnreachable):
+            client.claim("w-1", "cpu", ["quadratic"])
+        assert time.monotonic() - started < 1.0
+    server = scripted([(200, {"trial_id": 41, "state": "failed", "requeued": True})], start=False)
+    threading.Timer(0.5, server.start).start()
+    with Client(server.url, backoff=FAST, cancel=cancel) as client:
+        answer = client.finish(41, "failed", reason="worker shutdown", config={"lr": 1e-4})
+    assert answer["requeued"] is True
+    assert server.requests[-1][3] == {
+        "state": "failed",
+        "value": None,
+        "metrics": {},
+        "config": {"lr": 1e-4},
+        "reason": "worker shutdown",
+    }
+
+
+def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):
+    server = scripted([(204, None)])
+    with Client(server.url, backoff=FAST) as client:
+        defaults = {"quadratic": {"warmup_steps": 10, "batch_size": 16}}
+        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults) is None
+    assert server.requests[0][3] == {
+        "worker_id": "host-1-0",
+        "device": "cpu",
+        "tasks": ["quadratic"],
+        "task_defaults": defaults,
+    }
+
+
+def test_post_and_delete_helpers(scripted):
+    server = scripted([(201, {"id": 3}), (204, None)])
+    with Client(server.url + "/", backoff=FAST) as client:
+        assert client.post("/api/sweeps", {"name": "x"}, headers={"Idempotency-Key": "k"}) == {
+            "id": 3
+        }
+        assert client.delete("/api/sweeps/3") is None
+    assert server.requests[0][2]["Idempotency-Key"] == "k"
+    assert [r[:2] for r in server.requests] == [
+        ("POST", "/api/sweeps"),
+        ("DELETE", "/api/sweeps/3"),
+    ]

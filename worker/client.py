@@ -1,0 +1,213 @@
+"""httpx client for the lionsweep REST API (the worker protocol; the CLI reuses it).
+
+Connection errors and 502/503/504 answers are retried with exponential backoff. Calls
+whose loss would lose work (report, finish, heartbeat) keep retrying until a long
+deadline, which is safe because the server treats repeats idempotently. Other 4xx/5xx
+answers raise :class:`ApiError` at once; exhausted retries raise :class:`ServerUnreachable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({502, 503, 504})
+
+
+class ApiError(Exception):
+    """The server answered with an error that retrying will not fix."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class ServerUnreachable(Exception):
+    """The server could not be reached (or kept answering 502/503/504) until retries ran out."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: ``base·2ⁿ`` capped at ``cap`` seconds."""
+
+    base: float = 0.25
+    cap: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        return min(self.cap, self.base * 2**attempt) * random.uniform(0.8, 1.2)
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body
+
+
+class Client:
+    """A lionsweep API client bound to one server and (optionally) one bearer token.
+
+    ``attempts`` and ``deadline`` bound the retries of ordinary calls;
+    ``delivery_deadline`` bounds those of report/finish/heartbeat. Setting ``cancel``
+    (a ``threading.Event``) makes waiting retries give up early.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        attempts: int = 6,
+        deadline: float = 30.0,
+        delivery_deadline: float = 900.0,
+        backoff: Backoff | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self.attempts = attempts
+        self.deadline = deadline
+        self.delivery_deadline = delivery_deadline
+        self.backoff = backoff or Backoff()
+        self.cancel = cancel
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        deliver: bool = False,
+        deadline: float | None = None,
+    ) -> httpx.Response:
+        """Send a request with retries; return the 2xx response or raise.
+
+        ``deliver=True`` retries until ``deadline`` (default ``delivery_deadline``)
+        regardless of the attempt count, and ignores ``cancel``.
+        """
+        if deadline is None:
+            deadline = self.delivery_deadline if deliver else self.deadline
+        give_up = time.monotonic() + deadline
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRY_STATUS:
+                    raise ApiError(response.status_code, _detail(response))
+                problem = f"HTTP {response.status_code}"
+            attempt += 1
+            wait = self.backoff.delay(attempt - 1)
+            out_of_attempts = not deliver and attempt >= self.attempts
+            cancelled = not deliver and self.cancel is not None and self.cancel.is_set()
+            if out_of_attempts or cancelled or time.monotonic() + wait > give_up:
+                raise ServerUnreachable(
+                    f"{method} {self.server}{path}: {problem} (gave up after {attempt} attempts)"
+                )
+            log.warning("%s %s: %s; retrying in %.1fs", method, path, problem, wait)
+            if self.cancel is not None and not deliver:
+                self.cancel.wait(wait)
+            else:
+                time.sleep(wait)
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``path`` and return the decoded JSON body."""
+        return self.request("GET", path, params=params).json()
+
+    def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> Any:
+        """POST ``json`` to ``path``; return the decoded body (``None`` when empty)."""
+        response = self.request("POST", path, json=json, headers=headers)
+        return response.json() if response.content else None
+
+    def delete(self, path: str) -> None:
+        """DELETE ``path``."""
+        self.request("DELETE", path)
+
+    # -- the worker protocol -------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        device: str,
+        tasks: list[str],
+        task_defaults: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """Ask for a trial; return its assignment, or ``None`` when nothing is runnable."""
+        body: dict[str, Any] = {"worker_id": worker_id, "device": device, "tasks": tasks}
+        if task_defaults:
+            body["task_defaults"] = task_defaults
+        response = self.request("POST", "/api/trials/claim", json=body)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def report(
+        self, trial_id: int, step: int, value: float, metrics: dict[str, float] | None = None
+    ) -> str:
+        """Deliver an intermediate value; return the server's action (continue/prune/stop)."""
+        body = {"step": step, "value": value, "metrics": metrics or {}}
+        response = self.request("POST", f"/api/trials/{trial_id}/report", json=body, deliver=True)
+        return response.json()["action"]
+
+    def heartbeat(self, trial_id: int, deadline: float | None = None) -> str:
+        """Tell the server the trial is alive; return its action (continue/prune/stop)."""
+        response = self.request(
+            "POST", f"/api/trials/{trial_id}/heartbeat", json={}, deliver=True, deadline=deadline
+        )
+        return response.json()["action"]
+
+    def finish(
+        self,
+        trial_id: int,
+        state: str,
+        value: float | None = None,
+        metrics: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        reason: str | None = None,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """End a trial as complete, pruned or failed; return the server's answer."""
+        body = {
+            "state": state,
+            "value": value,
+            "metrics": metrics or {},
+            "config": config or {},
+            "reason": reason,
+        }
+        response = self.request(
+            "POST", f"/api/trials/{trial_id}/finish", json=body, deliver=True, deadline=deadline
+        )
+        return response.json()
