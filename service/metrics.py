@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from optuna.trial import TrialState
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Integer, String, column, func, select, table
+from sqlalchemy import Enum, Integer, column, func, select, table
 
 from service.db import Database
 from service.models import Sweep
 
-_trials = table("trials", column("study_id", Integer), column("state", String))
+_trials = table(
+    "trials", column("study_id", Integer), column("state", Enum(TrialState, name="trialstate"))
+)
 
 
 class _StateCollector(Collector):

@@ -31,7 +31,7 @@ from optuna.distributions import (
 )
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import DateTime, Integer, String, column, delete, func, select, table, update
+from sqlalchemy import DateTime, Enum, Integer, String, column, delete, func, select, table, update
 from sqlalchemy.exc import IntegrityError
 
 from service import schemas
@@ -52,7 +52,7 @@ _trials = table(
     column("trial_id", Integer),
     column("number", Integer),
     column("study_id", Integer),
-    column("state", String),
+    column("state", Enum(TrialState, name="trialstate")),
     column("datetime_start", DateTime),
     column("datetime_complete", DateTime),
 )
@@ -388,7 +388,7 @@ class Sweeps:
         by_state = dict.fromkeys(schemas.STATES, 0)
         first, last = None, None
         for state, n, start, complete in rows:
-            name = _STATE_NAMES.get(TrialState[state] if isinstance(state, str) else state)
+            name = _STATE_NAMES.get(state)
             if name is None:
                 continue
             by_state[name] += n
@@ -747,7 +747,9 @@ class Sweeps:
                     return None
                 waiting = s.execute(
                     select(_trials.c.trial_id, _trials.c.number)
-                    .where(_trials.c.study_id == sweep.study_id, _trials.c.state == "WAITING")
+                    .where(
+                        _trials.c.study_id == sweep.study_id, _trials.c.state == TrialState.WAITING
+                    )
                     .order_by(_trials.c.trial_id)
                 ).all()
             for tid, number in waiting:
@@ -956,7 +958,7 @@ class Sweeps:
             stale = s.execute(
                 select(_trials.c.trial_id, _trials.c.study_id)
                 .join(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id)
-                .where(_trials.c.state == "RUNNING", _heartbeats.c.heartbeat < cutoff)
+                .where(_trials.c.state == TrialState.RUNNING, _heartbeats.c.heartbeat < cutoff)
             ).all()
         n = 0
         for tid, study_id in stale:

@@ -1,0 +1,295 @@
+"""Shared fixtures: real databases (SQLite file, fresh PostgreSQL) and real API servers.
+
+Fixtures for everyone:
+
+- ``postgres_admin_url`` (session): the admin URL (env ``LIONSWEEP_TEST_POSTGRES_URL``,
+  default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``). Skips, saying why,
+  when the server is unreachable — except with ``CI=true``, where it fails instead.
+- ``make_postgres_db`` (session): a factory; each call creates a fresh, empty database
+  and returns its URL. All are dropped at the end of the session.
+- ``postgres_url`` (session): one fresh PostgreSQL database shared by the whole session.
+- ``make_sqlite_url`` (session): a factory returning a new SQLite file URL each call.
+- ``sqlite_url`` (function): a fresh SQLite file URL for one test.
+- ``database_url`` (function, parametrized ``sqlite`` / ``postgres``): a fresh database on
+  each backend; the PostgreSQL case carries the ``postgres`` mark.
+- ``free_port`` (function): an unused TCP port; ``get_free_port`` is the function itself.
+- ``live_server`` (function) / ``module_live_server`` (module): factories that start
+  ``lionsweep serve`` (a real uvicorn subprocess) and wait for ``/healthz``::
+
+      server = live_server(database_url, env={"LIONSWEEP_HEARTBEAT_GRACE_SECONDS": "2"})
+      httpx.get(server.url + "/api/sweeps")
+
+  Each returns a :class:`LiveServer` (``url``, ``port``, ``database_url``, ``log_path``,
+  ``process``, ``stop()``, ``log()``); servers are stopped at teardown.
+
+Tests marked ``postgres`` that use none of these fixtures are still skipped (or failed in
+CI) when PostgreSQL is unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------
+
+
+def _postgres_problem(url: str) -> str | None:
+    """None when ``url`` accepts connections, else why not."""
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as e:  # any driver error means "unusable here"
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The PostgreSQL admin URL; skip (fail under CI=true) when it is unreachable."""
+    url = os.environ.get("LIONSWEEP_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
+    problem = _postgres_problem(url)
+    if problem is not None:
+        msg = (
+            f"PostgreSQL is unreachable at {make_url(url).render_as_string(hide_password=True)} "
+            f"({problem}); set LIONSWEEP_TEST_POSTGRES_URL to an admin URL to run these tests"
+        )
+        if IN_CI:
+            pytest.fail(msg + " — mandatory because CI=true")
+        pytest.skip(msg)
+    return url
+
+
+@pytest.fixture(scope="session")
+def make_postgres_db(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Factory: create a fresh PostgreSQL database and return its URL (dropped at session end)."""
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"lionsweep_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(make_postgres_db: Callable[[], str]) -> str:
+    """One fresh PostgreSQL database for the whole test session."""
+    return make_postgres_db()
+
+
+# ---- SQLite ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def make_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """Factory: a URL for a new SQLite file in its own temporary directory."""
+
+    def make() -> str:
+        path = tmp_path_factory.mktemp("sqlite") / "lionsweep.db"
+        return f"sqlite:///{path}"
+
+    return make
+
+
+@pytest.fixture
+def sqlite_url(make_sqlite_url: Callable[[], str]) -> str:
+    """A fresh SQLite file URL."""
+    return make_sqlite_url()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each backend (the test runs once per backend)."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("make_sqlite_url")()
+    return request.getfixturevalue("make_postgres_db")()
+
+
+@pytest.fixture(autouse=True)
+def _postgres_gate(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``postgres`` skip (or fail under CI) when the server is unreachable."""
+    if request.node.get_closest_marker("postgres") is not None:
+        request.getfixturevalue("postgres_admin_url")
+
+
+# ---- ports and servers -------------------------------------------------------------------
+
+
+def get_free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host`` (the OS picks it)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(name="get_free_port")
+def _get_free_port_fixture() -> Callable[..., int]:
+    """The ``get_free_port(host=...)`` function."""
+    return get_free_port
+
+
+@pytest.fixture
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    return get_free_port()
+
+
+def lionsweep_command() -> list[str]:
+    """How to run the ``lionsweep`` console script of this interpreter."""
+    script = Path(sys.executable).with_name("lionsweep")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("lionsweep")
+    return [found] if found else [sys.executable, "-m", "service.cli"]
+
+
+@dataclass
+class LiveServer:
+    """A running ``lionsweep serve`` subprocess."""
+
+    url: str
+    port: int
+    host: str
+    database_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crashed server)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class ServerFactory:
+    """Starts servers on demand and stops all of them on ``close()``."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.servers: list[LiveServer] = []
+
+    def __call__(
+        self,
+        database_url: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        timeout: float = 45.0,
+        args: list[str] | None = None,
+    ) -> LiveServer:
+        """Start ``lionsweep serve`` on ``database_url`` and wait until /healthz answers."""
+        port = port or get_free_port(host)
+        log_path = self.tmp_path_factory.mktemp("server") / f"server-{port}.log"
+        full_env = {
+            **os.environ,
+            "LIONSWEEP_DATABASE_URL": database_url,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                [*lionsweep_command(), "serve", "--host", host, "--port", str(port), *(args or [])],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=log_path.parent,
+            )
+        server = LiveServer(
+            url=f"http://{host}:{port}",
+            port=port,
+            host=host,
+            database_url=database_url,
+            log_path=log_path,
+            process=proc,
+            env=dict(env or {}),
+        )
+        self.servers.append(server)
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"lionsweep serve exited with {proc.returncode}:\n{server.log()[-4000:]}"
+                )
+            try:
+                if httpx.get(server.url + "/healthz", timeout=1.0).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"server not healthy in {timeout}s:\n{server.log()[-4000:]}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        """Stop every server started by this factory."""
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+
+@pytest.fixture
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Factory for real servers stopped after the test: ``live_server(database_url, ...)``."""
+    factory = ServerFactory(tmp_path_factory)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Like ``live_server`` but the servers live until the end of the module."""
+    factory = ServerFactory(tmp_path_factory)
+    yield factory
+    factory.close()
