@@ -484,8 +484,8 @@ DEMO_SPEC: dict[str, Any] = {
     },
     "objective": {"metric": "val_loss", "direction": "minimize"},
     "sampler": {"name": "tpe", "seed": 0},
-    "pruner": {"name": "median"},
-    "n_trials": 40,
+    "pruner": {"name": "median", "n_startup_trials": 10, "n_warmup_steps": 500},
+    "n_trials": 60,
     "max_retries": 1,
     "enqueue": [{"lr": 1e-3, "weight_decay": 0.1}],
     "budget": {"max_steps": None},
@@ -516,13 +516,15 @@ def worker_devices(workers: int | None) -> list[str]:
     return ["cpu"] * (1 if workers is None else workers)
 
 
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60.0) -> bool:
-    """Wait until ``url``/healthz answers; False when the server process died first."""
+def wait_healthy(
+    url: str, server: subprocess.Popen, stopping: list[int], timeout: float = 120.0
+) -> bool:
+    """Wait until ``url``/healthz answers; False when the server died or a stop was asked."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
+        if server.poll() is not None or stopping:
             return False
         try:
             if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
@@ -609,7 +611,9 @@ def up(
     try:
         server = spawn(["serve", "--host", host, "--port", str(port)], "server.log")
         console.print(f"lionsweep: database {db}; logs in {logs}", highlight=False)
-        if not wait_healthy(url, server):
+        if not wait_healthy(url, server, stopping):
+            if stopping:
+                raise typer.Exit(0)
             raise fail(f"the server did not start: {log_tail(logs / 'server.log')}", 1)
         sweep = None
         if demo:
@@ -646,10 +650,15 @@ def watch(
     workers: list[subprocess.Popen],
     sweep: dict[str, Any] | None,
     stopping: list[int],
-    report: Callable[[str], None] = console.print,
+    report: Callable[[str], None] | None = None,
 ) -> None:
     """Wait for a stop signal, printing the demo sweep's progress when it changes."""
     from worker.client import ApiError, ServerUnreachable
+
+    if report is None:
+
+        def report(line: str) -> None:
+            console.print(line, highlight=False, soft_wrap=True)
 
     last = ""
     reported_dead: set[int] = set()

@@ -29,6 +29,13 @@ export function drawMessage(id, text) {
 const finite = (v) => typeof v === "number" && Number.isFinite(v);
 const log10 = Math.log10;
 
+/** Whether objective values are positive and span more than two decades (then shown in log). */
+export function wideRange(values) {
+  const v = values.filter(finite);
+  if (v.length < 2 || v.some((x) => x <= 0)) return false;
+  return Math.max(...v) / Math.min(...v) > 100;
+}
+
 /** Whether a parameter is searched on a log scale (spec space, else the contract's defaults). */
 export function isLogParam(spec, name) {
   const entry = spec && spec.space ? spec.space[name] : undefined;
@@ -66,17 +73,18 @@ export function lrWdMap(id, trials, sweep, rule) {
     type: "scatter",
     mode: "markers",
   });
+  const logColor = wideRange(groups.complete.map((t) => t.value));
   const data = [
     {
       ...xy(groups.complete),
       name: "complete",
       marker: {
         size: 10,
-        color: groups.complete.map((t) => t.value),
+        color: groups.complete.map((t) => (logColor ? log10(t.value) : t.value)),
         colorscale: "Viridis",
         reversescale: minimize,
         showscale: groups.complete.length > 0,
-        colorbar: { title: { text: metric }, thickness: 12 },
+        colorbar: { title: { text: logColor ? `log10 ${metric}` : metric }, thickness: 12 },
         line: { width: 0.5, color: "#333" },
       },
     },
@@ -162,7 +170,10 @@ export function history(id, trials, sweep) {
         mode: "lines", name: "best so far", line: { color: "#d62728", shape: "hv" },
       },
     ],
-    { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: metric } } },
+    {
+      xaxis: { title: { text: "trial" } },
+      yaxis: { title: { text: metric }, type: wideRange(done.map((t) => t.value)) ? "log" : "linear" },
+    },
   );
 }
 
@@ -207,8 +218,9 @@ export function parallel(id, trials, sweep) {
     const cats = [...new Set(raw.map(String))].sort();
     return { label: name, values: raw.map((v) => cats.indexOf(String(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
   });
-  const values = done.map((t) => t.value);
-  dims.push({ label: metric, values });
+  const logValues = wideRange(done.map((t) => t.value));
+  const values = done.map((t) => (logValues ? log10(t.value) : t.value));
+  dims.push({ label: logValues ? `log10 ${metric}` : metric, values });
   draw(
     id,
     [{
@@ -238,5 +250,6 @@ export function arms(historyId, boxId, trials, sweep) {
     boxes.push({ y: done.map((t) => t.value), type: "box", name: arm, boxpoints: "all", jitter: 0.4, marker: { color: colors[arm] } });
   }
   draw(historyId, lines, { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: `best ${metric}` } } });
-  draw(boxId, boxes, { yaxis: { title: { text: metric } }, showlegend: false });
+  const all = boxes.flatMap((b) => b.y);
+  draw(boxId, boxes, { yaxis: { title: { text: metric }, type: wideRange(all) ? "log" : "linear" }, showlegend: false });
 }
