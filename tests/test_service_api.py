@@ -1,0 +1,358 @@
+"""End-to-end REST tests through a real uvicorn server, on SQLite and on PostgreSQL.
+
+A scripted httpx client plays the worker. Each test uses its own task name so the
+tests sharing a server never claim each other's trials.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import httpx
+import optuna
+import pytest
+
+from optim.scaling import fit_lr_decay, from_adamw, lr_and_decay
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(request, module_live_server):
+    if request.param == "sqlite":
+        url = request.getfixturevalue("make_sqlite_url")()
+    else:
+        url = request.getfixturevalue("make_postgres_db")()
+    return module_live_server(url)
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def task_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def submit(client: httpx.Client, **spec) -> dict:
+    r = client.post("/api/sweeps", json=spec)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def claim(client: httpx.Client, task: str, worker: str = "w0") -> dict | None:
+    r = client.post("/api/trials/claim", json={"worker_id": worker, "tasks": [task]})
+    if r.status_code == 204:
+        return None
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def objective(p: dict) -> float:
+    """A bowl in log(lr·wd) with a little lr preference: lower is better."""
+    return (math.log10(p["lr"] * p["weight_decay"]) + 5.0) ** 2 + 0.1 * abs(math.log10(p["lr"]) + 4)
+
+
+def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
+    task = task_name()
+    sweep = submit(
+        client,
+        name="e2e",
+        task={"name": task, "params": {"dim": 3}},
+        space={"beta1": 0.9, "beta2": {"choices": [0.98, 0.99]}},
+        sampler={"name": "random", "seed": 7},
+        pruner={"name": "none"},
+        n_trials=14,
+    )
+    assert sweep["status"] == "running" and sweep["counts"]["waiting"] == 0
+    reported: dict[int, tuple[dict, float]] = {}
+    while (a := claim(client, task)) is not None:
+        p = a["params"]
+        assert a["task"] == {"name": task, "params": {"dim": 3}}
+        assert p["optimizer"] == "lion" and p["beta1"] == 0.9 and p["beta2"] in (0.98, 0.99)
+        assert 1e-5 <= p["lr"] <= 1e-3 and 1e-3 <= p["weight_decay"] <= 1.0
+        value = objective(p)
+        for step in (1, 2, 3):
+            r = client.post(
+                f"/api/trials/{a['trial_id']}/report",
+                json={"step": step, "value": value + 1 / step, "metrics": {"acc": step / 3}},
+            )
+            assert r.json() == {"action": "continue"}
+        r = client.post(
+            f"/api/trials/{a['trial_id']}/finish",
+            json={"state": "complete", "value": value, "config": {"steps": 3}},
+        )
+        assert r.json() == {"trial_id": a["trial_id"], "state": "complete", "requeued": False}
+        reported[a["trial_number"]] = (p, value)
+    assert sorted(reported) == list(range(14))
+
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["status"] == "complete" and got["progress"] == 1.0 and got["finished"] == 14
+    assert got["counts"] == {"complete": 14, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    best_number = min(reported, key=lambda n: reported[n][1])
+    assert got["best"]["trial_number"] == best_number
+
+    best = client.get(f"/api/sweeps/{sweep['id']}/best", params={"k": 3}).json()
+    ranked = sorted(reported, key=lambda n: reported[n][1])[:3]
+    assert [c["trial_number"] for c in best["top"]] == ranked
+    p, value = reported[best_number]
+    assert best["best"]["value"] == pytest.approx(value)
+    assert best["best"]["optimizer"] == "lion"
+    assert best["best"]["optimizer_kwargs"] == {
+        "lr": pytest.approx(p["lr"]),
+        "betas": [0.9, p["beta2"]],
+        "weight_decay": pytest.approx(p["weight_decay"]),
+    }
+    assert best["best"]["warmup_steps"] is None and best["best"]["batch_size"] is None
+
+    rule = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
+    assert rule.status_code == 200, rule.text
+    expected = fit_lr_decay([(q["lr"], q["weight_decay"], v) for q, v in reported.values()])
+    for key in ("slope", "intercept", "product", "alpha0", "r2", "lr", "weight_decay"):
+        assert rule.json()[key] == pytest.approx(getattr(expected, key), rel=1e-6)
+    assert rule.json()["n"] == expected.n
+
+    trial = client.get(f"/api/sweeps/{sweep['id']}/trials/{best_number}").json()
+    assert trial["state"] == "complete" and trial["worker_id"] == "w0"
+    assert trial["intermediate_values"] == {str(s): pytest.approx(value + 1 / s) for s in (1, 2, 3)}
+    assert trial["metrics"] == {"acc": 1.0} and trial["config"] == {"steps": 3}
+    assert trial["duration_seconds"] >= 0
+
+    imp = client.get(f"/api/sweeps/{sweep['id']}/importances")
+    assert imp.status_code == 200 and set(imp.json()["importances"]) == {
+        "lr",
+        "weight_decay",
+        "beta2",
+    }
+
+    # The study is a plain Optuna study in the same database.
+    study = optuna.load_study(study_name=got["study_name"], storage=server.database_url)
+    assert len(study.trials) == 14 and study.best_value == pytest.approx(value)
+    assert claim(client, task) is None
+
+
+def test_too_few_trials_give_clear_409s(client):
+    task = task_name()
+    sweep = submit(client, name="few", task={"name": task}, n_trials=3, pruner={"name": "none"})
+    r = client.get(f"/api/sweeps/{sweep['id']}/best")
+    assert r.status_code == 409 and "no complete trial" in r.json()["detail"]
+    a = claim(client, task)
+    client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": 1.0})
+    r = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
+    assert r.status_code == 409 and "at least 3" in r.json()["detail"]
+    assert client.get(f"/api/sweeps/{sweep['id']}/importances").status_code == 409
+
+
+def test_enqueued_configs_come_first_with_adamw_conversion(client):
+    task = task_name()
+    sweep = submit(
+        client,
+        name="enq",
+        task={"name": task},
+        n_trials=4,
+        enqueue=[
+            {"lr": 1e-4, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99},
+            {"from_adamw": {"lr": 3e-4, "weight_decay": 0.01}},
+        ],
+    )
+    assert sweep["counts"]["waiting"] == 2
+    first, second = claim(client, task), claim(client, task)
+    assert first["trial_number"] == 0 and second["trial_number"] == 1
+    assert first["params"]["lr"] == pytest.approx(1e-4)
+    assert first["params"]["weight_decay"] == pytest.approx(0.1)
+    assert first["params"]["beta1"] == pytest.approx(0.9) and first["params"]["beta2"] == 0.99
+    lr, wd = from_adamw(3e-4, 0.01)
+    assert second["params"]["lr"] == pytest.approx(lr)
+    assert second["params"]["weight_decay"] == pytest.approx(wd)
+
+
+def test_baseline_adds_an_adamw_arm(client):
+    task = task_name()
+    submit(
+        client,
+        name="base",
+        task={"name": task},
+        n_trials=12,
+        baseline="adamw",
+        sampler={"name": "random", "seed": 1},
+        enqueue=[{"optimizer": "adamw", "lr": 3e-4}],
+    )
+    seen = []
+    while (a := claim(client, task)) is not None:
+        seen.append(a["params"]["optimizer"])
+    assert seen[0] == "adamw" and set(seen) == {"lion", "adamw"}
+
+
+def test_idempotency_key_returns_the_first_sweep(client):
+    spec = {"name": f"idem-{uuid.uuid4().hex[:6]}", "task": {"name": task_name()}, "n_trials": 2}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    r1 = client.post("/api/sweeps", json=spec, headers=key)
+    r2 = client.post("/api/sweeps", json=spec, headers=key)
+    assert r1.status_code == 201 and r2.status_code == 201
+    assert r1.json()["id"] == r2.json()["id"] and r2.headers["location"] == r1.headers["location"]
+    items = client.get("/api/sweeps", params={"limit": 1000}).json()["items"]
+    assert [s["name"] for s in items].count(spec["name"]) == 1
+    r3 = client.post("/api/sweeps", json={**spec, "n_trials": 3}, headers=key)
+    assert r3.status_code == 409 and "Idempotency-Key" in r3.json()["detail"]
+
+
+def test_yaml_body_is_accepted(client):
+    task = task_name()
+    body = f"""
+name: from-yaml
+task: {{name: {task}, params: {{depth: 2}}}}
+space:
+  lr: {{low: 1.0e-5, high: 1.0e-3, log: true}}
+  beta1: 0.9
+  warmup_steps: {{low: 0, high: 100, step: 10}}
+  batch_size: {{choices: [64, 128]}}
+sampler: {{name: tpe, seed: 0}}
+n_trials: 2
+"""
+    r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 201, r.text
+    assert r.json()["task"] == {"name": task, "params": {"depth": 2}}
+    a = claim(client, task)
+    assert a["params"]["warmup_steps"] % 10 == 0 and a["params"]["batch_size"] in (64, 128)
+    assert isinstance(a["params"]["batch_size"], int)
+
+
+def test_pruning_and_trial_state_rules(client):
+    task = task_name()
+    sweep = submit(
+        client,
+        name="prune",
+        task={"name": task},
+        n_trials=3,
+        pruner={"name": "median", "n_startup_trials": 1},
+    )
+    good = claim(client, task)
+    for step in range(1, 4):
+        client.post(f"/api/trials/{good['trial_id']}/report", json={"step": step, "value": 0.1})
+    client.post(f"/api/trials/{good['trial_id']}/finish", json={"state": "complete", "value": 0.1})
+
+    bad = claim(client, task)
+    url = f"/api/trials/{bad['trial_id']}"
+    r = client.post(f"{url}/report", json={"step": 1, "value": 5.0})
+    assert r.json() == {"action": "prune"}
+    assert client.post(f"{url}/report", json={"step": 1, "value": 5.0}).status_code == 200
+    r = client.post(f"{url}/finish", json={"state": "pruned"})
+    assert r.json() == {"trial_id": bad["trial_id"], "state": "pruned", "requeued": False}
+    # Retrying the same finish is harmless; a different end is a conflict.
+    assert client.post(f"{url}/finish", json={"state": "pruned"}).status_code == 200
+    r = client.post(f"{url}/finish", json={"state": "complete", "value": 1.0})
+    assert r.status_code == 409
+    assert client.post(f"{url}/report", json={"step": 2, "value": 1.0}).status_code == 409
+    assert client.post(f"{url}/heartbeat", json={}).status_code == 409
+    trial = client.get(f"/api/sweeps/{sweep['id']}/trials/{bad['trial_number']}").json()
+    assert trial["state"] == "pruned" and trial["value"] == pytest.approx(5.0)
+    assert client.post("/api/trials/999999/finish", json={"state": "pruned"}).status_code == 404
+    assert client.post("/api/trials/999999/report", json={"step": 1, "value": 1}).status_code == 404
+
+
+def test_cancel_stops_workers_and_resume_requeues(client):
+    task = task_name()
+    sweep = submit(client, name="cancel", task={"name": task}, n_trials=2, max_retries=1)
+    a = claim(client, task)
+    url = f"/api/trials/{a['trial_id']}"
+    assert client.post(f"{url}/heartbeat", json={}).json() == {"action": "continue"}
+    r = client.post(f"/api/sweeps/{sweep['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert client.post(f"{url}/report", json={"step": 1, "value": 1.0}).json() == {"action": "stop"}
+    assert client.post(f"{url}/heartbeat", json={}).json() == {"action": "stop"}
+    assert claim(client, task) is None
+    r = client.post(f"{url}/finish", json={"state": "failed", "reason": "worker shutdown"})
+    assert r.json() == {"trial_id": a["trial_id"], "state": "failed", "requeued": True}
+    assert client.post(f"{url}/finish", json={"state": "failed"}).json()["requeued"] is True
+
+    assert client.post(f"/api/sweeps/{sweep['id']}/resume").json()["status"] == "running"
+    again = claim(client, task, worker="w1")
+    assert again["params"] == a["params"] and again["trial_number"] != a["trial_number"]
+    retry = client.get(f"/api/sweeps/{sweep['id']}/trials/{again['trial_number']}").json()
+    assert retry["retry_of"] == a["trial_number"] and retry["worker_id"] == "w1"
+    old = client.get(f"/api/sweeps/{sweep['id']}/trials/{a['trial_number']}").json()
+    assert old["state"] == "failed" and old["reason"] == "worker shutdown"
+
+
+def test_failures_exhaust_retries_and_the_sweep_completes(client):
+    task = task_name()
+    sweep = submit(client, name="retry", task={"name": task}, n_trials=1, max_retries=1)
+    a = claim(client, task)
+    r = client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "failed", "reason": "x"})
+    assert r.json()["requeued"] is True
+    b = claim(client, task)
+    assert b["params"] == a["params"]
+    r = client.post(f"/api/trials/{b['trial_id']}/finish", json={"state": "failed", "reason": "y"})
+    assert r.json()["requeued"] is False
+    assert claim(client, task) is None
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["status"] == "complete" and got["counts"]["failed"] == 2 and got["finished"] == 1
+    page = client.get(f"/api/sweeps/{sweep['id']}/trials", params={"state": "failed"}).json()
+    assert page["total"] == 2 and [t["reason"] for t in page["items"]] == ["x", "y"]
+
+
+def test_listing_pagination_and_404s(client):
+    task = task_name()
+    ids = [
+        submit(client, name=f"list-{i}", task={"name": task}, n_trials=5)["id"] for i in range(3)
+    ]
+    page = client.get("/api/sweeps", params={"limit": 2, "offset": 0}).json()
+    assert page["limit"] == 2 and len(page["items"]) == 2 and page["total"] >= 3
+    assert page["items"][0]["id"] == ids[-1]  # newest first
+    running = client.get("/api/sweeps", params={"status": "running", "limit": 1000}).json()
+    assert set(ids) <= {s["id"] for s in running["items"]}
+    for _ in range(3):
+        claim(client, task)
+    trials = client.get(f"/api/sweeps/{ids[0]}/trials", params={"limit": 2}).json()
+    assert trials["total"] == 3 and [t["number"] for t in trials["items"]] == [0, 1]
+    assert trials["items"][0]["state"] == "running"
+    assert client.get("/api/sweeps/987654").status_code == 404
+    assert client.get(f"/api/sweeps/{ids[0]}/trials/99").status_code == 404
+    assert client.get("/api/sweeps", params={"limit": 0}).status_code == 422
+
+
+def test_delete_removes_the_sweep_and_its_study(client, server):
+    sweep = submit(client, name="del", task={"name": task_name()}, n_trials=2)
+    assert client.delete(f"/api/sweeps/{sweep['id']}").status_code == 204
+    assert client.get(f"/api/sweeps/{sweep['id']}").status_code == 404
+    assert sweep["study_name"] not in optuna.get_all_study_names(server.database_url)
+    assert client.delete(f"/api/sweeps/{sweep['id']}").status_code == 404
+
+
+def test_unannounced_task_is_accepted_but_flagged(client):
+    task = task_name()
+    sweep = submit(client, name="flag", task={"name": task}, n_trials=1)
+    assert sweep["task_announced"] is False and task in sweep["warnings"][0]
+    client.post("/api/trials/claim", json={"worker_id": "announcer", "tasks": [task, "other"]})
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["task_announced"] is True and got["warnings"] == []
+
+
+def test_analytic_scaling_rule(client):
+    r = client.get("/api/scaling-rule", params={"width": 768, "alpha0": 1.11e-3}).json()
+    lr, wd = lr_and_decay(width=768, alpha0=1.11e-3)
+    assert r["lr"] == pytest.approx(lr) and r["weight_decay"] == pytest.approx(wd)
+    assert r["sigma"] == pytest.approx(768**-0.5) and r["product"] == pytest.approx(lr * wd)
+    r = client.get("/api/scaling-rule", params={"sigma": 0.05}).json()
+    assert r["lr"] == pytest.approx(lr_and_decay(sigma=0.05)[0])
+    r = client.get(
+        "/api/scaling-rule", params={"adamw_lr": 3e-4, "adamw_weight_decay": 0.1, "factor": 3}
+    ).json()
+    assert (r["lr"], r["weight_decay"]) == pytest.approx(from_adamw(3e-4, 0.1, factor=3))
+    assert client.get("/api/scaling-rule").status_code == 422
+    assert client.get("/api/scaling-rule", params={"width": -1}).status_code == 422
+    assert client.get("/api/scaling-rule", params={"adamw_lr": 1e-3}).status_code == 422
+
+
+def test_metrics_docs_and_health(client):
+    client.post("/api/trials/claim", json={"worker_id": "m", "tasks": [task_name()]})
+    text = client.get("/metrics").text
+    assert "lionsweep_sweeps{" in text and "lionsweep_trials{" in text
+    assert 'lionsweep_claim_seconds_count{outcome="empty"}' in text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/trials/claim" in paths and "/api/sweeps/{sweep_id}/best" in paths
+    assert client.get("/healthz").json() == {"status": "ok"}
