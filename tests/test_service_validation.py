@@ -1,0 +1,196 @@
+"""Every sweep-spec rule: 422 naming the field and the rule, 413 for oversize bodies,
+and in every case nothing written (no sweep row, no Optuna study)."""
+
+from __future__ import annotations
+
+import httpx
+import optuna
+import pytest
+
+CAP = 500
+BASE = {"name": "v", "task": {"name": "quadratic"}, "n_trials": 4}
+
+
+@pytest.fixture(scope="module")
+def server(module_live_server, make_sqlite_url):
+    return module_live_server(
+        make_sqlite_url(),
+        env={"LIONSWEEP_MAX_TRIALS_CAP": str(CAP), "LIONSWEEP_MAX_BODY_BYTES": "65536"},
+    )
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def written(client: httpx.Client, server) -> tuple[int, int]:
+    """(sweeps listed, Optuna studies) — must not change after a rejected submission."""
+    total = client.get("/api/sweeps").json()["total"]
+    return total, len(optuna.get_all_study_names(server.database_url))
+
+
+CASES = [
+    # (spec changes, loc of the field, words of the rule)
+    (
+        {"space": {"lr": {"low": 0, "high": 1e-3, "log": True}}},
+        ["space", "lr"],
+        "log range needs low > 0",
+    ),
+    (
+        {"space": {"weight_decay": {"low": -1, "high": 1, "log": True}}},
+        ["space", "weight_decay"],
+        "low > 0",
+    ),
+    (
+        {"space": {"weight_decay": {"low": 0.5, "high": 0.1}}},
+        ["space", "weight_decay"],
+        "low must be <= high",
+    ),
+    ({"space": {"beta1": 1.0}}, ["space", "beta1"], "beta1 must be in [0, 1)"),
+    (
+        {"space": {"beta1": {"low": -0.1, "high": 0.9}}},
+        ["space", "beta1"],
+        "beta1 must be in [0, 1)",
+    ),
+    ({"space": {"beta2": {"choices": [0.99, 1.5]}}}, ["space", "beta2"], "beta2 must be in [0, 1)"),
+    ({"space": {"lr": -1e-3}}, ["space", "lr"], "lr must be > 0"),
+    (
+        {"space": {"warmup_steps": {"low": 0, "high": 10.5}}},
+        ["space", "warmup_steps"],
+        "must be an integer",
+    ),
+    (
+        {"space": {"batch_size": {"choices": [0, 64]}}},
+        ["space", "batch_size"],
+        "batch_size must be >= 1",
+    ),
+    ({"space": {"lr": {"low": 1e-5}}}, ["space", "lr"], "needs both low and high"),
+    (
+        {"space": {"lr": {"low": 1e-5, "high": 1e-3, "log": True, "step": 1e-5}}},
+        ["space", "lr"],
+        "cannot have a step",
+    ),
+    ({"space": {"beta2": {"choices": []}}}, ["space", "beta2", "choices"], "at least 1"),
+    ({"n_trials": 0}, ["n_trials"], "greater than or equal to 1"),
+    ({"n_trials": CAP + 1}, ["n_trials"], f"n_trials must be <= {CAP}"),
+    ({"max_retries": -1}, ["max_retries"], "greater than or equal to 0"),
+    ({"sampler": {"name": "bayes"}}, ["sampler", "name"], "'tpe'"),
+    ({"pruner": {"name": "asha"}}, ["pruner", "name"], "'hyperband'"),
+    (
+        {"objective": {"metric": "loss", "direction": "down"}},
+        ["objective", "direction"],
+        "'minimize'",
+    ),
+    (
+        {"sampler": {"name": "grid"}},
+        ["space", "lr"],
+        "grid sampler cannot search a continuous range",
+    ),
+    (
+        {
+            "sampler": {"name": "grid"},
+            "n_trials": 5,
+            "space": {
+                "lr": {"choices": [1e-4, 3e-4]},
+                "weight_decay": 0.1,
+                "beta1": 0.9,
+                "beta2": 0.99,
+            },
+        },
+        ["n_trials"],
+        "grid's 2 points",
+    ),
+    ({"enqueue": [{"lr": 5e-2}]}, ["enqueue", 0, "lr"], "must be within [1e-05, 0.001]"),
+    (
+        {"enqueue": [{"from_adamw": {"lr": 3e-2, "weight_decay": 0.1}}]},
+        ["enqueue", 0, "lr"],
+        "must be within",
+    ),
+    (
+        {"enqueue": [{"from_adamw": {"lr": 3e-4, "weight_decay": 0.1}, "lr": 1e-4}]},
+        ["enqueue", 0],
+        "either from_adamw",
+    ),
+    ({"enqueue": [{"optimizer": "adamw"}]}, ["enqueue", 0, "optimizer"], "needs baseline: adamw"),
+    ({"enqueue": [{"lr": 1e-4}] * 5}, ["enqueue"], "more enqueued configs than n_trials"),
+    (
+        {"enqueue": [{"beta1": 0.95}], "space": {"beta1": 0.9}},
+        ["enqueue", 0, "beta1"],
+        "fixed value 0.9",
+    ),
+    ({"enqueue": [{"warmup_steps": 10}]}, ["enqueue", 0, "warmup_steps"], "not swept"),
+    ({"baseline": "sgd"}, ["baseline"], "'adamw'"),
+    ({"task": {"name": "bad name!"}}, ["task", "name"], "pattern"),
+    ({"task": None}, ["task"], "valid dictionary"),
+    ({"colour": "red"}, ["colour"], "Extra inputs are not permitted"),
+    ({"space": {"momentum": 0.9}}, ["space", "momentum"], "Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "rule"), CASES, ids=[" ".join(map(str, c[1])) for c in CASES]
+)
+def test_invalid_spec_is_422_naming_field_and_rule(client, server, change, loc, rule):
+    before = written(client, server)
+    spec = {**BASE, **change}
+    r = client.post("/api/sweeps", json=spec)
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    match = [e for e in errors if e["loc"][1 : 1 + len(loc)] == loc and rule in e["msg"]]
+    assert match, errors
+    assert errors[0]["loc"][0] == "body"
+    assert written(client, server) == before
+
+
+def test_missing_required_fields(client, server):
+    before = written(client, server)
+    r = client.post("/api/sweeps", json={"n_trials": 2})
+    assert r.status_code == 422
+    missing = {tuple(e["loc"]) for e in r.json()["detail"] if e["type"] == "missing"}
+    assert {("body", "name"), ("body", "task")} <= missing
+    assert written(client, server) == before
+
+
+def test_invalid_yaml_is_422(client, server):
+    before = written(client, server)
+    r = client.post(
+        "/api/sweeps", content=b"name: [unclosed", headers={"Content-Type": "text/yaml"}
+    )
+    assert r.status_code == 422 and "invalid YAML" in r.json()["detail"][0]["msg"]
+    r = client.post(
+        "/api/sweeps",
+        content=b"name: y\ntask: {name: quadratic}\nn_trials: 0\n",
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "n_trials"]
+    assert written(client, server) == before
+
+
+def test_oversize_body_is_413(client, server):
+    before = written(client, server)
+    spec = {**BASE, "task": {"name": "quadratic", "params": {"blob": "x" * 70_000}}}
+    r = client.post("/api/sweeps", json=spec)
+    assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit still applies while streaming
+        yield b'{"name": "v", "task": {"name": "quadratic", "params": {"blob": "'
+        for _ in range(20):
+            yield b"y" * 8192
+        yield b'"}}}'
+
+    r = client.post("/api/sweeps", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert written(client, server) == before
+
+
+def test_worker_protocol_bodies_are_validated(client):
+    assert client.post("/api/trials/claim", json={"worker_id": "w"}).status_code == 422
+    assert client.post("/api/trials/claim", json={"worker_id": "w", "tasks": []}).status_code == 422
+    r = client.post("/api/trials/1/report", json={"step": -1, "value": 1.0})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "step"]
+    r = client.post("/api/trials/1/finish", json={"state": "complete"})
+    assert r.status_code == 422 and "complete trial needs a finite value" in r.text
+    r = client.post("/api/trials/1/finish", json={"state": "exploded"})
+    assert r.status_code == 422
