@@ -26,6 +26,8 @@ __all__ = [
 # Flat-buffer offsets are multiples of this many elements (64 bytes of fp32),
 # so every view starts on a vector/cache-line boundary.
 _ALIGN = 16
+# The foreach step works on chunks of about this many elements at a time.
+_FOREACH_CHUNK = 1 << 20
 
 
 def lion(
@@ -79,7 +81,7 @@ def _single_tensor_lion(
             g = g.neg()
         m = exp_avg.float()
         p = param.float()
-        update = torch.sign(m * beta1 + g * (1 - beta1))
+        update = m.mul(beta1).add_(g, alpha=1 - beta1).sign_()
         p.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
         m.mul_(beta2).add_(g, alpha=1 - beta2)
         if p is not param:
@@ -112,24 +114,59 @@ def _multi_tensor_lion(
         bucket[0].append(param)
         bucket[1].append(grad)
         bucket[2].append(exp_avg)
-    for dev_params, dev_grads, dev_exp_avgs in buckets.values():
-        g = _as_fp32(dev_grads)
-        if maximize:
-            g = torch._foreach_neg(g)
-        m = _as_fp32(dev_exp_avgs)
-        p = _as_fp32(dev_params)
-        update = torch._foreach_mul(m, beta1)
-        torch._foreach_add_(update, torch._foreach_mul(g, 1 - beta1))
-        torch._foreach_sign_(update)
-        if weight_decay != 0:
-            torch._foreach_mul_(p, 1 - lr * weight_decay)
-        torch._foreach_add_(p, update, alpha=-lr)
-        torch._foreach_mul_(m, beta2)
-        torch._foreach_add_(m, g, alpha=1 - beta2)
-        if p is not dev_params:
-            torch._foreach_copy_(dev_params, p)
-        if m is not dev_exp_avgs:
-            torch._foreach_copy_(dev_exp_avgs, m)
+    for bucket in buckets.values():
+        for dev_params, dev_grads, dev_exp_avgs in _chunks(*bucket):
+            _multi_tensor_lion_bucket(
+                dev_params,
+                dev_grads,
+                dev_exp_avgs,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+
+
+def _chunks(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]):
+    """Split the lists so the step's temporaries stay small enough to be reused."""
+    start, size = 0, 0
+    for i, p in enumerate(params):
+        size += p.numel()
+        if size >= _FOREACH_CHUNK or i == len(params) - 1:
+            yield params[start : i + 1], grads[start : i + 1], exp_avgs[start : i + 1]
+            start, size = i + 1, 0
+
+
+def _multi_tensor_lion_bucket(
+    dev_params: list[Tensor],
+    dev_grads: list[Tensor],
+    dev_exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """The foreach update over one device/dtype chunk."""
+    g = _as_fp32(dev_grads)
+    if maximize:
+        g = torch._foreach_neg(g)
+    m = _as_fp32(dev_exp_avgs)
+    p = _as_fp32(dev_params)
+    update = torch._foreach_mul(m, beta1)
+    torch._foreach_add_(update, g, alpha=1 - beta1)
+    torch._foreach_sign_(update)
+    if weight_decay != 0:
+        torch._foreach_mul_(p, 1 - lr * weight_decay)
+    torch._foreach_add_(p, update, alpha=-lr)
+    torch._foreach_mul_(m, beta2)
+    torch._foreach_add_(m, g, alpha=1 - beta2)
+    if p is not dev_params:
+        torch._foreach_copy_(dev_params, p)
+    if m is not dev_exp_avgs:
+        torch._foreach_copy_(dev_exp_avgs, m)
 
 
 def hyperparameter_tensor(

@@ -109,9 +109,9 @@ def test_low_precision_params_compute_in_fp32():
     for grads in grad_stream(20, torch.bfloat16):
         for i, (g, (lr, (b1, b2), wd)) in enumerate(zip(grads, per_param_hypers(opt), strict=True)):
             g, m = g.float(), moms[i].float()
-            u = torch.sign(m * b1 + g * (1 - b1))
-            thetas[i] = (thetas[i] * (1 - lr * wd) - lr * u).bfloat16().float()
-            moms[i] = (m * b2 + g * (1 - b2)).bfloat16()
+            u = torch.sign(m.mul(b1).add(g, alpha=1 - b1))
+            thetas[i] = thetas[i].mul(1 - lr * wd).add(u, alpha=-lr).bfloat16().float()
+            moms[i] = m.mul(b2).add(g, alpha=1 - b2).bfloat16()
     assert_close_params(params, thetas, atol=0, rtol=0)
 
 

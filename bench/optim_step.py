@@ -1,0 +1,266 @@
+"""Optimizer step benchmark: our Lion (fused / foreach / reference) against torch AdamW and
+lion-pytorch, side by side, with a triad bandwidth measured in the same run.
+
+    python bench/optim_step.py                      # all sets, CUDA when present else CPU
+    python bench/optim_step.py --sets gpt --repeats 20 --device cpu
+
+Effective GB/s counts 20 bytes per fp32 parameter for Lion (read p, g, m; write p, m)
+and 28 for AdamW (read p, g, m, v; write p, m, v); "triad" is a = b + s·c over large
+fp32 buffers (12 bytes per element), the machine's practical streaming bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BYTES_PER_PARAM = {"lion": 20, "adamw": 28}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sets", default="gpt,big,small", help="comma list of: gpt, big, small")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--repeats", type=int, default=10, help="timed steps per optimizer")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every set's size by this")
+    ap.add_argument("--triad-mib", type=int, default=256, help="size of each triad buffer (MiB)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--only", default=None, help="comma list of optimizer names to run")
+    ap.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="use an empty inductor cache, so the first fused step pays the full compile",
+    )
+    return ap.parse_args(argv)
+
+
+def gpt_shapes(scale: float) -> list[tuple[int, ...]]:
+    """~30M parameters in 100 tensors: embeddings + 8 transformer blocks + final norm."""
+    d, layers, vocab, ctx = 384, 8, max(int(40_000 * scale), 16), 1024
+    d = max(int(d * scale**0.5) // 8 * 8, 8)
+    shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (3 * d, d), (3 * d,), (d, d), (d,)]
+        shapes += [(d,), (d,), (4 * d, d), (4 * d,), (d, 4 * d), (d,)]
+    shapes += [(d,), (d,)]
+    return shapes
+
+
+def small_shapes(scale: float) -> list[tuple[int, ...]]:
+    """1,000 small tensors of 64..4096 elements (a fixed pseudo-random mix)."""
+    sizes = [64 * (1 + (i * 37) % 64) for i in range(1000)]
+    return [(max(int(s * scale), 1),) for s in sizes]
+
+
+def param_sets(names: list[str], scale: float) -> dict[str, list[tuple[int, ...]]]:
+    sets = {
+        "gpt": gpt_shapes(scale),
+        "big": [(int(64 * 2**20 * scale),)],
+        "small": small_shapes(scale),
+    }
+    unknown = set(names) - set(sets)
+    if unknown:
+        raise SystemExit(f"unknown --sets {sorted(unknown)}; choose from {sorted(sets)}")
+    return {n: sets[n] for n in names}
+
+
+def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
+    """name -> (family, factory(params) -> optimizer)."""
+    from optim import Lion
+
+    opts = {
+        "lion fused (ours)": ("lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="fused")),
+        "lion foreach (ours)": (
+            "lion",
+            lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="foreach"),
+        ),
+        "lion reference (ours)": (
+            "lion",
+            lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="reference"),
+        ),
+        "adamw fused (torch)": (
+            "adamw",
+            lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.1, fused=True),
+        ),
+        "adamw foreach (torch)": (
+            "adamw",
+            lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.1, foreach=True),
+        ),
+    }
+    try:
+        from lion_pytorch import Lion as LionPytorch
+
+        opts["lion-pytorch"] = ("lion", lambda ps: LionPytorch(ps, lr=1e-4, weight_decay=0.1))
+    except ImportError:
+        print("lion-pytorch is not installed; skipping it", file=sys.stderr)
+    return opts
+
+
+def sync(torch, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def triad_gbps(torch, device, mib: int, repeats: int) -> float:
+    """Best-of-N GB/s of a = b + s·c over three fp32 buffers of `mib` MiB each."""
+    n = mib * 2**20 // 4
+    b = torch.rand(n, device=device)
+    c = torch.rand(n, device=device)
+    a = torch.empty_like(b)
+    times = []
+    for _ in range(repeats + 2):
+        sync(torch, device)
+        t0 = time.perf_counter()
+        torch.add(b, c, alpha=0.5, out=a)
+        sync(torch, device)
+        times.append(time.perf_counter() - t0)
+    del a, b, c
+    return 12 * n / min(times[2:]) / 1e9
+
+
+def state_bytes(opt) -> int:
+    total = 0
+    for state in opt.state.values():
+        for v in state.values():
+            if hasattr(v, "element_size"):
+                total += v.numel() * v.element_size()
+    return total
+
+
+def bench_one(torch, device, shapes, factory, repeats, warmup, fresh_grads=False):
+    """Return (median seconds per step, first step seconds, state bytes)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    params = [
+        torch.nn.Parameter(torch.randn(s, generator=gen, device=device) * 0.02) for s in shapes
+    ]
+    grads = [torch.randn(s, generator=gen, device=device) for s in shapes]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    opt = factory(params)
+    sync(torch, device)
+    t0 = time.perf_counter()
+    opt.step()
+    sync(torch, device)
+    first = time.perf_counter() - t0
+    if fresh_grads:
+        # as after zero_grad(set_to_none=True) + backward: .grad is a new tensor each step
+        grads = [torch.randn(s, generator=gen, device=device) for s in shapes]
+    times = []
+    for i in range(warmup + repeats):
+        if fresh_grads:
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+        sync(torch, device)
+        t0 = time.perf_counter()
+        opt.step()
+        sync(torch, device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    nbytes = state_bytes(opt)
+    del opt, params, grads
+    gc.collect()
+    return statistics.median(times), first, nbytes
+
+
+def machine(torch, device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.cold_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sets = param_sets([s.strip() for s in args.sets.split(",") if s.strip()], args.scale)
+    optimizers = make_optimizers(torch)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        optimizers = {k: v for k, v in optimizers.items() if any(w in k for w in wanted)}
+    triad = triad_gbps(torch, device, args.triad_mib, max(args.repeats, 5))
+    print(f"machine: {machine(torch, device)}; torch {torch.__version__}; device {device}")
+    print(f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s")
+    print(f"median of {args.repeats} steps after {args.warmup} warm-up steps; fp32 parameters")
+    header = (
+        f"{'set':6} {'optimizer':28} {'ms/step':>9} {'x adamw-fused':>13} {'GB/s':>7} "
+        f"{'% triad':>8} {'first step s':>12} {'state MB':>9}"
+    )
+    results = {}
+    for set_name, shapes in sets.items():
+        n = sum(int(torch.Size(s).numel()) for s in shapes)
+        print(f"\n[{set_name}] {n / 1e6:.1f}M parameters in {len(shapes)} tensors")
+        print(header)
+        rows = {}
+        runs = list(optimizers.items())
+        if "lion fused (ours)" in optimizers:
+            runs.insert(1, ("lion fused, fresh .grad", optimizers["lion fused (ours)"]))
+        for name, (family, factory) in runs:
+            sec, first, nbytes = bench_one(
+                torch,
+                device,
+                shapes,
+                factory,
+                args.repeats,
+                args.warmup,
+                fresh_grads=name == "lion fused, fresh .grad",
+            )
+            rows[name] = (family, sec, first, nbytes)
+        base = rows.get("adamw fused (torch)")
+        for name, (family, sec, first, nbytes) in rows.items():
+            gbps = BYTES_PER_PARAM[family] * n / sec / 1e9
+            ratio = f"{sec / base[1]:.2f}" if base else "-"
+            print(
+                f"{set_name:6} {name:28} {sec * 1e3:9.2f} {ratio:>13} {gbps:7.1f} "
+                f"{100 * gbps / triad:7.0f}% {first:12.2f} {nbytes / 2**20:9.1f}"
+            )
+        results[set_name] = rows
+    gpt = results.get("gpt", {})
+    need = ("lion fused (ours)", "adamw fused (torch)", "lion-pytorch")
+    if all(k in gpt for k in need):
+        n = sum(int(torch.Size(s).numel()) for s in sets["gpt"])
+        fused = gpt["lion fused (ours)"]
+        adamw = gpt["adamw fused (torch)"]
+        lionpt = gpt["lion-pytorch"]
+        frac = 20 * n / fused[1] / 1e9 / triad
+        checks = [
+            ("fused <= 0.65x adamw fused", fused[1] / adamw[1], fused[1] / adamw[1] <= 0.65),
+            (
+                "fused >= 6x faster than lion-pytorch",
+                lionpt[1] / fused[1],
+                lionpt[1] / fused[1] >= 6,
+            ),
+            (">= 80% of triad bandwidth", frac, frac >= 0.8),
+            ("first fused step <= 5 s", fused[2], fused[2] <= 5.0),
+        ]
+        print("\ntargets (gpt set):")
+        for label, value, ok in checks:
+            print(f"  {label:40} {value:8.2f}  {'met' if ok else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
