@@ -7,9 +7,15 @@ subprocesses for the embedded mode (``lionsweep up``), which starts its own serv
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -111,3 +117,121 @@ def test_examples_are_valid_sweep_specs(name: str) -> None:
 def test_built_in_demo_is_examples_demo_yaml() -> None:
     from_file = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
     assert json.loads(json.dumps(DEMO_SPEC)) == from_file
+
+
+# -- the embedded mode, as a real subprocess --------------------------------------------------
+
+
+def lionsweep_command() -> list[str]:
+    """The installed ``lionsweep`` script next to this interpreter, else ``python -m``."""
+    script = Path(sys.executable).with_name("lionsweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+def processes_mentioning(needle: str) -> list[str]:
+    """Command lines of live processes that contain ``needle``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if needle in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def demo_sweeps(base: str) -> list[dict]:
+    """The sweeps named ``demo`` on the server."""
+    items = httpx.get(f"{base}/api/sweeps", timeout=5).json()["items"]
+    return [s for s in items if s["name"] == "demo"]
+
+
+def stop_with_sigint(proc: subprocess.Popen) -> str:
+    """Ctrl-C the ``up`` process; return its output once it has exited."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"lionsweep up did not stop on SIGINT:\n{out}")
+    return out
+
+
+@pytest.mark.slow
+def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [*lionsweep_command(), "up", "--demo", "--port", str(port), "--workers", "1"]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    first = start()
+    try:
+        sweep = wait_for(
+            lambda: next((s for s in demo_sweeps(base) if s["finished"] >= 2), None),
+            timeout=120,
+            what="the demo sweep to finish two trials",
+        )
+    finally:
+        out = stop_with_sigint(first)
+    assert first.returncode == 0, out
+    assert f"Dashboard: {base}/" in out
+    assert f"{base}/sweeps/{sweep['id']}" in out
+    assert "Traceback" not in out
+    assert (tmp_path / "lionsweep.db").exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/healthz", timeout=2)
+    assert processes_mentioning(f"--port {port}") == []
+    assert processes_mentioning(f"127.0.0.1:{port}") == []
+    # The workers handed their trials back: nothing is left RUNNING in Optuna's tables.
+    import optuna
+
+    study = optuna.load_study(
+        study_name=sweep["study_name"], storage=f"sqlite:///{tmp_path / 'lionsweep.db'}"
+    )
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert optuna.trial.TrialState.RUNNING not in states, states
+
+    second = start()
+    try:
+        resumed = wait_for(
+            lambda: next(
+                (
+                    s
+                    for s in demo_sweeps(base)
+                    if s["finished"] > sweep["finished"] or s["status"] == "complete"
+                ),
+                None,
+            ),
+            timeout=120,
+            what="the resumed demo sweep to make progress",
+        )
+        assert [s["id"] for s in demo_sweeps(base)] == [sweep["id"]]  # not submitted twice
+    finally:
+        out = stop_with_sigint(second)
+    assert second.returncode == 0, out
+    assert resumed["id"] == sweep["id"]
+    assert resumed["finished"] >= sweep["finished"]
+    assert processes_mentioning(f"--port {port}") == []
