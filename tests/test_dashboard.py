@@ -7,9 +7,17 @@ Playwright against a real ``lionsweep serve`` with real worker processes.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import optuna
 import pytest
 from fastapi import FastAPI
@@ -95,3 +103,219 @@ def test_read_token_setting_marks_pages_and_guards_optuna(optuna_db: str) -> Non
         client.get("/optuna/api/studies", headers={"Authorization": "Bearer nope"}).status_code
         == 401
     )
+
+
+# -- a real browser on a real server with a real worker ---------------------------------------
+
+DEMO = {
+    "name": "browser-demo",
+    "task": {"name": "quadratic", "params": {}},
+    "space": {
+        "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+        "weight_decay": {"low": 1e-3, "high": 3.0, "log": True},
+        "beta1": 0.9,
+        "beta2": {"choices": [0.98, 0.99]},
+    },
+    "objective": {"metric": "val_loss", "direction": "minimize"},
+    "sampler": {"name": "tpe", "seed": 0},
+    "pruner": {"name": "median", "n_startup_trials": 6, "n_warmup_steps": 500},
+    "n_trials": 24,
+}
+PLOTS = ("plot-map", "plot-history", "plot-importances", "plot-parallel")
+
+
+def lionsweep_command() -> list[str]:
+    """The ``lionsweep`` script of this interpreter."""
+    script = Path(sys.executable).with_name("lionsweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        why = "Debian's Chromium is not installed (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(why + " — mandatory because CI=true")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def running(module_live_server: Any, make_sqlite_url: Any, tmp_path_factory: Any) -> Iterator[Any]:
+    """A server, one CPU worker, and a submitted demo sweep (id in ``.sweep_id``)."""
+    server = module_live_server(make_sqlite_url())
+    created = httpx.post(f"{server.url}/api/sweeps", json=DEMO, timeout=10)
+    assert created.status_code == 201, created.text
+    server.sweep_id = created.json()["id"]
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [*lionsweep_command(), "worker", "--server", server.url, "--device", "cpu"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    yield server
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page whose console errors and uncaught exceptions are collected in ``.errors``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.errors = []
+    tab.on("console", lambda m: m.type == "error" and tab.errors.append(m.text))
+    tab.on("pageerror", lambda e: tab.errors.append(f"uncaught: {e}"))
+    yield tab
+    context.close()
+
+
+def sweep(server: Any, sweep_id: int) -> dict[str, Any]:
+    """The sweep as the API reports it."""
+    return httpx.get(f"{server.url}/api/sweeps/{sweep_id}", timeout=10).json()
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.browser
+def test_sweeps_list_shows_new_sweeps_and_live_counts_without_reload(
+    running: Any, page: Any
+) -> None:
+    page.goto(running.url + "/")
+    row = page.locator(f'tr[data-sweep-id="{running.sweep_id}"]')
+    row.wait_for(timeout=15_000)
+    assert "browser-demo" in row.inner_text()
+    page.evaluate("window.__sameDocument = 42")
+    before = row.locator(".bar em").inner_text()
+
+    added = httpx.post(
+        f"{running.url}/api/sweeps", json={**DEMO, "name": "added-later", "n_trials": 3}
+    )
+    assert added.status_code == 201
+    page.locator(f'tr[data-sweep-id="{added.json()["id"]}"]').wait_for(timeout=10_000)
+    page.wait_for_function(
+        "([id, before]) => {"
+        " const em = document.querySelector(`tr[data-sweep-id='${id}'] .bar em`);"
+        " return em && em.textContent !== before; }",
+        arg=[running.sweep_id, before],
+        timeout=60_000,
+    )
+    assert page.evaluate("window.__sameDocument") == 42, "the page reloaded"
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_sweep_page_renders_every_plot_and_updates_in_place(running: Any, page: Any) -> None:
+    wait_until(lambda: sweep(running, running.sweep_id)["counts"]["complete"] >= 1, 60, "a trial")
+    page.goto(f"{running.url}/sweeps/{running.sweep_id}")
+    for plot in PLOTS:
+        page.locator(f"#{plot} .main-svg").first.wait_for(timeout=15_000)
+    page.evaluate("window.__sameDocument = 42")
+    start = int(page.locator('[data-count="complete"]').inner_text())
+    page.wait_for_function(
+        "n => Number(document.querySelector('[data-count=\"complete\"]').textContent) > n"
+        " || document.querySelector('#eta').textContent.includes('complete')",
+        arg=start,
+        timeout=90_000,
+    )
+    rows = page.locator("#trials tbody tr").count()
+    assert rows >= start + 1
+    assert page.evaluate("window.__sameDocument") == 42, "the page reloaded"
+    assert page.locator("#best-body").is_visible()
+    kwargs = json.loads(page.locator("#best-code").inner_text())
+    assert set(kwargs) >= {"lr", "betas", "weight_decay"}
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_finished_demo_sweep_page_and_screenshot(running: Any, page: Any, tmp_path: Path) -> None:
+    wait_until(lambda: sweep(running, running.sweep_id)["status"] == "complete", 150, "the sweep")
+    page.goto(f"{running.url}/sweeps/{running.sweep_id}")
+    for plot in PLOTS:
+        page.locator(f"#{plot} .main-svg").first.wait_for(timeout=15_000)
+    page.wait_for_function("document.querySelector('#eta').textContent.includes('complete')")
+    # The lr × wd map: coloured trials, iso-lines of η·λ, and (with enough trials) the fit.
+    names = page.evaluate(
+        "Array.from(document.getElementById('plot-map').data).map(t => t.name || '')"
+    )
+    assert "complete" in names and "η·λ = const" in names
+    fit = httpx.get(f"{running.url}/api/sweeps/{running.sweep_id}/scaling-rule")
+    if fit.status_code == 200:
+        assert any(n.startswith("fit: λ ∝ η^") for n in names)
+    assert page.locator("#plot-importances .bars, #plot-importances .main-svg").count() >= 1
+    assert page.errors == []
+    shot = Path(os.environ.get("LIONSWEEP_SCREENSHOT") or tmp_path / "dashboard.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.browser
+def test_baseline_sweep_shows_lion_and_adamw_side_by_side(running: Any, page: Any) -> None:
+    spec = {**DEMO, "name": "with-baseline", "n_trials": 8, "baseline": "adamw"}
+    created = httpx.post(f"{running.url}/api/sweeps", json=spec)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    wait_until(lambda: sweep(running, sweep_id)["status"] == "complete", 120, "baseline sweep")
+    page.goto(f"{running.url}/sweeps/{sweep_id}")
+    page.locator("#plot-arms-box .main-svg").first.wait_for(timeout=15_000)
+    assert page.locator("#arms-card").is_visible()
+    arms = page.locator("#arms-table tbody tr").all_inner_texts()
+    assert [a.split()[0] for a in arms] == ["lion", "adamw"]
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_read_token_pages_show_nothing_without_a_token(
+    live_server: Any, sqlite_url: str, browser: Any
+) -> None:
+    token = "read-test-token"
+    server = live_server(
+        sqlite_url,
+        env={"LIONSWEEP_REQUIRE_READ_TOKEN": "true", "LIONSWEEP_BOOTSTRAP_TOKEN": token},
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{server.url}/api/sweeps", json=DEMO, headers=auth)
+    assert created.status_code == 201, created.text
+
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.goto(server.url + "/")
+    tab.locator("#notice").wait_for(timeout=10_000)
+    assert "read token" in tab.locator("#notice").inner_text()
+    assert not tab.locator("#content").is_visible()
+    assert tab.locator("tr[data-sweep-id]").count() == 0
+    assert tab.goto(server.url + "/optuna/api/studies").status == 401
+
+    tab.goto(f"{server.url}/?token={token}")
+    tab.locator(f'tr[data-sweep-id="{created.json()["id"]}"]').wait_for(timeout=10_000)
+    assert "token=" not in tab.url
+    tab.goto(f"{server.url}/sweeps/{created.json()['id']}")
+    tab.locator("#plot-map .main-svg").first.wait_for(timeout=15_000)
+    answer = tab.goto(server.url + "/optuna/api/studies")
+    assert answer.status == 200
+    assert len(answer.json()["study_summaries"]) == 1
+    context.close()

@@ -169,12 +169,21 @@ async function refresh() {
   if (signature === lastSignature) return;
   lastSignature = signature;
 
-  const [trials, best] = await Promise.all([allTrials(), optional(`${base}/best?k=5`)]);
+  // Ask only for what the API can answer yet (it says 409 otherwise, which browsers log).
+  const complete = (sweep.counts && sweep.counts.complete) || 0;
+  const [trials, best] = await Promise.all([
+    allTrials(),
+    complete >= 1 ? optional(`${base}/best?k=5`) : { conflict: "no complete trial yet" },
+  ]);
   renderBest(best);
   renderTrials(trials);
   if (sweep.finished !== lastFinished) {
     lastFinished = sweep.finished;
-    const [fit, imp] = await Promise.all([optional(`${base}/scaling-rule`), optional(`${base}/importances`)]);
+    const lionDone = trials.filter((t) => t.state === "complete" && (t.params?.optimizer || "lion") === "lion").length;
+    const [fit, imp] = await Promise.all([
+      lionDone >= 3 ? optional(`${base}/scaling-rule`) : { conflict: "needs at least 3 complete Lion trials" },
+      complete >= 2 ? optional(`${base}/importances`) : { conflict: "needs at least 2 complete trials" },
+    ]);
     rule = fit.conflict ? null : fit;
     document.getElementById("rule-note").textContent = fit.conflict
       ? `Fitted rule: ${fit.conflict}`
