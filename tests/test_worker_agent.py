@@ -1,0 +1,308 @@
+"""Real ``lionsweep worker`` processes against a real ``lionsweep serve`` (SQLite, PostgreSQL).
+
+Workers train with the foreach Lion step unless a test says otherwise (the fused step's
+compilation costs seconds on a small CPU); the main end-to-end case runs the fused step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FAST_LEASES = {
+    "LIONSWEEP_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "LIONSWEEP_HEARTBEAT_GRACE_SECONDS": "3",
+    "LIONSWEEP_REAPER_INTERVAL_SECONDS": "0.5",
+}
+
+
+def lionsweep_command() -> list[str]:
+    """The ``lionsweep`` console script next to this interpreter (or ``-m service.cli``)."""
+    script = Path(sys.executable).with_name("lionsweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+class Worker:
+    """A ``lionsweep worker`` subprocess with its log file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        """Everything the worker printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the worker to exit; return its exit code."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker still running after {timeout}s:\n{self.log()}") from None
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Factory: start ``lionsweep worker --server URL *args``; all are killed at teardown."""
+    workers: list[Worker] = []
+
+    def start(server_url: str, *args: str, env: dict[str, str] | None = None) -> Worker:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        full_env = {
+            **os.environ,
+            "LIONSWEEP_LION_IMPL": "foreach",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                [*lionsweep_command(), "worker", "--server", server_url, *args],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(proc, log_path)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(10)
+
+
+def submit(api: httpx.Client, n_trials: int, task: str = "quadratic", **spec) -> int:
+    """Submit a sweep (random sampler, no pruner unless given); return its id."""
+    body = {
+        "name": f"{task}-{n_trials}",
+        "task": {"name": task, "params": spec.pop("params", {})},
+        "n_trials": n_trials,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        **spec,
+    }
+    r = api.post("/api/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def trials(api: httpx.Client, sweep_id: int) -> list[dict]:
+    """All trials of a sweep."""
+    r = api.get(f"/api/sweeps/{sweep_id}/trials", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``condition`` until it is truthy; fail saying ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def running_trial(api: httpx.Client, sweep_id: int) -> dict | None:
+    """A running trial of the sweep, or None."""
+    return next((t for t in trials(api, sweep_id) if t["state"] == "running"), None)
+
+
+def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
+    database_url, live_server, start_worker
+):
+    server = live_server(database_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 5)
+        worker = start_worker(server.url, "--idle-exit", "1", env={"LIONSWEEP_LION_IMPL": "fused"})
+        assert worker.wait(120) == 0, worker.log()
+        sweep = api.get(f"/api/sweeps/{sweep_id}").json()
+        assert sweep["status"] == "complete", sweep
+        assert sweep["counts"]["complete"] == 5 and sweep["counts"]["failed"] == 0
+        done = trials(api, sweep_id)
+        assert sorted(t["number"] for t in done) == list(range(5))
+        values = [t["value"] for t in done]
+        assert sweep["best"]["value"] == min(values)
+        assert api.get(f"/api/sweeps/{sweep_id}/best").json()["best"]["value"] == min(values)
+        for t in done:
+            assert t["config"]["lion_impl"] == "fused"
+            assert t["config"]["batch_size"] == 16 and t["config"]["warmup_steps"] == 10
+            assert t["config"]["lr"] == t["params"]["lr"]
+            assert len(t["intermediate_values"]) == 10
+            assert t["value"] == t["intermediate_values"]["1000"]
+            assert t["metrics"]["time_first_step_s"] > 0
+    log = worker.log()
+    assert len(re.findall(r"trial \d+ \(sweep \d+, id \d+\) complete value=", log)) == 5
+    assert "first_step=" in log and "overhead=" in log
+
+
+@pytest.mark.postgres
+def test_two_workers_share_one_sweep_without_duplicates(postgres_url, live_server, start_worker):
+    server = live_server(postgres_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 10, params={"steps": 300, "step_delay": 0.002})
+        workers = [start_worker(server.url, "--idle-exit", "1") for _ in range(2)]
+        for w in workers:
+            assert w.wait(120) == 0, w.log()
+        done = trials(api, sweep_id)
+        assert sorted(t["number"] for t in done) == list(range(10))
+        assert all(t["state"] == "complete" for t in done)
+        by_worker: dict[str, int] = {}
+        for t in done:
+            by_worker[t["worker_id"]] = by_worker.get(t["worker_id"], 0) + 1
+        assert len(by_worker) == 2, by_worker
+    runs = [len(re.findall(r" complete value=", w.log())) for w in workers]
+    assert sorted(runs) == sorted(by_worker.values())
+
+
+@pytest.mark.postgres
+def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(
+    postgres_url, live_server, start_worker
+):
+    server = live_server(postgres_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 3, params={"steps": 200, "step_delay": 0.005})
+        doomed = start_worker(server.url)
+        victim = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+        doomed.process.kill()
+        doomed.process.wait(10)
+        rescuer = start_worker(server.url, "--idle-exit", "2")
+        assert rescuer.wait(120) == 0, rescuer.log()
+        sweep = api.get(f"/api/sweeps/{sweep_id}").json()
+        assert sweep["status"] == "complete" and sweep["counts"]["complete"] == 3
+        all_trials = {t["number"]: t for t in trials(api, sweep_id)}
+        lost = all_trials[victim["number"]]
+        assert lost["state"] == "failed" and "lease expired" in lost["reason"]
+        retry = [t for t in all_trials.values() if t["retry_of"] == victim["number"]]
+        assert len(retry) == 1 and retry[0]["state"] == "complete"
+        assert retry[0]["params"] == lost["params"]
+        assert retry[0]["worker_id"] != lost["worker_id"]
+
+
+def test_sigterm_hands_the_trial_back_and_exits_0(sqlite_url, live_server, start_worker):
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 2, params={"steps": 500, "step_delay": 0.02})
+        worker = start_worker(server.url)
+        victim = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+        wait_for(lambda: trials(api, sweep_id)[0]["intermediate_values"], 30, "a first report")
+        worker.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(30) == 0, worker.log()
+        assert time.monotonic() - started < 10
+        by_number = {t["number"]: t for t in trials(api, sweep_id)}
+        handed_back = by_number[victim["number"]]
+        assert handed_back["state"] == "failed" and handed_back["reason"] == "worker shutdown"
+        assert handed_back["config"]["steps"] == 500
+        requeued = [t for t in by_number.values() if t["retry_of"] == victim["number"]]
+        assert len(requeued) == 1 and requeued[0]["state"] == "waiting"
+    assert "received SIGTERM" in worker.log()
+
+
+def test_nan_loss_ends_pruned_as_diverged_and_the_worker_carries_on(
+    sqlite_url, live_server, start_worker
+):
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        bad = submit(api, 2, params={"nan_at_step": 5})
+        good = submit(api, 1)
+        worker = start_worker(server.url, "--idle-exit", "1")
+        assert worker.wait(60) == 0, worker.log()
+        for t in trials(api, bad):
+            assert (t["state"], t["reason"]) == ("pruned", "diverged")
+            assert t["config"]["task_params"]["nan_at_step"] == 5
+        assert [t["state"] for t in trials(api, good)] == ["complete"]
+
+
+TASK_MODULE = textwrap.dedent(
+    """
+    from worker.tasks import TaskDefaults, register
+    from worker.tasks.quadratic import Quadratic
+
+    class Operators(Quadratic):
+        name = "operators_task"
+        defaults = TaskDefaults(steps=20, eval_every=10, params=dict(Quadratic.defaults.params))
+
+    register(Operators)
+    """
+)
+
+
+def test_only_registered_tasks_run_and_task_modules_register(
+    sqlite_url, live_server, start_worker, tmp_path
+):
+    (tmp_path / "operators_tasks.py").write_text(TASK_MODULE)
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        unknown = submit(api, 2, task="os.system")
+        mine = submit(api, 2, task="operators_task")
+        plain = start_worker(server.url, "--idle-exit", "1")
+        assert plain.wait(60) == 0, plain.log()
+        assert trials(api, unknown) == [] and trials(api, mine) == []
+        assert "os.system" not in plain.log()
+        env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+        extended = start_worker(
+            server.url, "--idle-exit", "1", "--task-module", "operators_tasks", env=env
+        )
+        assert extended.wait(60) == 0, extended.log()
+        assert [t["state"] for t in trials(api, mine)] == ["complete", "complete"]
+        assert [t["config"]["steps"] for t in trials(api, mine)] == [20, 20]
+        assert trials(api, unknown) == []
+        assert "operators_task" in extended.log()
+
+
+def test_reports_survive_a_server_restart(sqlite_url, live_server, start_worker, free_port):
+    server = live_server(sqlite_url, port=free_port)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 1, params={"steps": 400, "step_delay": 0.01, "eval_every": 20})
+        worker = start_worker(server.url, "--idle-exit", "3")
+        wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+    server.stop()
+    time.sleep(1.5)
+    server = live_server(sqlite_url, port=free_port)
+    assert worker.wait(90) == 0, worker.log()
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        (trial,) = trials(api, sweep_id)
+        assert trial["state"] == "complete"
+        assert sorted(map(int, trial["intermediate_values"])) == list(range(20, 401, 20))
+    assert "retrying in" in worker.log()
+
+
+def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigterm(
+    sqlite_url, live_server, start_worker
+):
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 4, params={"steps": 2000, "step_delay": 0.01})
+
+        def running() -> list[dict]:
+            return [t for t in trials(api, sweep_id) if t["state"] == "running"]
+
+        supervisor = start_worker(server.url, "--gpus", "0,1", "--device", "cpu")
+        first = wait_for(lambda: len(running()) == 2 and running(), 60, "one trial per agent")
+        assert {t["worker_id"].rsplit("-", 1)[1] for t in first} == {"0", "1"}
+        (pid,) = re.findall(r"started agent 1 \(pid (\d+)\) on GPU 1", supervisor.log())
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: len(running()) == 3, 60, "the restarted agent to claim a trial")
+        assert "agent on GPU 1 exited with -9; restarting" in supervisor.log()
+        assert len(re.findall(r"started agent 1 \(pid \d+\) on GPU 1", supervisor.log())) == 2
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0, supervisor.log()
+        originals = [t for t in trials(api, sweep_id) if t["retry_of"] is None]
+        orphan = next(t for t in originals if t["worker_id"].endswith(f"-{pid}-1"))
+        assert orphan["state"] == "running"  # until its lease expires
+        handed_back = [t for t in originals if t["reason"] == "worker shutdown"]
+        assert len(handed_back) == 2 and all(t["state"] == "failed" for t in handed_back)
