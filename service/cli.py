@@ -333,10 +333,13 @@ def status(
         if sweep_id is None:
             page = client.get("/api/sweeps", params={"limit": 100})
             table = Table(title=f"Sweeps ({page['total']})", title_justify="left")
-            for column in ("id", "name", "task", "status", "finished", "complete", "pruned"):
-                table.add_column(column)
-            for column in ("failed", "running", "best"):
-                table.add_column(column)
+            table.add_column("id", justify="right")
+            table.add_column("name", no_wrap=True)
+            table.add_column("task", no_wrap=True)
+            table.add_column("status")
+            table.add_column("finished", justify="right")
+            table.add_column("complete/pruned/failed/running", justify="right")
+            table.add_column("best", justify="right")
             for sweep in page["items"]:
                 c = sweep.get("counts") or {}
                 table.add_row(
@@ -345,7 +348,7 @@ def status(
                     (sweep.get("task") or {}).get("name", "-"),
                     sweep["status"],
                     f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
-                    *(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
+                    "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
                     fmt((sweep.get("best") or {}).get("value")),
                 )
             console.print(table)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-def free_port() -> int:
+def unused_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,7 +69,7 @@ def test_rule_needs_a_mode_and_says_so() -> None:
 
 
 def test_unreachable_server_is_one_line_and_exit_2() -> None:
-    server = f"http://127.0.0.1:{free_port()}"
+    server = f"http://127.0.0.1:{unused_port()}"
     for args in (["status"], ["status", "3"], ["best", "3"], ["rule", "--sweep", "3"]):
         result = runner.invoke(app, [*args, "--server", server])
         assert result.exit_code == 2, (args, result.output)
@@ -178,7 +178,7 @@ def stop_with_sigint(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
-    port = free_port()
+    port = unused_port()
     base = f"http://127.0.0.1:{port}"
     command = [*lionsweep_command(), "up", "--demo", "--port", str(port), "--workers", "1"]
 
@@ -235,3 +235,119 @@ def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     assert resumed["id"] == sweep["id"]
     assert resumed["finished"] >= sweep["finished"]
     assert processes_mentioning(f"--port {port}") == []
+
+
+# -- against a real server (and a real worker) ------------------------------------------------
+
+SMALL = {
+    "name": "cli-small",
+    "task": {"name": "quadratic", "params": {}},
+    "space": {"lr": {"low": 1e-4, "high": 3e-2, "log": True}},
+    "sampler": {"name": "random", "seed": 1},
+    "pruner": {"name": "none"},
+    "n_trials": 4,
+}
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    """Write ``spec`` as YAML and return its path."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_invalid_spec_prints_one_line_per_field_and_writes_nothing(
+    live_server, sqlite_url: str, tmp_path: Path
+) -> None:
+    server = live_server(sqlite_url)
+    bad = {**SMALL, "n_trials": 0, "space": {"lr": {"low": -1.0, "high": 1e-3, "log": True}}}
+    result = runner.invoke(app, ["submit", str(write_spec(tmp_path, bad)), "--server", server.url])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "Traceback" not in result.output
+    assert all(line.startswith("error: ") for line in lines), lines
+    assert any(line.startswith("error: n_trials: ") for line in lines), lines
+    assert any(line.startswith("error: space.lr") for line in lines), lines
+    assert httpx.get(f"{server.url}/api/sweeps").json()["total"] == 0
+
+
+def test_submit_status_best_rule_on_a_live_server(
+    live_server, sqlite_url: str, tmp_path: Path
+) -> None:
+    server = live_server(sqlite_url)
+    spec = write_spec(tmp_path, SMALL)
+    result = runner.invoke(
+        app, ["submit", str(spec), "--server", server.url, "--idempotency-key", "k1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{server.url}/sweeps/1" in result.output
+    again = runner.invoke(
+        app, ["submit", str(spec), "--server", server.url, "--idempotency-key", "k1"]
+    )
+    assert again.exit_code == 0, again.output
+    assert httpx.get(f"{server.url}/api/sweeps").json()["total"] == 1
+
+    listing = runner.invoke(app, ["status", "--server", server.url])
+    assert listing.exit_code == 0 and "cli-small" in listing.output
+    one = runner.invoke(app, ["status", "1", "--server", server.url])
+    assert one.exit_code == 0 and "running" in one.output
+    missing = runner.invoke(app, ["status", "99", "--server", server.url])
+    assert missing.exit_code == 1
+    one_error_line(missing.output)
+    no_best = runner.invoke(app, ["best", "1", "--server", server.url])
+    assert no_best.exit_code == 1
+    assert "no complete trial" in one_error_line(no_best.output)
+    no_rule = runner.invoke(app, ["rule", "--sweep", "1", "--server", server.url])
+    assert no_rule.exit_code == 1
+    assert "3 complete" in one_error_line(no_rule.output)
+
+
+@pytest.mark.slow
+def test_submit_follow_shows_progress_then_the_best_config(
+    live_server, sqlite_url: str, tmp_path: Path
+) -> None:
+    server = live_server(sqlite_url)
+    worker = subprocess.Popen(
+        [*lionsweep_command(), "worker", "--server", server.url, "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        done = subprocess.run(
+            [
+                *lionsweep_command(),
+                "submit",
+                str(write_spec(tmp_path, SMALL)),
+                "--follow",
+                "--interval",
+                "0.3",
+                "--server",
+                server.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4/4" in done.stdout
+    assert "complete" in done.stdout
+    assert "Best configs" in done.stdout
+    best = httpx.get(f"{server.url}/api/sweeps/1/best").json()["best"]
+    assert json.dumps(best["optimizer_kwargs"]) in done.stdout
+    as_json = runner.invoke(app, ["best", "1", "--json", "--server", server.url])
+    assert json.loads(as_json.output)["best"]["trial_number"] == best["trial_number"]
+
+
+def test_bench_forwards_arguments_and_exit_code() -> None:
+    help_run = subprocess.run(
+        [*lionsweep_command(), "bench", "--", "--help"], capture_output=True, text=True
+    )
+    assert help_run.returncode == 0, help_run.stderr
+    assert "optim_step.py" in help_run.stdout
+    bad = subprocess.run(
+        [*lionsweep_command(), "bench", "--no-such-flag"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
