@@ -31,7 +31,20 @@ from optuna.distributions import (
 )
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import DateTime, Enum, Integer, String, column, delete, func, select, table, update
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    Integer,
+    String,
+    and_,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from service import schemas
@@ -44,6 +57,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RETRY_OF = "lionsweep:retry_of"
+FINAL_FAILURE = "lionsweep:final_failure"
 RETRY_HISTORY = "lionsweep:retry_history"
 
 # Optuna's tables, for the few aggregate queries its storage API has no call for.
@@ -294,6 +308,7 @@ def check_spec(spec: schemas.SweepSpec, settings: Settings) -> list[dict[str, An
 class _Counts:
     by_state: dict[str, int]
     retries: int
+    final_failures: int
     first_start: datetime | None
     last_complete: datetime | None
 
@@ -308,7 +323,7 @@ class _Counts:
     @property
     def finished(self) -> int:
         s = self.by_state
-        return s["complete"] + s["pruned"] + max(s["failed"] - self.retries, 0)
+        return s["complete"] + s["pruned"] + self.final_failures
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -376,14 +391,26 @@ class Sweeps:
                 .where(_trials.c.study_id == study_id)
                 .group_by(_trials.c.state)
             ).all()
-            retries = s.scalar(
-                select(func.count())
-                .select_from(
-                    _trial_system_attrs.join(
-                        _trials, _trials.c.trial_id == _trial_system_attrs.c.trial_id
+            attr_counts = dict(
+                s.execute(
+                    select(_trial_system_attrs.c.key, func.count())
+                    .select_from(
+                        _trial_system_attrs.join(
+                            _trials, _trials.c.trial_id == _trial_system_attrs.c.trial_id
+                        )
                     )
-                )
-                .where(_trials.c.study_id == study_id, _trial_system_attrs.c.key == RETRY_OF)
+                    .where(
+                        _trials.c.study_id == study_id,
+                        or_(
+                            _trial_system_attrs.c.key == RETRY_OF,
+                            and_(
+                                _trial_system_attrs.c.key == FINAL_FAILURE,
+                                _trials.c.state == TrialState.FAIL,
+                            ),
+                        ),
+                    )
+                    .group_by(_trial_system_attrs.c.key)
+                ).all()
             )
         by_state = dict.fromkeys(schemas.STATES, 0)
         first, last = None, None
@@ -397,7 +424,9 @@ class Sweeps:
                     first = start
                 if complete is not None and (last is None or complete > last):
                     last = complete
-        return _Counts(by_state, retries or 0, first, last)
+        return _Counts(
+            by_state, attr_counts.get(RETRY_OF, 0), attr_counts.get(FINAL_FAILURE, 0), first, last
+        )
 
     def _announced_tasks(self) -> set[str]:
         with self.db.session() as s:
@@ -745,13 +774,14 @@ class Sweeps:
                 status = s.scalar(select(Sweep.status).where(Sweep.id == sweep.id))
                 if status != "running":
                     return None
-                waiting = s.execute(
-                    select(_trials.c.trial_id, _trials.c.number)
-                    .where(
-                        _trials.c.study_id == sweep.study_id, _trials.c.state == TrialState.WAITING
-                    )
-                    .order_by(_trials.c.trial_id)
-                ).all()
+            # Through the storage (not SQL) so this process's trial cache learns the
+            # trials other processes created, as Optuna's own ask() does.
+            waiting = [
+                (t._trial_id, t.number)
+                for t in self.storage.get_all_trials(
+                    sweep.study_id, deepcopy=False, states=(TrialState.WAITING,)
+                )
+            ]
             for tid, number in waiting:
                 try:
                     if self.storage.set_trial_state_values(tid, TrialState.RUNNING):
@@ -880,8 +910,15 @@ class Sweeps:
     def _fail(
         self, cached: _Cached, sweep: Sweep, trial_id: int, reason: str | None, told: bool = False
     ) -> schemas.FinishOut:
-        """Fail a running trial, then re-queue it with the same params if retries remain."""
+        """Fail a running trial, then re-queue it with the same params if retries remain.
+
+        A failure that will not be retried is marked final *before* the state changes, so
+        a concurrent count never takes a failure awaiting its retry for a finished trial.
+        """
         try:
+            running = self.storage.get_trial(trial_id)
+            if running.state == TrialState.RUNNING and not self._retries_left(cached, running):
+                self.storage.set_trial_system_attr(trial_id, FINAL_FAILURE, True)
             if reason:
                 self.storage.set_trial_user_attr(trial_id, "reason", reason)
             if told:
@@ -902,10 +939,14 @@ class Sweeps:
         self._maybe_complete(sweep.id)
         return schemas.FinishOut(trial_id=trial_id, state="failed", requeued=requeued)
 
+    @staticmethod
+    def _retries_left(cached: _Cached, t: FrozenTrial) -> bool:
+        return len(t.system_attrs.get(RETRY_HISTORY, [])) < cached.spec.max_retries
+
     def _requeue(self, cached: _Cached, t: FrozenTrial) -> bool:
-        history = list(t.system_attrs.get(RETRY_HISTORY, []))
-        if len(history) >= cached.spec.max_retries:
+        if not self._retries_left(cached, t):
             return False
+        history = list(t.system_attrs.get(RETRY_HISTORY, []))
         history.append(t.number)
         attrs: dict[str, Any] = {
             RETRY_OF: t.number,
