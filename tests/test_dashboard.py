@@ -265,7 +265,15 @@ def test_finished_demo_sweep_page_and_screenshot(running: Any, page: Any, tmp_pa
     fit = httpx.get(f"{running.url}/api/sweeps/{running.sweep_id}/scaling-rule")
     if fit.status_code == 200:
         assert any(n.startswith("fit: λ ∝ η^") for n in names)
-    assert page.locator("#plot-importances .bars, #plot-importances .main-svg").count() >= 1
+    assert page.locator("#plot-importances .main-svg").count() >= 1
+    # A finished sweep's progress bar is full: its segments span the whole bar.
+    filled = page.evaluate(
+        "(() => { const bar = document.querySelector('#progress .bar');"
+        " const segs = Array.from(bar.querySelectorAll('.seg'));"
+        " return segs.reduce((a, s) => a + s.getBoundingClientRect().width, 0)"
+        " / bar.getBoundingClientRect().width; })()"
+    )
+    assert filled == pytest.approx(1.0, abs=0.02)
     assert page.errors == []
     shot = Path(os.environ.get("LIONSWEEP_SCREENSHOT") or tmp_path / "dashboard.png")
     shot.parent.mkdir(parents=True, exist_ok=True)
