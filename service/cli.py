@@ -538,6 +538,15 @@ def wait_healthy(
     return False
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already accepts connections on ``host:port``."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 def log_tail(path: Path, lines: int = 3) -> str:
     """The last few non-empty lines of a log file, joined by `` | ``."""
     try:
@@ -587,9 +596,12 @@ def up(
 ) -> None:
     """Run everything on this machine: SQLite, the server and local workers (Ctrl-C stops)."""
     db = db.resolve()
+    probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if port_in_use(probe, port):
+        raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port", 1)
     logs = db.parent / ".lionsweep-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    url = f"http://{probe}:{port}"
     env = {**os.environ, "LIONSWEEP_DATABASE_URL": f"sqlite:///{db}", "PYTHONUNBUFFERED": "1"}
     if token:
         env["LIONSWEEP_TOKEN"] = token

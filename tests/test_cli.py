@@ -351,3 +351,20 @@ def test_bench_forwards_arguments_and_exit_code() -> None:
         [*lionsweep_command(), "bench", "--no-such-flag"], capture_output=True, text=True
     )
     assert bad.returncode == 2
+
+
+def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [*lionsweep_command(), "up", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"port {port} is already in use" in one_error_line(done.stderr)
+    assert not (tmp_path / "lionsweep.db").exists()
