@@ -192,13 +192,18 @@ def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(
         assert retry[0]["worker_id"] != lost["worker_id"]
 
 
-def test_sigterm_hands_the_trial_back_and_exits_0(sqlite_url, live_server, start_worker):
-    server = live_server(sqlite_url)
+def test_heartbeats_keep_a_silent_trial_and_sigterm_hands_it_back(
+    sqlite_url, live_server, start_worker
+):
+    server = live_server(sqlite_url, env=FAST_LEASES)
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        sweep_id = submit(api, 2, params={"steps": 500, "step_delay": 0.02})
+        # 1000 steps of 10 ms and no report before the end: only heartbeats keep the lease.
+        sweep_id = submit(api, 2, params={"steps": 1000, "step_delay": 0.01, "eval_every": 1000})
         worker = start_worker(server.url)
         victim = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
-        wait_for(lambda: trials(api, sweep_id)[0]["intermediate_values"], 30, "a first report")
+        time.sleep(4.5)  # longer than the 3 s grace
+        again = running_trial(api, sweep_id)
+        assert again is not None and again["number"] == victim["number"], again
         worker.process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert worker.wait(30) == 0, worker.log()
@@ -206,10 +211,25 @@ def test_sigterm_hands_the_trial_back_and_exits_0(sqlite_url, live_server, start
         by_number = {t["number"]: t for t in trials(api, sweep_id)}
         handed_back = by_number[victim["number"]]
         assert handed_back["state"] == "failed" and handed_back["reason"] == "worker shutdown"
-        assert handed_back["config"]["steps"] == 500
+        assert handed_back["config"]["steps"] == 1000
         requeued = [t for t in by_number.values() if t["retry_of"] == victim["number"]]
         assert len(requeued) == 1 and requeued[0]["state"] == "waiting"
     assert "received SIGTERM" in worker.log()
+
+
+def test_stop_answer_ends_the_trial_and_the_worker_moves_on(sqlite_url, live_server, start_worker):
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        slow = submit(api, 3, params={"steps": 1000, "step_delay": 0.01})
+        worker = start_worker(server.url, "--idle-exit", "1")
+        victim = wait_for(lambda: running_trial(api, slow), 60, "a running trial")
+        other = submit(api, 1)
+        assert api.post(f"/api/sweeps/{slow}/cancel").status_code == 200
+        assert worker.wait(60) == 0, worker.log()
+        stopped = {t["number"]: t for t in trials(api, slow)}[victim["number"]]
+        assert (stopped["state"], stopped["reason"]) == ("failed", "stopped by server")
+        assert len(stopped["intermediate_values"]) < 10
+        assert [t["state"] for t in trials(api, other)] == ["complete"]
 
 
 def test_nan_loss_ends_pruned_as_diverged_and_the_worker_carries_on(
