@@ -16,6 +16,7 @@ import gc
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sets", default="gpt,big,small", help="comma list of: gpt, big, small")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    ap.add_argument("--repeats", type=int, default=10, help="timed steps per optimizer")
+    ap.add_argument("--repeats", type=int, default=15, help="timed steps per optimizer")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every set's size by this")
     ap.add_argument("--triad-mib", type=int, default=256, help="size of each triad buffer (MiB)")
@@ -42,6 +43,12 @@ def parse_args(argv=None):
         action="store_true",
         help="use an empty inductor cache, so the first fused step pays the full compile",
     )
+    ap.add_argument(
+        "--no-subprocess",
+        action="store_true",
+        help="skip timing the first fused step in new processes (warm and empty cache)",
+    )
+    ap.add_argument("--probe-first-step", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -139,7 +146,7 @@ def state_bytes(opt) -> int:
 
 
 def bench_one(torch, device, shapes, factory, repeats, warmup, fresh_grads=False):
-    """Return (median seconds per step, first step seconds, state bytes)."""
+    """Return (median s/step, best s/step, first step s, state bytes)."""
     gen = torch.Generator(device=device).manual_seed(0)
     params = [
         torch.nn.Parameter(torch.randn(s, generator=gen, device=device) * 0.02) for s in shapes
@@ -170,7 +177,42 @@ def bench_one(torch, device, shapes, factory, repeats, warmup, fresh_grads=False
     nbytes = state_bytes(opt)
     del opt, params, grads
     gc.collect()
-    return statistics.median(times), first, nbytes
+    return statistics.median(times), min(times), first, nbytes
+
+
+def first_step_in_new_process(args, cold: bool) -> float:
+    """Seconds of the first fused step on the gpt set in a fresh Python process."""
+    env = dict(os.environ)
+    tmp = None
+    if cold:
+        tmp = tempfile.TemporaryDirectory(prefix="inductor-cold-")
+        env["TORCHINDUCTOR_CACHE_DIR"] = tmp.name
+    cmd = [sys.executable, __file__, "--probe-first-step", "--scale", str(args.scale)]
+    if args.device:
+        cmd += ["--device", args.device]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def probe_first_step(args) -> None:
+    import torch
+
+    from optim import Lion
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    params = [torch.nn.Parameter(torch.randn(s, device=device)) for s in gpt_shapes(args.scale)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = Lion(params, lr=1e-4, weight_decay=0.1, impl="fused")
+    sync(torch, device)
+    t0 = time.perf_counter()
+    opt.step()
+    sync(torch, device)
+    print(time.perf_counter() - t0)
 
 
 def machine(torch, device) -> str:
@@ -189,6 +231,9 @@ def machine(torch, device) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.probe_first_step:
+        probe_first_step(args)
+        return 0
     if args.cold_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
     import torch
@@ -204,10 +249,10 @@ def main(argv=None) -> int:
     triad = triad_gbps(torch, device, args.triad_mib, max(args.repeats, 5))
     print(f"machine: {machine(torch, device)}; torch {torch.__version__}; device {device}")
     print(f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s")
-    print(f"median of {args.repeats} steps after {args.warmup} warm-up steps; fp32 parameters")
+    print(f"median and best of {args.repeats} steps after {args.warmup} warm-up steps; fp32 params")
     header = (
-        f"{'set':6} {'optimizer':28} {'ms/step':>9} {'x adamw-fused':>13} {'GB/s':>7} "
-        f"{'% triad':>8} {'first step s':>12} {'state MB':>9}"
+        f"{'set':6} {'optimizer':28} {'ms/step':>9} {'best ms':>8} {'x adamw-fused':>13} "
+        f"{'GB/s':>7} {'% triad':>8} {'first step s':>12} {'state MB':>9}"
     )
     results = {}
     for set_name, shapes in sets.items():
@@ -219,7 +264,7 @@ def main(argv=None) -> int:
         if "lion fused (ours)" in optimizers:
             runs.insert(1, ("lion fused, fresh .grad", optimizers["lion fused (ours)"]))
         for name, (family, factory) in runs:
-            sec, first, nbytes = bench_one(
+            sec, best, first, nbytes = bench_one(
                 torch,
                 device,
                 shapes,
@@ -228,14 +273,14 @@ def main(argv=None) -> int:
                 args.warmup,
                 fresh_grads=name == "lion fused, fresh .grad",
             )
-            rows[name] = (family, sec, first, nbytes)
+            rows[name] = (family, sec, best, first, nbytes)
         base = rows.get("adamw fused (torch)")
-        for name, (family, sec, first, nbytes) in rows.items():
+        for name, (family, sec, best, first, nbytes) in rows.items():
             gbps = BYTES_PER_PARAM[family] * n / sec / 1e9
             ratio = f"{sec / base[1]:.2f}" if base else "-"
             print(
-                f"{set_name:6} {name:28} {sec * 1e3:9.2f} {ratio:>13} {gbps:7.1f} "
-                f"{100 * gbps / triad:7.0f}% {first:12.2f} {nbytes / 2**20:9.1f}"
+                f"{set_name:6} {name:28} {sec * 1e3:9.2f} {best * 1e3:8.2f} {ratio:>13} "
+                f"{gbps:7.1f} {100 * gbps / triad:7.0f}% {first:12.2f} {nbytes / 2**20:9.1f}"
             )
         results[set_name] = rows
     gpt = results.get("gpt", {})
@@ -246,19 +291,24 @@ def main(argv=None) -> int:
         adamw = gpt["adamw fused (torch)"]
         lionpt = gpt["lion-pytorch"]
         frac = 20 * n / fused[1] / 1e9 / triad
+        first = fused[3]
         checks = [
             ("fused <= 0.65x adamw fused", fused[1] / adamw[1], fused[1] / adamw[1] <= 0.65),
             (
                 "fused >= 6x faster than lion-pytorch",
                 lionpt[1] / fused[1],
-                lionpt[1] / fused[1] >= 6,
+                lionpt[1] >= 6 * fused[1],
             ),
             (">= 80% of triad bandwidth", frac, frac >= 0.8),
-            ("first fused step <= 5 s", fused[2], fused[2] <= 5.0),
+            ("first fused step <= 5 s (this process)", first, first <= 5.0),
         ]
+        if not args.no_subprocess:
+            for label, cold in (("warm inductor cache", False), ("empty inductor cache", True)):
+                sec = first_step_in_new_process(args, cold)
+                checks.append((f"first step <= 5 s (new process, {label})", sec, sec <= 5.0))
         print("\ntargets (gpt set):")
         for label, value, ok in checks:
-            print(f"  {label:40} {value:8.2f}  {'met' if ok else 'MISSED'}")
+            print(f"  {label:52} {value:8.2f}  {'met' if ok else 'MISSED'}")
     return 0
 
 

@@ -11,6 +11,7 @@ recompiles.
 from __future__ import annotations
 
 import functools
+import operator
 from collections import defaultdict
 
 import torch
@@ -284,29 +285,25 @@ class FlatBucket:
             self.param_views.append(pv)
             self.grad_views.append(gv)
             self.exp_avg_views.append(self.exp_avg[off : off + n].view(shape))
+        self._data_ptrs = [pv.data_ptr() for pv in self.param_views]
 
     def is_current(self) -> bool:
         """Whether every parameter still lives in this bucket's flat buffer."""
-        return all(
-            p.data_ptr() == pv.data_ptr() and p.dtype == pv.dtype
-            for p, pv in zip(self.params, self.param_views, strict=True)
-        )
+        return [p.data_ptr() for p in self.params] == self._data_ptrs
 
     def sync_grads(self) -> bool:
         """Bring fresh gradients into the flat grad buffer; False if any grad is None."""
-        dst, src, owners = [], [], []
-        for p, gv in zip(self.params, self.grad_views, strict=True):
-            g = p.grad
-            if g is None:
-                return False
-            if g is not gv:
-                if g.is_sparse:
-                    raise RuntimeError("Lion does not support sparse gradients")
-                dst.append(gv)
-                src.append(g)
-                owners.append(p)
-        if dst:
-            torch._foreach_copy_(dst, src)
-            for p, gv in zip(owners, dst, strict=True):
-                p.grad = gv
+        grads = [p.grad for p in self.params]
+        if all(map(operator.is_, grads, self.grad_views)):
+            return True  # the steady state: autograd accumulated into the views
+        if any(g is None for g in grads):
+            return False
+        stale = [
+            i for i, (g, gv) in enumerate(zip(grads, self.grad_views, strict=True)) if g is not gv
+        ]
+        if any(grads[i].is_sparse for i in stale):
+            raise RuntimeError("Lion does not support sparse gradients")
+        torch._foreach_copy_([self.grad_views[i] for i in stale], [grads[i] for i in stale])
+        for i in stale:
+            self.params[i].grad = self.grad_views[i]
         return True

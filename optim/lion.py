@@ -164,12 +164,11 @@ class Lion(Optimizer):
             exp_avgs.append(state["exp_avg"])
         return params_with_grad, grads, exp_avgs
 
-    def _group_wants_fused(self, group: dict[str, Any]) -> bool:
-        if self.impl == "fused":
-            return True
-        if self.impl != "auto" or self._fused_failed or torch.compiler.is_compiling():
+    def _uses_fused(self) -> bool:
+        # Inside a compiled training step the step is traced like any other code.
+        if torch.compiler.is_compiling():
             return False
-        return all(kernels.fused_supported(p) for p in group["params"])
+        return self.impl == "fused" or (self.impl == "auto" and not self._fused_failed)
 
     def _init_flat_group(self, group: dict[str, Any]) -> tuple[list[kernels.FlatBucket], list]:
         """Return the group's flat buckets (building them when needed) and leftover params."""
@@ -215,7 +214,7 @@ class Lion(Optimizer):
                 "weight_decay": float(group["weight_decay"]),
                 "maximize": bool(group["maximize"]),
             }
-            if self._group_wants_fused(group):
+            if self._uses_fused():
                 self._fused_step(group, hyper)
             else:
                 impl = "reference" if self.impl == "reference" else "foreach"

@@ -1,5 +1,9 @@
 """optim.Lion(impl="fused"): flat buffers, autograd interplay, no recompiles, real training."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -164,3 +168,25 @@ def test_cuda_fused_matches_reference():
 
     for r, f in zip(run("reference"), run("fused"), strict=True):
         torch.testing.assert_close(f, r, atol=1e-6, rtol=1e-6)
+
+
+def test_auto_falls_back_to_foreach_without_a_compiler(tmp_path):
+    """With no working C++ compiler, impl="auto" warns once and keeps stepping with foreach."""
+    code = (
+        "import warnings, torch\n"
+        "from optim import Lion\n"
+        "p = torch.nn.Parameter(torch.ones(40))\n"
+        "p.grad = torch.ones(40)\n"
+        "opt = Lion([p], lr=0.25, impl='auto')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    opt.step(); opt.step()\n"
+        "ours = [w for w in caught if 'fused step failed' in str(w.message)]\n"
+        "print(len(ours), opt._fused_failed, p.detach().unique().tolist())\n"
+    )
+    env = dict(os.environ, CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "True", "[0.5]"]
