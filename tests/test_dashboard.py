@@ -327,3 +327,30 @@ def test_read_token_pages_show_nothing_without_a_token(
     assert answer.status == 200
     assert len(answer.json()["study_summaries"]) == 1
     context.close()
+
+
+@pytest.mark.browser
+def test_diverged_trials_are_marked_on_the_map_and_in_the_table(running: Any, page: Any) -> None:
+    spec = {
+        **DEMO,
+        "name": "diverging",
+        "task": {"name": "quadratic", "params": {"nan_at_step": 3}},
+        "pruner": {"name": "none"},
+        "n_trials": 3,
+    }
+    created = httpx.post(f"{running.url}/api/sweeps", json=spec)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    wait_until(lambda: sweep(running, sweep_id)["status"] == "complete", 120, "diverging sweep")
+    page.goto(f"{running.url}/sweeps/{sweep_id}")
+    page.locator("#plot-map .main-svg").first.wait_for(timeout=15_000)
+    page.locator('#trials tbody tr[data-trial="2"]').wait_for(timeout=10_000)
+    counts = page.evaluate(
+        "Object.fromEntries(Array.from(document.getElementById('plot-map').data)"
+        ".filter(t => t.name).map(t => [t.name, (t.x || []).length]))"
+    )
+    assert counts["diverged"] == 3, counts
+    assert counts["complete"] == 0, counts
+    reasons = page.locator("#trials tbody tr td:nth-child(10)").all_inner_texts()
+    assert reasons == ["diverged"] * 3
+    assert page.errors == []
