@@ -154,7 +154,12 @@ class OptunaDashboard:
             )
         elif path == "/static/bundle.js":
             response = Response(patched_bundle(), media_type="text/javascript")
+        if response is None:
+            try:
+                wsgi = self.wsgi_app()
+            except ImportError as exc:  # a2wsgi is a declared dependency; say so if it is absent
+                response = PlainTextResponse(f"optuna-dashboard is unavailable: {exc}", 503)
         if response is not None:
             await response(scope, receive, send)
             return
-        await self.wsgi_app()(scope, receive, send)
+        await wsgi(scope, receive, send)
