@@ -629,7 +629,7 @@ def up(
         if not wait_healthy(url, server, stopping):
             if stopping:
                 raise typer.Exit(0)
-            raise fail(f"the server did not start: {log_tail(logs / 'server.log')}", 1)
+            raise fail(f"the server did not start: {log_tail(logs / 'server.log', 1)}", 1)
         sweep = None
         if demo:
             with api_errors(url), make_client(url, token) as client:
