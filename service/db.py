@@ -159,24 +159,28 @@ class Database:
             session.close()
 
     @contextlib.contextmanager
-    def sweep_lock(self, sweep_id: int) -> Iterator[None]:
+    def sweep_lock(self, sweep_id: int) -> Iterator[Session]:
         """Hold the sweep's claim lock across processes (and threads) until exit.
 
-        PostgreSQL: ``SELECT … FOR UPDATE`` on the sweep row, held by a session that
-        commits on exit. SQLite: an exclusive lock on a file next to the database, as a
-        held SQLite write transaction would block Optuna's own writes. Do reads and
-        writes inside with other sessions.
+        Yields the session to do the reads under the lock with (taking a second pooled
+        connection while holding the lock could exhaust the pool, as the waiters each
+        hold one). PostgreSQL: ``SELECT … FOR UPDATE`` on the sweep row, released when
+        the session commits on exit. SQLite: an exclusive lock on a file next to the
+        database — a held SQLite write transaction would block Optuna's own writes —
+        and reads outside any transaction (the driver begins one only at a write).
         """
         if self.is_sqlite:
-            if self._sqlite_file is None:
-                yield
-                return
-            with file_lock(self._sqlite_file.with_name(self._sqlite_file.name + ".claim.lock")):
-                yield
+            lock = (
+                file_lock(self._sqlite_file.with_name(self._sqlite_file.name + ".claim.lock"))
+                if self._sqlite_file is not None
+                else contextlib.nullcontext()
+            )
+            with lock, self.session() as session:
+                yield session
         else:
             with self.session() as session:
                 session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())
-                yield
+                yield session
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service import schemas
 from service.db import Database
@@ -56,6 +57,8 @@ log = logging.getLogger("lionsweep.sweeps")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+WORKER_TOUCH_SECONDS = 30.0
+STATUS_TTL_SECONDS = 1.0
 RETRY_OF = "lionsweep:retry_of"
 FINAL_FAILURE = "lionsweep:final_failure"
 RETRY_HISTORY = "lionsweep:retry_history"
@@ -349,6 +352,10 @@ class Sweeps:
         self.storage = db.storage
         self._cache: dict[int, _Cached] = {}
         self._lock = threading.Lock()
+        self._workers_seen: dict[str, tuple[Any, float]] = {}
+        self._trial_sweep: dict[int, int] = {}
+        self._status: dict[int, tuple[float, str]] = {}
+        self._last_beat: dict[int, float] = {}
 
     # ---- cache ----
 
@@ -379,8 +386,8 @@ class Sweeps:
         with self.db.session() as s:
             return s.scalars(select(Sweep).where(Sweep.study_id == study_id)).first()
 
-    def _counts(self, study_id: int) -> _Counts:
-        with self.db.session() as s:
+    def _counts(self, study_id: int, session: Session | None = None) -> _Counts:
+        with contextlib.nullcontext(session) if session else self.db.session() as s:
             rows = s.execute(
                 select(
                     _trials.c.state,
@@ -598,6 +605,7 @@ class Sweeps:
             raise Conflict(f"sweep {sweep_id} is already complete")
         with self.db.session() as s:
             s.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="cancelled"))
+        self._forget_status(sweep_id)
         return self.get(sweep_id)
 
     def resume(self, sweep_id: int) -> schemas.SweepOut:
@@ -607,6 +615,7 @@ class Sweeps:
             raise Conflict(f"sweep {sweep_id} is already complete")
         with self.db.session() as s:
             s.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="running"))
+        self._forget_status(sweep_id)
         self._maybe_complete(sweep_id)
         return self.get(sweep_id)
 
@@ -620,6 +629,7 @@ class Sweeps:
             s.execute(delete(Sweep).where(Sweep.id == sweep_id))
         with self._lock:
             self._cache.pop(sweep_id, None)
+        self._forget_status(sweep_id)
 
     def _maybe_complete(self, sweep_id: int) -> None:
         sweep = self._sweep(sweep_id)
@@ -632,6 +642,7 @@ class Sweeps:
                     .where(Sweep.id == sweep_id, Sweep.status == "running")
                     .values(status="complete")
                 )
+            self._forget_status(sweep_id)
 
     # ---- trials (read) ----
 
@@ -734,6 +745,14 @@ class Sweeps:
     # ---- worker protocol ----
 
     def _touch_worker(self, req: schemas.ClaimRequest) -> None:
+        """Record the worker and the tasks it announces (at most every 30 s if unchanged)."""
+        key = (req.device, tuple(req.tasks), repr(sorted(req.task_defaults.items())))
+        now = time.monotonic()
+        with self._lock:
+            seen = self._workers_seen.get(req.worker_id)
+            if seen is not None and seen[0] == key and now - seen[1] < WORKER_TOUCH_SECONDS:
+                return
+            self._workers_seen[req.worker_id] = (key, now)
         with self.db.session() as s:
             w = s.get(Worker, req.worker_id)
             if w is None:
@@ -769,11 +788,9 @@ class Sweeps:
         """Under the sweep's lock: pop a WAITING trial or create one if below n_trials."""
         if not self._has_work(sweep):
             return None
-        with self.db.sweep_lock(sweep.id):
-            with self.db.session() as s:
-                status = s.scalar(select(Sweep.status).where(Sweep.id == sweep.id))
-                if status != "running":
-                    return None
+        with self.db.sweep_lock(sweep.id) as s:
+            if s.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != "running":
+                return None
             # Through the storage (not SQL) so this process's trial cache learns the
             # trials other processes created, as Optuna's own ask() does.
             waiting = [
@@ -788,11 +805,10 @@ class Sweeps:
                         return tid, number
                 except UpdateFinishedTrialError:
                     continue
-            if self._counts(sweep.study_id).originals >= sweep.n_trials:
+            if self._counts(sweep.study_id, s).originals >= sweep.n_trials:
                 return None
             tid = self.storage.create_new_trial(sweep.study_id)
-            with self.db.session() as s:
-                number = s.scalar(select(_trials.c.number).where(_trials.c.trial_id == tid))
+            number = s.scalar(select(_trials.c.number).where(_trials.c.trial_id == tid))
             return tid, number
 
     def _has_work(self, sweep: Sweep) -> bool:
@@ -813,7 +829,7 @@ class Sweeps:
             params = {**cached.fixed, **trial.params}
             self.storage.set_trial_user_attr(tid, "worker_id", req.worker_id)
             self.storage.set_trial_user_attr(tid, "device", req.device)
-            self.storage.record_heartbeat(tid)
+            self._beat(tid, force=True)
         except Exception as e:
             log.exception("sampling trial %s of sweep %s failed", number, sweep.id)
             self._fail(cached, sweep, tid, f"the server could not sample this trial: {e}")
@@ -841,28 +857,78 @@ class Sweeps:
         return t, sweep, self._cached(sweep)
 
     def _sweep_of_trial(self, trial_id: int) -> Sweep | None:
+        """The trial's sweep; the trial→sweep link and the status are cached briefly."""
+        with self._lock:
+            sweep_id = self._trial_sweep.get(trial_id)
+        if sweep_id is not None:
+            sweep = self._sweep_fresh(sweep_id)
+            if sweep is not None:
+                return sweep
         with self.db.session() as s:
-            return s.scalars(
+            sweep = s.scalars(
                 select(Sweep)
                 .join(_trials, _trials.c.study_id == Sweep.study_id)
                 .where(_trials.c.trial_id == trial_id)
             ).first()
+        if sweep is not None:
+            with self._lock:
+                if len(self._trial_sweep) > 100_000:
+                    self._trial_sweep.clear()
+                self._trial_sweep[trial_id] = sweep.id
+                self._status[sweep.id] = (time.monotonic(), sweep)
+        return sweep
+
+    def _forget_status(self, sweep_id: int) -> None:
+        with self._lock:
+            self._status.pop(sweep_id, None)
+
+    def _sweep_fresh(self, sweep_id: int) -> Sweep | None:
+        """The sweep row, re-read at most once per STATUS_TTL_SECONDS."""
+        with self._lock:
+            hit = self._status.get(sweep_id)
+        if hit is not None and time.monotonic() - hit[0] < STATUS_TTL_SECONDS:
+            return hit[1]
+        with self.db.session() as s:
+            sweep = s.get(Sweep, sweep_id)
+        with self._lock:
+            if sweep is None:
+                self._status.pop(sweep_id, None)
+            else:
+                self._status[sweep_id] = (time.monotonic(), sweep)
+        return sweep
+
+    def _beat(self, trial_id: int, force: bool = False) -> None:
+        """Record a heartbeat (database clock); reports do so at most every few seconds."""
+        every = min(self.settings.heartbeat_interval_seconds, self.settings.heartbeat_grace_seconds)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_beat.get(trial_id)
+            if not force and last is not None and now - last < every / 4:
+                return
+            if len(self._last_beat) > 100_000:
+                self._last_beat.clear()
+            self._last_beat[trial_id] = now
+        self.storage.record_heartbeat(trial_id)
 
     def report(self, trial_id: int, req: schemas.ReportRequest) -> schemas.ActionOut:
         """Record an intermediate value (and heartbeat); say continue, prune or stop."""
-        t, sweep, cached = self._trial_and_sweep(trial_id)
-        if t.state != TrialState.RUNNING:
-            raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running")
         try:
+            # Optuna refuses writes to a finished trial, which doubles as the state check.
             self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
             if req.metrics:
                 self.storage.set_trial_user_attr(trial_id, "metrics", req.metrics)
-            self.storage.record_heartbeat(trial_id)
+        except KeyError:
+            raise NotFound(f"trial {trial_id} not found") from None
         except UpdateFinishedTrialError:
-            raise Conflict(f"trial {trial_id} is no longer running") from None
+            t = self.storage.get_trial(trial_id)
+            raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running") from None
+        t, sweep, cached = self._trial_and_sweep(trial_id)
+        if t.state != TrialState.RUNNING:
+            raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running")
+        with contextlib.suppress(UpdateFinishedTrialError):
+            self._beat(trial_id)
         if sweep.status == "cancelled":
             return schemas.ActionOut(action="stop")
-        t.intermediate_values[req.step] = req.value
         if cached.study.pruner.prune(cached.study, t):
             return schemas.ActionOut(action="prune")
         return schemas.ActionOut(action="continue")
@@ -872,7 +938,7 @@ class Sweeps:
         t, sweep, _ = self._trial_and_sweep(trial_id)
         if t.state != TrialState.RUNNING:
             raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running")
-        self.storage.record_heartbeat(trial_id)
+        self._beat(trial_id, force=True)
         return schemas.ActionOut(action="stop" if sweep.status == "cancelled" else "continue")
 
     def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
