@@ -124,10 +124,12 @@ def running_trial(api: httpx.Client, sweep_id: int) -> dict | None:
 def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
     database_url, live_server, start_worker
 ):
+    # The PostgreSQL case trains with the fused (compiled) Lion step, the SQLite one with foreach.
+    impl = "fused" if database_url.startswith("postgresql") else "foreach"
     server = live_server(database_url)
     with httpx.Client(base_url=server.url, timeout=30) as api:
         sweep_id = submit(api, 5)
-        worker = start_worker(server.url, "--idle-exit", "1", env={"LIONSWEEP_LION_IMPL": "fused"})
+        worker = start_worker(server.url, "--idle-exit", "1", env={"LIONSWEEP_LION_IMPL": impl})
         assert worker.wait(120) == 0, worker.log()
         sweep = api.get(f"/api/sweeps/{sweep_id}").json()
         assert sweep["status"] == "complete", sweep
@@ -138,7 +140,7 @@ def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
         assert sweep["best"]["value"] == min(values)
         assert api.get(f"/api/sweeps/{sweep_id}/best").json()["best"]["value"] == min(values)
         for t in done:
-            assert t["config"]["lion_impl"] == "fused"
+            assert t["config"]["lion_impl"] == impl
             assert t["config"]["batch_size"] == 16 and t["config"]["warmup_steps"] == 10
             assert t["config"]["lr"] == t["params"]["lr"]
             assert len(t["intermediate_values"]) == 10
@@ -150,8 +152,10 @@ def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
 
 
 @pytest.mark.postgres
-def test_two_workers_share_one_sweep_without_duplicates(postgres_url, live_server, start_worker):
-    server = live_server(postgres_url)
+def test_two_workers_share_one_sweep_without_duplicates(
+    make_postgres_db, live_server, start_worker
+):
+    server = live_server(make_postgres_db())
     with httpx.Client(base_url=server.url, timeout=30) as api:
         sweep_id = submit(api, 10, params={"steps": 300, "step_delay": 0.002})
         workers = [start_worker(server.url, "--idle-exit", "1") for _ in range(2)]
@@ -170,9 +174,9 @@ def test_two_workers_share_one_sweep_without_duplicates(postgres_url, live_serve
 
 @pytest.mark.postgres
 def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(
-    postgres_url, live_server, start_worker
+    make_postgres_db, live_server, start_worker
 ):
-    server = live_server(postgres_url, env=FAST_LEASES)
+    server = live_server(make_postgres_db(), env=FAST_LEASES)
     with httpx.Client(base_url=server.url, timeout=30) as api:
         sweep_id = submit(api, 3, params={"steps": 200, "step_delay": 0.005})
         doomed = start_worker(server.url)
