@@ -215,7 +215,16 @@ def test_sweeps_list_shows_new_sweeps_and_live_counts_without_reload(
         f"{running.url}/api/sweeps", json={**DEMO, "name": "added-later", "n_trials": 3}
     )
     assert added.status_code == 201
-    page.locator(f'tr[data-sweep-id="{added.json()["id"]}"]').wait_for(timeout=10_000)
+    added_id = added.json()["id"]
+    added_row = page.locator(f'tr[data-sweep-id="{added_id}"]')
+    added_row.wait_for(timeout=10_000)
+    # Its counts climb to 3 / 3 through polling alone (the marker below proves no reload).
+    page.wait_for_function(
+        "id => { const em = document.querySelector(`tr[data-sweep-id='${id}'] .bar em`);"
+        " return em && em.textContent === '3 / 3'; }",
+        arg=added_id,
+        timeout=90_000,
+    )
     page.wait_for_function(
         "([id, before]) => {"
         " const em = document.querySelector(`tr[data-sweep-id='${id}'] .bar em`);"
