@@ -119,21 +119,18 @@ def sync(torch, device):
         torch.cuda.synchronize(device)
 
 
-def triad_gbps(torch, device, mib: int, repeats: int) -> float:
-    """Best-of-N GB/s of a = b + s·c over three fp32 buffers of `mib` MiB each."""
-    n = mib * 2**20 // 4
-    b = torch.rand(n, device=device)
-    c = torch.rand(n, device=device)
-    a = torch.empty_like(b)
-    times = []
-    for _ in range(repeats + 2):
-        sync(torch, device)
-        t0 = time.perf_counter()
-        torch.add(b, c, alpha=0.5, out=a)
-        sync(torch, device)
-        times.append(time.perf_counter() - t0)
-    del a, b, c
-    return 12 * n / min(times[2:]) / 1e9
+class Triad:
+    """a = b + s·c over three fp32 buffers: the streaming-bandwidth yardstick (12 B/elem)."""
+
+    def __init__(self, torch, device, mib: int):
+        n = mib * 2**20 // 4
+        self.torch, self.n = torch, n
+        self.b = torch.rand(n, device=device)
+        self.c = torch.rand(n, device=device)
+        self.a = torch.empty_like(self.b)
+
+    def step(self) -> None:
+        self.torch.add(self.b, self.c, alpha=0.5, out=self.a)
 
 
 def state_bytes(opt) -> int:
@@ -145,39 +142,54 @@ def state_bytes(opt) -> int:
     return total
 
 
-def bench_one(torch, device, shapes, factory, repeats, warmup, fresh_grads=False):
-    """Return (median s/step, best s/step, first step s, state bytes)."""
-    gen = torch.Generator(device=device).manual_seed(0)
-    params = [
-        torch.nn.Parameter(torch.randn(s, generator=gen, device=device) * 0.02) for s in shapes
-    ]
-    grads = [torch.randn(s, generator=gen, device=device) for s in shapes]
-    for p, g in zip(params, grads, strict=True):
-        p.grad = g
-    opt = factory(params)
-    sync(torch, device)
-    t0 = time.perf_counter()
-    opt.step()
-    sync(torch, device)
-    first = time.perf_counter() - t0
-    if fresh_grads:
-        # as after zero_grad(set_to_none=True) + backward: .grad is a new tensor each step
-        grads = [torch.randn(s, generator=gen, device=device) for s in shapes]
-    times = []
-    for i in range(warmup + repeats):
-        if fresh_grads:
-            for p, g in zip(params, grads, strict=True):
+class Entry:
+    """One optimizer on its own copy of the parameter set, ready to step."""
+
+    def __init__(self, torch, device, shapes, factory, fresh_grads: bool):
+        gen = torch.Generator(device=device).manual_seed(0)
+        self.params = [
+            torch.nn.Parameter(torch.randn(s, generator=gen, device=device) * 0.02) for s in shapes
+        ]
+        for p in self.params:
+            p.grad = torch.randn(p.shape, generator=gen, device=device)
+        self.opt = factory(self.params)
+        self.torch, self.device = torch, device
+        self.first = self.timed_step()
+        # as after zero_grad(set_to_none=True) + backward: .grad is a new tensor every step
+        self.fresh = (
+            [torch.randn(s, generator=gen, device=device) for s in shapes] if fresh_grads else None
+        )
+        self.times: list[float] = []
+
+    def timed_step(self) -> float:
+        if getattr(self, "fresh", None) is not None:
+            for p, g in zip(self.params, self.fresh, strict=True):
                 p.grad = g
+        sync(self.torch, self.device)
+        t0 = time.perf_counter()
+        self.opt.step()
+        sync(self.torch, self.device)
+        return time.perf_counter() - t0
+
+
+def _timed(torch, device, fn):
+    def timed_step() -> float:
         sync(torch, device)
         t0 = time.perf_counter()
-        opt.step()
+        fn()
         sync(torch, device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    nbytes = state_bytes(opt)
-    del opt, params, grads
-    gc.collect()
-    return statistics.median(times), min(times), first, nbytes
+        return time.perf_counter() - t0
+
+    return timed_step
+
+
+def run_rounds(torch, device, entries: dict, repeats: int, warmup: int) -> None:
+    """Step every entry once per round, round after round, so load changes hit all alike."""
+    for r in range(warmup + repeats):
+        for entry in entries.values():
+            sec = entry.timed_step()
+            if r >= warmup:
+                entry.times.append(sec)
 
 
 def first_step_in_new_process(args, cold: bool) -> float:
@@ -246,34 +258,41 @@ def main(argv=None) -> int:
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
         optimizers = {k: v for k, v in optimizers.items() if any(w in k for w in wanted)}
-    triad = triad_gbps(torch, device, args.triad_mib, max(args.repeats, 5))
     print(f"machine: {machine(torch, device)}; torch {torch.__version__}; device {device}")
-    print(f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s")
-    print(f"median and best of {args.repeats} steps after {args.warmup} warm-up steps; fp32 params")
+    print(
+        f"{args.repeats} rounds after {args.warmup} warm-up rounds; each round steps every "
+        "optimizer once (interleaved), fp32 params; ms/step = median, best = min"
+    )
     header = (
         f"{'set':6} {'optimizer':28} {'ms/step':>9} {'best ms':>8} {'x adamw-fused':>13} "
         f"{'GB/s':>7} {'% triad':>8} {'first step s':>12} {'state MB':>9}"
     )
-    results = {}
+    results, triads = {}, {}
     for set_name, shapes in sets.items():
         n = sum(int(torch.Size(s).numel()) for s in shapes)
-        print(f"\n[{set_name}] {n / 1e6:.1f}M parameters in {len(shapes)} tensors")
-        print(header)
-        rows = {}
+        entries = {"triad": Triad(torch, device, args.triad_mib)}
+        entries["triad"].times = []
+        entries["triad"].timed_step = _timed(torch, device, entries["triad"].step)
         runs = list(optimizers.items())
         if "lion fused (ours)" in optimizers:
             runs.insert(1, ("lion fused, fresh .grad", optimizers["lion fused (ours)"]))
-        for name, (family, factory) in runs:
-            sec, best, first, nbytes = bench_one(
-                torch,
-                device,
-                shapes,
-                factory,
-                args.repeats,
-                args.warmup,
-                fresh_grads=name == "lion fused, fresh .grad",
-            )
-            rows[name] = (family, sec, best, first, nbytes)
+        for name, (_, factory) in runs:
+            entries[name] = Entry(torch, device, shapes, factory, "fresh" in name)
+        run_rounds(torch, device, entries, args.repeats, args.warmup)
+        triad_entry = entries.pop("triad")
+        triad = 12 * triad_entry.n / statistics.median(triad_entry.times) / 1e9
+        triads[set_name] = triad
+        del triad_entry
+        print(f"\n[{set_name}] {n / 1e6:.1f}M parameters in {len(shapes)} tensors; ", end="")
+        print(f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s")
+        print(header)
+        rows = {}
+        for name, entry in entries.items():
+            family = "lion" if "lion" in name else "adamw"
+            sec, best = statistics.median(entry.times), min(entry.times)
+            rows[name] = (family, sec, best, entry.first, state_bytes(entry.opt))
+        entries.clear()
+        gc.collect()
         base = rows.get("adamw fused (torch)")
         for name, (family, sec, best, first, nbytes) in rows.items():
             gbps = BYTES_PER_PARAM[family] * n / sec / 1e9
@@ -290,7 +309,7 @@ def main(argv=None) -> int:
         fused = gpt["lion fused (ours)"]
         adamw = gpt["adamw fused (torch)"]
         lionpt = gpt["lion-pytorch"]
-        frac = 20 * n / fused[1] / 1e9 / triad
+        frac = 20 * n / fused[1] / 1e9 / triads["gpt"]
         first = fused[3]
         checks = [
             ("fused <= 0.65x adamw fused", fused[1] / adamw[1], fused[1] / adamw[1] <= 0.65),
