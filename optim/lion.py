@@ -145,11 +145,26 @@ class Lion(Optimizer):
         self._flat.clear()
 
     def _init_group(
-        self, group: dict[str, Any], params: Iterable[Tensor] | None = None
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Gather params that have grads, their grads and momenta (created lazily)."""
-        params_with_grad, grads, exp_avgs = [], [], []
-        for p in group["params"] if params is None else params:
+        self,
+        group: dict[str, Any],
+        params_with_grad: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+    ) -> bool:
+        """Fill the lists with the group's params that have grads, their grads and momenta.
+
+        Same protocol as torch's optimizers (dynamo traces a step through it).
+        """
+        return self._gather(group["params"], params_with_grad, grads, exp_avgs)
+
+    def _gather(
+        self,
+        params: Iterable[Tensor],
+        params_with_grad: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+    ) -> bool:
+        for p in params:
             if p.grad is None:
                 continue
             if p.grad.is_sparse:
@@ -162,7 +177,12 @@ class Lion(Optimizer):
             params_with_grad.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
-        return params_with_grad, grads, exp_avgs
+        return bool(params_with_grad)
+
+    def _lists(self, params: Iterable[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        lists: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+        self._gather(params, *lists)
+        return lists
 
     def _uses_fused(self) -> bool:
         # Inside a compiled training step the step is traced like any other code.
@@ -217,8 +237,10 @@ class Lion(Optimizer):
             if self._uses_fused():
                 self._fused_step(group, hyper)
             else:
+                params, grads, exp_avgs = [], [], []
+                self._init_group(group, params, grads, exp_avgs)
                 impl = "reference" if self.impl == "reference" else "foreach"
-                kernels.lion(*self._init_group(group), impl=impl, **hyper)
+                kernels.lion(params, grads, exp_avgs, impl=impl, **hyper)
         return loss
 
     def _fused_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
@@ -242,6 +264,6 @@ class Lion(Optimizer):
                     self._fused_failed = True
             # Some grads are None (those params are skipped, as in the
             # reference step) or the fused kernel is unavailable.
-            kernels.lion(*self._init_group(group, bucket.params), impl="foreach", **hyper)
+            kernels.lion(*self._lists(bucket.params), impl="foreach", **hyper)
         if leftover:
-            kernels.lion(*self._init_group(group, leftover), impl="foreach", **hyper)
+            kernels.lion(*self._lists(leftover), impl="foreach", **hyper)

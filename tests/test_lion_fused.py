@@ -190,3 +190,21 @@ def test_auto_falls_back_to_foreach_without_a_compiler(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "True", "[0.5]"]
+
+
+def test_step_inside_torch_compile_matches_reference():
+    """A compiled training step traces Lion's step (auto uses the foreach path there)."""
+
+    def run(compiled):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        opt = Lion(model.parameters(), lr=1e-2, weight_decay=0.1, impl="auto")
+        step = torch.compile(opt.step) if compiled else opt.step
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(X[:, :8]), Y).backward()
+            step()
+        return list(model.parameters())
+
+    for c, e in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(c, e, atol=1e-6, rtol=1e-6)
