@@ -128,12 +128,16 @@ class Triad:
         self.b = torch.rand(n, device=device)
         self.c = torch.rand(n, device=device)
         self.a = torch.empty_like(self.b)
+        self.times: list[float] = []
+        self.timed_step = _timed(torch, device, self.step)
 
     def step(self) -> None:
+        """One pass of a = b + 0.5·c."""
         self.torch.add(self.b, self.c, alpha=0.5, out=self.a)
 
 
 def state_bytes(opt) -> int:
+    """Bytes held in the optimizer's per-parameter state tensors."""
     total = 0
     for state in opt.state.values():
         for v in state.values():
@@ -162,6 +166,7 @@ class Entry:
         self.times: list[float] = []
 
     def timed_step(self) -> float:
+        """Seconds of one optimizer step (fresh .grad tensors first, if asked)."""
         if getattr(self, "fresh", None) is not None:
             for p, g in zip(self.params, self.fresh, strict=True):
                 p.grad = g
@@ -271,8 +276,6 @@ def main(argv=None) -> int:
     for set_name, shapes in sets.items():
         n = sum(int(torch.Size(s).numel()) for s in shapes)
         entries = {"triad": Triad(torch, device, args.triad_mib)}
-        entries["triad"].times = []
-        entries["triad"].timed_step = _timed(torch, device, entries["triad"].step)
         runs = list(optimizers.items())
         if "lion fused (ours)" in optimizers:
             runs.insert(1, ("lion fused, fresh .grad", optimizers["lion fused (ours)"]))
