@@ -304,7 +304,12 @@ def child_command(
 
 
 class Supervisor:
-    """Runs one agent process per GPU slot; restarts crashed ones with backoff."""
+    """Runs one agent process per GPU slot; restarts crashed ones with backoff.
+
+    ``cpu_threads`` (for agents training on the CPU) becomes each agent's
+    ``OMP_NUM_THREADS`` unless the environment already sets it, so agents do not
+    oversubscribe the cores.
+    """
 
     def __init__(
         self,
@@ -313,8 +318,10 @@ class Supervisor:
         token: str | None,
         *,
         max_backoff: float = 60.0,
+        cpu_threads: int | None = None,
     ) -> None:
         self.slots = slots
+        self.cpu_threads = cpu_threads
         self.command = command
         self.token = token
         self.max_backoff = max_backoff
@@ -323,6 +330,8 @@ class Supervisor:
 
     def _spawn(self, index: int, slot: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot, WORKER_INDEX_ENV: str(index)}
+        if self.cpu_threads is not None:
+            env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
         if self.token:
             env["LIONSWEEP_TOKEN"] = self.token
         proc = subprocess.Popen(self.command, env=env)
@@ -399,4 +408,5 @@ def main(
         log.error("--gpus all: no CUDA device is visible")
         return 2
     command = child_command(server, device, max_trials, idle_exit, task_modules)
-    return Supervisor(slots, command, token).run()
+    cpu_threads = max(1, (os.cpu_count() or 1) // len(slots)) if device == "cpu" else None
+    return Supervisor(slots, command, token, cpu_threads=cpu_threads).run()
