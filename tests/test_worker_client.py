@@ -139,7 +139,7 @@ def test_delivery_gives_up_at_its_deadline():
         assert 0.2 < time.monotonic() - started < 3
 
 
-def test_cancel_stops_ordinary_retries_but_not_delivery(scripted):
+def test_cancel_stops_ordinary_retries_at_once_but_still_delivers(scripted):
     cancel = threading.Event()
     cancel.set()
     url = f"http://127.0.0.1:{free_port()}"
@@ -160,6 +160,17 @@ def test_cancel_stops_ordinary_retries_but_not_delivery(scripted):
         "config": {"lr": 1e-4},
         "reason": "worker shutdown",
     }
+
+
+def test_after_cancel_delivery_retries_only_for_the_grace_period():
+    cancel = threading.Event()
+    url = f"http://127.0.0.1:{free_port()}"
+    client = Client(url, backoff=FAST, delivery_deadline=900, cancel=cancel, cancel_grace=0.5)
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with client, pytest.raises(ServerUnreachable):
+        client.report(41, 10, 0.5)
+    assert 0.5 < time.monotonic() - started < 3
 
 
 def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):

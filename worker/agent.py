@@ -30,7 +30,7 @@ log = logging.getLogger("worker.agent")
 
 SHUTDOWN_REASON = "worker shutdown"
 #: How long a shutting-down agent keeps trying to hand its trial back.
-SHUTDOWN_FINISH_DEADLINE = 60.0
+SHUTDOWN_FINISH_DEADLINE = 20.0
 #: Env var with the agent's slot under a supervisor (the ``N`` of ``hostname-pid-N``).
 WORKER_INDEX_ENV = "LIONSWEEP_WORKER_INDEX"
 
@@ -89,6 +89,10 @@ class TrialSession:
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
             return "stop"
+        except ServerUnreachable:
+            if self.shutdown.is_set():  # the step boundary ends it as "worker shutdown"
+                return "continue"
+            raise
 
     def interrupted(self) -> tuple[str, str | None] | None:
         """``("failed", "worker shutdown")`` after a signal, else what the server asked."""

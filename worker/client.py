@@ -62,7 +62,8 @@ class Client:
 
     ``attempts`` and ``deadline`` bound the retries of ordinary calls;
     ``delivery_deadline`` bounds those of report/finish/heartbeat. Setting ``cancel``
-    (a ``threading.Event``) makes waiting retries give up early.
+    (a ``threading.Event``, e.g. on SIGTERM) makes ordinary calls give up at once and
+    deliveries within ``cancel_grace`` seconds, so a shutdown is never held up for long.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Client:
         delivery_deadline: float = 900.0,
         backoff: Backoff | None = None,
         cancel: threading.Event | None = None,
+        cancel_grace: float = 10.0,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.server = server.rstrip("/")
@@ -84,6 +86,7 @@ class Client:
         self.delivery_deadline = delivery_deadline
         self.backoff = backoff or Backoff()
         self.cancel = cancel
+        self.cancel_grace = cancel_grace
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
 
     def close(self) -> None:
@@ -110,13 +113,18 @@ class Client:
         """Send a request with retries; return the 2xx response or raise.
 
         ``deliver=True`` retries until ``deadline`` (default ``delivery_deadline``)
-        regardless of the attempt count, and ignores ``cancel``.
+        regardless of the attempt count; once ``cancel`` is set, for ``cancel_grace``
+        seconds at most.
         """
         if deadline is None:
             deadline = self.delivery_deadline if deliver else self.deadline
         give_up = time.monotonic() + deadline
+        graced = False
         attempt = 0
         while True:
+            if deliver and not graced and self.cancel is not None and self.cancel.is_set():
+                give_up = min(give_up, time.monotonic() + self.cancel_grace)
+                graced = True
             try:
                 response = self._http.request(
                     method, path, json=json, params=params, headers=headers
