@@ -284,10 +284,14 @@ def main(argv=None) -> int:
         run_rounds(torch, device, entries, args.repeats, args.warmup)
         triad_entry = entries.pop("triad")
         triad = 12 * triad_entry.n / statistics.median(triad_entry.times) / 1e9
-        triads[set_name] = triad
+        triad_best = 12 * triad_entry.n / min(triad_entry.times) / 1e9
+        triads[set_name] = (triad, triad_best)
         del triad_entry
         print(f"\n[{set_name}] {n / 1e6:.1f}M parameters in {len(shapes)} tensors; ", end="")
-        print(f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s")
+        print(
+            f"triad a = b + s*c ({args.triad_mib} MiB buffers): {triad:.1f} GB/s "
+            f"(best {triad_best:.1f})"
+        )
         print(header)
         rows = {}
         for name, entry in entries.items():
@@ -312,18 +316,23 @@ def main(argv=None) -> int:
         fused = gpt["lion fused (ours)"]
         adamw = gpt["adamw fused (torch)"]
         lionpt = gpt["lion-pytorch"]
-        frac = 20 * n / fused[1] / 1e9 / triads["gpt"]
+        triad, triad_best = triads["gpt"]
         first = fused[3]
-        checks = [
-            ("fused <= 0.65x adamw fused", fused[1] / adamw[1], fused[1] / adamw[1] <= 0.65),
-            (
-                "fused >= 6x faster than lion-pytorch",
-                lionpt[1] / fused[1],
-                lionpt[1] >= 6 * fused[1],
-            ),
-            (">= 80% of triad bandwidth", frac, frac >= 0.8),
-            ("first fused step <= 5 s (this process)", first, first <= 5.0),
-        ]
+        checks = []
+        for label, k in (("median", 1), ("best", 2)):
+            ratio_adamw = fused[k] / adamw[k]
+            ratio_lionpt = lionpt[k] / fused[k]
+            frac = 20 * n / fused[k] / 1e9 / (triad if k == 1 else triad_best)
+            checks += [
+                (f"fused <= 0.65x adamw fused ({label})", ratio_adamw, ratio_adamw <= 0.65),
+                (
+                    f"fused >= 6x faster than lion-pytorch ({label})",
+                    ratio_lionpt,
+                    ratio_lionpt >= 6,
+                ),
+                (f">= 80% of triad bandwidth ({label})", frac, frac >= 0.8),
+            ]
+        checks.append(("first fused step <= 5 s (this process)", first, first <= 5.0))
         if not args.no_subprocess:
             for label, cold in (("warm inductor cache", False), ("empty inductor cache", True)):
                 sec = first_step_in_new_process(args, cold)
