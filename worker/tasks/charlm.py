@@ -64,6 +64,21 @@ def _corpus(corpus_bytes: int) -> dict[str, Any]:
     return {"vocab": vocab, "train": ids[:split], "val": ids[split:]}
 
 
+@functools.cache
+def _on_device(corpus_bytes: int, seq_len: int, eval_batches: int, device: str) -> dict[str, Any]:
+    """The training split and fixed validation windows on ``device`` (cached per process)."""
+    corpus = _corpus(corpus_bytes)
+    val = corpus["val"]
+    n_windows = eval_batches * EVAL_BATCH
+    starts = torch.linspace(0, len(val) - seq_len - 2, n_windows).long()
+    windows = torch.stack([val[s : s + seq_len + 1] for s in starts.tolist()])
+    return {
+        "vocab_size": len(corpus["vocab"]),
+        "train": corpus["train"].to(device),
+        "val_windows": windows.to(device),
+    }
+
+
 class _Block(nn.Module):
     def __init__(self, d_model: int, n_head: int) -> None:
         super().__init__()
@@ -136,17 +151,12 @@ class CharLM:
         """Encoded splits on ``device`` and fixed validation windows."""
         if int(params["d_model"]) % int(params["n_head"]):
             raise ValueError("charlm: d_model must be a multiple of n_head")
-        corpus = _corpus(int(params["corpus_bytes"]))
-        seq_len = int(params["seq_len"])
-        val = corpus["val"]
-        n_windows = int(params["eval_batches"]) * EVAL_BATCH
-        starts = torch.linspace(0, len(val) - seq_len - 2, n_windows).long()
-        windows = torch.stack([val[s : s + seq_len + 1] for s in starts.tolist()])
-        return {
-            "vocab_size": len(corpus["vocab"]),
-            "train": corpus["train"].to(device),
-            "val_windows": windows.to(device),
-        }
+        return _on_device(
+            int(params["corpus_bytes"]),
+            int(params["seq_len"]),
+            int(params["eval_batches"]),
+            str(device),
+        )
 
     def make_model(self, params: dict[str, Any], data: Any, device: Any) -> nn.Module:
         """A fresh :class:`TinyGPT` of the requested size."""

@@ -33,6 +33,11 @@ def _dataset() -> dict[str, torch.Tensor]:
     return {"x_train": x[N_VAL:], "y_train": y[N_VAL:], "x_val": x[:N_VAL], "y_val": y[:N_VAL]}
 
 
+@functools.cache
+def _on_device(device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in _dataset().items()}
+
+
 class _CNN(nn.Module):
     def __init__(self, channels: int, dropout: float) -> None:
         super().__init__()
@@ -65,7 +70,7 @@ class Digits:
         """Train and validation tensors on ``device``."""
         if params["model"] not in ("mlp", "cnn"):
             raise ValueError(f"digits: model must be 'mlp' or 'cnn', not {params['model']!r}")
-        return {k: v.to(device) for k, v in _dataset().items()}
+        return _on_device(str(device))
 
     def make_model(self, params: dict[str, Any], data: Any, device: Any) -> nn.Module:
         """The classifier named by ``params['model']``."""
