@@ -330,3 +330,19 @@ def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigte
         assert orphan["state"] == "running"  # until its lease expires
         handed_back = [t for t in originals if t["reason"] == "worker shutdown"]
         assert len(handed_back) == 2 and all(t["state"] == "failed" for t in handed_back)
+
+
+def test_worker_authenticates_with_its_token(sqlite_url, live_server, start_worker):
+    server = live_server(sqlite_url, env={"LIONSWEEP_BOOTSTRAP_TOKEN": "worker-secret"})
+    headers = {"Authorization": "Bearer worker-secret"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as api:
+        sweep_id = submit(api, 1)
+        intruder = start_worker(server.url, "--token", "wrong", "--idle-exit", "30")
+        assert intruder.wait(60) == 1, intruder.log()
+        assert "refused this worker's token" in intruder.log()
+        assert trials(api, sweep_id) == []
+        worker = start_worker(
+            server.url, "--idle-exit", "1", env={"LIONSWEEP_TOKEN": "worker-secret"}
+        )
+        assert worker.wait(60) == 0, worker.log()
+        assert [t["state"] for t in trials(api, sweep_id)] == ["complete"]
