@@ -283,7 +283,8 @@ def run_trial(task: Task, config: TrialConfig, reporter: Reporter) -> TrialResul
         optimizer.step()
         _sync(device)
         optimizer_s += time.perf_counter() - t1
-        optimizer.zero_grad(set_to_none=True)
+        # Zeroed in place: the fused Lion step keeps gradients as views of one flat buffer.
+        optimizer.zero_grad(set_to_none=False)
         schedule.step()
         step += 1
         elapsed = time.perf_counter() - t0
