@@ -38,6 +38,8 @@ import optuna
 from sqlalchemy import create_engine, make_url, text
 
 from service import schemas
+from service.db import engine_kwargs
+from service.settings import Settings
 from service.sweeps import build_pruner, distributions
 
 ADMIN_URL = os.environ.get(
@@ -56,7 +58,7 @@ def free_port() -> int:
 class Server:
     """``lionsweep serve`` in a subprocess."""
 
-    def __init__(self, database_url: str, workdir: Path) -> None:
+    def __init__(self, database_url: str, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("lionsweep")
@@ -64,7 +66,7 @@ class Server:
         self.log = open(workdir / f"server-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*cmd, "serve", "--port", str(self.port)],
-            env={**os.environ, "LIONSWEEP_DATABASE_URL": database_url},
+            env={**os.environ, "LIONSWEEP_DATABASE_URL": database_url, **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
@@ -193,11 +195,13 @@ def run_clients(urls: list[str], task: str, n_clients: int, per_client: int) -> 
     return {"wall": wall, "per_trial": per_trial, "claims": claims, "errors": errors}
 
 
-def optuna_baseline(database_url: str, spec: dict, size: int, n: int) -> float:
+def optuna_baseline(database_url: str, spec: dict, size: int, n: int, sync: bool) -> float:
     """Mean seconds of ask + 10×(report, should_prune) + tell, in-process, same study size."""
     sp = schemas.SweepSpec.model_validate(spec)
+    settings = Settings(database_url=database_url, db_synchronous_commit=sync)
+    storage = optuna.storages.RDBStorage(database_url, engine_kwargs=engine_kwargs(settings))
     study = optuna.create_study(
-        storage=database_url,
+        storage=storage,
         study_name=f"baseline-{uuid.uuid4().hex[:6]}",
         sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True),
         pruner=build_pruner(sp),
@@ -229,7 +233,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--trials-per-client", type=int, default=4)
-    ap.add_argument("--servers", type=int, default=1, help="server processes per database")
+    ap.add_argument("--servers", type=int, default=1, help="lionsweep serve processes per database")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    ap.add_argument(
+        "--sync-commit",
+        choices=["on", "off"],
+        default="on",
+        help="PostgreSQL synchronous_commit for the service (LIONSWEEP_DB_SYNCHRONOUS_COMMIT)",
+    )
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="lionsweep-bench-"))
@@ -238,16 +249,23 @@ def main() -> None:
         for backend in args.backends.split(","):
             for size in [int(x) for x in args.sizes.split(",")]:
                 url, drop = fresh_database(backend, workdir)
-                servers = [Server(url, workdir) for _ in range(args.servers)]
+                env = {
+                    "LIONSWEEP_DB_SYNCHRONOUS_COMMIT": args.sync_commit,
+                    "LIONSWEEP_WORKERS": str(args.workers),
+                }
+                servers = [Server(url, workdir, env) for _ in range(args.servers)]
                 try:
                     task = f"bench{size}"
-                    measured = sum(c * args.trials_per_client for c in clients)
+                    warmup = len(servers) * args.workers
+                    measured = sum(c * args.trials_per_client for c in clients) + warmup
                     spec = spec_for(size + measured, task)
                     sweep = httpx.post(servers[0].url + "/api/sweeps", json=spec, timeout=60)
                     sweep.raise_for_status()
                     study = optuna.load_study(study_name=sweep.json()["study_name"], storage=url)
                     prefill(study, spec, size)
-                    base = optuna_baseline(url, spec, size, 5)
+                    base = optuna_baseline(url, spec, size, 5, args.sync_commit == "on")
+                    for s in servers:  # warm up: each process loads the study into its cache
+                        run_clients([s.url], task, args.workers, 1)
                     for n in clients:
                         res = run_clients([s.url for s in servers], task, n, args.trials_per_client)
                         if res["errors"]:

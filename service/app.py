@@ -235,4 +235,21 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
             )
             raise SystemExit(2)
         log.warning("no API tokens configured: serving unauthenticated on %s only", host)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if settings.workers > 1:
+        # Several processes share the database (claims stay atomic across processes);
+        # each builds its app from the environment.
+        uvicorn.run(
+            "service.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            host=host,
+            port=port,
+            log_level="info",
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def app_from_env() -> FastAPI:
+    """``create_app`` with settings from the environment (for uvicorn worker processes)."""
+    return create_app(Settings())

@@ -45,11 +45,14 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``create_engine`` suited to the configured backend."""
     if settings.is_sqlite:
         return {"connect_args": {"timeout": SQLITE_BUSY_MS / 1000}}
-    return {
+    kwargs: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_pre_ping": True,
     }
+    if not settings.db_synchronous_commit:
+        kwargs["connect_args"] = {"options": "-c synchronous_commit=off"}
+    return kwargs
 
 
 def make_engine(settings: Settings) -> Engine:

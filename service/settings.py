@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = None
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes for ``lionsweep serve`` (uvicorn workers; each re-reads the env)."""
+    db_synchronous_commit: bool = True
+    """PostgreSQL only. False sets ``synchronous_commit=off`` on the service's connections:
+    commits stop waiting for the WAL flush (several times fewer ms per request on slow
+    disks); a PostgreSQL crash can then lose the last fraction of a second of commits but
+    never corrupts — a lost finish leaves the trial RUNNING, and the reaper re-queues it."""
 
     @field_validator("database_url")
     @classmethod

@@ -791,25 +791,30 @@ class Sweeps:
         with self.db.sweep_lock(sweep.id) as s:
             if s.scalar(select(Sweep.status).where(Sweep.id == sweep.id)) != "running":
                 return None
-            # Through the storage (not SQL) so this process's trial cache learns the
-            # trials other processes created, as Optuna's own ask() does.
-            waiting = [
-                (t._trial_id, t.number)
-                for t in self.storage.get_all_trials(
-                    sweep.study_id, deepcopy=False, states=(TrialState.WAITING,)
-                )
-            ]
+            waiting = s.execute(
+                select(_trials.c.trial_id, _trials.c.number)
+                .where(_trials.c.study_id == sweep.study_id, _trials.c.state == TrialState.WAITING)
+                .order_by(_trials.c.trial_id)
+            ).all()
             for tid, number in waiting:
                 try:
                     if self.storage.set_trial_state_values(tid, TrialState.RUNNING):
-                        return tid, number
+                        popped = tid, number
+                        break
                 except UpdateFinishedTrialError:
                     continue
-            if self._counts(sweep.study_id, s).originals >= sweep.n_trials:
-                return None
-            tid = self.storage.create_new_trial(sweep.study_id)
-            number = s.scalar(select(_trials.c.number).where(_trials.c.trial_id == tid))
-            return tid, number
+            else:
+                popped = None
+            if popped is None:
+                if self._counts(sweep.study_id, s).originals >= sweep.n_trials:
+                    return None
+                tid = self.storage.create_new_trial(sweep.study_id)
+                number = s.scalar(select(_trials.c.number).where(_trials.c.trial_id == tid))
+                return tid, number
+        # Outside the lock: let this process's trial cache learn the trial another process
+        # created (Optuna's own ask() reads the trials the same way).
+        self.storage.get_all_trials(sweep.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return popped
 
     def _has_work(self, sweep: Sweep) -> bool:
         c = self._counts(sweep.study_id)
