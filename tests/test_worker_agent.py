@@ -236,19 +236,31 @@ def test_stop_answer_ends_the_trial_and_the_worker_moves_on(sqlite_url, live_ser
         assert [t["state"] for t in trials(api, other)] == ["complete"]
 
 
-def test_nan_loss_ends_pruned_as_diverged_and_the_worker_carries_on(
+def test_nan_loss_ends_pruned_as_diverged_and_a_prune_answer_ends_pruned(
     sqlite_url, live_server, start_worker
 ):
     server = live_server(sqlite_url)
     with httpx.Client(base_url=server.url, timeout=30) as api:
         bad = submit(api, 2, params={"nan_at_step": 5})
         good = submit(api, 1)
+        # The median pruner compares trial 1 (lr 1e-5, slow) with trial 0 (lr 1e-3) at step 100.
+        pruned = submit(
+            api,
+            2,
+            pruner={"name": "median", "n_startup_trials": 1},
+            enqueue=[{"lr": 1e-3, "weight_decay": 0.1}, {"lr": 1e-5, "weight_decay": 0.1}],
+        )
         worker = start_worker(server.url, "--idle-exit", "1")
         assert worker.wait(60) == 0, worker.log()
         for t in trials(api, bad):
             assert (t["state"], t["reason"]) == ("pruned", "diverged")
             assert t["config"]["task_params"]["nan_at_step"] == 5
+            assert t["intermediate_values"] == {}
         assert [t["state"] for t in trials(api, good)] == ["complete"]
+        first, second = trials(api, pruned)
+        assert first["state"] == "complete"
+        assert (second["state"], second["reason"]) == ("pruned", None)
+        assert list(second["intermediate_values"]) == ["100"]
 
 
 TASK_MODULE = textwrap.dedent(
