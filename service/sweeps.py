@@ -37,8 +37,10 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    cast,
     column,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -1087,6 +1089,42 @@ class Sweeps:
                 n += 1
             except (Conflict, UpdateFinishedTrialError):
                 continue
+        return n + self._repair_orphans()
+
+    def _repair_orphans(self) -> int:
+        """Re-queue failures left without their retry (a server died between the two steps).
+
+        A failure that will not be retried is marked final before it fails, so an
+        unmarked failure older than the grace period with no retry is such an orphan.
+        """
+        t, a = _trials.alias("t"), _trial_system_attrs.alias("a")
+        r, ra = _trials.alias("r"), _trial_system_attrs.alias("ra")
+        cutoff = datetime.now() - timedelta(seconds=self.settings.heartbeat_grace_seconds)
+        with self.db.session() as s:
+            rows = s.execute(
+                select(t.c.trial_id, Sweep.id)
+                .join(Sweep, Sweep.study_id == t.c.study_id)
+                .where(
+                    Sweep.status == "running",
+                    t.c.state == TrialState.FAIL,
+                    t.c.datetime_complete < cutoff,
+                    ~exists().where(a.c.trial_id == t.c.trial_id, a.c.key == FINAL_FAILURE),
+                    ~exists()
+                    .select_from(ra.join(r, r.c.trial_id == ra.c.trial_id))
+                    .where(
+                        r.c.study_id == t.c.study_id,
+                        ra.c.key == RETRY_OF,
+                        ra.c.value_json == cast(t.c.number, String),
+                    ),
+                )
+            ).all()
+        n = 0
+        for tid, sweep_id in rows:
+            cached = self._cached(self._sweep(sweep_id))
+            with self.db.sweep_lock(sweep_id):
+                n += self._requeue(cached, self.storage.get_trial(tid))
+        if n:
+            log.info("reaper: re-queued %d failed trial(s) that had lost their retry", n)
         return n
 
 

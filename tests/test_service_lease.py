@@ -87,3 +87,26 @@ def test_finish_after_lease_expiry_is_a_conflict(sqlite_url, live_server):
             r = c.post(f"/api/trials/{a['trial_id']}/finish", json={"state": state, "value": 1.0})
             assert r.status_code == 409 and "already failed" in r.json()["detail"]
         assert c.get("/api/sweeps/1").json()["status"] == "complete"
+
+
+def test_reaper_requeues_a_failure_that_lost_its_retry(sqlite_url, live_server):
+    import optuna
+
+    server = live_server(sqlite_url, env=LEASE_ENV)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        sweep = c.post(
+            "/api/sweeps",
+            json={"name": "o", "task": {"name": "o"}, "n_trials": 1, "max_retries": 1},
+        ).json()
+        a = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["o"]}).json()
+        # A server dying between "fail" and "re-queue": the trial is failed, no retry exists.
+        storage = optuna.storages.RDBStorage(sqlite_url)
+        storage.set_trial_state_values(a["trial_id"], optuna.trial.TrialState.FAIL)
+        storage.engine.dispose()
+        wait_for(lambda: c.get(f"/api/sweeps/{sweep['id']}").json()["counts"]["waiting"] == 1)
+        b = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["o"]}).json()
+        assert b["params"] == a["params"]
+        retry = c.get(f"/api/sweeps/{sweep['id']}/trials/{b['trial_number']}").json()
+        assert retry["retry_of"] == a["trial_number"]
+        time.sleep(2.5)  # the reaper must not re-queue it a second time
+        assert c.get(f"/api/sweeps/{sweep['id']}").json()["counts"]["waiting"] == 0
