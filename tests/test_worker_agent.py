@@ -344,13 +344,15 @@ def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigte
         assert len(handed_back) == 2 and all(t["state"] == "failed" for t in handed_back)
 
 
-def test_worker_authenticates_with_its_token(sqlite_url, live_server, start_worker):
+def test_worker_authenticates_with_its_token_and_a_refused_one_exits_2(
+    sqlite_url, live_server, start_worker
+):
     server = live_server(sqlite_url, env={"LIONSWEEP_BOOTSTRAP_TOKEN": "worker-secret"})
     headers = {"Authorization": "Bearer worker-secret"}
     with httpx.Client(base_url=server.url, timeout=30, headers=headers) as api:
         sweep_id = submit(api, 1)
         intruder = start_worker(server.url, "--token", "wrong", "--idle-exit", "30")
-        assert intruder.wait(60) == 1, intruder.log()
+        assert intruder.wait(60) == 2, intruder.log()
         assert "refused this worker's token" in intruder.log()
         assert trials(api, sweep_id) == []
         worker = start_worker(
@@ -358,3 +360,16 @@ def test_worker_authenticates_with_its_token(sqlite_url, live_server, start_work
         )
         assert worker.wait(60) == 0, worker.log()
         assert [t["state"] for t in trials(api, sweep_id)] == ["complete"]
+
+
+def test_configuration_errors_exit_2_and_are_not_restarted(start_worker, free_port):
+    url = f"http://127.0.0.1:{free_port}"  # never reached: the agents stop before claiming
+    missing = start_worker(url, "--task-module", "no_such_tasks_module")
+    assert missing.wait(60) == 2, missing.log()
+    assert "no_such_tasks_module" in missing.log()
+    supervised = start_worker(
+        url, "--gpus", "0,1", "--device", "cpu", "--task-module", "no_such_tasks_module"
+    )
+    assert supervised.wait(60) == 2, supervised.log()
+    assert supervised.log().count("cannot run as configured; not restarting") == 2
+    assert start_worker(url, "--gpus", "0,zero").wait(60) == 2

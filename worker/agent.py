@@ -31,6 +31,9 @@ log = logging.getLogger("worker.agent")
 SHUTDOWN_REASON = "worker shutdown"
 #: How long a shutting-down agent keeps trying to hand its trial back.
 SHUTDOWN_FINISH_DEADLINE = 20.0
+#: Exit code of an agent that cannot work as configured (bad option, module, token):
+#: a supervisor does not restart it.
+EXIT_CONFIG = 2
 #: Env var with the agent's slot under a supervisor (the ``N`` of ``hostname-pid-N``).
 WORKER_INDEX_ENV = "LIONSWEEP_WORKER_INDEX"
 
@@ -152,7 +155,7 @@ class Agent:
             except ApiError as exc:
                 if exc.status_code in (401, 403):
                     log.error("the server refused this worker's token: %s", exc)
-                    return 1
+                    return EXIT_CONFIG
                 log.warning("claim refused: %s", exc)
                 assignment = None
             if assignment is None:
@@ -263,10 +266,10 @@ def run_agent(
         resolved = resolve_device(device)
     except (ImportError, RuntimeError, TypeError, ValueError) as exc:
         log.error("%s", exc)
-        return 2
+        return EXIT_CONFIG
     if not names:
         log.error("no tasks registered")
-        return 2
+        return EXIT_CONFIG
     if device == "auto" and resolved == "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES"):
         log.warning("no usable GPU among CUDA_VISIBLE_DEVICES; training on cpu")
     with Client(server, token, cancel=shutdown) as client:
@@ -310,6 +313,9 @@ def child_command(
 class Supervisor:
     """Runs one agent process per GPU slot; restarts crashed ones with backoff.
 
+    An agent that exits 0 is done; one that exits ``EXIT_CONFIG`` cannot work as
+    configured and is not restarted either (the supervisor then exits with that code).
+
     ``cpu_threads`` (for agents training on the CPU) becomes each agent's
     ``OMP_NUM_THREADS`` unless the environment already sets it, so agents do not
     oversubscribe the cores.
@@ -343,12 +349,13 @@ class Supervisor:
         return proc
 
     def run(self) -> int:
-        """Supervise until every agent has exited cleanly or a signal arrives; return 0."""
+        """Supervise until every agent is done or a signal arrives; return the exit code."""
         _install_signal_handlers(self.shutdown)
         started: dict[str, float] = {}
         failures: dict[str, int] = dict.fromkeys(self.slots, 0)
         restart_at: dict[str, float] = {}
         done: set[str] = set()
+        code = 0
         for index, slot in enumerate(self.slots):
             self.procs[slot] = self._spawn(index, slot)
             started[slot] = time.monotonic()
@@ -361,6 +368,11 @@ class Supervisor:
                     if proc.returncode == 0:
                         log.info("agent on GPU %s exited cleanly", slot)
                         done.add(slot)
+                        continue
+                    if proc.returncode == EXIT_CONFIG:
+                        log.error("agent on GPU %s cannot run as configured; not restarting", slot)
+                        done.add(slot)
+                        code = EXIT_CONFIG
                         continue
                     if now - started[slot] > self.max_backoff:
                         failures[slot] = 0
@@ -383,7 +395,7 @@ class Supervisor:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
             proc.wait()
-        return 0
+        return code
 
 
 def main(
@@ -402,15 +414,15 @@ def main(
         return run_agent(server, token, device, max_trials, idle_exit, task_modules)
     if device not in ("auto", "cpu", "cuda"):
         log.error("with --gpus, --device must be auto, cpu or cuda (each agent sees one GPU)")
-        return 2
+        return EXIT_CONFIG
     try:
         slots = gpu_slots(gpus)
     except ValueError as exc:
         log.error("%s", exc)
-        return 2
+        return EXIT_CONFIG
     if not slots:
         log.error("--gpus all: no CUDA device is visible")
-        return 2
+        return EXIT_CONFIG
     command = child_command(server, device, max_trials, idle_exit, task_modules)
     cpu_threads = max(1, (os.cpu_count() or 1) // len(slots)) if device == "cpu" else None
     return Supervisor(slots, command, token, cpu_threads=cpu_threads).run()
