@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-BYTES_PER_PARAM = {"lion": 20, "adamw": 28}
+# fp32 p, g, m read + p, m written; with bf16 momentum m is 2 bytes each way
+BYTES_PER_PARAM = {"lion": 20, "lion-bf16m": 16, "adamw": 28}
 
 
 def parse_args(argv=None):
@@ -88,6 +89,12 @@ def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
 
     opts = {
         "lion fused (ours)": ("lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="fused")),
+        "lion fused, bf16 momentum": (
+            "lion-bf16m",
+            lambda ps: Lion(
+                ps, lr=1e-4, weight_decay=0.1, impl="fused", momentum_dtype=torch.bfloat16
+            ),
+        ),
         "lion foreach (ours)": (
             "lion",
             lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="foreach"),
@@ -279,8 +286,10 @@ def main(argv=None) -> int:
         runs = list(optimizers.items())
         if "lion fused (ours)" in optimizers:
             runs.insert(1, ("lion fused, fresh .grad", optimizers["lion fused (ours)"]))
-        for name, (_, factory) in runs:
+        families = {}
+        for name, (family, factory) in runs:
             entries[name] = Entry(torch, device, shapes, factory, "fresh" in name)
+            families[name] = family
         run_rounds(torch, device, entries, args.repeats, args.warmup)
         triad_entry = entries.pop("triad")
         triad = 12 * triad_entry.n / statistics.median(triad_entry.times) / 1e9
@@ -295,7 +304,7 @@ def main(argv=None) -> int:
         print(header)
         rows = {}
         for name, entry in entries.items():
-            family = "lion" if "lion" in name else "adamw"
+            family = families[name]
             sec, best = statistics.median(entry.times), min(entry.times)
             rows[name] = (family, sec, best, entry.first, state_bytes(entry.opt))
         entries.clear()
