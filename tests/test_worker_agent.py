@@ -250,8 +250,12 @@ def test_nan_loss_ends_pruned_as_diverged_and_a_prune_answer_ends_pruned(
             pruner={"name": "median", "n_startup_trials": 1},
             enqueue=[{"lr": 1e-3, "weight_decay": 0.1}, {"lr": 1e-5, "weight_decay": 0.1}],
         )
+        typo = submit(api, 1, params={"dimm": 3}, max_retries=0)
         worker = start_worker(server.url, "--idle-exit", "1")
         assert worker.wait(60) == 0, worker.log()
+        (failed,) = trials(api, typo)
+        assert failed["state"] == "failed"
+        assert "unknown params ['dimm']" in failed["reason"]
         for t in trials(api, bad):
             assert (t["state"], t["reason"]) == ("pruned", "diverged")
             assert t["config"]["task_params"]["nan_at_step"] == 5
