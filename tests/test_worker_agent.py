@@ -157,10 +157,19 @@ def test_two_workers_share_one_sweep_without_duplicates(
 ):
     server = live_server(make_postgres_db())
     with httpx.Client(base_url=server.url, timeout=30) as api:
+        workers = [start_worker(server.url) for _ in range(2)]
+        for w in workers:  # both ready before there is work, so both get some
+            wait_for(lambda w=w: "worker " in w.log() and " on cpu" in w.log(), 60, "startup")
         sweep_id = submit(api, 10, params={"steps": 300, "step_delay": 0.002})
-        workers = [start_worker(server.url, "--idle-exit", "1") for _ in range(2)]
+        wait_for(
+            lambda: api.get(f"/api/sweeps/{sweep_id}").json()["status"] == "complete",
+            120,
+            "the sweep to complete",
+        )
         for w in workers:
-            assert w.wait(120) == 0, w.log()
+            w.process.send_signal(signal.SIGTERM)
+        for w in workers:
+            assert w.wait(30) == 0, w.log()
         done = trials(api, sweep_id)
         assert sorted(t["number"] for t in done) == list(range(10))
         assert all(t["state"] == "complete" for t in done)
