@@ -206,7 +206,7 @@ class Agent:
         )
         log.info(
             "trial %s (sweep %s, id %d) %s value=%s reason=%s params=%s wall=%.2fs "
-            "first_step=%s overhead=%s optimizer_share=%s",
+            "setup=%s first_step=%s overhead=%s optimizer_share=%s",
             number,
             assignment.get("sweep_id"),
             trial_id,
@@ -215,6 +215,7 @@ class Agent:
             reason,
             assignment.get("params"),
             time.perf_counter() - started,
+            _fmt(timings.get("setup_s")),
             _fmt(timings.get("first_step_s")),
             _fmt(timings.get("first_step_overhead_s")),
             _fmt(timings.get("optimizer_share")),
