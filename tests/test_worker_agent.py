@@ -1,7 +1,8 @@
 """Real ``lionsweep worker`` processes against a real ``lionsweep serve`` (SQLite, PostgreSQL).
 
 Workers train with the foreach Lion step unless a test says otherwise (the fused step's
-compilation costs seconds on a small CPU); the main end-to-end case runs the fused step.
+compilation costs seconds on a small CPU); the PostgreSQL case of the main end-to-end
+test runs the fused step.
 """
 
 from __future__ import annotations
