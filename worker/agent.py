@@ -245,6 +245,8 @@ def _install_signal_handlers(event: threading.Event) -> None:
         log.info("received %s; stopping at the next step boundary", signal.Signals(signum).name)
         event.set()
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may handle signals; the embedder sets ``event``
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
 
