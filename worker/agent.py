@@ -246,7 +246,7 @@ def _install_signal_handlers(event: threading.Event) -> None:
         event.set()
 
     if threading.current_thread() is not threading.main_thread():
-        return  # only the main thread may handle signals; the embedder sets ``event``
+        return  # run from a thread: only the main thread may install signal handlers
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
 
