@@ -202,8 +202,13 @@ def _lion_flat_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor) 
 def _compiled_kernel():
     # One compiled function for the whole process: every optimizer (every
     # trial) shares its cache; flat sizes are marked dynamic, so a model of
-    # another size reuses the same graph too.
-    return torch.compile(_lion_flat_kernel, fullgraph=True, dynamic=False)
+    # another size reuses the same graph too. With a dynamic size, inductor's
+    # C++ backend picks serial vs parallel from the size seen at the first
+    # compile (a small model would leave a big one on one core), so the loop
+    # always gets an OpenMP region and the runtime chooses the thread count.
+    return torch.compile(
+        _lion_flat_kernel, fullgraph=True, dynamic=False, options={"cpp.dynamic_threads": True}
+    )
 
 
 def _fused_lion(
