@@ -161,7 +161,7 @@ def test_two_workers_share_one_sweep_without_duplicates(
         workers = [start_worker(server.url) for _ in range(2)]
         for w in workers:  # both ready before there is work, so both get some
             wait_for(lambda w=w: "worker " in w.log() and " on cpu" in w.log(), 60, "startup")
-        sweep_id = submit(api, 10, params={"steps": 300, "step_delay": 0.002})
+        sweep_id = submit(api, 8, params={"steps": 300, "step_delay": 0.002})
         wait_for(
             lambda: api.get(f"/api/sweeps/{sweep_id}").json()["status"] == "complete",
             120,
@@ -172,7 +172,7 @@ def test_two_workers_share_one_sweep_without_duplicates(
         for w in workers:
             assert w.wait(30) == 0, w.log()
         done = trials(api, sweep_id)
-        assert sorted(t["number"] for t in done) == list(range(10))
+        assert sorted(t["number"] for t in done) == list(range(8))
         assert all(t["state"] == "complete" for t in done)
         by_worker: dict[str, int] = {}
         for t in done:
@@ -378,12 +378,10 @@ def test_worker_authenticates_with_its_token_and_a_refused_one_exits_2(
 
 def test_configuration_errors_exit_2_and_are_not_restarted(start_worker, free_port):
     url = f"http://127.0.0.1:{free_port}"  # never reached: the agents stop before claiming
-    missing = start_worker(url, "--task-module", "no_such_tasks_module")
-    assert missing.wait(60) == 2, missing.log()
-    assert "no_such_tasks_module" in missing.log()
     supervised = start_worker(
         url, "--gpus", "0,1", "--device", "cpu", "--task-module", "no_such_tasks_module"
     )
     assert supervised.wait(60) == 2, supervised.log()
     assert supervised.log().count("cannot run as configured; not restarting") == 2
+    assert "No module named 'no_such_tasks_module'" in supervised.log()
     assert start_worker(url, "--gpus", "0,zero").wait(60) == 2
