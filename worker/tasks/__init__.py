@@ -15,6 +15,9 @@ functions the harness (``worker.harness``) calls:
   it into micro-batches for gradient accumulation);
 - ``loss(model, batch)`` → the mean loss over the (micro-)batch, a scalar tensor;
 - ``evaluate(model, params, data)`` → ``{"val_loss": ..., ...}`` with the objective metric.
+
+Besides its own ``defaults.params``, every task accepts ``steps`` and ``eval_every`` in a
+sweep's ``task.params`` (the harness's loop settings).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ path, test suites left out) concatenated up to ``corpus_bytes``; the first 90 % 
 training split, the rest validation. The vocabulary is every character in that text.
 
 Params: ``d_model`` (the width that scaling-rule experiments vary), ``n_layer``,
-``n_head``, ``seq_len``, ``corpus_bytes``, ``eval_batches``; ``steps`` is the trial's
-own ``steps`` setting. Reports ``val_bpc`` (validation bits per character) and
-``val_loss`` (nats per character).
+``n_head``, ``seq_len``, ``corpus_bytes``, ``eval_batches``, plus ``steps`` and
+``eval_every``, which every task accepts (default 200 and 50). Reports ``val_bpc``
+(validation bits per character) and ``val_loss`` (nats per character).
 """
 
 from __future__ import annotations
