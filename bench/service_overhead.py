@@ -106,11 +106,12 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
     return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
-def spec_for(n_trials: int, task: str) -> dict:
+def spec_for(n_trials: int, task: str, pruner: str) -> dict:
     return {
         "name": "bench",
         "task": {"name": task},
         "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": pruner},
         "n_trials": n_trials,
     }
 
@@ -235,6 +236,7 @@ def main() -> None:
     ap.add_argument("--trials-per-client", type=int, default=4)
     ap.add_argument("--servers", type=int, default=1, help="lionsweep serve processes per database")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    ap.add_argument("--pruner", default="hyperband", choices=list(schemas.PRUNERS))
     ap.add_argument(
         "--sync-commit",
         choices=["on", "off"],
@@ -258,7 +260,7 @@ def main() -> None:
                     task = f"bench{size}"
                     warmup = len(servers) * args.workers
                     measured = sum(c * args.trials_per_client for c in clients) + warmup
-                    spec = spec_for(size + measured, task)
+                    spec = spec_for(size + measured, task, args.pruner)
                     sweep = httpx.post(servers[0].url + "/api/sweeps", json=spec, timeout=60)
                     sweep.raise_for_status()
                     study = optuna.load_study(study_name=sweep.json()["study_name"], storage=url)

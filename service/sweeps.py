@@ -219,11 +219,40 @@ def build_pruner(spec: schemas.SweepSpec) -> optuna.pruners.BasePruner:
             min_resource=p.min_resource or "auto", reduction_factor=p.reduction_factor or 4
         )
     max_resource = p.max_resource or spec.budget.max_steps or "auto"
-    return optuna.pruners.HyperbandPruner(
+    return ThreadSafeHyperbandPruner(
         min_resource=p.min_resource or 1,
         max_resource=max_resource,
         reduction_factor=p.reduction_factor or 3,
     )
+
+
+class ThreadSafeHyperbandPruner(optuna.pruners.HyperbandPruner):
+    """HyperbandPruner whose lazy set-up is safe when server threads share one instance.
+
+    Optuna builds the brackets on the first ``prune`` after a trial completes, mutating
+    several lists in place; two threads doing it at once (or one reading half-built lists)
+    corrupt the brackets for good. Here set-up runs once under a lock and the brackets are
+    used only once complete. (Overrides two internal methods; optuna is pinned < 6.)
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._setup_lock = threading.Lock()
+        self._ready = False
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """As HyperbandPruner.prune, with the bracket set-up serialized."""
+        if not self._ready:
+            with self._setup_lock:
+                if not self._pruners:
+                    super()._try_initialization(study)
+                self._ready = bool(self._pruners)
+            if not self._ready:
+                return False
+        return super().prune(study, trial)
+
+    def _get_bracket_id(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        return super()._get_bracket_id(study, trial) if self._ready else 0
 
 
 def enqueued_params(spec: schemas.SweepSpec) -> list[dict[str, Any]]:

@@ -116,6 +116,17 @@ def test_16_claimers_two_servers_postgres(make_postgres_db, live_server):
         result = run_claimers([s.url for s in servers], sweep["id"], "race", 16, fail_first=True)
         check(servers[0], client, sweep, result, n_trials)
 
+        # Without failures: exactly n_trials trials, each claimed once.
+        clean = client.post(
+            "/api/sweeps",
+            json={"name": "clean", "task": {"name": "clean"}, "n_trials": 32},
+        ).json()
+        result = run_claimers([s.url for s in servers], clean["id"], "clean", 16, fail_first=False)
+        assert result["errors"] == [] and result["requeued"] == []
+        assert sorted(n for _, n in result["claimed"]) == list(range(32))
+        study = optuna.load_study(study_name=clean["study_name"], storage=url)
+        assert len(study.trials) == 32
+
 
 def test_8_claimers_two_servers_sqlite(make_sqlite_url, live_server):
     url = make_sqlite_url()
