@@ -167,10 +167,11 @@ def test_two_workers_share_one_sweep_without_duplicates(
             120,
             "the sweep to complete",
         )
-        for w in workers:
-            w.process.send_signal(signal.SIGTERM)
+        workers[0].process.send_signal(signal.SIGTERM)
+        workers[1].process.send_signal(signal.SIGINT)
         for w in workers:
             assert w.wait(30) == 0, w.log()
+        assert "received SIGINT" in workers[1].log()
         done = trials(api, sweep_id)
         assert sorted(t["number"] for t in done) == list(range(8))
         assert all(t["state"] == "complete" for t in done)
