@@ -359,22 +359,23 @@ def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigte
         assert len(handed_back) == 2 and all(t["state"] == "failed" for t in handed_back)
 
 
-def test_worker_authenticates_with_its_token_and_a_refused_one_exits_2(
+def test_worker_authenticates_a_refused_token_exits_2_and_max_trials_is_kept(
     sqlite_url, live_server, start_worker
 ):
     server = live_server(sqlite_url, env={"LIONSWEEP_BOOTSTRAP_TOKEN": "worker-secret"})
     headers = {"Authorization": "Bearer worker-secret"}
     with httpx.Client(base_url=server.url, timeout=30, headers=headers) as api:
-        sweep_id = submit(api, 1)
+        sweep_id = submit(api, 2)
         intruder = start_worker(server.url, "--token", "wrong", "--idle-exit", "30")
         assert intruder.wait(60) == 2, intruder.log()
         assert "refused this worker's token" in intruder.log()
         assert trials(api, sweep_id) == []
         worker = start_worker(
-            server.url, "--idle-exit", "1", env={"LIONSWEEP_TOKEN": "worker-secret"}
+            server.url, "--max-trials", "1", env={"LIONSWEEP_TOKEN": "worker-secret"}
         )
         assert worker.wait(60) == 0, worker.log()
         assert [t["state"] for t in trials(api, sweep_id)] == ["complete"]
+        assert "ran 1 trials (--max-trials)" in worker.log()
 
 
 def test_configuration_errors_exit_2_and_are_not_restarted(start_worker, free_port):
