@@ -240,3 +240,20 @@ def test_warmup_schedule_drives_the_learning_rate():
         schedule.step()
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert lrs[10] == pytest.approx(1e-3) and lrs[-1] < 1e-4
+
+
+def test_warmup_longer_than_the_trial_warms_up_throughout():
+    task = tasks.get("quadratic")
+    a = assignment(params={"warmup_steps": 50}, task_params={"steps": 20, "eval_every": 20})
+    config: TrialConfig = effective_config(task, a, "cpu")
+    from worker.harness import make_schedule
+
+    model = task.make_model(config.task_params, task.data(config.task_params, "cpu"), "cpu")
+    optimizer = make_optimizer(config, model)
+    schedule = make_schedule(config, optimizer)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs == sorted(lrs) and lrs[-1] == pytest.approx(1e-3)

@@ -181,9 +181,9 @@ def make_schedule(
     """Linear warmup then cosine decay over the trial's steps (``optim.schedules``)."""
     from optim.schedules import warmup_cosine
 
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.steps)
-    )
+    # A warmup longer than the trial is warmup for the whole trial.
+    warmup = min(config.warmup_steps, config.steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, config.steps))
 
 
 def accumulate_gradients(
