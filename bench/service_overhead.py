@@ -235,7 +235,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--trials-per-client", type=int, default=4)
     ap.add_argument("--servers", type=int, default=1, help="lionsweep serve processes per database")
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    ap.add_argument("--server-processes", type=int, default=1, help="uvicorn processes per server")
     ap.add_argument("--pruner", default="hyperband", choices=list(schemas.PRUNERS))
     ap.add_argument(
         "--sync-commit",
@@ -253,12 +253,12 @@ def main() -> None:
                 url, drop = fresh_database(backend, workdir)
                 env = {
                     "LIONSWEEP_DB_SYNCHRONOUS_COMMIT": args.sync_commit,
-                    "LIONSWEEP_WORKERS": str(args.workers),
+                    "LIONSWEEP_SERVER_PROCESSES": str(args.server_processes),
                 }
                 servers = [Server(url, workdir, env) for _ in range(args.servers)]
                 try:
                     task = f"bench{size}"
-                    warmup = len(servers) * args.workers
+                    warmup = len(servers) * args.server_processes
                     measured = sum(c * args.trials_per_client for c in clients) + warmup
                     spec = spec_for(size + measured, task, args.pruner)
                     sweep = httpx.post(servers[0].url + "/api/sweeps", json=spec, timeout=60)
@@ -267,7 +267,7 @@ def main() -> None:
                     prefill(study, spec, size)
                     base = optuna_baseline(url, spec, size, 5, args.sync_commit == "on")
                     for s in servers:  # warm up: each process loads the study into its cache
-                        run_clients([s.url], task, args.workers, 1)
+                        run_clients([s.url], task, args.server_processes, 1)
                     for n in clients:
                         res = run_clients([s.url for s in servers], task, n, args.trials_per_client)
                         if res["errors"]:

@@ -235,13 +235,13 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
             )
             raise SystemExit(2)
         log.warning("no API tokens configured: serving unauthenticated on %s only", host)
-    if settings.workers > 1:
+    if settings.server_processes > 1:
         # Several processes share the database (claims stay atomic across processes);
         # each builds its app from the environment.
         uvicorn.run(
             "service.app:app_from_env",
             factory=True,
-            workers=settings.workers,
+            workers=settings.server_processes,
             host=host,
             port=port,
             log_level="info",

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = None
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    workers: int = Field(default=1, ge=1, le=64)
+    server_processes: int = Field(default=1, ge=1, le=64)
     """Server processes for ``lionsweep serve`` (uvicorn workers; each re-reads the env)."""
     db_synchronous_commit: bool = True
     """PostgreSQL only. False sets ``synchronous_commit=off`` on the service's connections:
