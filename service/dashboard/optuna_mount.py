@@ -141,7 +141,7 @@ class OptunaDashboard:
             )
         elif not await self.allowed(scope):
             response = PlainTextResponse(
-                "A read token is required: open the lionsweep dashboard with ?token=<token> first.",
+                "A read token is required: open the lionsweep dashboard with #token=<token> first.",
                 401,
             )
         elif path in ("", "/"):

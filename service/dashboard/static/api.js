@@ -2,14 +2,18 @@
 
 const TOKEN_KEY = "lionsweep-token";
 
-/** Take `?token=` from the address once, keep it for this tab, and drop it from the address. */
+/**
+ * Take `#token=` from the address once, keep it for this tab, and drop it from the address.
+ * A fragment is never sent to the server, so the token stays out of its access log.
+ */
 export function initToken() {
-  const url = new URL(window.location.href);
-  const fromUrl = url.searchParams.get("token");
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  const fromUrl = hash.get("token");
   if (fromUrl) {
     sessionStorage.setItem(TOKEN_KEY, fromUrl);
-    url.searchParams.delete("token");
-    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+    hash.delete("token");
+    const rest = hash.toString();
+    window.history.replaceState(null, "", window.location.pathname + window.location.search + (rest ? `#${rest}` : ""));
   }
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) {
@@ -64,7 +68,7 @@ export function handleAuthError(error) {
   sessionStorage.removeItem(TOKEN_KEY);
   showNotice(
     "This dashboard needs a read token. Open it as " +
-      `${window.location.origin}${window.location.pathname}?token=<your token> ` +
+      `${window.location.origin}${window.location.pathname}#token=<your token> ` +
       "(create one with: lionsweep token create --scope read).",
   );
   return true;
