@@ -365,3 +365,47 @@ def test_diverged_trials_are_marked_on_the_map_and_in_the_table(running: Any, pa
     reasons = page.locator("#trials tbody tr td:nth-child(10)").all_inner_texts()
     assert reasons == ["diverged"] * 3
     assert page.errors == []
+
+
+@pytest.mark.browser
+def test_worker_reasons_and_spec_names_show_literally_in_plots(
+    live_server: Any, sqlite_url: str, page: Any
+) -> None:
+    """Plotly reads text as limited HTML: a reason or metric name must never become markup."""
+    server = live_server(sqlite_url)
+    spec = {
+        **DEMO,
+        "name": "markup",
+        "objective": {"metric": "<i>loss</i>", "direction": "minimize"},
+    }
+    created = httpx.post(f"{server.url}/api/sweeps", json=spec, timeout=10)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    claim = {"worker_id": "markup-test", "tasks": ["quadratic"]}
+    trial = httpx.post(f"{server.url}/api/trials/claim", json=claim, timeout=10).json()
+    reason = '<b>x</b> <a href="https://example.com">link</a>'
+    finished = httpx.post(
+        f"{server.url}/api/trials/{trial['trial_id']}/finish",
+        json={"state": "pruned", "value": None, "metrics": {}, "config": {}, "reason": reason},
+        timeout=10,
+    )
+    assert finished.status_code == 200, finished.text
+
+    page.goto(f"{server.url}/sweeps/{sweep_id}")
+    page.locator('#trials tbody tr[data-trial="0"]').wait_for(timeout=15_000)
+    page.locator("#plot-map .main-svg").first.wait_for(timeout=15_000)
+    page.locator("#plot-history .g-ytitle").wait_for(timeout=15_000)
+    assert page.locator("#plot-history .g-ytitle").text_content() == "<i>loss</i>"
+    # Hover the pruned point and read the label plotly draws.
+    page.evaluate(
+        "(() => { const gd = document.getElementById('plot-map');"
+        " const n = gd.data.findIndex(t => t.name === 'pruned');"
+        " window.Plotly.Fx.hover(gd, [{curveNumber: n, pointNumber: 0}]); })()"
+    )
+    label = page.locator("#plot-map .hoverlayer .hovertext")
+    label.wait_for(timeout=5_000)
+    assert reason in label.text_content()
+    assert label.locator("a").count() == 0
+    assert label.locator("tspan[style*='bold']").count() == 0
+    assert reason in page.locator('#trials tbody tr[data-trial="0"]').inner_text()
+    assert page.errors == []

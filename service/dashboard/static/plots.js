@@ -26,6 +26,17 @@ export function drawMessage(id, text) {
   });
 }
 
+/**
+ * A string made safe for plotly text (hover, titles, names, ticks), which plotly reads as
+ * limited HTML: worker-supplied reasons and spec names must show literally, never as markup.
+ */
+export function esc(value) {
+  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** The objective metric's name, escaped for plotly. */
+const metricName = (sweep) => esc(sweep.spec?.objective?.metric || "objective");
+
 const finite = (v) => typeof v === "number" && Number.isFinite(v);
 const log10 = Math.log10;
 
@@ -45,7 +56,7 @@ export function isLogParam(spec, name) {
 
 function hover(t, metric) {
   const p = t.params || {};
-  const lines = [`trial ${t.number} (${t.state}${t.reason ? `: ${t.reason}` : ""})`];
+  const lines = [`trial ${t.number} (${t.state}${t.reason ? `: ${esc(t.reason)}` : ""})`];
   if (finite(t.value)) lines.push(`${metric} = ${t.value.toPrecision(4)}`);
   lines.push(`lr = ${p.lr}`, `weight decay = ${p.weight_decay}`);
   return lines.join("<br>");
@@ -53,7 +64,7 @@ function hover(t, metric) {
 
 /** The lr × weight-decay map: log-log scatter coloured by objective, iso-lines of η·λ, fitted rule. */
 export function lrWdMap(id, trials, sweep, rule) {
-  const metric = sweep.spec?.objective?.metric || "objective";
+  const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const lion = trials.filter((t) => (t.params?.optimizer || "lion") !== "adamw");
   const placed = lion.filter((t) => finite(t.params?.lr) && finite(t.params?.weight_decay));
@@ -155,7 +166,7 @@ function bestSoFar(values, minimize) {
 
 /** Objective of each complete trial by trial number, with the best-so-far line. */
 export function history(id, trials, sweep) {
-  const metric = sweep.spec?.objective?.metric || "objective";
+  const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const done = trials.filter((t) => t.state === "complete" && finite(t.value)).sort((a, b) => a.number - b.number);
   draw(
@@ -182,7 +193,7 @@ export function importances(id, values) {
   const entries = Object.entries(values).sort((a, b) => a[1] - b[1]);
   draw(
     id,
-    [{ type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => e[0]), marker: { color: "#2ca02c" } }],
+    [{ type: "bar", orientation: "h", x: entries.map((e) => e[1]), y: entries.map((e) => esc(e[0])), marker: { color: "#2ca02c" } }],
     { xaxis: { title: { text: "importance" } }, margin: { l: 110, r: 24, t: 12, b: 48 } },
   );
 }
@@ -201,7 +212,7 @@ export function sweptParams(trials) {
 
 /** Parallel coordinates over every swept parameter, coloured by the objective. */
 export function parallel(id, trials, sweep) {
-  const metric = sweep.spec?.objective?.metric || "objective";
+  const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const done = trials.filter((t) => t.state === "complete" && finite(t.value));
   const names = sweptParams(done);
@@ -213,10 +224,15 @@ export function parallel(id, trials, sweep) {
     const raw = done.map((t) => t.params[name]);
     if (raw.every((v) => typeof v === "number")) {
       const log = isLogParam(sweep.spec, name) && raw.every((v) => v > 0);
-      return { label: log ? `log10 ${name}` : name, values: log ? raw.map(log10) : raw };
+      return { label: log ? `log10 ${esc(name)}` : esc(name), values: log ? raw.map(log10) : raw };
     }
     const cats = [...new Set(raw.map(String))].sort();
-    return { label: name, values: raw.map((v) => cats.indexOf(String(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
+    return {
+      label: esc(name),
+      values: raw.map((v) => cats.indexOf(String(v))),
+      tickvals: cats.map((_, i) => i),
+      ticktext: cats.map(esc),
+    };
   });
   const logValues = wideRange(done.map((t) => t.value));
   const values = done.map((t) => (logValues ? log10(t.value) : t.value));
@@ -234,7 +250,7 @@ export function parallel(id, trials, sweep) {
 
 /** Lion versus AdamW: best-so-far per arm and the spread of objective values. */
 export function arms(historyId, boxId, trials, sweep) {
-  const metric = sweep.spec?.objective?.metric || "objective";
+  const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const colors = { lion: "#c9851a", adamw: "#1f77b4" };
   const lines = [];
