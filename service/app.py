@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -26,6 +27,30 @@ log = logging.getLogger("lionsweep.app")
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 ALL_SCOPES = ["submit", "worker", "read"]
+YAML_PATHS = ("/api/sweeps",)
+"""The only endpoints that accept YAML bodies (a sweep spec)."""
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases (``&a`` / ``*a``).
+
+    A sweep spec never needs them, and aliases let a few hundred bytes expand to gigabytes
+    once converted to JSON.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose as SafeLoader does, but raise on an anchor or an alias."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.MarkedYAMLError(
+                "YAML anchors and aliases (& and *) are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def yaml_to_json(body: bytes) -> bytes:
+    """A YAML document (no anchors/aliases) as JSON bytes; raises yaml.YAMLError or ValueError."""
+    return json.dumps(yaml.load(body, Loader=NoAliasLoader) if body else None).encode()
 
 
 class BodyGate:
@@ -58,9 +83,9 @@ class BodyGate:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().decode().lower()
-        if ctype in YAML_TYPES:
+        if ctype in YAML_TYPES and scope["path"].rstrip("/") in YAML_PATHS:
             try:
-                body = json.dumps(yaml.safe_load(body) if body else None).encode()
+                body = await anyio.to_thread.run_sync(yaml_to_json, body)
             except (yaml.YAMLError, TypeError, ValueError) as e:
                 await self._send_json(
                     send,
@@ -71,6 +96,9 @@ class BodyGate:
                         ]
                     },
                 )
+                return
+            if len(body) > self.max_bytes:
+                await self._too_large(send)
                 return
             new_headers = [
                 (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")

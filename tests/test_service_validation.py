@@ -194,3 +194,38 @@ def test_worker_protocol_bodies_are_validated(client):
     assert r.status_code == 422 and "complete trial needs a finite value" in r.text
     r = client.post("/api/trials/1/finish", json={"state": "exploded"})
     assert r.status_code == 422
+
+
+def test_yaml_anchors_and_aliases_are_refused_quickly(client, server):
+    before = written(client, server)
+    # "Billion laughs": 9 levels of 9 aliases; naively converted to JSON it is gigabytes.
+    lines = ['l0: &l0 "lol"']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = ("\n".join(lines) + "\nname: bomb\ntask: {name: quadratic}\n").encode()
+    assert len(bomb) < 1000
+    for body in (bomb, b"name: &n x\ntask: {name: quadratic}\n"):
+        r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+        assert r.status_code == 422, r.text[:500]
+        assert "anchors and aliases" in r.json()["detail"][0]["msg"]
+        assert r.elapsed.total_seconds() < 2
+    assert written(client, server) == before
+
+
+def test_yaml_that_grows_past_the_limit_as_json_is_413(client, server):
+    before = written(client, server)
+    # ``~`` (2 bytes with its comma) becomes ``null, `` (6 bytes): under the limit as YAML,
+    # over it as JSON.
+    body = b"name: big\ntask: {name: quadratic, params: {x: [" + b"~," * 30_000 + b"~]}}\n"
+    assert len(body) < 65536
+    r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+    assert written(client, server) == before
+
+
+def test_yaml_is_converted_only_for_sweep_submissions(client):
+    r = client.post(
+        "/api/trials/claim",
+        content=b"worker_id: w\ntasks: [quadratic]\n",
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 422
