@@ -3,7 +3,9 @@
 Commands that talk to a running server (``submit``, ``status``, ``best``, ``rule --sweep``)
 go through :class:`worker.client.Client` and turn its errors into one clear line and a
 non-zero exit code: 1 for an answer the server refused, 2 for a server that cannot be reached
-or an unreadable input file.
+or an unreadable input file. Commands that open the database (``serve``, ``db upgrade``,
+``token create``) likewise exit 2 with one line for a malformed ``LIONSWEEP_*`` setting or a
+database that cannot be opened.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from service.settings import Settings
     from worker.client import Client
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -46,6 +49,51 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 
 
+def load_settings() -> Settings:
+    """The service settings from the environment; a malformed ``LIONSWEEP_*`` exits 2.
+
+    Each problem is one line naming the variable and the rule it breaks (never its value,
+    which may be a password or a token).
+    """
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"LIONSWEEP_{'_'.join(str(p) for p in e['loc']).upper()}: "
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+    for line in problems[:-1]:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    raise fail(problems[-1], EXIT_UNREACHABLE)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a database that cannot be opened (missing directory, refused connection, bad URL)
+    into one line and exit 2, never a traceback."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        yield
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = " (does its directory exist?)" if isinstance(exc, FileNotFoundError) else ""
+        raise fail(
+            f"cannot open the database: {exc.strerror or exc}{where}{hint}", EXIT_UNREACHABLE
+        ) from None
+    except (OperationalError, ArgumentError) as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise fail(
+            f"cannot open the database: {first[0] if first else type(exc).__name__}",
+            EXIT_UNREACHABLE,
+        ) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
@@ -53,18 +101,20 @@ def serve(
 ) -> None:
     """Run the API server (migrates the database first)."""
     from service.app import serve as serve_app
-    from service.settings import Settings
 
-    serve_app(Settings(), host=host, port=port)
+    settings = load_settings()
+    with database_errors():
+        serve_app(settings, host=host, port=port)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply all database migrations (alembic upgrade head)."""
     from service.db import upgrade
-    from service.settings import Settings
 
-    upgrade(Settings())
+    settings = load_settings()
+    with database_errors():
+        upgrade(settings)
 
 
 @token_app.command("create")
@@ -76,9 +126,14 @@ def token_create(
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
     from service.auth import create_token
-    from service.settings import Settings
 
-    typer.echo(create_token(Settings(), scopes=scope, name=name))
+    settings = load_settings()
+    with database_errors():
+        try:
+            secret = create_token(settings, scopes=scope, name=name)
+        except ValueError as exc:
+            raise fail(str(exc), EXIT_UNREACHABLE) from None
+    typer.echo(secret)
 
 
 @app.command()

@@ -368,3 +368,68 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"port {port} is already in use" in one_error_line(done.stderr)
     assert not (tmp_path / "lionsweep.db").exists()
+
+
+# -- commands that open the database: bad settings are one line, never a traceback ------------
+
+
+def run_db_command(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run ``lionsweep *args`` in ``tmp_path`` with only the given ``LIONSWEEP_*`` variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIONSWEEP_")}
+    return subprocess.run(
+        [*lionsweep_command(), *args],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def only_error_line(done: subprocess.CompletedProcess) -> str:
+    """The single ``error:`` line of a failed command (log lines may precede it), no traceback."""
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+DB_COMMANDS = {
+    "serve": ["serve", "--port", "0"],
+    "db upgrade": ["db", "upgrade"],
+    "token create": ["token", "create", "--scope", "read"],
+}
+
+
+@pytest.mark.parametrize("command", DB_COMMANDS)
+def test_malformed_settings_name_the_variable_and_exit_2(command: str, tmp_path: Path) -> None:
+    done = run_db_command(DB_COMMANDS[command], tmp_path, LIONSWEEP_PORT="abc")
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = only_error_line(done)
+    assert "LIONSWEEP_PORT" in line and "integer" in line
+    assert not (tmp_path / "lionsweep.db").exists()
+
+
+@pytest.mark.parametrize("command", DB_COMMANDS)
+def test_sqlite_file_in_a_missing_directory_is_one_line(command: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'lionsweep.db'}"
+    done = run_db_command(DB_COMMANDS[command], tmp_path, LIONSWEEP_DATABASE_URL=url)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot open the database" in only_error_line(done)
+
+
+def test_token_create_with_an_unknown_scope_is_one_line(tmp_path: Path) -> None:
+    done = run_db_command(["token", "create", "--scope", "bogus"], tmp_path)
+    assert done.returncode == 2
+    assert "scopes must be among" in one_error_line(done.stderr)
+    assert done.stdout == ""
+
+
+def test_settings_errors_never_echo_the_value(tmp_path: Path) -> None:
+    """A rejected database URL may hold a password: the message names the rule, not the value."""
+    url = "mysql://lion:hunter2@db.example/sweeps"
+    done = run_db_command(["db", "upgrade"], tmp_path, LIONSWEEP_DATABASE_URL=url)
+    assert done.returncode == 2
+    line = one_error_line(done.stderr)
+    assert "LIONSWEEP_DATABASE_URL" in line and "hunter2" not in line
