@@ -30,6 +30,7 @@ BYTES_PER_PARAM = {"lion": 20, "lion-bf16m": 16, "adamw": 28}
 
 
 def parse_args(argv=None):
+    """The command-line options of this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sets", default="gpt,big,small", help="comma list of: gpt, big, small")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -72,6 +73,7 @@ def small_shapes(scale: float) -> list[tuple[int, ...]]:
 
 
 def param_sets(names: list[str], scale: float) -> dict[str, list[tuple[int, ...]]]:
+    """The parameter shapes of each named set (exits on an unknown name)."""
     sets = {
         "gpt": gpt_shapes(scale),
         "big": [(int(64 * 2**20 * scale),)],
@@ -122,6 +124,7 @@ def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
 
 
 def sync(torch, device):
+    """Wait for the queued device work to finish (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -223,6 +226,7 @@ def first_step_in_new_process(args, cold: bool) -> float:
 
 
 def probe_first_step(args) -> None:
+    """Print the seconds of one first fused Lion step (run in a child process)."""
     import torch
 
     from optim import Lion
@@ -240,6 +244,7 @@ def probe_first_step(args) -> None:
 
 
 def machine(torch, device) -> str:
+    """A one-line description of the device (GPU and CUDA, or CPU model and threads)."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     cpu = platform.processor() or platform.machine()
@@ -254,6 +259,7 @@ def machine(torch, device) -> str:
 
 
 def main(argv=None) -> int:
+    """Time every optimizer on every parameter set and print the tables; returns the exit code."""
     args = parse_args(argv)
     if args.probe_first_step:
         probe_first_step(args)

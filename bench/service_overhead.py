@@ -50,6 +50,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -81,12 +82,14 @@ class Server:
         raise RuntimeError("server did not start")
 
     def stop(self) -> None:
+        """Terminate the server and close its log."""
         self.proc.terminate()
         self.proc.wait(15)
         self.log.close()
 
 
 def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
+    """A new empty database on ``backend`` and a function that drops it."""
     if backend == "sqlite":
         return f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}", lambda: None
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -107,6 +110,7 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
 
 
 def spec_for(n_trials: int, task: str, pruner: str) -> dict:
+    """The benchmark sweep spec (TPE, the given pruner, ``n_trials`` trials)."""
     return {
         "name": "bench",
         "task": {"name": task},
@@ -117,6 +121,7 @@ def spec_for(n_trials: int, task: str, pruner: str) -> dict:
 
 
 def objective(p: dict) -> float:
+    """A synthetic objective of the sampled parameters (no training)."""
     return (p["lr"] * 1e4 - 1) ** 2 + (p["weight_decay"] - 0.1) ** 2 + p["beta1"]
 
 
@@ -149,6 +154,7 @@ def prefill(study: optuna.Study, spec: dict, n: int) -> None:
 
 
 def run_clients(urls: list[str], task: str, n_clients: int, per_client: int) -> dict:
+    """Run scripted clients concurrently; their per-trial and claim times, wall time and errors."""
     per_trial: list[float] = []
     claims: list[float] = []
     errors: list[str] = []
@@ -224,11 +230,13 @@ def optuna_baseline(database_url: str, spec: dict, size: int, n: int, sync: bool
 
 
 def p95(xs: list[float]) -> float:
+    """The 95th percentile of ``xs``."""
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.95 * len(xs)))]
 
 
 def main() -> None:
+    """Measure every backend, study size and client count, and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--sizes", default="100,1000")
@@ -302,6 +310,7 @@ def main() -> None:
 
 
 def header() -> str:
+    """The Markdown header of the results table."""
     return (
         "| backend | finished trials | clients | trials/s | per-trial ms mean (p95) | "
         "claim ms mean (p95) | wall ms / trial | vs optuna in-process (ms) |\n"
@@ -310,6 +319,7 @@ def header() -> str:
 
 
 def print_row(r: tuple, flush: bool = False) -> None:
+    """Print one result as a Markdown table row."""
     b, size, n, tps, m, p, cm, cp, amort, ratio, base = r
     print(
         f"| {b} | {size} | {n} | {tps:.1f} | {m:.0f} ({p:.0f}) | {cm:.0f} ({cp:.0f}) | "
