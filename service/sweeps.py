@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import threading
@@ -1069,23 +1068,8 @@ class Sweeps:
 
     def _was_requeued(self, t: FrozenTrial) -> bool:
         with self.db.session() as s:
-            n = s.scalar(
-                select(func.count())
-                .select_from(
-                    _trial_system_attrs.join(
-                        _trials, _trials.c.trial_id == _trial_system_attrs.c.trial_id
-                    )
-                )
-                .where(
-                    _trials.c.study_id
-                    == select(_trials.c.study_id)
-                    .where(_trials.c.trial_id == t._trial_id)
-                    .scalar_subquery(),
-                    _trial_system_attrs.c.key == RETRY_OF,
-                    _trial_system_attrs.c.value_json == json.dumps(t.number),
-                )
-            )
-        return bool(n)
+            study_id = select(_trials.c.study_id).where(_trials.c.trial_id == t._trial_id)
+            return bool(s.scalar(select(_requeued(study_id.scalar_subquery(), t.number))))
 
     # ---- leases ----
 
@@ -1126,34 +1110,44 @@ class Sweeps:
         unmarked failure older than the grace period with no retry is such an orphan.
         """
         t, a = _trials.alias("t"), _trial_system_attrs.alias("a")
-        r, ra = _trials.alias("r"), _trial_system_attrs.alias("ra")
         cutoff = datetime.now() - timedelta(seconds=self.settings.heartbeat_grace_seconds)
         with self.db.session() as s:
             rows = s.execute(
-                select(t.c.trial_id, Sweep.id)
+                select(t.c.trial_id, t.c.study_id, t.c.number, Sweep.id)
                 .join(Sweep, Sweep.study_id == t.c.study_id)
                 .where(
                     Sweep.status == "running",
                     t.c.state == TrialState.FAIL,
                     t.c.datetime_complete < cutoff,
                     ~exists().where(a.c.trial_id == t.c.trial_id, a.c.key == FINAL_FAILURE),
-                    ~exists()
-                    .select_from(ra.join(r, r.c.trial_id == ra.c.trial_id))
-                    .where(
-                        r.c.study_id == t.c.study_id,
-                        ra.c.key == RETRY_OF,
-                        ra.c.value_json == cast(t.c.number, String),
-                    ),
+                    ~_requeued(t.c.study_id, t.c.number),
                 )
             ).all()
         n = 0
-        for tid, sweep_id in rows:
+        for tid, study_id, number, sweep_id in rows:
             cached = self._cached(self._sweep(sweep_id))
-            with self.db.sweep_lock(sweep_id):
+            with self.db.sweep_lock(sweep_id) as s:
+                # Another reaper (another server process) may have re-queued it since.
+                if s.scalar(select(_requeued(study_id, number))):
+                    continue
                 n += self._requeue(cached, self.storage.get_trial(tid))
         if n:
             log.info("reaper: re-queued %d failed trial(s) that had lost their retry", n)
         return n
+
+
+def _requeued(study_id: Any, number: Any) -> Any:
+    """SQL: failed trial ``number`` of ``study_id`` already has its retry (columns or values)."""
+    r, ra = _trials.alias("r"), _trial_system_attrs.alias("ra")
+    return (
+        exists()
+        .select_from(ra.join(r, r.c.trial_id == ra.c.trial_id))
+        .where(
+            r.c.study_id == study_id,
+            ra.c.key == RETRY_OF,
+            ra.c.value_json == cast(number, String),
+        )
+    )
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
