@@ -1074,17 +1074,20 @@ class Sweeps:
     # ---- leases ----
 
     def reap(self) -> int:
-        """Fail RUNNING trials with no heartbeat for the grace period; re-queue them."""
+        """Fail RUNNING trials with no heartbeat (or start) for the grace period; re-queue them."""
         grace = self.settings.heartbeat_grace_seconds
         with self.db.session() as s:
             now = s.execute(select(func.now())).scalar()
             if isinstance(now, str):  # pragma: no cover - defensive for odd drivers
                 now = datetime.fromisoformat(now)
             cutoff = now.replace(tzinfo=None) - timedelta(seconds=grace)
+            # A trial reserved by a server that died before its first heartbeat has no
+            # heartbeat row: its start time is its last sign of life.
+            last_seen = func.coalesce(_heartbeats.c.heartbeat, _trials.c.datetime_start)
             stale = s.execute(
                 select(_trials.c.trial_id, _trials.c.study_id)
-                .join(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id)
-                .where(_trials.c.state == TrialState.RUNNING, _heartbeats.c.heartbeat < cutoff)
+                .outerjoin(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id)
+                .where(_trials.c.state == TrialState.RUNNING, last_seen < cutoff)
             ).all()
         n = 0
         for tid, study_id in stale:

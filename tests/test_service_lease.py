@@ -140,3 +140,28 @@ def test_two_reapers_requeue_each_lost_retry_once(sqlite_url, live_server):
         assert c.get(url + "/trials").json()["total"] == 2 * n
         retries = c.get(url + "/trials", params={"state": "waiting"}).json()["items"]
         assert sorted(t["retry_of"] for t in retries) == sorted(a["trial_number"] for a in claims)
+
+
+def test_a_running_trial_that_never_sent_a_heartbeat_is_reaped(database_url, live_server):
+    """A server dying between reserving a trial and its first heartbeat leaves no heartbeat row."""
+    import optuna
+
+    server = live_server(database_url, env=LEASE_ENV)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        sweep = c.post(
+            "/api/sweeps",
+            json={"name": "nb", "task": {"name": "nb"}, "n_trials": 1, "max_retries": 1},
+        ).json()
+        storage = optuna.storages.RDBStorage(database_url)
+        study_id = storage.get_study_id_from_name(sweep["study_name"])
+        tid = storage.create_new_trial(study_id)  # RUNNING, as _reserve leaves it
+        number = storage.get_trial_number_from_id(tid)
+        storage.engine.dispose()
+        url = f"/api/sweeps/{sweep['id']}"
+        wait_for(lambda: c.get(f"{url}/trials/{number}").json()["state"] == "failed")
+        assert c.get(f"{url}/trials/{number}").json()["reason"].startswith("lease expired")
+        retry = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["nb"]}).json()
+        assert c.get(f"{url}/trials/{retry['trial_number']}").json()["retry_of"] == number
+        done = {"state": "complete", "value": 1.0}
+        c.post(f"/api/trials/{retry['trial_id']}/finish", json=done)
+        assert c.get(url).json()["status"] == "complete"
