@@ -62,6 +62,7 @@ STATUS_TTL_SECONDS = 1.0
 RETRY_OF = "lionsweep:retry_of"
 FINAL_FAILURE = "lionsweep:final_failure"
 RETRY_HISTORY = "lionsweep:retry_history"
+STOPPED_BY_CANCEL = "lionsweep:stopped_by_cancel"
 
 # Optuna's tables, for the few aggregate queries its storage API has no call for.
 _trials = table(
@@ -1014,11 +1015,18 @@ class Sweeps:
 
         A failure that will not be retried is marked final *before* the state changes, so
         a concurrent count never takes a failure awaiting its retry for a finished trial.
+        A trial that fails while its sweep is cancelled (told to stop, or its lease ran out)
+        is re-queued without using up a retry, so that resuming the sweep runs it.
         """
         try:
             running = self.storage.get_trial(trial_id)
-            if running.state == TrialState.RUNNING and not self._retries_left(cached, running):
-                self.storage.set_trial_system_attr(trial_id, FINAL_FAILURE, True)
+            if running.state == TrialState.RUNNING:
+                with self.db.session() as s:
+                    status = s.scalar(select(Sweep.status).where(Sweep.id == sweep.id))
+                if status == "cancelled":
+                    self.storage.set_trial_system_attr(trial_id, STOPPED_BY_CANCEL, True)
+                elif not self._retries_left(cached, running):
+                    self.storage.set_trial_system_attr(trial_id, FINAL_FAILURE, True)
             if reason:
                 self.storage.set_trial_user_attr(trial_id, "reason", reason)
             if told:
@@ -1044,14 +1052,17 @@ class Sweeps:
         return len(t.system_attrs.get(RETRY_HISTORY, [])) < cached.spec.max_retries
 
     def _requeue(self, cached: _Cached, t: FrozenTrial) -> bool:
-        if not self._retries_left(cached, t):
+        """Add a WAITING copy of failed ``t`` if a retry remains (a cancel's stop uses none)."""
+        free = bool(t.system_attrs.get(STOPPED_BY_CANCEL))
+        if not free and not self._retries_left(cached, t):
             return False
         history = list(t.system_attrs.get(RETRY_HISTORY, []))
-        history.append(t.number)
+        if not free:
+            history.append(t.number)
         attrs: dict[str, Any] = {
             RETRY_OF: t.number,
             RETRY_HISTORY: history,
-            "failed_trial": history[0],
+            "failed_trial": history[0] if history else t.number,
             "retry_history": history,
         }
         if "fixed_params" in t.system_attrs:

@@ -277,6 +277,41 @@ def test_cancel_stops_workers_and_resume_requeues(client):
     assert old["state"] == "failed" and old["reason"] == "worker shutdown"
 
 
+def test_trials_stopped_by_a_cancel_run_again_on_resume_without_using_a_retry(client):
+    task = task_name()
+    sweep = submit(client, name="cancel0", task={"name": task}, n_trials=1, max_retries=0)
+    a = claim(client, task)
+    client.post(f"/api/sweeps/{sweep['id']}/cancel")
+    r = client.post(
+        f"/api/trials/{a['trial_id']}/finish",
+        json={"state": "failed", "reason": "stopped by server"},
+    )
+    assert r.json()["requeued"] is True
+    assert client.post(f"/api/sweeps/{sweep['id']}/resume").json()["status"] == "running"
+    b = claim(client, task)
+    assert b["params"] == a["params"]
+    # The stop used no retry: with max_retries=0 a real failure now is final.
+    r = client.post(f"/api/trials/{b['trial_id']}/finish", json={"state": "failed"})
+    assert r.json()["requeued"] is False
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["status"] == "complete" and got["counts"]["failed"] == 2 and got["finished"] == 1
+
+    # With a retry left, the stop keeps it for a real failure after resume.
+    sweep = submit(client, name="cancel1", task={"name": task}, n_trials=1, max_retries=1)
+    a = claim(client, task)
+    client.post(f"/api/sweeps/{sweep['id']}/cancel")
+    client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "failed"})
+    client.post(f"/api/sweeps/{sweep['id']}/resume")
+    b = claim(client, task)
+    r = client.post(f"/api/trials/{b['trial_id']}/finish", json={"state": "failed"})
+    assert r.json()["requeued"] is True
+    c = claim(client, task)
+    assert c["params"] == a["params"]
+    client.post(f"/api/trials/{c['trial_id']}/finish", json={"state": "complete", "value": 1.0})
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["status"] == "complete" and got["counts"]["complete"] == 1
+
+
 def test_failures_exhaust_retries_and_the_sweep_completes(client):
     task = task_name()
     sweep = submit(client, name="retry", task={"name": task}, n_trials=1, max_retries=1)
