@@ -382,6 +382,47 @@ def test_analytic_scaling_rule(client):
     assert client.get("/api/scaling-rule", params={"adamw_lr": 1e-3}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("params", "field", "rule"),
+    [
+        ({"width": 768, "sigma": 0.1}, "sigma", "not both"),
+        ({"width": "inf"}, "width", "finite"),
+        ({"sigma": "nan"}, "sigma", "finite"),
+        ({"adamw_lr": "inf", "adamw_weight_decay": 0.1}, "adamw_lr", "finite"),
+        ({"adamw_lr": 1e-3, "adamw_weight_decay": "inf"}, "adamw_weight_decay", "finite"),
+        ({"adamw_lr": 1e300, "adamw_weight_decay": 1e300, "factor": 1e-300}, "factor", "range"),
+    ],
+)
+def test_analytic_scaling_rule_rejects_bad_inputs_with_422(client, params, field, rule):
+    r = client.get("/api/scaling-rule", params=params)
+    assert r.status_code == 422, r.text
+    assert any(e["loc"] == ["query", field] and rule in e["msg"] for e in r.json()["detail"])
+
+
+def test_ids_beyond_sql_integer_are_422_and_the_largest_is_404(client):
+    too_big, largest = str(2**31), str(2**31 - 1)
+    huge = "99999999999999999999"
+    for path in ("/api/sweeps/{}", "/api/sweeps/{}/trials", "/api/sweeps/{}/best"):
+        for big in (too_big, huge):
+            r = client.get(path.format(big))
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "sweep_id"]
+        assert client.get(path.format(largest)).status_code == 404
+    assert client.get("/api/sweeps/-1").status_code == 422
+    task = task_name()
+    sweep = submit(client, name="ids", task={"name": task}, n_trials=1)
+    r = client.get(f"/api/sweeps/{sweep['id']}/trials/{huge}")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "number"]
+    assert client.get(f"/api/sweeps/{sweep['id']}/trials/{largest}").status_code == 404
+    for verb in ("report", "finish", "heartbeat"):
+        body = {"report": {"step": 1, "value": 1.0}, "finish": {"state": "pruned"}}.get(verb, {})
+        r = client.post(f"/api/trials/{huge}/{verb}", json=body)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "trial_id"]
+        assert client.post(f"/api/trials/{largest}/{verb}", json=body).status_code == 404
+    for verb in ("cancel", "resume"):
+        assert client.post(f"/api/sweeps/{huge}/{verb}").status_code == 422
+    assert client.delete(f"/api/sweeps/{huge}").status_code == 422
+
+
 def test_metrics_docs_and_health(client):
     client.post("/api/trials/claim", json={"worker_id": "m", "tasks": [task_name()]})
     text = client.get("/metrics").text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from service.sweeps import Sweeps
 
@@ -15,3 +15,10 @@ def get_sweeps(request: Request) -> Sweeps:
 
 
 SweepsDep = Annotated[Sweeps, Depends(get_sweeps)]
+
+ID_MAX = 2**31 - 1
+"""The largest SQL INTEGER: sweep ids and Optuna's trial ids and numbers are INTEGER columns
+(PostgreSQL casts every bound id to INTEGER, so anything larger would fail in SQL)."""
+
+Id = Annotated[int, Path(ge=0, le=ID_MAX)]
+"""A sweep id, trial id or trial number in a path (422 beyond what the database stores)."""

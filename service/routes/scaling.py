@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,20 +13,26 @@ from service.auth import ReadScope
 
 router = APIRouter(prefix="/api", tags=["scaling"])
 
-Positive = Annotated[float | None, Query(gt=0)]
+Positive = Annotated[float | None, Query(gt=0, allow_inf_nan=False)]
 
 
 def _missing() -> RequestValidationError:
-    return RequestValidationError(
-        [
-            {
-                "type": "missing",
-                "loc": ("query", "width"),
-                "msg": "give width or sigma (with alpha0), or adamw_lr and adamw_weight_decay",
-                "input": None,
-            }
-        ]
+    return _invalid(
+        "width",
+        "give width or sigma (with alpha0), or adamw_lr and adamw_weight_decay",
+        kind="missing",
     )
+
+
+def _invalid(field: str, msg: str, kind: str = "value_error") -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": kind, "loc": ("query", field), "msg": msg, "input": None}]
+    )
+
+
+def _check_finite(lr: float, wd: float, field: str) -> None:
+    if not all(math.isfinite(v) for v in (lr, wd, lr * wd)):
+        raise _invalid(field, "the inputs give a learning rate or weight decay beyond float range")
 
 
 @router.get("/scaling-rule", response_model=schemas.AnalyticRuleOut)
@@ -35,7 +42,7 @@ def scaling_rule(
     sigma: Positive = None,
     alpha0: Positive = None,
     adamw_lr: Positive = None,
-    adamw_weight_decay: Annotated[float | None, Query(ge=0)] = None,
+    adamw_weight_decay: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     factor: Positive = None,
 ) -> schemas.AnalyticRuleOut:
     """η = α0·σ, λ = α0/(2σ) from width/sigma, or lr/factor, wd·factor from an AdamW config."""
@@ -45,11 +52,21 @@ def scaling_rule(
         if adamw_lr is None or adamw_weight_decay is None:
             raise _missing()
         f = 3.0 if factor is None else factor
-        lr, wd = scaling.from_adamw(adamw_lr, adamw_weight_decay, factor=f)
+        try:
+            lr, wd = scaling.from_adamw(adamw_lr, adamw_weight_decay, factor=f)
+        except ValueError as e:
+            raise _invalid("adamw_lr", str(e)) from None
+        _check_finite(lr, wd, "factor")
         return schemas.AnalyticRuleOut(lr=lr, weight_decay=wd, product=lr * wd, factor=f)
     if width is None and sigma is None:
         raise _missing()
+    if width is not None and sigma is not None:
+        raise _invalid("sigma", "give width or sigma, not both (sigma = width**-0.5)")
     a0 = 1e-3 if alpha0 is None else alpha0
-    lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=a0)
+    try:
+        lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=a0)
+    except ValueError as e:
+        raise _invalid("width" if sigma is None else "sigma", str(e)) from None
+    _check_finite(lr, wd, "width" if sigma is None else "sigma")
     s = sigma if sigma is not None else width**-0.5
     return schemas.AnalyticRuleOut(lr=lr, weight_decay=wd, product=lr * wd, sigma=s, alpha0=a0)

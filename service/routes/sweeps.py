@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from service import schemas
 from service.auth import ReadScope, SubmitScope
-from service.routes import SweepsDep
+from service.routes import Id, SweepsDep
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
@@ -52,25 +52,25 @@ def list_sweeps(
 
 
 @router.get("/{sweep_id}", response_model=schemas.SweepOut)
-def get_sweep(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.SweepOut:
+def get_sweep(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.SweepOut:
     """A sweep's status, counts per trial state, progress and best so far."""
     return sweeps.get(sweep_id)
 
 
 @router.post("/{sweep_id}/cancel", response_model=schemas.SweepOut)
-def cancel_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
+def cancel_sweep(sweep_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
     """Stop new claims; running workers are told to stop."""
     return sweeps.cancel(sweep_id)
 
 
 @router.post("/{sweep_id}/resume", response_model=schemas.SweepOut)
-def resume_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
+def resume_sweep(sweep_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.SweepOut:
     """Resume a cancelled sweep."""
     return sweeps.resume(sweep_id)
 
 
 @router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> Response:
+def delete_sweep(sweep_id: Id, sweeps: SweepsDep, _: SubmitScope) -> Response:
     """Delete a sweep and its Optuna study."""
     sweeps.delete(sweep_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -78,7 +78,7 @@ def delete_sweep(sweep_id: int, sweeps: SweepsDep, _: SubmitScope) -> Response:
 
 @router.get("/{sweep_id}/trials", response_model=schemas.TrialPage)
 def list_trials(
-    sweep_id: int,
+    sweep_id: Id,
     sweeps: SweepsDep,
     _: ReadScope,
     state: Literal["complete", "pruned", "failed", "running", "waiting"] | None = None,
@@ -90,26 +90,26 @@ def list_trials(
 
 
 @router.get("/{sweep_id}/trials/{number}", response_model=schemas.TrialOut)
-def get_trial(sweep_id: int, number: int, sweeps: SweepsDep, _: ReadScope) -> schemas.TrialOut:
+def get_trial(sweep_id: Id, number: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.TrialOut:
     """One trial: params, intermediate values, state, reason, worker, timings."""
     return sweeps.trial(sweep_id, number)
 
 
 @router.get("/{sweep_id}/best", response_model=schemas.BestOut)
 def best(
-    sweep_id: int, sweeps: SweepsDep, _: ReadScope, k: Annotated[int, Query(ge=1, le=100)] = 5
+    sweep_id: Id, sweeps: SweepsDep, _: ReadScope, k: Annotated[int, Query(ge=1, le=100)] = 5
 ) -> schemas.BestOut:
     """The best trial and the top k, as ready-to-use optimizer kwargs."""
     return sweeps.best(sweep_id, k)
 
 
 @router.get("/{sweep_id}/scaling-rule", response_model=schemas.ScalingFitOut)
-def scaling_rule(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.ScalingFitOut:
+def scaling_rule(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ScalingFitOut:
     """Fit lr·λ on this sweep's complete trials (409 when too few)."""
     return sweeps.scaling_rule(sweep_id)
 
 
 @router.get("/{sweep_id}/importances", response_model=schemas.ImportancesOut)
-def importances(sweep_id: int, sweeps: SweepsDep, _: ReadScope) -> schemas.ImportancesOut:
+def importances(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ImportancesOut:
     """Parameter importances (409 when too few complete trials)."""
     return sweeps.importances(sweep_id)

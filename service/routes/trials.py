@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from service import schemas
 from service.auth import WorkerScope
-from service.routes import SweepsDep
+from service.routes import Id, SweepsDep
 
 router = APIRouter(prefix="/api/trials", tags=["worker protocol"])
 
@@ -34,7 +34,7 @@ def claim(
 
 @router.post("/{trial_id}/report", response_model=schemas.ActionOut)
 def report(
-    trial_id: int, body: schemas.ReportRequest, sweeps: SweepsDep, _: WorkerScope
+    trial_id: Id, body: schemas.ReportRequest, sweeps: SweepsDep, _: WorkerScope
 ) -> schemas.ActionOut:
     """Report an intermediate value; the answer says continue, prune or stop."""
     return sweeps.report(trial_id, body)
@@ -42,7 +42,7 @@ def report(
 
 @router.post("/{trial_id}/heartbeat", response_model=schemas.ActionOut)
 def heartbeat(
-    trial_id: int, sweeps: SweepsDep, _: WorkerScope, body: schemas.HeartbeatRequest | None = None
+    trial_id: Id, sweeps: SweepsDep, _: WorkerScope, body: schemas.HeartbeatRequest | None = None
 ) -> schemas.ActionOut:
     """Extend the trial's lease."""
     return sweeps.heartbeat(trial_id)
@@ -50,7 +50,7 @@ def heartbeat(
 
 @router.post("/{trial_id}/finish", response_model=schemas.FinishOut)
 def finish(
-    trial_id: int, body: schemas.FinishRequest, sweeps: SweepsDep, _: WorkerScope
+    trial_id: Id, body: schemas.FinishRequest, sweeps: SweepsDep, _: WorkerScope
 ) -> schemas.FinishOut:
     """Finish the trial as complete, pruned or failed (failed ones are re-queued)."""
     return sweeps.finish(trial_id, body)
