@@ -59,12 +59,28 @@ class Dimension(Strict):
                 raise ValueError(f"low must be <= high (got low={self.low}, high={self.high})")
             if self.log and self.step is not None:
                 raise ValueError("a log range cannot have a step")
+            if self.step is not None and math.isfinite(self.high - self.low):
+                n = (self.high - self.low) / self.step
+                if abs(n - round(n)) > 1e-9 * max(1.0, n):
+                    raise ValueError(
+                        f"step must divide high - low (got low={self.low}, high={self.high}, "
+                        f"step={self.step})"
+                    )
         elif self.log or self.step is not None:
             raise ValueError("log and step apply only to a {low, high} range")
         for v in self.values():
             if not math.isfinite(v):
                 raise ValueError("values must be finite numbers")
         return self
+
+    def n_points(self) -> int:
+        """How many values a grid takes from this dimension (choices, or range / step + 1)."""
+        if self.value is not None:
+            return 1
+        if self.choices is not None:
+            return len(self.choices)
+        assert self.step is not None, "a continuous range has no grid points"
+        return round((self.high - self.low) / self.step) + 1
 
     def values(self) -> list[float]:
         """Every number the dimension mentions (for range checks)."""

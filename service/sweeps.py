@@ -58,6 +58,8 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 WORKER_TOUCH_SECONDS = 30.0
+GRID_POINTS_CAP = 100_000
+"""The most points a grid sweep may have (the grid sampler holds them all in memory)."""
 STATUS_TTL_SECONDS = 1.0
 RETRY_OF = "lionsweep:retry_of"
 FINAL_FAILURE = "lionsweep:final_failure"
@@ -162,8 +164,15 @@ def fixed_params(spec: schemas.SweepSpec) -> dict[str, Any]:
 def _grid_values(name: str, dim: schemas.Dimension) -> list[Any]:
     if dim.choices is not None:
         return [_as_param(name, c) for c in dim.choices]
-    n = int(math.floor((dim.high - dim.low) / dim.step + 1e-9)) + 1
-    return [_as_param(name, round(dim.low + i * dim.step, 12)) for i in range(n)]
+    return [_as_param(name, round(dim.low + i * dim.step, 12)) for i in range(dim.n_points())]
+
+
+def grid_size(spec: schemas.SweepSpec) -> int:
+    """How many points the grid of a grid sweep has (counted, not enumerated)."""
+    size = 2 if spec.baseline else 1
+    for dim in spec.space.dimensions().values():
+        size *= dim.n_points()
+    return size
 
 
 def grid_space(spec: schemas.SweepSpec) -> dict[str, list[Any]]:
@@ -175,10 +184,26 @@ def grid_space(spec: schemas.SweepSpec) -> dict[str, list[Any]]:
     return grid
 
 
+def sweep_seed(spec: schemas.SweepSpec, sweep_id: int) -> int:
+    """The sweep's seed: the spec's, else the sweep id."""
+    return spec.sampler.seed if spec.sampler.seed is not None else sweep_id
+
+
 def trial_seed(spec: schemas.SweepSpec, sweep_id: int, number: int) -> int:
     """A per-trial seed: the same for the same sweep seed and trial number in any process."""
-    base = spec.sampler.seed if spec.sampler.seed is not None else sweep_id
-    return zlib.crc32(f"{base}:{number}".encode()) & 0x7FFFFFFF
+    return zlib.crc32(f"{sweep_seed(spec, sweep_id)}:{number}".encode()) & 0x7FFFFFFF
+
+
+def shared_sampler(spec: schemas.SweepSpec, sweep_id: int) -> optuna.samplers.BaseSampler | None:
+    """The one sampler all of a sweep's trials use, for samplers that must share one.
+
+    The grid sampler shuffles its grid once and gives trial ``n`` the ``n``-th point, so
+    every trial must see the same shuffle (sweep seed); it is built once per sweep since
+    building it enumerates the grid.
+    """
+    if spec.sampler.name == "grid":
+        return optuna.samplers.GridSampler(grid_space(spec), seed=sweep_seed(spec, sweep_id))
+    return None
 
 
 def build_sampler(
@@ -187,15 +212,17 @@ def build_sampler(
     """The sampler for one trial, seeded from (sweep seed, trial number)."""
     name = spec.sampler.name
     seed = trial_seed(spec, sweep_id, number)
-    base_seed = spec.sampler.seed if spec.sampler.seed is not None else sweep_id
+    shared = shared_sampler(spec, sweep_id)
+    if shared is not None:
+        return shared
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler(grid_space(spec), seed=seed)
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=base_seed, warn_independent_sampling=False)
+        return optuna.samplers.QMCSampler(
+            seed=sweep_seed(spec, sweep_id), warn_independent_sampling=False
+        )
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
@@ -293,8 +320,16 @@ def check_spec(spec: schemas.SweepSpec, settings: Settings) -> list[dict[str, An
                     )
                 )
         if not errors:
-            size = math.prod(len(v) for v in grid_space(spec).values())
-            if spec.n_trials > size:
+            size = grid_size(spec)
+            if size > GRID_POINTS_CAP:
+                errors.append(
+                    _err(
+                        ("space",),
+                        f"the grid has {size} points; a grid sweep may have at most "
+                        f"{GRID_POINTS_CAP}",
+                    )
+                )
+            elif spec.n_trials > size:
                 errors.append(
                     _err(
                         ("n_trials",),
@@ -371,6 +406,8 @@ class _Cached:
     study: optuna.Study
     dists: dict[str, BaseDistribution]
     fixed: dict[str, Any]
+    sampler: optuna.samplers.BaseSampler | None
+    """The sweep-wide sampler (grid), or None when each trial builds its own."""
 
 
 class Sweeps:
@@ -401,7 +438,9 @@ class Sweeps:
             sampler=optuna.samplers.RandomSampler(),
             pruner=build_pruner(spec),
         )
-        entry = _Cached(spec, study, distributions(spec), fixed_params(spec))
+        entry = _Cached(
+            spec, study, distributions(spec), fixed_params(spec), shared_sampler(spec, sweep.id)
+        )
         with self._lock:
             return self._cache.setdefault(sweep.id, entry)
 
@@ -857,7 +896,7 @@ class Sweeps:
         spec = cached.spec
         try:
             view = copy.copy(cached.study)
-            view.sampler = build_sampler(spec, sweep.id, number)
+            view.sampler = cached.sampler or build_sampler(spec, sweep.id, number)
             trial = optuna.Trial(view, tid)
             for name, dist in cached.dists.items():
                 _suggest(trial, name, dist)

@@ -312,6 +312,22 @@ def test_trials_stopped_by_a_cancel_run_again_on_resume_without_using_a_retry(cl
     assert got["status"] == "complete" and got["counts"]["complete"] == 1
 
 
+def test_grid_sweep_visits_every_point_once(client):
+    task = task_name()
+    space = {
+        "lr": {"choices": [1e-4, 3e-4]},
+        "weight_decay": 0.1,
+        "beta1": {"low": 0.85, "high": 0.95, "step": 0.05},
+        "beta2": 0.99,
+    }
+    spec = {"space": space, "sampler": {"name": "grid", "seed": 3}, "n_trials": 6}
+    submit(client, name="grid", task={"name": task}, **spec)
+    seen = {
+        (a["params"]["lr"], a["params"]["beta1"]) for a in iter(lambda: claim(client, task), None)
+    }
+    assert seen == {(lr, b1) for lr in (1e-4, 3e-4) for b1 in (0.85, 0.9, 0.95)}
+
+
 def test_failures_exhaust_retries_and_the_sweep_completes(client):
     task = task_name()
     sweep = submit(client, name="retry", task={"name": task}, n_trials=1, max_retries=1)

@@ -102,6 +102,30 @@ CASES = [
         ["n_trials"],
         "grid's 2 points",
     ),
+    (
+        {"space": {"beta1": {"low": 0.85, "high": 0.95, "step": 0.03}}},
+        ["space", "beta1"],
+        "step must divide high - low",
+    ),
+    (
+        {"space": {"warmup_steps": {"low": 0, "high": 100, "step": 30}}},
+        ["space", "warmup_steps"],
+        "step must divide high - low",
+    ),
+    (
+        {
+            "sampler": {"name": "grid"},
+            "space": {
+                "lr": 1e-4,
+                "weight_decay": 0.1,
+                "beta1": 0.9,
+                "beta2": 0.99,
+                "warmup_steps": {"low": 0, "high": 2_999_999, "step": 1},
+            },
+        },
+        ["space"],
+        "the grid has 3000000 points; a grid sweep may have at most 100000",
+    ),
     ({"enqueue": [{"lr": 5e-2}]}, ["enqueue", 0, "lr"], "must be within [1e-05, 0.001]"),
     (
         {"enqueue": [{"from_adamw": {"lr": 3e-2, "weight_decay": 0.1}}]},
@@ -229,3 +253,13 @@ def test_yaml_is_converted_only_for_sweep_submissions(client):
         headers={"Content-Type": "application/yaml"},
     )
     assert r.status_code == 422
+
+
+def test_a_grid_of_a_billion_points_is_refused_at_once(client, server):
+    before = written(client, server)
+    space = {"lr": {"choices": [1e-4, 3e-4]}, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99}
+    space["warmup_steps"] = {"low": 0, "high": 10**9, "step": 1}
+    r = client.post("/api/sweeps", json={**BASE, "sampler": {"name": "grid"}, "space": space})
+    assert r.status_code == 422 and "at most 100000" in r.json()["detail"][0]["msg"]
+    assert r.elapsed.total_seconds() < 2
+    assert written(client, server) == before
