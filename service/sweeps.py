@@ -986,19 +986,18 @@ class Sweeps:
 
     def report(self, trial_id: int, req: schemas.ReportRequest) -> schemas.ActionOut:
         """Record an intermediate value (and heartbeat); say continue, prune or stop."""
-        try:
-            # Optuna refuses writes to a finished trial, which doubles as the state check.
-            self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
-            if req.metrics:
-                self.storage.set_trial_user_attr(trial_id, "metrics", req.metrics)
-        except KeyError:
-            raise NotFound(f"trial {trial_id} not found") from None
-        except UpdateFinishedTrialError:
-            t = self.storage.get_trial(trial_id)
-            raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running") from None
         t, sweep, cached = self._trial_and_sweep(trial_id)
         if t.state != TrialState.RUNNING:
             raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running")
+        try:
+            # Optuna refuses writes to a trial finished since the check above.
+            self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
+            if req.metrics:
+                self.storage.set_trial_user_attr(trial_id, "metrics", req.metrics)
+        except UpdateFinishedTrialError:
+            t = self.storage.get_trial(trial_id)
+            raise Conflict(f"trial {trial_id} is {_STATE_NAMES[t.state]}, not running") from None
+        t = self.storage.get_trial(trial_id)
         with contextlib.suppress(UpdateFinishedTrialError):
             self._beat(trial_id)
         if sweep.status == "cancelled":

@@ -253,6 +253,21 @@ def test_pruning_and_trial_state_rules(client):
     assert client.post("/api/trials/999999/report", json={"step": 1, "value": 1}).status_code == 404
 
 
+def test_report_writes_nothing_unless_the_trial_is_running_in_a_sweep(client, server):
+    storage = optuna.storages.RDBStorage(server.database_url)
+    try:
+        # A trial of a plain Optuna study in the same database: not a sweep's.
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE])
+        tid = storage.create_new_trial(study_id)
+        body = {"step": 1, "value": 0.5, "metrics": {"acc": 0.9}}
+        r = client.post(f"/api/trials/{tid}/report", json=body)
+        assert r.status_code == 404 and "does not belong to a sweep" in r.json()["detail"]
+        t = storage.get_trial(tid)
+        assert t.intermediate_values == {} and t.user_attrs == {}
+    finally:
+        storage.engine.dispose()
+
+
 def test_cancel_stops_workers_and_resume_requeues(client):
     task = task_name()
     sweep = submit(client, name="cancel", task={"name": task}, n_trials=2, max_retries=1)
