@@ -761,7 +761,9 @@ class Sweeps:
         return schemas.BestOut(best=configs[0], top=configs)
 
     def _config(self, cached: _Cached, t: FrozenTrial) -> schemas.ConfigOut:
+        """A trial as ready-to-use config; unswept warmup/batch size from what the worker used."""
         p = self.effective_params(cached, t)
+        used = t.user_attrs.get("config") or {}
         return schemas.ConfigOut(
             trial_number=t.number,
             value=t.value,
@@ -771,8 +773,8 @@ class Sweeps:
                 betas=[p.get("beta1"), p.get("beta2")],
                 weight_decay=p.get("weight_decay"),
             ),
-            warmup_steps=p.get("warmup_steps"),
-            batch_size=p.get("batch_size"),
+            warmup_steps=p.get("warmup_steps", used.get("warmup_steps")),
+            batch_size=p.get("batch_size", used.get("batch_size")),
             params=p,
         )
 

@@ -134,6 +134,20 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
     assert claim(client, task) is None
 
 
+def test_best_fills_unswept_warmup_and_batch_size_from_the_config_used(client):
+    task = task_name()
+    sweep = submit(client, name="used", task={"name": task}, n_trials=2)
+    used = {"warmup_steps": 7, "batch_size": 32, "lr": 1e-4}
+    for value, config in ((1.0, used), (2.0, {})):
+        a = claim(client, task)
+        body = {"state": "complete", "value": value, "config": config}
+        assert client.post(f"/api/trials/{a['trial_id']}/finish", json=body).status_code == 200
+    top = client.get(f"/api/sweeps/{sweep['id']}/best").json()["top"]
+    assert (top[0]["warmup_steps"], top[0]["batch_size"]) == (7, 32)
+    assert (top[1]["warmup_steps"], top[1]["batch_size"]) == (None, None)
+    assert "warmup_steps" not in top[0]["params"]
+
+
 def test_too_few_trials_give_clear_409s(client):
     task = task_name()
     sweep = submit(client, name="few", task={"name": task}, n_trials=3, pruner={"name": "none"})
