@@ -52,7 +52,6 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     device: Mapped[str] = mapped_column(String(100))
     tasks: Mapped[list[str]] = mapped_column(JSON)
-    task_defaults: Mapped[dict[str, Any]] = mapped_column(JSON)
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -362,7 +362,10 @@ class ClaimRequest(Strict):
     worker_id: str = Field(min_length=1, max_length=200)
     device: str = Field(default="cpu", max_length=100)
     tasks: list[str] = Field(min_length=1, max_length=200)
-    task_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    task_defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Accepted but not stored: a trial's finish reports the config it ran with.",
+    )
 
 
 class Assignment(BaseModel):

@@ -817,7 +817,7 @@ class Sweeps:
 
     def _touch_worker(self, req: schemas.ClaimRequest) -> None:
         """Record the worker and the tasks it announces (at most every 30 s if unchanged)."""
-        key = (req.device, tuple(req.tasks), repr(sorted(req.task_defaults.items())))
+        key = (req.device, tuple(req.tasks))
         now = time.monotonic()
         with self._lock:
             seen = self._workers_seen.get(req.worker_id)
@@ -827,16 +827,9 @@ class Sweeps:
         with self.db.session() as s:
             w = s.get(Worker, req.worker_id)
             if w is None:
-                s.add(
-                    Worker(
-                        id=req.worker_id,
-                        device=req.device,
-                        tasks=list(req.tasks),
-                        task_defaults=req.task_defaults,
-                    )
-                )
+                s.add(Worker(id=req.worker_id, device=req.device, tasks=list(req.tasks)))
             else:
-                w.device, w.tasks, w.task_defaults = req.device, list(req.tasks), req.task_defaults
+                w.device, w.tasks = req.device, list(req.tasks)
                 w.last_seen = func.now()
 
     def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:

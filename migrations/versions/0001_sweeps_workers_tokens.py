@@ -53,7 +53,6 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=200), nullable=False),
     sa.Column('device', sa.String(length=100), nullable=False),
     sa.Column('tasks', sa.JSON(), nullable=False),
-    sa.Column('task_defaults', sa.JSON(), nullable=False),
     sa.Column('first_seen', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column('last_seen', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_lionsweep_workers'))
