@@ -13,6 +13,8 @@ Fixtures for everyone:
 - ``database_url`` (function, parametrized ``sqlite`` / ``postgres``): a fresh database on
   each backend; the PostgreSQL case carries the ``postgres`` mark.
 - ``free_port`` (function): an unused TCP port; ``get_free_port`` is the function itself.
+- ``wait_for`` (function): ``wait_for(predicate, timeout=15.0, every=0.2, what=...)`` polls
+  until ``predicate()`` is truthy and returns that value, or fails the test after ``timeout``.
 - ``live_server`` (function) / ``module_live_server`` (module): factories that start
   ``lionsweep serve`` (a real uvicorn subprocess) and wait for ``/healthz``::
 
@@ -168,6 +170,29 @@ def _get_free_port_fixture() -> Callable[..., int]:
 def free_port() -> int:
     """An unused TCP port on 127.0.0.1."""
     return get_free_port()
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    every: float = 0.2,
+    what: str = "condition",
+) -> object:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(every)
+
+
+@pytest.fixture(name="wait_for")
+def _wait_for_fixture() -> Callable[..., object]:
+    """The ``wait_for(predicate, timeout=..., every=..., what=...)`` function."""
+    return wait_for
 
 
 def lionsweep_command() -> list[str]:

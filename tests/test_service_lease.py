@@ -13,17 +13,7 @@ LEASE_ENV = {
 }
 
 
-def wait_for(predicate, timeout: float = 15.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-def test_lease_expiry_requeues_with_same_params(database_url, live_server):
+def test_lease_expiry_requeues_with_same_params(database_url, live_server, wait_for):
     server = live_server(database_url, env=LEASE_ENV)
     with httpx.Client(base_url=server.url, timeout=30) as c:
         sweep = c.post(
@@ -71,7 +61,7 @@ def test_lease_expiry_requeues_with_same_params(database_url, live_server):
     assert "reaper: failed 1 stale trial(s)" in server.log()
 
 
-def test_finish_after_lease_expiry_is_a_conflict(sqlite_url, live_server):
+def test_finish_after_lease_expiry_is_a_conflict(sqlite_url, live_server, wait_for):
     server = live_server(sqlite_url, env=LEASE_ENV)
     with httpx.Client(base_url=server.url, timeout=30) as c:
         c.post(
@@ -89,7 +79,7 @@ def test_finish_after_lease_expiry_is_a_conflict(sqlite_url, live_server):
         assert c.get("/api/sweeps/1").json()["status"] == "complete"
 
 
-def test_reaper_requeues_a_failure_that_lost_its_retry(sqlite_url, live_server):
+def test_reaper_requeues_a_failure_that_lost_its_retry(sqlite_url, live_server, wait_for):
     import optuna
 
     server = live_server(sqlite_url, env=LEASE_ENV)
@@ -112,7 +102,7 @@ def test_reaper_requeues_a_failure_that_lost_its_retry(sqlite_url, live_server):
         assert c.get(f"/api/sweeps/{sweep['id']}/trials").json()["total"] == 2
 
 
-def test_two_reapers_requeue_each_lost_retry_once(sqlite_url, live_server):
+def test_two_reapers_requeue_each_lost_retry_once(sqlite_url, live_server, wait_for):
     """Several server processes reap the same database: each orphan gets exactly one retry."""
     import optuna
 
@@ -142,7 +132,7 @@ def test_two_reapers_requeue_each_lost_retry_once(sqlite_url, live_server):
         assert sorted(t["retry_of"] for t in retries) == sorted(a["trial_number"] for a in claims)
 
 
-def test_a_running_trial_that_never_sent_a_heartbeat_is_reaped(database_url, live_server):
+def test_a_running_trial_that_never_sent_a_heartbeat_is_reaped(database_url, live_server, wait_for):
     """A server dying between reserving a trial and its first heartbeat leaves no heartbeat row."""
     import optuna
 
