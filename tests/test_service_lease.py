@@ -155,3 +155,23 @@ def test_a_running_trial_that_never_sent_a_heartbeat_is_reaped(database_url, liv
         done = {"state": "complete", "value": 1.0}
         c.post(f"/api/trials/{retry['trial_id']}/finish", json=done)
         assert c.get(url).json()["status"] == "complete"
+
+
+def test_a_lease_expiring_while_cancelled_uses_no_retry(sqlite_url, live_server, wait_for):
+    server = live_server(sqlite_url, env=LEASE_ENV)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        sweep = c.post(
+            "/api/sweeps",
+            json={"name": "lc", "task": {"name": "lc"}, "n_trials": 1, "max_retries": 0},
+        ).json()
+        url = f"/api/sweeps/{sweep['id']}"
+        a = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["lc"]}).json()
+        c.post(f"{url}/cancel")
+        wait_for(lambda: c.get(url).json()["counts"]["failed"] == 1)
+        assert c.get(url).json()["counts"]["waiting"] == 1
+        assert c.post(f"{url}/resume").json()["status"] == "running"
+        b = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["lc"]}).json()
+        assert b["params"] == a["params"]
+        c.post(f"/api/trials/{b['trial_id']}/finish", json={"state": "complete", "value": 1.0})
+        got = c.get(url).json()
+        assert got["status"] == "complete" and got["counts"]["complete"] == 1
