@@ -13,7 +13,7 @@ Fixtures for everyone:
 - ``database_url`` (function, parametrized ``sqlite`` / ``postgres``): a fresh database on
   each backend; the PostgreSQL case carries the ``postgres`` mark.
 - ``free_port`` (function): an unused TCP port; ``get_free_port`` is the function itself.
-- ``wait_for`` (function): ``wait_for(predicate, timeout=15.0, every=0.2, what=...)`` polls
+- ``wait_for`` (function): ``wait_for(predicate, timeout=15.0, what=..., every=0.2)`` polls
   until ``predicate()`` is truthy and returns that value, or fails the test after ``timeout``.
 - ``live_server`` (function) / ``module_live_server`` (module): factories that start
   ``lionsweep serve`` (a real uvicorn subprocess) and wait for ``/healthz``::
@@ -175,13 +175,20 @@ def free_port() -> int:
 def wait_for(
     predicate: Callable[[], object],
     timeout: float = 15.0,
-    every: float = 0.2,
     what: str = "condition",
+    *,
+    every: float = 0.2,
 ) -> object:
-    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``.
+
+    An HTTP error while polling (a server still starting) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except httpx.HTTPError:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -191,7 +198,7 @@ def wait_for(
 
 @pytest.fixture(name="wait_for")
 def _wait_for_fixture() -> Callable[..., object]:
-    """The ``wait_for(predicate, timeout=..., every=..., what=...)`` function."""
+    """The ``wait_for(predicate, timeout=..., what=..., every=...)`` function."""
     return wait_for
 
 

@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from conftest import wait_for
 from typer.testing import CliRunner
 
 from optim import scaling
@@ -142,20 +142,6 @@ def processes_mentioning(needle: str) -> list[str]:
         if needle in cmdline and state != "Z":
             found.append(cmdline)
     return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def demo_sweeps(base: str) -> list[dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_for
 
 FAST_LEASES = {
     "LIONSWEEP_HEARTBEAT_INTERVAL_SECONDS": "0.5",
@@ -104,17 +105,6 @@ def trials(api: httpx.Client, sweep_id: int) -> list[dict]:
     r = api.get(f"/api/sweeps/{sweep_id}/trials", params={"limit": 1000})
     assert r.status_code == 200, r.text
     return r.json()["items"]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll ``condition`` until it is truthy; fail saying ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def running_trial(api: httpx.Client, sweep_id: int) -> dict | None:

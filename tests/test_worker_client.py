@@ -8,22 +8,16 @@ is covered by the worker end-to-end tests.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import get_free_port
 
 from worker.client import ApiError, Backoff, Client, ServerUnreachable
 
 FAST = Backoff(base=0.02, cap=0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Scripted:
@@ -54,7 +48,7 @@ class Scripted:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = port or free_port()
+        self.port = port or get_free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._handler = Handler
         self._server: ThreadingHTTPServer | None = None
@@ -105,7 +99,7 @@ def test_client_errors_are_raised_at_once_with_the_detail(scripted):
 
 
 def test_unreachable_server_raises_after_the_attempts(scripted):
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{get_free_port()}"
     started = time.monotonic()
     with Client(url, backoff=FAST, attempts=3) as client, pytest.raises(ServerUnreachable) as err:
         client.claim("w-1", "cpu", ["quadratic"])
@@ -131,7 +125,7 @@ def test_a_report_is_delivered_once_the_server_comes_back(scripted):
 
 
 def test_delivery_gives_up_at_its_deadline():
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{get_free_port()}"
     with Client(url, backoff=FAST, delivery_deadline=0.5) as client:
         started = time.monotonic()
         with pytest.raises(ServerUnreachable):
@@ -142,7 +136,7 @@ def test_delivery_gives_up_at_its_deadline():
 def test_cancel_stops_ordinary_retries_at_once_but_still_delivers(scripted):
     cancel = threading.Event()
     cancel.set()
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{get_free_port()}"
     with Client(url, backoff=Backoff(base=1.0), attempts=10, cancel=cancel) as client:
         started = time.monotonic()
         with pytest.raises(ServerUnreachable):
@@ -164,7 +158,7 @@ def test_cancel_stops_ordinary_retries_at_once_but_still_delivers(scripted):
 
 def test_after_cancel_delivery_retries_only_for_the_grace_period():
     cancel = threading.Event()
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{get_free_port()}"
     client = Client(url, backoff=FAST, delivery_deadline=900, cancel=cancel, cancel_grace=0.5)
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
