@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service.cli import DEMO_SPEC
 from service.dashboard import mount_dashboard, plotly_js_path, plotly_version
 from service.dashboard.optuna_mount import patched_bundle
 from service.settings import Settings
@@ -108,16 +109,8 @@ def test_read_token_setting_marks_pages_and_guards_optuna(optuna_db: str) -> Non
 # -- a real browser on a real server with a real worker ---------------------------------------
 
 DEMO = {
+    **DEMO_SPEC,
     "name": "browser-demo",
-    "task": {"name": "quadratic", "params": {}},
-    "space": {
-        "lr": {"low": 1e-4, "high": 3e-2, "log": True},
-        "weight_decay": {"low": 1e-3, "high": 3.0, "log": True},
-        "beta1": 0.9,
-        "beta2": {"choices": [0.98, 0.99]},
-    },
-    "objective": {"metric": "val_loss", "direction": "minimize"},
-    "sampler": {"name": "tpe", "seed": 0},
     "pruner": {"name": "median", "n_startup_trials": 6, "n_warmup_steps": 500},
     "n_trials": 24,
 }

@@ -224,9 +224,12 @@ def test_optimizer_is_lion_or_adamw_baseline():
     assert result.state == "complete" and result.value < 5.0
 
 
-def test_warmup_schedule_drives_the_learning_rate():
+def learning_rates(warmup_steps: int, steps: int) -> list[float]:
+    """The lr of each step of a quadratic trial under the harness's schedule."""
     task = tasks.get("quadratic")
-    a = assignment(params={"warmup_steps": 10}, task_params={"steps": 20, "eval_every": 20})
+    a = assignment(
+        params={"warmup_steps": warmup_steps}, task_params={"steps": steps, "eval_every": steps}
+    )
     config: TrialConfig = effective_config(task, a, "cpu")
     from worker.harness import make_schedule
 
@@ -234,26 +237,19 @@ def test_warmup_schedule_drives_the_learning_rate():
     optimizer = make_optimizer(config, model)
     schedule = make_schedule(config, optimizer)
     lrs = []
-    for _ in range(20):
+    for _ in range(steps):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         schedule.step()
+    return lrs
+
+
+def test_warmup_schedule_drives_the_learning_rate():
+    lrs = learning_rates(warmup_steps=10, steps=20)
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert lrs[10] == pytest.approx(1e-3) and lrs[-1] < 1e-4
 
 
 def test_warmup_longer_than_the_trial_warms_up_throughout():
-    task = tasks.get("quadratic")
-    a = assignment(params={"warmup_steps": 50}, task_params={"steps": 20, "eval_every": 20})
-    config: TrialConfig = effective_config(task, a, "cpu")
-    from worker.harness import make_schedule
-
-    model = task.make_model(config.task_params, task.data(config.task_params, "cpu"), "cpu")
-    optimizer = make_optimizer(config, model)
-    schedule = make_schedule(config, optimizer)
-    lrs = []
-    for _ in range(20):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
+    lrs = learning_rates(warmup_steps=50, steps=20)
     assert lrs == sorted(lrs) and lrs[-1] == pytest.approx(1e-3)
