@@ -669,24 +669,22 @@ class Sweeps:
 
     def cancel(self, sweep_id: int) -> schemas.SweepOut:
         """Stop new claims; running workers are told to stop."""
-        sweep = self._sweep(sweep_id)
-        if sweep.status == "complete":
-            raise Conflict(f"sweep {sweep_id} is already complete")
-        with self.db.session() as s:
-            s.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="cancelled"))
-        self._forget_status(sweep_id)
+        self._set_open_status(sweep_id, "cancelled")
         return self.get(sweep_id)
 
     def resume(self, sweep_id: int) -> schemas.SweepOut:
         """Let a cancelled sweep's trials be claimed again."""
-        sweep = self._sweep(sweep_id)
-        if sweep.status == "complete":
-            raise Conflict(f"sweep {sweep_id} is already complete")
-        with self.db.session() as s:
-            s.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="running"))
-        self._forget_status(sweep_id)
+        self._set_open_status(sweep_id, "running")
         self._maybe_complete(sweep_id)
         return self.get(sweep_id)
+
+    def _set_open_status(self, sweep_id: int, status: str) -> None:
+        """Set a sweep that is not complete to ``status`` (409 once it is complete)."""
+        if self._sweep(sweep_id).status == "complete":
+            raise Conflict(f"sweep {sweep_id} is already complete")
+        with self.db.session() as s:
+            s.execute(update(Sweep).where(Sweep.id == sweep_id).values(status=status))
+        self._forget_status(sweep_id)
 
     def delete(self, sweep_id: int) -> None:
         """Delete the sweep and its Optuna study."""

@@ -325,3 +325,15 @@ def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     factory = ServerFactory(tmp_path_factory)
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def foreach_lion_one_thread(monkeypatch) -> Iterator[None]:
+    """Train in-process with Lion's foreach step on one torch thread (steady on a small CPU)."""
+    import torch
+
+    monkeypatch.setenv("LIONSWEEP_LION_IMPL", "foreach")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,14 +23,8 @@ from worker.tasks.quadratic import Quadratic
 tasks.load_builtins()
 
 
-@pytest.fixture(autouse=True)
-def foreach_lion(monkeypatch):
-    """Train with the foreach step (the fused one is covered end to end) on one thread."""
-    monkeypatch.setenv("LIONSWEEP_LION_IMPL", "foreach")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models train faster, and steadier, on one thread here
-    yield
-    torch.set_num_threads(before)
+# Train with the foreach step (the fused one is covered end to end) on one thread.
+pytestmark = pytest.mark.usefixtures("foreach_lion_one_thread")
 
 
 def assignment(task: str = "quadratic", *, params=None, task_params=None, **extra) -> dict:

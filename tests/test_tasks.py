@@ -15,6 +15,10 @@ from worker.tasks import TaskDefaults, charlm, digits, quadratic
 tasks.load_builtins()
 
 
+# Train with the foreach step (the fused one is covered end to end) on one thread.
+pytestmark = pytest.mark.usefixtures("foreach_lion_one_thread")
+
+
 def assignment(task: str, metric: str = "val_loss", **params) -> dict:
     """A trial assignment as the server sends it (Lion, foreach step)."""
     return {
@@ -26,16 +30,6 @@ def assignment(task: str, metric: str = "val_loss", **params) -> dict:
         "budget": {"max_steps": None},
         "seed": 7,
     }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def foreach_lion(monkeypatch):
-    """Train with the foreach step (the fused one is covered end to end) on one thread."""
-    monkeypatch.setenv("LIONSWEEP_LION_IMPL", "foreach")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models train faster, and steadier, on one thread here
-    yield
-    torch.set_num_threads(before)
 
 
 def test_builtins_are_registered_with_defaults():
