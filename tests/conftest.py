@@ -5,13 +5,17 @@ Fixtures for everyone:
 - ``postgres_admin_url`` (session): the admin URL (env ``LIONSWEEP_TEST_POSTGRES_URL``,
   default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``). Skips, saying why,
   when the server is unreachable — except with ``CI=true``, where it fails instead.
-- ``make_postgres_db`` (session): a factory; each call creates a fresh, empty database
-  and returns its URL. All are dropped at the end of the session.
+- ``make_postgres_db`` (session): a factory; each call returns the URL of a fresh database,
+  a ``CREATE DATABASE … TEMPLATE`` clone of one template migrated once per session
+  (``service.db.upgrade``); ``make_postgres_db(empty=True)`` gives a blank one and
+  ``make_postgres_db.drop(url)`` drops one early. Names carry the pid and a random part
+  (runs may share the server); all, the template last, are dropped at the end of the session.
 - ``postgres_url`` (session): one fresh PostgreSQL database shared by the whole session.
 - ``make_sqlite_url`` (session): a factory returning a new SQLite file URL each call.
 - ``sqlite_url`` (function): a fresh SQLite file URL for one test.
 - ``database_url`` (function, parametrized ``sqlite`` / ``postgres``): a fresh database on
-  each backend; the PostgreSQL case carries the ``postgres`` mark.
+  each backend; the PostgreSQL case carries the ``postgres`` mark, is a migrated clone
+  (blank for tests marked ``empty_database``) and is dropped when the test ends.
 - ``free_port`` (function): an unused TCP port; ``get_free_port`` is the function itself.
 - ``wait_for`` (function): ``wait_for(predicate, timeout=15.0, what=..., every=0.2)`` polls
   until ``predicate()`` is truthy and returns that value, or fails the test after ``timeout``.
@@ -45,7 +49,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Connection, create_engine, make_url, text
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -82,22 +86,54 @@ def postgres_admin_url() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def make_postgres_db(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
-    """Factory: create a fresh PostgreSQL database and return its URL (dropped at session end)."""
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
+def _drop_database(conn: Connection, name: str) -> None:
+    """Disconnect everyone from database ``name``, then drop it (no error if it is gone)."""
+    conn.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :n AND pid <> pg_backend_pid()"
+        ),
+        {"n": name},
+    )
+    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
-    def make() -> str:
-        name = f"lionsweep_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
+
+class PostgresDatabases:
+    """Fresh PostgreSQL databases, each a clone of one migrated template.
+
+    The template (``lionsweep_tpl_<pid>_<random>``) is created and migrated with
+    ``service.db.upgrade`` on the first call, then closed to connections so cloning never
+    trips over one. Each call returns the URL of a new ``lionsweep_test_<pid>_<random>``
+    database, ``CREATE DATABASE … TEMPLATE`` the template (``empty=True``: a blank one).
+    The random part keeps two test runs sharing one server apart. ``drop(url)`` removes
+    one early; ``close()`` drops whatever is left, the template last.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        self.created: list[str] = []
+        self.template: str | None = None
+
+    def _name(self, kind: str) -> str:
+        return f"lionsweep_{kind}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    def _url(self, name: str) -> str:
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def _ensure_template(self) -> str:
+        if self.template is not None:
+            return self.template
+        from service.db import upgrade
+        from service.settings import Settings
+
+        name = self._name("tpl")
+        with self.admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-
-    yield make
-    with admin.connect() as conn:
-        for name in created:
+        self.template = name  # dropped by close() even if migrating fails
+        upgrade(Settings(database_url=self._url(name)))
+        with self.admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
             conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -105,8 +141,46 @@ def make_postgres_db(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
                 ),
                 {"n": name},
             )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+        return name
+
+    def __call__(self, *, empty: bool = False) -> str:
+        """The URL of a new database: migrated (a template clone), or blank with ``empty``."""
+        template = "template0" if empty else self._ensure_template()
+        name = self._name("test")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        self.created.append(name)
+        return self._url(name)
+
+    def drop(self, url: str) -> None:
+        """Drop the database at ``url`` now (one this factory made)."""
+        name = make_url(url).database
+        if name not in self.created:
+            raise ValueError(f"{name!r} was not created by this factory")
+        with self.admin.connect() as conn:
+            _drop_database(conn, name)
+        self.created.remove(name)
+
+    def close(self) -> None:
+        """Drop every database still here, then the template."""
+        with self.admin.connect() as conn:
+            for name in [*self.created, *([self.template] if self.template else [])]:
+                _drop_database(conn, name)
+        self.created.clear()
+        self.template = None
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def make_postgres_db(postgres_admin_url: str) -> Iterator[PostgresDatabases]:
+    """Factory: a fresh, migrated PostgreSQL database's URL per call (all dropped at the end).
+
+    ``make_postgres_db(empty=True)`` gives a blank one instead; ``make_postgres_db.drop(url)``
+    drops one before the session ends.
+    """
+    databases = PostgresDatabases(postgres_admin_url)
+    yield databases
+    databases.close()
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +210,25 @@ def sqlite_url(make_sqlite_url: Callable[[], str]) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """A fresh database on each backend (the test runs once per backend)."""
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on each backend (the test runs once per backend).
+
+    PostgreSQL: a clone of the migrated template, dropped when the test ends; a test
+    marked ``empty_database`` gets a blank one (SQLite files always start blank).
+    """
     if request.param == "sqlite":
-        return request.getfixturevalue("make_sqlite_url")()
-    return request.getfixturevalue("make_postgres_db")()
+        yield request.getfixturevalue("make_sqlite_url")()
+        return
+    databases: PostgresDatabases = request.getfixturevalue("make_postgres_db")
+    url = databases(empty=request.node.get_closest_marker("empty_database") is not None)
+    yield url
+    databases.drop(url)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "empty_database: database_url gives a blank PostgreSQL database, not a clone"
+    )
 
 
 @pytest.fixture(autouse=True)
