@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import logging
 import sqlite3
@@ -11,7 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import Engine, create_engine, event, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    literal,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Sweep
@@ -128,6 +139,48 @@ def upgrade(settings: Settings) -> None:
         engine.dispose()
 
 
+_current_tx: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "lionsweep_transaction", default=None
+)
+
+
+class _TransactionAwareSessions:
+    """The session factory Optuna's RDBStorage calls for every storage operation.
+
+    Outside a :meth:`Database.transaction` it hands out Optuna's own pooled sessions.
+    Inside one (in this thread or task) it hands out a session joined to the transaction's
+    connection, so Optuna's commit becomes a SAVEPOINT release and every Optuna write of a
+    state change commits, or rolls back, with the transaction. This is the one place where
+    lionsweep reaches into Optuna's storage: it swaps the session factory, nothing else.
+    """
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+
+    def __call__(self) -> Session:
+        conn = _current_tx.get()
+        if conn is None:
+            return self._default()
+        return Session(bind=conn, join_transaction_mode="create_savepoint")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._default, name)
+
+
+def _sqlite_explicit_transactions(engine: Engine) -> None:
+    """Let ``engine`` open SQLite transactions with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite
+    recipe): the write lock is taken at the start, so one transaction at a time writes and
+    savepoints work; the driver's own implicit BEGIN is switched off."""
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     """Our engine and sessions plus the Optuna storage on the same database."""
 
@@ -140,8 +193,50 @@ class Database:
             engine_kwargs=engine_kwargs(settings),
             skip_table_creation=True,
         )
+        self.rdb.scoped_session = _TransactionAwareSessions(self.rdb.scoped_session)
         self.storage = optuna.storages.get_storage(self.rdb)
         self._sqlite_file = sqlite_path(settings)
+        if settings.is_sqlite:
+            self.tx_engine = make_engine(settings)
+            _sqlite_explicit_transactions(self.tx_engine)
+        else:
+            self.tx_engine = self.engine
+
+    def clock(self) -> Any:
+        """SQL for the database's clock in seconds since the epoch (never the server's clock)."""
+        if self.is_sqlite:
+            return (func.julianday("now") - literal(2440587.5)) * literal(86400.0)
+        return func.extract("epoch", func.clock_timestamp())
+
+    @contextlib.contextmanager
+    def transaction(self, sweep_id: int | None = None) -> Iterator[Session]:
+        """One unit of work: a session whose commit is the only commit, under the sweep's lock.
+
+        Every Optuna storage call made inside (in this thread) joins the same transaction.
+        PostgreSQL: the sweep row is locked ``FOR UPDATE`` (other sweeps go on). SQLite: the
+        transaction starts with ``BEGIN IMMEDIATE``, so it holds the database's write lock.
+        On any error everything is rolled back, Optuna's writes included, and Optuna's trial
+        cache is dropped (it may have read rows that were never committed).
+        """
+        if _current_tx.get() is not None:
+            raise RuntimeError("transactions do not nest")
+        with self.tx_engine.connect() as conn:
+            conn.begin()
+            token = _current_tx.set(conn)
+            session = Session(bind=conn, join_transaction_mode="create_savepoint")
+            try:
+                if sweep_id is not None and not self.is_sqlite:
+                    session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())
+                yield session
+                session.commit()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                self.storage = optuna.storages.get_storage(self.rdb)
+                raise
+            finally:
+                session.close()
+                _current_tx.reset(token)
 
     @property
     def is_sqlite(self) -> bool:
@@ -161,31 +256,8 @@ class Database:
         finally:
             session.close()
 
-    @contextlib.contextmanager
-    def sweep_lock(self, sweep_id: int) -> Iterator[Session]:
-        """Hold the sweep's claim lock across processes (and threads) until exit.
-
-        Yields the session to do the reads under the lock with (taking a second pooled
-        connection while holding the lock could exhaust the pool, as the waiters each
-        hold one). PostgreSQL: ``SELECT … FOR UPDATE`` on the sweep row, released when
-        the session commits on exit. SQLite: an exclusive lock on a file next to the
-        database — a held SQLite write transaction would block Optuna's own writes —
-        and reads outside any transaction (the driver begins one only at a write).
-        """
-        if self.is_sqlite:
-            lock = (
-                file_lock(self._sqlite_file.with_name(self._sqlite_file.name + ".claim.lock"))
-                if self._sqlite_file is not None
-                else contextlib.nullcontext()
-            )
-            with lock, self.session() as session:
-                yield session
-        else:
-            with self.session() as session:
-                session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())
-                yield session
-
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        self.tx_engine.dispose()
         self.rdb.engine.dispose()

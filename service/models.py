@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, func
+from sqlalchemy import JSON, DateTime, Float, Integer, MetaData, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -42,6 +42,25 @@ class Sweep(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class Lease(Base):
+    """A claimed trial's lease: who holds it, under which claim request, and its last sign of
+    life. Times are seconds since the epoch read from the database clock (``Database.clock``),
+    written and compared by the database alone, so no server's time zone or clock enters."""
+
+    __tablename__ = "lionsweep_leases"
+
+    trial_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sweep_id: Mapped[int] = mapped_column(Integer, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    worker_id: Mapped[str] = mapped_column(String(200))
+    claimed_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float, index=True)
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    """The step of the last report, with ``last_action`` the answer it got (a retried report
+    of the same step gets the same answer)."""
+    last_action: Mapped[str | None] = mapped_column(String(16))
 
 
 class Worker(Base):

@@ -366,6 +366,14 @@ class ClaimRequest(Strict):
         default_factory=dict,
         description="Accepted but not stored: a trial's finish reports the config it ran with.",
     )
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Made by the client per claim and sent again on retries of that claim: "
+        "the same id returns the same assignment, never a second trial.",
+    )
 
 
 class Assignment(BaseModel):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GRACE_TO_INTERVAL = 2.0
+"""The heartbeat grace must be at least this many heartbeat intervals (one may be lost)."""
 
 
 class Settings(BaseSettings):
@@ -16,9 +19,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     require_read_token: bool = False
     max_trials_cap: int = Field(default=10_000, ge=1)
-    heartbeat_grace_seconds: float = Field(default=60.0, gt=0)
-    reaper_interval_seconds: float = Field(default=5.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    """How often workers send a heartbeat (told to them with each assignment)."""
+    heartbeat_grace_seconds: float = Field(default=60.0, gt=0)
+    """A running trial with no sign of life for this long is failed and re-queued."""
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     bootstrap_token: str | None = None
     db_pool_size: int = Field(default=5, ge=1)
@@ -38,6 +43,18 @@ class Settings(BaseSettings):
         if not (url.startswith("sqlite") or url.startswith("postgresql")):
             raise ValueError("database_url must be an sqlite:// or postgresql+psycopg:// URL")
         return url
+
+    @field_validator("heartbeat_grace_seconds")
+    @classmethod
+    def _grace_outlasts_heartbeats(cls, grace: float, info: ValidationInfo) -> float:
+        """A lease must survive a late or lost heartbeat: grace >= 2 × heartbeat interval."""
+        interval = info.data.get("heartbeat_interval_seconds")
+        if interval is not None and grace < GRACE_TO_INTERVAL * interval:
+            raise ValueError(
+                f"must be at least {GRACE_TO_INTERVAL:g} × LIONSWEEP_HEARTBEAT_INTERVAL_SECONDS "
+                f"({GRACE_TO_INTERVAL * interval:g} s), or the reaper fails live trials"
+            )
+        return grace
 
     @property
     def is_sqlite(self) -> bool:

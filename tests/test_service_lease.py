@@ -79,59 +79,6 @@ def test_finish_after_lease_expiry_is_a_conflict(sqlite_url, live_server, wait_f
         assert c.get("/api/sweeps/1").json()["status"] == "complete"
 
 
-def test_reaper_requeues_a_failure_that_lost_its_retry(sqlite_url, live_server, wait_for):
-    import optuna
-
-    server = live_server(sqlite_url, env=LEASE_ENV)
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        sweep = c.post(
-            "/api/sweeps",
-            json={"name": "o", "task": {"name": "o"}, "n_trials": 1, "max_retries": 1},
-        ).json()
-        a = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["o"]}).json()
-        # A server dying between "fail" and "re-queue": the trial is failed, no retry exists.
-        storage = optuna.storages.RDBStorage(sqlite_url)
-        storage.set_trial_state_values(a["trial_id"], optuna.trial.TrialState.FAIL)
-        storage.engine.dispose()
-        wait_for(lambda: c.get(f"/api/sweeps/{sweep['id']}").json()["counts"]["waiting"] == 1)
-        b = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["o"]}).json()
-        assert b["params"] == a["params"]
-        retry = c.get(f"/api/sweeps/{sweep['id']}/trials/{b['trial_number']}").json()
-        assert retry["retry_of"] == a["trial_number"]
-        time.sleep(2.5)  # the reaper must not re-queue it a second time
-        assert c.get(f"/api/sweeps/{sweep['id']}/trials").json()["total"] == 2
-
-
-def test_two_reapers_requeue_each_lost_retry_once(sqlite_url, live_server, wait_for):
-    """Several server processes reap the same database: each orphan gets exactly one retry."""
-    import optuna
-
-    n = 12
-    servers = [
-        live_server(sqlite_url, env={**LEASE_ENV, "LIONSWEEP_REAPER_INTERVAL_SECONDS": "0.1"})
-        for _ in range(2)
-    ]
-    with httpx.Client(base_url=servers[0].url, timeout=30) as c:
-        sweep = c.post(
-            "/api/sweeps",
-            json={"name": "o2", "task": {"name": "o2"}, "n_trials": n, "max_retries": 1},
-        ).json()
-        claims = [
-            c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["o2"]}).json()
-            for _ in range(n)
-        ]
-        storage = optuna.storages.RDBStorage(sqlite_url)
-        for a in claims:  # every trial loses its retry at once, then both reapers find them
-            storage.set_trial_state_values(a["trial_id"], optuna.trial.TrialState.FAIL)
-        storage.engine.dispose()
-        url = f"/api/sweeps/{sweep['id']}"
-        wait_for(lambda: c.get(url).json()["counts"]["waiting"] >= n)
-        time.sleep(1.0)
-        assert c.get(url + "/trials").json()["total"] == 2 * n
-        retries = c.get(url + "/trials", params={"state": "waiting"}).json()["items"]
-        assert sorted(t["retry_of"] for t in retries) == sorted(a["trial_number"] for a in claims)
-
-
 def test_a_running_trial_that_never_sent_a_heartbeat_is_reaped(database_url, live_server, wait_for):
     """A server dying between reserving a trial and its first heartbeat leaves no heartbeat row."""
     import optuna

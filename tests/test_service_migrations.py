@@ -15,7 +15,13 @@ from service.db import upgrade
 from service.models import Base
 from service.settings import Settings
 
-OURS = {"lionsweep_sweeps", "lionsweep_workers", "lionsweep_tokens", "lionsweep_alembic_version"}
+OURS = {
+    "lionsweep_sweeps",
+    "lionsweep_workers",
+    "lionsweep_tokens",
+    "lionsweep_leases",
+    "lionsweep_alembic_version",
+}
 
 
 def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
@@ -47,7 +53,7 @@ def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
         engine.dispose()
     assert diff == []
     assert tables >= OURS and {"studies", "trials", "trial_heartbeats", "alembic_version"} <= tables
-    assert ours_version == "0001" and optuna_version != "0001"
+    assert ours_version == "0002" and optuna_version != "0002"
     assert optuna.load_study(study_name="plain-optuna", storage=database_url).trials == []
 
 

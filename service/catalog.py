@@ -1,0 +1,135 @@
+"""What never changes about a sweep once created — its spec turned into Optuna objects, its
+study and its trials' membership — cached per process, and the Optuna studies built on it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from sqlalchemy import select
+
+from service import optuna_tables, schemas
+from service import spec as specs
+from service.db import Database
+from service.errors import NotFound
+from service.models import Sweep
+
+TRIAL_MAP_CAP = 100_000
+"""At most this many trial → sweep links are cached (the map is cleared beyond)."""
+
+
+@dataclass
+class SweepInfo:
+    """A sweep's fixed facts: ids, budget, spec and its Optuna distributions."""
+
+    id: int
+    study_id: int
+    study_name: str
+    n_trials: int
+    task_name: str
+    spec: schemas.SweepSpec
+    dists: dict[str, BaseDistribution]
+    fixed: dict[str, Any]
+    grid_sampler: optuna.samplers.BaseSampler | None
+    pruners: dict[int, optuna.pruners.BasePruner] = field(default_factory=dict)
+
+    def params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """A trial's full parameters: the sweep's fixed values plus what Optuna sampled."""
+        return {**self.fixed, **trial.params}
+
+
+class Catalog:
+    """Per-process cache of :class:`SweepInfo` (safe to share between threads)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._infos: dict[int, SweepInfo] = {}
+        self._trial_sweep: dict[int, int] = {}
+
+    def info(self, sweep_id: int) -> SweepInfo:
+        """The sweep's facts (404 for an unknown sweep)."""
+        with self._lock:
+            hit = self._infos.get(sweep_id)
+        if hit is not None:
+            return hit
+        with self.db.session() as s:
+            row = s.get(Sweep, sweep_id)
+        if row is None or row.study_id is None or row.status == "creating":
+            raise NotFound(f"sweep {sweep_id} not found")
+        return self.remember(row)
+
+    def remember(self, row: Sweep) -> SweepInfo:
+        """Cache and return the facts of a sweep row."""
+        spec = schemas.SweepSpec.model_validate(row.spec)
+        info = SweepInfo(
+            id=row.id,
+            study_id=row.study_id,
+            study_name=row.study_name,
+            n_trials=row.n_trials,
+            task_name=row.task_name,
+            spec=spec,
+            dists=specs.distributions(spec),
+            fixed=specs.fixed_params(spec),
+            grid_sampler=specs.shared_sampler(spec, row.id),
+        )
+        with self._lock:
+            return self._infos.setdefault(row.id, info)
+
+    def of_trial(self, trial_id: int) -> SweepInfo:
+        """The sweep a trial belongs to (404 for an unknown trial or one outside any sweep)."""
+        with self._lock:
+            sweep_id = self._trial_sweep.get(trial_id)
+        if sweep_id is None:
+            with self.db.session() as s:
+                study_id = optuna_tables.study_of_trial(s, trial_id)
+                if study_id is None:
+                    raise NotFound(f"trial {trial_id} not found")
+                sweep_id = s.scalar(select(Sweep.id).where(Sweep.study_id == study_id))
+            if sweep_id is None:
+                raise NotFound(f"trial {trial_id} does not belong to a sweep")
+            with self._lock:
+                if len(self._trial_sweep) >= TRIAL_MAP_CAP:
+                    self._trial_sweep.clear()
+                self._trial_sweep[trial_id] = sweep_id
+        return self.info(sweep_id)
+
+    def forget(self, sweep_id: int) -> None:
+        """Drop a deleted sweep's facts."""
+        with self._lock:
+            self._infos.pop(sweep_id, None)
+            self._trial_sweep = {t: s for t, s in self._trial_sweep.items() if s != sweep_id}
+
+    def sampler(self, info: SweepInfo, number: int) -> optuna.samplers.BaseSampler:
+        """The sampler for trial ``number``: the sweep's grid, else one seeded for the trial."""
+        return info.grid_sampler or specs.build_sampler(info.spec, info.id, number)
+
+    def pruner(self, info: SweepInfo, first_report_step: int) -> optuna.pruners.BasePruner:
+        """The sweep's pruner, its rungs counted in steps from the first report's step.
+
+        The instance keeps Hyperband's brackets between calls; it is only ever used inside
+        the sweep's transaction, whose lock makes one caller at a time use it.
+        """
+        with self._lock:
+            pruner = info.pruners.get(first_report_step)
+            if pruner is None:
+                pruner = specs.build_pruner(info.spec, first_report_step)
+                info.pruners[first_report_step] = pruner
+            return pruner
+
+    def study(
+        self,
+        info: SweepInfo,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        pruner: optuna.pruners.BasePruner | None = None,
+    ) -> optuna.Study:
+        """The sweep's Optuna study with the given sampler and pruner (on the shared storage)."""
+        return optuna.Study(
+            study_name=info.study_name,
+            storage=self.db.storage,
+            sampler=sampler or optuna.samplers.RandomSampler(),
+            pruner=pruner or optuna.pruners.NopPruner(),
+        )

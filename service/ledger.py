@@ -1,0 +1,471 @@
+"""The trial ledger: every state change of a sweep or a trial as one transaction.
+
+Each transition runs inside :meth:`Database.transaction` for its sweep, so it holds the
+sweep's lock (a row lock on PostgreSQL, the write lock on SQLite), reads the state it
+depends on under that lock, flips statuses with conditional updates, stamps times with the
+database clock, and commits once — Optuna's writes included — or not at all.
+
+Per trial we keep, as Optuna attributes: user attrs ``worker_id``, ``device``, ``metrics``,
+``config``, ``reason``; system attrs ``lionsweep:retry_of`` / ``lionsweep:retry_history``
+(plus Optuna's own ``failed_trial`` and ``retry_history``), ``lionsweep:final_failure`` and
+``lionsweep:stopped_by_cancel``. Leases (who holds a trial, under which claim request, last
+heartbeat) live in our ``lionsweep_leases`` table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service import optuna_tables as ot
+from service import schemas
+from service import spec as specs
+from service.catalog import Catalog, SweepInfo
+from service.db import Database
+from service.errors import Conflict, Invalid, NotFound
+from service.models import Lease, Sweep, Worker
+from service.settings import Settings
+
+log = logging.getLogger("lionsweep.ledger")
+
+WORKER_TOUCH_SECONDS = 30.0
+"""A worker's row is rewritten at most this often when nothing about it changed."""
+CREATE_ATTEMPTS = 3
+
+
+class Ledger:
+    """The transitions of sweeps and trials (safe to share between threads)."""
+
+    def __init__(self, db: Database, settings: Settings, catalog: Catalog) -> None:
+        self.db = db
+        self.settings = settings
+        self.catalog = catalog
+        self._workers_seen: dict[str, tuple[Any, float]] = {}
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        """Optuna's storage (joins the open transaction of this thread)."""
+        return self.db.storage
+
+    # ---- sweeps ----
+
+    def create(self, spec: schemas.SweepSpec, idempotency_key: str | None) -> tuple[int, bool]:
+        """Create a sweep with its study and enqueued trials; returns (sweep id, created).
+
+        The same ``idempotency_key`` with the same spec returns the first sweep.
+        """
+        errors = specs.check_spec(spec, self.settings)
+        if errors:
+            raise Invalid(errors)
+        spec_json = spec.model_dump(mode="json", exclude_none=True)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return self._create_once(spec, spec_json, idempotency_key)
+            except IntegrityError:
+                # Another request with the same key committed first: answer with its sweep.
+                if not idempotency_key or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create_once(
+        self, spec: schemas.SweepSpec, spec_json: dict[str, Any], key: str | None
+    ) -> tuple[int, bool]:
+        with self.db.transaction() as tx:
+            if key:
+                existing = tx.scalars(select(Sweep).where(Sweep.idempotency_key == key)).first()
+                if existing is not None and existing.status != "creating":
+                    if existing.spec != spec_json:
+                        raise Conflict(
+                            "Idempotency-Key was already used with a different sweep spec"
+                        )
+                    return existing.id, False
+                if existing is not None:
+                    self._drop_sweep(tx, existing)
+            row = Sweep(
+                name=spec.name,
+                status="running",
+                task_name=spec.task.name,
+                spec=spec_json,
+                n_trials=spec.n_trials,
+                idempotency_key=key,
+            )
+            tx.add(row)
+            tx.flush()
+            row.study_name = f"lionsweep-{row.id}"
+            study = optuna.create_study(
+                storage=self.storage,
+                study_name=row.study_name,
+                direction=spec.objective.direction,
+            )
+            row.study_id = self.storage.get_study_id_from_name(row.study_name)
+            study.set_user_attr("lionsweep_sweep_id", row.id)
+            study.set_user_attr("lionsweep_task", spec.task.name)
+            for params in specs.enqueued_params(spec):
+                study.enqueue_trial(params)
+            tx.flush()
+            return row.id, True
+
+    def _drop_sweep(self, tx: Session, row: Sweep) -> None:
+        """Delete a sweep row, its leases and its study, inside the open transaction."""
+        if row.study_id is not None:
+            self.storage.delete_study(row.study_id)
+        elif row.study_name:
+            with contextlib.suppress(KeyError):
+                self.storage.delete_study(self.storage.get_study_id_from_name(row.study_name))
+        tx.execute(delete(Lease).where(Lease.sweep_id == row.id))
+        tx.execute(delete(Sweep).where(Sweep.id == row.id))
+
+    def drop_abandoned_creations(self) -> int:
+        """Delete sweeps left half-created (status ``creating``) by an older server version.
+
+        A sweep is created in one transaction, so a committed ``creating`` row can only be
+        one whose creation died mid-way under a version that committed in steps.
+        """
+        with self.db.session() as s:
+            ids = list(s.scalars(select(Sweep.id).where(Sweep.status == "creating")))
+        for sweep_id in ids:
+            with self.db.transaction(sweep_id) as tx:
+                row = tx.get(Sweep, sweep_id)
+                if row is not None and row.status == "creating":
+                    self._drop_sweep(tx, row)
+        return len(ids)
+
+    def set_status(self, sweep_id: int, status: str) -> None:
+        """Cancel (``cancelled``) or resume (``running``) a sweep that is not complete.
+
+        The flip is conditional on the current status; doing it twice is harmless, and a
+        complete sweep stays complete (409).
+        """
+        other = {"cancelled": "running", "running": "cancelled"}[status]
+        info = self.catalog.info(sweep_id)
+        with self.db.transaction(sweep_id) as tx:
+            flipped = tx.execute(
+                update(Sweep)
+                .where(Sweep.id == sweep_id, Sweep.status == other)
+                .values(status=status)
+                .returning(Sweep.id)
+            ).first()
+            if flipped is None:
+                now = _status(tx, sweep_id)
+                if now == "complete":
+                    raise Conflict(f"sweep {sweep_id} is already complete")
+            if status == "running":
+                self._complete_if_done(tx, info)
+
+    def delete(self, sweep_id: int) -> None:
+        """Delete the sweep, its leases and its Optuna study."""
+        self.catalog.info(sweep_id)
+        with self.db.transaction(sweep_id) as tx:
+            row = tx.get(Sweep, sweep_id)
+            if row is None:
+                raise NotFound(f"sweep {sweep_id} not found")
+            self._drop_sweep(tx, row)
+        self.catalog.forget(sweep_id)
+
+    def _complete_if_done(self, tx: Session, info: SweepInfo) -> None:
+        """Mark a running sweep complete once n_trials originals have a final outcome."""
+        if ot.counts(tx, info.study_id).finished >= info.n_trials:
+            tx.execute(
+                update(Sweep)
+                .where(Sweep.id == info.id, Sweep.status == "running")
+                .values(status="complete")
+            )
+
+    # ---- claims ----
+
+    def touch_worker(self, req: schemas.ClaimRequest) -> None:
+        """Record the worker and the tasks it announces (at most every 30 s if unchanged)."""
+        key = (req.device, tuple(req.tasks))
+        now = time.monotonic()
+        seen = self._workers_seen.get(req.worker_id)
+        if seen is not None and seen[0] == key and now - seen[1] < WORKER_TOUCH_SECONDS:
+            return
+        try:
+            with self.db.session() as s:
+                w = s.get(Worker, req.worker_id)
+                if w is None:
+                    s.add(Worker(id=req.worker_id, device=req.device, tasks=list(req.tasks)))
+                else:
+                    w.device, w.tasks = req.device, list(req.tasks)
+                    w.last_seen = func.now()
+        except IntegrityError:  # two first claims of one worker at once: the other wrote it
+            return
+        self._workers_seen[req.worker_id] = (key, now)
+
+    def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+        """Give the worker a trial of a running sweep whose task it runs, or None.
+
+        A claim repeated with the same ``request_id`` (a retry after a lost reply) returns
+        the same assignment. A sweep whose sampler fails is skipped (and logged), so it
+        cannot stop claims of the others.
+        """
+        self.touch_worker(req)
+        if req.request_id:
+            replay = self._replay(req)
+            if replay is not None:
+                return replay
+        with self.db.session() as s:
+            sweep_ids = list(
+                s.scalars(
+                    select(Sweep.id)
+                    .where(Sweep.status == "running", Sweep.task_name.in_(req.tasks))
+                    .order_by(Sweep.id)
+                )
+            )
+        for sweep_id in sweep_ids:
+            try:
+                got = self._claim_in(sweep_id, req)
+            except IntegrityError:
+                replay = self._replay(req) if req.request_id else None
+                if replay is None:
+                    raise
+                return replay
+            except NotFound:
+                continue
+            except Exception:
+                log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
+                continue
+            if got is not None:
+                return got
+        return None
+
+    def _replay(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+        """The assignment already made for ``req.request_id``, if any."""
+        with self.db.session() as s:
+            lease = s.scalars(select(Lease).where(Lease.request_id == req.request_id)).first()
+        if lease is None:
+            return None
+        if lease.worker_id != req.worker_id:
+            raise Conflict(f"request_id {req.request_id!r} was used by another worker")
+        info = self.catalog.info(lease.sweep_id)
+        return self.assignment(info, self.storage.get_trial(lease.trial_id))
+
+    def _claim_in(self, sweep_id: int, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+        info = self.catalog.info(sweep_id)
+        with self.db.transaction(sweep_id) as tx:
+            if _status(tx, sweep_id) != "running":
+                return None
+            counts = ot.counts(tx, info.study_id)
+            if counts.by_state["waiting"] == 0 and counts.originals >= info.n_trials:
+                return None
+            study = self.catalog.study(info, self.catalog.sampler(info, counts.total))
+            trial = study.ask(info.dists)
+            clock = tx.scalar(select(self.db.clock()))
+            tx.add(
+                Lease(
+                    trial_id=trial._trial_id,
+                    sweep_id=sweep_id,
+                    request_id=req.request_id,
+                    worker_id=req.worker_id,
+                    claimed_at=clock,
+                    heartbeat_at=clock,
+                )
+            )
+            tx.flush()
+            self.storage.set_trial_user_attr(trial._trial_id, "worker_id", req.worker_id)
+            self.storage.set_trial_user_attr(trial._trial_id, "device", req.device)
+            frozen = self.storage.get_trial(trial._trial_id)
+        return self.assignment(info, frozen)
+
+    def assignment(self, info: SweepInfo, trial: FrozenTrial) -> schemas.Assignment:
+        """What a worker needs to run ``trial``."""
+        return schemas.Assignment(
+            sweep_id=info.id,
+            trial_id=trial._trial_id,
+            trial_number=trial.number,
+            params=info.params(trial),
+            task=info.spec.task,
+            objective=info.spec.objective,
+            budget=info.spec.budget,
+            seed=specs.trial_seed(info.spec, info.id, trial.number),
+            heartbeat_interval=self.settings.heartbeat_interval_seconds,
+        )
+
+    # ---- a running trial ----
+
+    def report(self, trial_id: int, req: schemas.ReportRequest) -> schemas.ActionOut:
+        """Record an intermediate value and a heartbeat; say continue, prune or stop.
+
+        A report of the step last reported (a retry after a lost reply) gets the same answer.
+        """
+        info = self.catalog.of_trial(trial_id)
+        with self.db.transaction(info.id) as tx:
+            status = self._running_trial(tx, info, trial_id)
+            lease = self._lease(tx, info, trial_id)
+            if lease.last_step == req.step and lease.last_action:
+                return schemas.ActionOut(action=lease.last_action)
+            self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
+            if req.metrics:
+                self.storage.set_trial_user_attr(trial_id, "metrics", req.metrics)
+            if status == "cancelled":
+                action = "stop"
+            else:
+                trial = self.storage.get_trial(trial_id)
+                pruner = self.catalog.pruner(info, min(trial.intermediate_values))
+                action = "prune" if pruner.prune(self.catalog.study(info), trial) else "continue"
+            lease.heartbeat_at = tx.scalar(select(self.db.clock()))
+            lease.last_step, lease.last_action = req.step, action
+        return schemas.ActionOut(action=action)
+
+    def heartbeat(self, trial_id: int) -> schemas.ActionOut:
+        """Extend a running trial's lease; say stop when its sweep is cancelled."""
+        info = self.catalog.of_trial(trial_id)
+        with self.db.transaction(info.id) as tx:
+            status = self._running_trial(tx, info, trial_id)
+            lease = self._lease(tx, info, trial_id)
+            lease.heartbeat_at = tx.scalar(select(self.db.clock()))
+        return schemas.ActionOut(action="stop" if status == "cancelled" else "continue")
+
+    def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
+        """Complete, prune or fail a running trial (a failure is re-queued while retries remain).
+
+        Finishing a trial again the same way (a retry after a lost reply) gives the same
+        answer; finishing it another way is a 409.
+        """
+        info = self.catalog.of_trial(trial_id)
+        wanted = ot.STATE_BY_NAME[req.state]
+        with self.db.transaction(info.id) as tx:
+            status = _status(tx, info.id)
+            if status is None:
+                raise NotFound(f"trial {trial_id} does not belong to a sweep")
+            trial = self.storage.get_trial(trial_id)
+            if trial.state != TrialState.RUNNING:
+                if trial.state != wanted:
+                    raise Conflict(
+                        f"trial {trial_id} is already {ot.STATE_NAMES[trial.state]}; "
+                        f"cannot mark it {req.state}"
+                    )
+                requeued = ot.was_requeued(tx, info.study_id, trial.number)
+                return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
+            for key, value in (("metrics", req.metrics), ("config", req.config)):
+                if value:
+                    self.storage.set_trial_user_attr(trial_id, key, value)
+            if wanted == TrialState.FAIL:
+                requeued = self._fail(tx, info, status, trial, req.reason)
+            else:
+                if req.reason:
+                    self.storage.set_trial_user_attr(trial_id, "reason", req.reason)
+                value = req.value if wanted == TrialState.COMPLETE else None
+                self._tell(info, trial.number, wanted, value)
+                requeued = False
+            self._complete_if_done(tx, info)
+        return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
+
+    def expire(self, trial_id: int, sweep_id: int, grace: float) -> bool:
+        """Fail (and re-queue) a running trial whose lease ran out; False if it was renewed.
+
+        The staleness is checked again under the lock, on the database clock.
+        """
+        info = self.catalog.info(sweep_id)
+        with self.db.transaction(sweep_id) as tx:
+            status = _status(tx, sweep_id)
+            lease = tx.get(Lease, trial_id)
+            stale = lease is not None and tx.scalar(
+                select(lease.heartbeat_at < self.db.clock() - grace)
+            )
+            if status is None or not stale or ot.trial_state(tx, trial_id) != TrialState.RUNNING:
+                return False
+            trial = self.storage.get_trial(trial_id)
+            self._fail(tx, info, status, trial, f"lease expired: no heartbeat for {grace:g} s")
+            self._complete_if_done(tx, info)
+        return True
+
+    # ---- inside a transaction ----
+
+    def _running_trial(self, tx: Session, info: SweepInfo, trial_id: int) -> str:
+        """The sweep's status, after checking (under the lock) that the trial is running."""
+        status = _status(tx, info.id)
+        if status is None:
+            raise NotFound(f"trial {trial_id} does not belong to a sweep")
+        state = ot.trial_state(tx, trial_id)
+        if state != TrialState.RUNNING:
+            raise Conflict(f"trial {trial_id} is {ot.STATE_NAMES[state]}, not running")
+        return status
+
+    def _lease(self, tx: Session, info: SweepInfo, trial_id: int) -> Lease:
+        """The trial's lease; one is made for a running trial that has none (from a version
+        that kept none), starting its lease now."""
+        lease = tx.get(Lease, trial_id)
+        if lease is None:
+            clock = tx.scalar(select(self.db.clock()))
+            worker = self.storage.get_trial(trial_id).user_attrs.get("worker_id") or "unknown"
+            lease = Lease(
+                trial_id=trial_id,
+                sweep_id=info.id,
+                worker_id=str(worker)[:200],
+                claimed_at=clock,
+                heartbeat_at=clock,
+            )
+            tx.add(lease)
+        return lease
+
+    def _tell(
+        self, info: SweepInfo, number: int, state: TrialState, value: float | None = None
+    ) -> None:
+        """Finish trial ``number`` through Optuna's ``tell`` with the sweep's real sampler."""
+        study = self.catalog.study(info, self.catalog.sampler(info, number))
+        try:
+            study.tell(number, value, state=state)
+        except RuntimeError as e:
+            # GridSampler.after_trial calls study.stop() once the grid is used up; outside
+            # optimize() Optuna raises after it has stored the state. Nothing to stop here.
+            if "Study.stop" not in str(e):
+                raise
+
+    def _fail(
+        self, tx: Session, info: SweepInfo, status: str, trial: FrozenTrial, reason: str | None
+    ) -> bool:
+        """Fail a running trial and re-queue it with the same params if a retry remains.
+
+        A trial that fails while its sweep is cancelled (told to stop, or its lease ran out)
+        is re-queued without using up a retry, so resuming the sweep runs it.
+        """
+        tid = trial._trial_id
+        retry_free = status == "cancelled"
+        retries_left = retry_free or _retries_used(trial) < info.spec.max_retries
+        if retry_free:
+            self.storage.set_trial_system_attr(tid, ot.STOPPED_BY_CANCEL, True)
+        elif not retries_left:
+            self.storage.set_trial_system_attr(tid, ot.FINAL_FAILURE, True)
+        if reason:
+            self.storage.set_trial_user_attr(tid, "reason", reason)
+        self._tell(info, trial.number, TrialState.FAIL)
+        if not retries_left:
+            return False
+        history = list(trial.system_attrs.get(ot.RETRY_HISTORY, []))
+        if not retry_free:
+            history.append(trial.number)
+        attrs: dict[str, Any] = {
+            ot.RETRY_OF: trial.number,
+            ot.RETRY_HISTORY: history,
+            "failed_trial": history[0] if history else trial.number,
+            "retry_history": history,
+        }
+        if "fixed_params" in trial.system_attrs:
+            attrs["fixed_params"] = trial.system_attrs["fixed_params"]
+        self.catalog.study(info).add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                system_attrs=attrs,
+            )
+        )
+        return True
+
+
+def _status(tx: Session, sweep_id: int) -> str | None:
+    """The sweep's status as read inside the transaction (None once deleted)."""
+    return tx.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
+
+
+def _retries_used(trial: FrozenTrial) -> int:
+    return len(trial.system_attrs.get(ot.RETRY_HISTORY, []))

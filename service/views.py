@@ -1,0 +1,144 @@
+"""Read views: sweeps and trials in the shapes the API answers with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from optuna.trial import FrozenTrial
+from sqlalchemy import func, select
+
+from service import optuna_tables as ot
+from service import schemas
+from service.catalog import Catalog, SweepInfo
+from service.db import Database
+from service.errors import NotFound
+from service.models import Sweep, Worker
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None or dt.tzinfo is not None:
+        return dt
+    return dt.replace(tzinfo=UTC)
+
+
+class Views:
+    """Sweeps and trials as the API shows them."""
+
+    def __init__(self, db: Database, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
+
+    def row(self, sweep_id: int) -> Sweep:
+        """The sweep's row (404 if unknown)."""
+        with self.db.session() as s:
+            row = s.get(Sweep, sweep_id)
+        if row is None or row.status == "creating":
+            raise NotFound(f"sweep {sweep_id} not found")
+        return row
+
+    def announced_tasks(self) -> set[str]:
+        """Every task some worker has announced."""
+        with self.db.session() as s:
+            return {t for tasks in s.scalars(select(Worker.tasks)) for t in tasks}
+
+    def sweep(self, row: Sweep, announced: set[str] | None = None) -> schemas.SweepOut:
+        """The API view of a sweep: counts, progress, best so far, ETA."""
+        info = self.catalog.info(row.id)
+        with self.db.session() as s:
+            counts = ot.counts(s, row.study_id)
+        best = None
+        try:
+            bt = self.db.storage.get_best_trial(row.study_id)
+            best = schemas.BestSoFar(trial_number=bt.number, value=bt.value, params=info.params(bt))
+        except ValueError:
+            pass
+        finished = counts.finished
+        eta = None
+        if row.status == "running" and finished and counts.first_start and counts.last_complete:
+            elapsed = (counts.last_complete - counts.first_start).total_seconds()
+            if elapsed > 0:
+                eta = max(row.n_trials - finished, 0) * elapsed / finished
+        if announced is None:
+            announced = self.announced_tasks()
+        is_announced = row.task_name in announced
+        warns = [] if is_announced else [f"no worker has announced task {row.task_name!r} yet"]
+        return schemas.SweepOut(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            task=info.spec.task,
+            spec=row.spec,
+            n_trials=row.n_trials,
+            counts=schemas.Counts(**counts.by_state),
+            finished=finished,
+            progress=min(finished / row.n_trials, 1.0),
+            best=best,
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+            study_name=row.study_name,
+            task_announced=is_announced,
+            warnings=warns,
+            eta_seconds=eta,
+        )
+
+    def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
+        """A page of sweeps, newest first."""
+        cond = [Sweep.status != "creating"]
+        if status:
+            cond.append(Sweep.status == status)
+        with self.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(Sweep).where(*cond))
+            rows = s.scalars(
+                select(Sweep).where(*cond).order_by(Sweep.id.desc()).offset(offset).limit(limit)
+            ).all()
+        announced = self.announced_tasks()
+        return schemas.SweepPage(
+            items=[self.sweep(r, announced) for r in rows],
+            total=total or 0,
+            offset=offset,
+            limit=limit,
+        )
+
+    def trial(self, info: SweepInfo, t: FrozenTrial) -> schemas.TrialOut:
+        """The API view of one trial."""
+        start, end = t.datetime_start, t.datetime_complete
+        return schemas.TrialOut(
+            number=t.number,
+            trial_id=t._trial_id,
+            state=ot.STATE_NAMES[t.state],
+            value=t.value,
+            params=info.params(t),
+            intermediate_values={str(k): v for k, v in sorted(t.intermediate_values.items())},
+            metrics=t.user_attrs.get("metrics") or {},
+            config=t.user_attrs.get("config") or {},
+            reason=t.user_attrs.get("reason"),
+            worker_id=t.user_attrs.get("worker_id"),
+            datetime_start=start,
+            datetime_complete=end,
+            duration_seconds=(end - start).total_seconds() if start and end else None,
+            retry_of=t.system_attrs.get(ot.RETRY_OF),
+        )
+
+    def trials(
+        self, sweep_id: int, state: str | None, offset: int, limit: int
+    ) -> schemas.TrialPage:
+        """A page of a sweep's trials by number."""
+        info = self.catalog.info(self.row(sweep_id).id)
+        states = (ot.STATE_BY_NAME[state],) if state else None
+        found = self.db.storage.get_all_trials(info.study_id, deepcopy=False, states=states)
+        found = sorted(found, key=lambda t: t.number)
+        return schemas.TrialPage(
+            items=[self.trial(info, t) for t in found[offset : offset + limit]],
+            total=len(found),
+            offset=offset,
+            limit=limit,
+        )
+
+    def trial_by_number(self, sweep_id: int, number: int) -> schemas.TrialOut:
+        """One trial by number."""
+        info = self.catalog.info(self.row(sweep_id).id)
+        try:
+            tid = self.db.storage.get_trial_id_from_study_id_trial_number(info.study_id, number)
+        except KeyError:
+            raise NotFound(f"sweep {sweep_id} has no trial {number}") from None
+        return self.trial(info, self.db.storage.get_trial(tid))
