@@ -40,7 +40,7 @@ from sqlalchemy import create_engine, make_url, text
 from service import schemas
 from service.db import engine_kwargs
 from service.settings import Settings
-from service.sweeps import build_pruner, distributions
+from service.spec import build_pruner, distributions
 
 ADMIN_URL = os.environ.get(
     "LIONSWEEP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -166,7 +166,8 @@ def run_clients(urls: list[str], task: str, n_clients: int, per_client: int) -> 
             barrier.wait()
             for _ in range(per_client):
                 t0 = time.perf_counter()
-                r = c.post("/api/trials/claim", json={"worker_id": f"b{i}", "tasks": [task]})
+                body = {"worker_id": f"b{i}", "tasks": [task], "request_id": uuid.uuid4().hex}
+                r = c.post("/api/trials/claim", json=body)
                 t1 = time.perf_counter()
                 if r.status_code != 200:
                     with lock:
@@ -211,7 +212,7 @@ def optuna_baseline(database_url: str, spec: dict, size: int, n: int, sync: bool
         storage=storage,
         study_name=f"baseline-{uuid.uuid4().hex[:6]}",
         sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True),
-        pruner=build_pruner(sp),
+        pruner=build_pruner(sp, first_report_step=1),
     )
     prefill(study, spec, size)
     dists = distributions(sp)
