@@ -54,18 +54,7 @@ class Leases:
             ).all()
         for tid, sweep_id in rows:
             try:
-                with self.db.transaction(sweep_id) as tx:
-                    if tx.get(Lease, tid) is None:
-                        clock = tx.scalar(select(self.db.clock()))
-                        tx.add(
-                            Lease(
-                                trial_id=tid,
-                                sweep_id=sweep_id,
-                                worker_id="unknown",
-                                claimed_at=clock,
-                                heartbeat_at=clock,
-                            )
-                        )
+                self.ledger.lease_running(tid, sweep_id)
             except Exception:
                 log.exception("reaper: could not lease running trial %s", tid)
 

@@ -378,6 +378,13 @@ class Ledger:
             self._complete_if_done(tx, info)
         return True
 
+    def lease_running(self, trial_id: int, sweep_id: int) -> None:
+        """Give a running trial that has no lease (left by an older version) one from now."""
+        info = self.catalog.info(sweep_id)
+        with self.db.transaction(sweep_id) as tx:
+            if ot.trial_state(tx, trial_id) == TrialState.RUNNING:
+                self._lease(tx, info, trial_id)
+
     # ---- inside a transaction ----
 
     def _running_trial(self, tx: Session, info: SweepInfo, trial_id: int) -> str:
