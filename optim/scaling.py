@@ -11,7 +11,20 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-__all__ = ["LrDecayFit", "fit_lr_decay", "from_adamw", "lr_and_decay", "transfer"]
+__all__ = [
+    "ADAMW_TO_LION_FACTOR",
+    "ALPHA0",
+    "LrDecayFit",
+    "fit_lr_decay",
+    "from_adamw",
+    "lr_and_decay",
+    "transfer",
+]
+
+#: Default α0 of η = α0·σ, λ = α0/(2σ): the relative change per step.
+ALPHA0 = 1e-3
+#: AdamW → Lion: the lr divided by it, the weight decay multiplied by it (3–10 work well).
+ADAMW_TO_LION_FACTOR = 3.0
 
 
 def _positive(name: str, value: float) -> float:
@@ -22,7 +35,7 @@ def _positive(name: str, value: float) -> float:
 
 
 def lr_and_decay(
-    sigma: float | None = None, width: int | None = None, alpha0: float = 1e-3
+    sigma: float | None = None, width: int | None = None, alpha0: float = ALPHA0
 ) -> tuple[float, float]:
     """Return (lr, weight_decay) = (α0·σ, α0/(2σ)); σ = width^-½ when a width is given."""
     alpha0 = _positive("alpha0", alpha0)
@@ -36,7 +49,9 @@ def lr_and_decay(
     return alpha0 * sigma, alpha0 / (2.0 * sigma)
 
 
-def from_adamw(lr: float, weight_decay: float, factor: float = 3.0) -> tuple[float, float]:
+def from_adamw(
+    lr: float, weight_decay: float, factor: float = ADAMW_TO_LION_FACTOR
+) -> tuple[float, float]:
     """Translate AdamW (lr, weight_decay) to Lion: lr/factor and weight_decay·factor."""
     lr = _positive("lr", lr)
     factor = _positive("factor", factor)
