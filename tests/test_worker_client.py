@@ -21,7 +21,7 @@ FAST = Backoff(base=0.02, cap=0.2)
 
 
 class Scripted:
-    """A real HTTP server answering from a script of (status, body) pairs, last one repeats."""
+    """A real HTTP server answering from a script of (status, body[, delay s]), last one repeats."""
 
     def __init__(self, script: list[tuple[int, object]], port: int | None = None) -> None:
         self.script = list(script)
@@ -33,15 +33,19 @@ class Scripted:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 scripted.requests.append((self.command, self.path, dict(self.headers), body))
-                status, payload = (
+                status, payload, *delay = (
                     scripted.script.pop(0) if len(scripted.script) > 1 else scripted.script[0]
                 )
+                time.sleep(delay[0] if delay else 0)
                 data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except ConnectionError:
+                    pass  # the client gave up waiting (a delayed answer)
 
             do_GET = do_POST = do_DELETE = _answer
 
@@ -172,7 +176,9 @@ def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):
     with Client(server.url, backoff=FAST) as client:
         defaults = {"quadratic": {"warmup_steps": 10, "batch_size": 16}}
         assert client.claim("host-1-0", "cpu", ["quadratic"], defaults) is None
-    assert server.requests[0][3] == {
+    body = server.requests[0][3]
+    assert body.pop("request_id")
+    assert body == {
         "worker_id": "host-1-0",
         "device": "cpu",
         "tasks": ["quadratic"],
@@ -180,15 +186,17 @@ def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):
     }
 
 
-def test_post_and_delete_helpers(scripted):
-    server = scripted([(201, {"id": 3}), (204, None)])
-    with Client(server.url + "/", backoff=FAST) as client:
-        assert client.post("/api/sweeps", {"name": "x"}, headers={"Idempotency-Key": "k"}) == {
-            "id": 3
-        }
-        assert client.delete("/api/sweeps/3") is None
-    assert server.requests[0][2]["Idempotency-Key"] == "k"
-    assert [r[:2] for r in server.requests] == [
-        ("POST", "/api/sweeps"),
-        ("DELETE", "/api/sweeps/3"),
-    ]
+def test_retries_of_a_claim_repeat_its_request_id_and_a_new_claim_has_a_new_one(scripted):
+    """A claim whose answer is lost (a timeout, a 504) is retried with the same id, so the
+    server hands back the trial it already assigned instead of a second one."""
+    assignment = {"trial_id": 7, "trial_number": 0}
+    lost = (200, assignment, 1.0)  # answered after the client's 0.3 s timeout
+    server = scripted([lost, (504, None), (200, assignment), (204, None)])
+    with Client(server.url, backoff=FAST, timeout=0.3) as client:
+        assert client.claim("host-1-0", "cpu", ["quadratic"]) == assignment
+        assert client.claim("host-1-0", "cpu", ["quadratic"]) is None
+    assert [path for _, path, _, _ in server.requests] == ["/api/trials/claim"] * 4
+    ids = [body["request_id"] for _, _, _, body in server.requests]
+    assert ids[0] == ids[1] == ids[2]
+    assert ids[3] != ids[0]
+    assert all(isinstance(i, str) and 1 <= len(i) <= 100 for i in ids)

@@ -4,6 +4,8 @@ Connection errors and 502/503/504 answers are retried with exponential backoff. 
 whose loss would lose work (report, finish, heartbeat) keep retrying until a long
 deadline, which is safe because the server treats repeats idempotently. Other 4xx/5xx
 answers raise :class:`ApiError` at once; exhausted retries raise :class:`ServerUnreachable`.
+A claim carries a ``request_id`` that its retries repeat, so a claim whose answer was lost
+gets the same trial again rather than a second one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,8 +176,17 @@ class Client:
         tasks: list[str],
         task_defaults: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any] | None:
-        """Ask for a trial; return its assignment, or ``None`` when nothing is runnable."""
-        body: dict[str, Any] = {"worker_id": worker_id, "device": device, "tasks": tasks}
+        """Ask for a trial; return its assignment, or ``None`` when nothing is runnable.
+
+        One ``request_id`` per call, repeated by every retry of it: a retry after a lost
+        answer gets back the trial the server already handed out.
+        """
+        body: dict[str, Any] = {
+            "worker_id": worker_id,
+            "device": device,
+            "tasks": tasks,
+            "request_id": uuid.uuid4().hex,
+        }
         if task_defaults:
             body["task_defaults"] = task_defaults
         response = self.request("POST", "/api/trials/claim", json=body)
