@@ -205,14 +205,14 @@ class Agent:
             {**metrics, **{f"time_{k}": v for k, v in timings.items() if v is not None}}
         )
         log.info(
-            "trial %s (sweep %s, id %d) %s value=%s reason=%s params=%s wall=%.2fs "
+            "trial %s (sweep %s, id %d) %s value=%s%s params=%s wall=%.2fs "
             "setup=%s first_step=%s overhead=%s optimizer_share=%s",
             number,
             assignment.get("sweep_id"),
             trial_id,
             state,
             value,
-            reason,
+            f" reason={reason}" if reason else "",
             assignment.get("params"),
             time.perf_counter() - started,
             _fmt(timings.get("setup_s")),

@@ -256,7 +256,10 @@ def run_trial(task: Task, config: TrialConfig, reporter: Reporter) -> TrialResul
     def finish(state: str, value: float | None, reason: str | None) -> TrialResult:
         wall = time.perf_counter() - started
         step_s = statistics.median(steady) if steady else None
-        overhead = first_step_s - step_s if first_step_s is not None and step_s else None
+        # What the first step costs beyond a steady one (compiling the fused kernel, first
+        # allocations). Without such work the difference is timing noise of either sign
+        # (other processes share the cores), so it is floored at zero.
+        overhead = max(0.0, first_step_s - step_s) if first_step_s is not None and step_s else None
         timings = {
             "wall_s": wall,
             "setup_s": setup_s,
