@@ -53,7 +53,7 @@ class TrialSession:
     def __init__(self, client: Client, assignment: dict[str, Any], shutdown: threading.Event):
         self.client = client
         self.trial_id = int(assignment["trial_id"])
-        self.interval = float(assignment.get("heartbeat_interval") or 10.0)
+        self.interval = float(assignment["heartbeat_interval"])  # the server's setting
         self.shutdown = shutdown
         self._interrupt: tuple[str, str | None] | None = None
         self._done = threading.Event()
