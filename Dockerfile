@@ -14,14 +14,15 @@ WORKDIR /app
 # empty packages, then the source tree itself (editable: the server runs its Alembic
 # migrations from alembic.ini + migrations/ at the repository root).
 COPY pyproject.toml README.md ./
-RUN mkdir -p optim service worker \
-    && touch optim/__init__.py service/__init__.py worker/__init__.py \
+RUN mkdir -p lionsweep optim service worker \
+    && touch lionsweep/__init__.py optim/__init__.py service/__init__.py worker/__init__.py \
     && pip install . \
     && pip uninstall -y lionsweep \
-    && rm -rf optim service worker build *.egg-info
+    && rm -rf lionsweep optim service worker build *.egg-info
 
 COPY alembic.ini ./
 COPY migrations ./migrations
+COPY lionsweep ./lionsweep
 COPY optim ./optim
 COPY service ./service
 COPY worker ./worker

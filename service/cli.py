@@ -1,21 +1,16 @@
-"""The ``lionsweep`` command line (Typer + rich).
+"""The server's and admin sub-commands of ``lionsweep``: serve, db, token and up.
 
-Commands that talk to a running server (``submit``, ``status``, ``best``, ``rule --sweep``)
-go through :class:`worker.client.Client` and turn its errors into one clear line and a
-non-zero exit code: 1 for an answer the server refused, 2 for a server that cannot be reached
-or an unreadable input file. Commands that open the database (``serve``, ``db upgrade``,
-``token create``) likewise exit 2 with one line for a malformed ``LIONSWEEP_*`` setting or a
-database that cannot be opened.
+The top-level app (``lionsweep.cli``) composes them with the worker's and the client's
+commands, and loads this module only for these commands. Commands that open the database
+(``serve``, ``db upgrade``, ``token create``) exit 2 with one line for a malformed
+``LIONSWEEP_*`` setting or a database that cannot be opened. ``up`` runs the server and
+local agents under the worker's supervisor (``worker.supervisor``).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,25 +18,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from worker import EXIT_CONFIG
+from worker.cli import (
+    TokenOpt,
+    api_errors,
+    console,
+    counts_text,
+    fail,
+    fail_lines,
+    fmt,
+    make_client,
+)
+from worker.client import DEFAULT_HOST, DEFAULT_PORT, ApiError, ServerUnreachable
+from worker.supervisor import (
+    Child,
+    Supervisor,
+    agent_children,
+    lionsweep_command,
+    visible_gpus,
+)
 
 if TYPE_CHECKING:
     from service.settings import Settings
     from worker.client import Client
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
-EXIT_REFUSED = 1
-EXIT_UNREACHABLE = 2
-
-console = Console()
-err_console = Console(stderr=True)
-
 app = typer.Typer(
-    name="lionsweep",
-    help="Hyperparameter sweeps for the Lion optimizer.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+    help="The server's and admin commands.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -67,9 +70,7 @@ def load_settings() -> Settings:
             + str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors()
         ]
-    for line in problems[:-1]:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-    raise fail(problems[-1], EXIT_UNREACHABLE)
+    raise fail_lines(problems, EXIT_CONFIG)
 
 
 @contextmanager
@@ -84,13 +85,13 @@ def database_errors() -> Iterator[None]:
         where = f": {exc.filename}" if exc.filename else ""
         hint = " (does its directory exist?)" if isinstance(exc, FileNotFoundError) else ""
         raise fail(
-            f"cannot open the database: {exc.strerror or exc}{where}{hint}", EXIT_UNREACHABLE
+            f"cannot open the database: {exc.strerror or exc}{where}{hint}", EXIT_CONFIG
         ) from None
     except (OperationalError, ArgumentError) as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise fail(
             f"cannot open the database: {first[0] if first else type(exc).__name__}",
-            EXIT_UNREACHABLE,
+            EXIT_CONFIG,
         ) from None
 
 
@@ -132,401 +133,8 @@ def token_create(
         try:
             secret = create_token(settings, scopes=scope, name=name)
         except ValueError as exc:
-            raise fail(str(exc), EXIT_UNREACHABLE) from None
+            raise fail(str(exc), EXIT_CONFIG) from None
     typer.echo(secret)
-
-
-@app.command()
-def worker(
-    server: Annotated[
-        str, typer.Option(envvar="LIONSWEEP_SERVER", help="API base URL.")
-    ] = "http://127.0.0.1:8000",
-    token: Annotated[
-        str | None, typer.Option(envvar="LIONSWEEP_TOKEN", help="Bearer token (worker scope).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda:N.")] = "auto",
-    gpus: Annotated[
-        str | None, typer.Option(help="'all' or '0,1,…': one supervised agent per GPU.")
-    ] = None,
-    max_trials: Annotated[int | None, typer.Option(help="Exit after this many trials.")] = None,
-    idle_exit: Annotated[
-        float | None, typer.Option(help="Exit after this many seconds with nothing to run.")
-    ] = None,
-    task_module: Annotated[
-        list[str] | None,
-        typer.Option("--task-module", help="Import this module to register its tasks."),
-    ] = None,
-) -> None:
-    """Run a worker agent: claim trials, train, report, finish."""
-    from worker.agent import main as worker_main
-
-    raise typer.Exit(
-        worker_main(
-            server=server,
-            token=token,
-            device=device,
-            gpus=gpus,
-            max_trials=max_trials,
-            idle_exit=idle_exit,
-            task_modules=task_module or [],
-        )
-    )
-
-
-# -- talking to a server ---------------------------------------------------------------------
-
-ServerOpt = Annotated[
-    str, typer.Option("--server", envvar="LIONSWEEP_SERVER", help="API base URL.")
-]
-TokenOpt = Annotated[
-    str | None, typer.Option("--token", envvar="LIONSWEEP_TOKEN", help="Bearer token.")
-]
-
-
-def fail(message: str, code: int = EXIT_REFUSED) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def error_lines(detail: Any) -> list[str]:
-    """One line per problem of an API error detail (FastAPI 422 lists become ``field: rule``)."""
-    if isinstance(detail, list) and detail:
-        lines = []
-        for item in detail:
-            if isinstance(item, dict) and "msg" in item:
-                loc = [str(p) for p in item.get("loc", []) if p not in ("body", "query", "path")]
-                msg = str(item["msg"]).removeprefix("Value error, ")
-                lines.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
-            else:
-                lines.append(str(item))
-        return lines
-    if isinstance(detail, str):
-        return [detail]
-    return [json.dumps(detail)]
-
-
-def make_client(server: str, token: str | None) -> Client:
-    """An API client that gives up quickly when the server is down (a person is waiting)."""
-    import logging
-
-    from worker.client import Client
-
-    logging.getLogger("worker.client").setLevel(logging.ERROR)  # no per-retry warnings here
-
-    return Client(server, token, attempts=3, deadline=5.0)
-
-
-@contextmanager
-def api_errors(server: str) -> Iterator[None]:
-    """Turn the client's errors into one-line messages and exit codes (never a traceback)."""
-    from worker.client import ApiError, ServerUnreachable
-
-    try:
-        yield
-    except ServerUnreachable:
-        raise fail(
-            f"cannot reach the lionsweep server at {server} "
-            "(start one with `lionsweep up` or `lionsweep serve`, or pass --server)",
-            EXIT_UNREACHABLE,
-        ) from None
-    except ApiError as exc:
-        lines = error_lines(exc.detail)
-        for line in lines[:-1]:
-            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
-        raise fail(lines[-1] if lines else f"HTTP {exc.status_code}") from None
-
-
-def fmt(value: Any) -> str:
-    """A number with 4 significant digits, or ``-``."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def load_spec(path: Path) -> dict[str, Any]:
-    """Read a sweep spec from a YAML or JSON file (exit 2 with one line when unreadable)."""
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_UNREACHABLE) from None
-    try:
-        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise fail(f"{path} is not valid YAML/JSON: {first}", EXIT_UNREACHABLE) from None
-    if not isinstance(spec, dict):
-        raise fail(f"{path}: a sweep spec must be a mapping (name, task, space, …)", 2)
-    return spec
-
-
-# -- submit / status / best -------------------------------------------------------------------
-
-
-def counts_text(sweep: dict[str, Any]) -> str:
-    """``12 complete · 3 pruned · 0 failed · 2 running`` for one sweep."""
-    counts = sweep.get("counts") or {}
-    parts = ("complete", "pruned", "failed", "running")
-    return " · ".join(f"{counts.get(k, 0)} {k}" for k in parts)
-
-
-def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
-    """Show a rich progress bar until the sweep stops running; return its last state."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    sweep = client.get(f"/api/sweeps/{sweep_id}")
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TextColumn("best {task.fields[best]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(sweep["name"], total=sweep["n_trials"], counts="", best="-")
-        while True:
-            best = (sweep.get("best") or {}).get("value")
-            progress.update(
-                task,
-                completed=sweep.get("finished", 0),
-                total=sweep["n_trials"],
-                counts=counts_text(sweep),
-                best=fmt(best),
-            )
-            if sweep["status"] != "running":
-                break
-            time.sleep(interval)
-            sweep = client.get(f"/api/sweeps/{sweep_id}")
-    return sweep
-
-
-def print_best(answer: dict[str, Any]) -> None:
-    """Print the top configs as a table and the best one's optimizer kwargs as JSON."""
-    table = Table(title="Best configs", title_justify="left")
-    for column in ("rank", "trial", "value", "optimizer", "lr", "weight_decay", "betas"):
-        table.add_column(column, justify="right" if column != "optimizer" else "left")
-    table.add_column("warmup", justify="right")
-    table.add_column("batch", justify="right")
-    top = answer.get("top") or [answer["best"]]
-    for rank, cfg in enumerate(top, start=1):
-        kw = cfg.get("optimizer_kwargs") or {}
-        betas = ", ".join(fmt(b) for b in kw.get("betas", []))
-        table.add_row(
-            str(rank),
-            str(cfg.get("trial_number")),
-            fmt(cfg.get("value")),
-            cfg.get("optimizer", "lion"),
-            fmt(kw.get("lr")),
-            fmt(kw.get("weight_decay")),
-            f"({betas})",
-            fmt(cfg.get("warmup_steps")),
-            fmt(cfg.get("batch_size")),
-        )
-    console.print(table)
-    best = answer["best"]
-    cls = "torch.optim.AdamW" if best.get("optimizer") == "adamw" else "optim.Lion"
-    console.print(f"best optimizer kwargs ({cls}):", highlight=False)
-    console.print(json.dumps(best.get("optimizer_kwargs")), highlight=False, soft_wrap=True)
-
-
-@app.command()
-def submit(
-    spec_file: Annotated[Path, typer.Argument(help="Sweep spec, YAML or JSON.", metavar="FILE")],
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Show progress until the sweep ends.")
-    ] = False,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Submitting twice with the same key creates one sweep.")
-    ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between progress polls.")] = 1.0,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-) -> None:
-    """Submit a sweep (and with --follow, watch it and print the best config)."""
-    spec = load_spec(spec_file)
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    with api_errors(server), make_client(server, token) as client:
-        sweep = client.post("/api/sweeps", json=spec, headers=headers)
-        console.print(
-            f"Submitted sweep [bold]{sweep['id']}[/] ({sweep['name']}, {sweep['n_trials']} "
-            f"trials): {server.rstrip('/')}/sweeps/{sweep['id']}",
-            highlight=False,
-        )
-        for warning in sweep.get("warnings") or []:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        if not follow:
-            return
-        try:
-            sweep = follow_sweep(client, sweep["id"], interval)
-        except KeyboardInterrupt:
-            console.print("stopped following; the sweep goes on")
-            return
-        console.print(f"sweep {sweep['id']} {sweep['status']}: {counts_text(sweep)}")
-        from worker.client import ApiError
-
-        try:
-            print_best(client.get(f"/api/sweeps/{sweep['id']}/best", params={"k": 5}))
-        except ApiError as exc:
-            if exc.status_code != 409:
-                raise
-            raise fail("no trial completed: " + " ".join(error_lines(exc.detail))) from None
-
-
-@app.command()
-def status(
-    sweep_id: Annotated[int | None, typer.Argument(help="A sweep id; omit to list sweeps.")] = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-) -> None:
-    """List sweeps, or show one sweep's progress."""
-    with api_errors(server), make_client(server, token) as client:
-        if sweep_id is None:
-            page = client.get("/api/sweeps", params={"limit": 100})
-            table = Table(title=f"Sweeps ({page['total']})", title_justify="left")
-            table.add_column("id", justify="right")
-            table.add_column("name", no_wrap=True)
-            table.add_column("task", no_wrap=True)
-            table.add_column("status")
-            table.add_column("finished", justify="right")
-            table.add_column("complete/pruned/failed/running", justify="right")
-            table.add_column("best", justify="right")
-            for sweep in page["items"]:
-                c = sweep.get("counts") or {}
-                table.add_row(
-                    str(sweep["id"]),
-                    sweep["name"],
-                    (sweep.get("task") or {}).get("name", "-"),
-                    sweep["status"],
-                    f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
-                    "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
-                    fmt((sweep.get("best") or {}).get("value")),
-                )
-            console.print(table)
-            return
-        sweep = client.get(f"/api/sweeps/{sweep_id}")
-    table = Table(title=f"Sweep {sweep['id']}: {sweep['name']}", title_justify="left")
-    table.add_column("field")
-    table.add_column("value")
-    best = sweep.get("best") or {}
-    eta = sweep.get("eta_seconds")
-    rows = [
-        ("status", sweep["status"]),
-        ("task", (sweep.get("task") or {}).get("name", "-")),
-        ("progress", f"{sweep.get('finished', 0)}/{sweep['n_trials']}"),
-        *((k, str(v)) for k, v in (sweep.get("counts") or {}).items()),
-        ("best value", fmt(best.get("value"))),
-        ("best trial", fmt(best.get("trial_number"))),
-        ("eta", "-" if eta is None else f"{eta:.0f} s"),
-        ("created", str(sweep.get("created_at", "-"))),
-    ]
-    for field, value in rows:
-        table.add_row(field, value)
-    console.print(table)
-    for warning in sweep.get("warnings") or []:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-
-
-@app.command()
-def best(
-    sweep_id: Annotated[int, typer.Argument(help="The sweep id.")],
-    k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many top configs.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-) -> None:
-    """Print a sweep's best configs (ready-to-use optimizer kwargs)."""
-    with api_errors(server), make_client(server, token) as client:
-        answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
-    if as_json:
-        typer.echo(json.dumps(answer, indent=2))
-    else:
-        print_best(answer)
-
-
-# -- the scaling rule ------------------------------------------------------------------------
-
-
-def rule_table(title: str, rows: dict[str, Any]) -> Table:
-    """A two-column table of a rule's numbers."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for key, value in rows.items():
-        table.add_row(key, fmt(value))
-    return table
-
-
-@app.command()
-def rule(
-    width: Annotated[float | None, typer.Option(help="Model width (σ = width^-1/2).")] = None,
-    sigma: Annotated[float | None, typer.Option(help="Init scale σ (instead of --width).")] = None,
-    alpha0: Annotated[
-        float | None, typer.Option("--alpha0", help="α0 of η = α0·σ, λ = α0/(2σ).")
-    ] = None,
-    adamw_lr: Annotated[float | None, typer.Option(help="Convert an AdamW lr …")] = None,
-    adamw_wd: Annotated[float | None, typer.Option(help="… and its weight decay to Lion.")] = None,
-    factor: Annotated[float, typer.Option(help="AdamW→Lion lr divisor / wd multiplier.")] = 3.0,
-    sweep: Annotated[
-        int | None, typer.Option("--sweep", help="Fit η vs λ over this sweep's trials.")
-    ] = None,
-    server: ServerOpt = DEFAULT_SERVER,
-    token: TokenOpt = None,
-) -> None:
-    """Lion's lr and weight decay for a width (η = α0·σ, λ = α0/2σ), from AdamW, or a sweep."""
-    from optim import scaling
-
-    if sweep is not None:
-        with api_errors(server), make_client(server, token) as client:
-            fit = client.get(f"/api/sweeps/{sweep}/scaling-rule")
-        console.print(rule_table(f"Fitted rule of sweep {sweep}: log λ = a + b·log η", fit))
-        if width is not None or sigma is not None:
-            lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=fit["alpha0"])
-            console.print(
-                rule_table(
-                    f"Transferred with α0 = {fit['alpha0']:.4g}",
-                    {"width": width, "sigma": sigma, "lr": lr, "weight_decay": wd},
-                )
-            )
-        return
-    if adamw_lr is not None or adamw_wd is not None:
-        if adamw_lr is None or adamw_wd is None:
-            raise fail("--adamw-lr and --adamw-wd go together", 2)
-        try:
-            lr, wd = scaling.from_adamw(adamw_lr, adamw_wd, factor=factor)
-        except ValueError as exc:
-            raise fail(str(exc), 2) from None
-        rows = {"adamw lr": adamw_lr, "adamw weight_decay": adamw_wd, "factor": factor}
-        console.print(
-            rule_table("Lion from AdamW", {**rows, "lr": lr, "weight_decay": wd, "η·λ": lr * wd})
-        )
-        return
-    if width is None and sigma is None:
-        raise fail("give --width or --sigma (with --alpha0), --adamw-lr/--adamw-wd, or --sweep", 2)
-    try:
-        lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=alpha0 or 1e-3)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    s = sigma if sigma is not None else float(width) ** -0.5
-    rows = {"width": width, "sigma": s, "alpha0": alpha0 or 1e-3, "lr": lr, "weight_decay": wd}
-    console.print(rule_table("Lion lr and weight decay", {**rows, "η·λ": lr * wd}))
-
-
-# -- bench ----------------------------------------------------------------------------------
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context) -> None:
-    """Run bench/optim_step.py (Lion step timings); extra arguments are passed through."""
-    script = Path(__file__).resolve().parent.parent / "bench" / "optim_step.py"
-    if not script.is_file():
-        raise fail(f"{script} not found: benchmarks need the source tree (git checkout)", 2)
-    code = subprocess.call([sys.executable, str(script), *ctx.args], cwd=script.parent.parent)
-    raise typer.Exit(code)
 
 
 # -- up: the embedded mode -------------------------------------------------------------------
@@ -549,40 +157,19 @@ DEMO_SPEC: dict[str, Any] = {
     "budget": {"max_steps": None},
 }
 DEMO_KEY = "lionsweep-up-demo"
-
-
-def gpu_count() -> int:
-    """Visible NVIDIA GPUs (CUDA_VISIBLE_DEVICES, else ``nvidia-smi -L``); 0 without any."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def worker_devices(workers: int | None) -> list[str]:
-    """Devices of the local workers: one per GPU (cuda:i), else ``workers`` on the CPU."""
-    gpus = gpu_count()
-    if gpus:
-        return [f"cuda:{i % gpus}" for i in range(gpus if workers is None else workers)]
-    return ["cpu"] * (1 if workers is None else workers)
+#: Seconds the server gets to stop after its agents have stopped.
+SERVER_STOP_GRACE = 15.0
 
 
 def wait_healthy(
-    url: str, server: subprocess.Popen, stopping: list[int], timeout: float = 120.0
+    url: str, server: Child, stopping: Callable[[], bool], timeout: float = 120.0
 ) -> bool:
     """Wait until ``url``/healthz answers; False when the server died or a stop was asked."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None or stopping:
+        if not server.running or stopping():
             return False
         try:
             if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
@@ -620,26 +207,19 @@ def ensure_demo(client: Client) -> dict[str, Any]:
     return client.post("/api/sweeps", json=DEMO_SPEC, headers={"Idempotency-Key": DEMO_KEY})
 
 
-def stop_process(proc: subprocess.Popen, grace: float) -> None:
-    """SIGINT a child and wait ``grace`` seconds, then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def print_report(level: int, message: str) -> None:
+    """The supervisor's warnings and errors (a crashed agent, a restart), on the console."""
+    if level >= logging.WARNING:
+        console.print(message, style="yellow", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option("--demo", help="Also run a built-in demo sweep.")] = False,
-    port: Annotated[int, typer.Option(help="Port of the server.")] = 8000,
-    host: Annotated[str, typer.Option(help="Bind address (loopback: no token needed).")] = (
-        "127.0.0.1"
-    ),
+    port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
+    host: Annotated[
+        str, typer.Option(help="Bind address (loopback: no token needed).")
+    ] = DEFAULT_HOST,
     workers: Annotated[
         int | None,
         typer.Option("--workers", "-w", min=0, help="Local workers (default: per GPU, else 1)."),
@@ -650,114 +230,91 @@ def up(
     token: TokenOpt = None,
 ) -> None:
     """Run everything on this machine: SQLite, the server and local workers (Ctrl-C stops)."""
+    from worker.agent import agent_command
+
     db = db.resolve()
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if port_in_use(probe, port):
-        raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port", 1)
+        raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port")
     logs = db.parent / ".lionsweep-logs"
     logs.mkdir(parents=True, exist_ok=True)
     url = f"http://{probe}:{port}"
     env = {**os.environ, "LIONSWEEP_DATABASE_URL": f"sqlite:///{db}", "PYTHONUNBUFFERED": "1"}
     if token:
         env["LIONSWEEP_TOKEN"] = token
-    cli = [sys.executable, "-m", "service.cli"]
-    stopping: list[int] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        stopping.append(signum)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children: list[subprocess.Popen] = []
-
-    def spawn(args: list[str], log_name: str) -> subprocess.Popen:
-        out = open(logs / log_name, "ab")  # noqa: SIM115 (lives as long as the child)
-        proc = subprocess.Popen(
-            cli + args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    serve_command = lionsweep_command("serve", "--host", host, "--port", str(port))
+    gpus = visible_gpus()
+    count = (len(gpus) or 1) if workers is None else workers
+    slots = [gpus[i % len(gpus)] if gpus else None for i in range(count)]
+    agents = agent_children(
+        agent_command(url, "cuda" if gpus else "cpu"), slots, cpu=not gpus, env=env, log_dir=logs
+    )
+    with Supervisor(report=print_report) as supervisor:
+        server = supervisor.start(
+            Child(
+                "server",
+                url,
+                serve_command,
+                env,
+                restart=False,
+                grace=SERVER_STOP_GRACE,
+                log_path=logs / "server.log",
+            )
         )
-        out.close()
-        children.append(proc)
-        return proc
-
-    try:
-        server = spawn(["serve", "--host", host, "--port", str(port)], "server.log")
         console.print(f"lionsweep: database {db}; logs in {logs}", highlight=False)
-        if not wait_healthy(url, server, stopping):
-            if stopping:
+        if not wait_healthy(url, server, supervisor.stopping.is_set):
+            if supervisor.stopping.is_set():
                 raise typer.Exit(0)
-            raise fail(f"the server did not start: {log_tail(logs / 'server.log', 1)}", 1)
+            raise fail(f"the server did not start: {log_tail(logs / 'server.log', 1)}")
         sweep = None
         if demo:
             with api_errors(url), make_client(url, token) as client:
                 sweep = ensure_demo(client)
-        devices = worker_devices(workers)
-        for i, device in enumerate(devices):
-            spawn(["worker", "--server", url, "--device", device], f"worker-{i}.log")
+        for agent in agents:
+            supervisor.start(agent)
         console.print(f"[bold green]Dashboard:[/] {url}/", highlight=False)
         if sweep is not None:
             console.print(f"Demo sweep {sweep['id']}: {url}/sweeps/{sweep['id']}", highlight=False)
-        described = ", ".join(devices) if devices else "none"
-        console.print(f"{len(devices)} worker(s): {described}. Press Ctrl-C to stop.")
-        watch(url, token, server, children[1:], sweep, stopping)
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        for proc in children[1:]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in children[1:]:
-            stop_process(proc, grace=30.0)
-        if children:
-            stop_process(children[0], grace=15.0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        described = ", ".join(a.where for a in agents) if agents else "none"
+        console.print(f"{len(agents)} worker(s): {described}. Press Ctrl-C to stop.")
+        with make_client(url, token) as client:
+            supervisor.run(tick=progress_printer(client, server, sweep))
+        supervisor.stop(agents)  # the agents hand their trials back while the server still runs
     console.print("stopped. Run `lionsweep up` again to carry on where it stopped.")
 
 
-def watch(
-    url: str,
-    token: str | None,
-    server: subprocess.Popen,
-    workers: list[subprocess.Popen],
-    sweep: dict[str, Any] | None,
-    stopping: list[int],
-    report: Callable[[str], None] | None = None,
-) -> None:
-    """Wait for a stop signal, printing the demo sweep's progress when it changes."""
-    from worker.client import ApiError, ServerUnreachable
-
-    if report is None:
-
-        def report(line: str) -> None:
-            console.print(line, highlight=False, soft_wrap=True)
-
+def progress_printer(
+    client: Client, server: Child, sweep: dict[str, Any] | None
+) -> Callable[[], None]:
+    """``up``'s round: fail when the server has exited; print the demo sweep's progress
+    (polled every 3 s) when it changes."""
     last = ""
-    reported_dead: set[int] = set()
     next_poll = 0.0
-    with make_client(url, token) as client:
-        while not stopping:
-            if server.poll() is not None:
-                raise fail(f"the server exited (code {server.returncode}); see its log", 1)
-            for i, proc in enumerate(workers):
-                if proc.poll() is not None and i not in reported_dead:
-                    reported_dead.add(i)
-                    report(f"worker {i} exited with code {proc.returncode}; see its log")
-            if sweep is not None and time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + 3.0
-                try:
-                    current = client.get(f"/api/sweeps/{sweep['id']}")
-                except (ApiError, ServerUnreachable):
-                    current = None
-                if current is not None:
-                    best = (current.get("best") or {}).get("value")
-                    line = (
-                        f"{current['name']}: {current.get('finished', 0)}/{current['n_trials']} "
-                        f"finished ({counts_text(current)}), best {fmt(best)}, {current['status']}"
-                    )
-                    if line != last:
-                        report(line)
-                        last = line
-            time.sleep(0.2)
+
+    def tick() -> None:
+        nonlocal last, next_poll
+        if server.done:
+            raise fail(f"the server exited (code {server.returncode}); see its log")
+        if sweep is None or time.monotonic() < next_poll:
+            return
+        next_poll = time.monotonic() + 3.0
+        try:
+            current = client.get(f"/api/sweeps/{sweep['id']}")
+        except (ApiError, ServerUnreachable):
+            return
+        best = (current.get("best") or {}).get("value")
+        line = (
+            f"{current['name']}: {current.get('finished', 0)}/{current['n_trials']} "
+            f"finished ({counts_text(current)}), best {fmt(best)}, {current['status']}"
+        )
+        if line != last:
+            console.print(line, highlight=False, soft_wrap=True)
+            last = line
+
+    return tick
 
 
 if __name__ == "__main__":
-    app()
+    from lionsweep.cli import app as lionsweep_app
+
+    lionsweep_app(prog_name="lionsweep")

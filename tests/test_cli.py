@@ -20,9 +20,12 @@ import yaml
 from conftest import wait_for
 from typer.testing import CliRunner
 
+from lionsweep.cli import app
 from optim import scaling
-from service.cli import DEMO_SPEC, app, error_lines
+from service.cli import DEMO_SPEC
 from service.schemas import SweepSpec
+from worker.cli import error_lines
+from worker.supervisor import gpu_slots
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -119,13 +122,47 @@ def test_built_in_demo_is_examples_demo_yaml() -> None:
     assert json.loads(json.dumps(DEMO_SPEC)) == from_file
 
 
+def test_rule_defaults_are_the_scaling_modules() -> None:
+    result = runner.invoke(app, ["rule", "--help"])
+    assert result.exit_code == 0
+    assert f"{scaling.ADAMW_TO_LION_FACTOR}" in result.output
+    assert f"{scaling.ALPHA0}" in result.output
+
+
+# -- GPUs for `up` and `worker --gpus` ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("visible", "slots"),
+    [
+        ("0,1", ["0", "1"]),
+        (" 2, 3", ["2", "3"]),
+        ("1,-1,2", ["1"]),
+        ("", []),
+        ("GPU-5e1f", ["GPU-5e1f"]),
+    ],
+)
+def test_all_gpus_are_the_visible_ones(
+    monkeypatch: pytest.MonkeyPatch, visible: str, slots: list[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert gpu_slots("all") == slots
+
+
+def test_gpu_lists_are_distinct_indices() -> None:
+    assert gpu_slots("0, 2") == ["0", "2"]
+    for bad in ("0,zero", "1,1", "-1"):
+        with pytest.raises(ValueError, match="--gpus"):
+            gpu_slots(bad)
+
+
 # -- the embedded mode, as a real subprocess --------------------------------------------------
 
 
 def lionsweep_command() -> list[str]:
     """The installed ``lionsweep`` script next to this interpreter, else ``python -m``."""
     script = Path(sys.executable).with_name("lionsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lionsweep"]
 
 
 def processes_mentioning(needle: str) -> list[str]:

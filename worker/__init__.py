@@ -1,1 +1,8 @@
 """lionsweep worker agents: claim trials over HTTP, train with Lion, report back."""
+
+#: Exit code of a command whose request the server refused (invalid spec, unknown id, …).
+EXIT_REFUSED = 1
+#: Exit code of a command or agent that cannot work as set up: a bad option, setting, file,
+#: task module or token, or no server at the given address. A supervisor does not restart
+#: an agent that exits with it.
+EXIT_CONFIG = 2

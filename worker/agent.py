@@ -5,8 +5,8 @@ are reused across trials. It talks to the server only over HTTP (``worker.client
 heartbeats from a background thread while training, and on SIGTERM/SIGINT stops at
 the next step boundary, hands its trial back (finished ``failed`` with reason
 ``worker shutdown``, which the server re-queues) and exits 0. With ``--gpus`` a
-supervisor starts one agent per GPU (``CUDA_VISIBLE_DEVICES`` set for each), forwards
-signals and restarts agents that crash.
+supervisor (``worker.supervisor``) starts one agent per GPU (``CUDA_VISIBLE_DEVICES`` set
+for each), forwards signals and restarts agents that crash.
 """
 
 from __future__ import annotations
@@ -16,26 +16,27 @@ import math
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from typing import Any
 
-from worker import tasks
+from worker import EXIT_CONFIG, tasks
 from worker.client import ApiError, Client, ServerUnreachable
+from worker.supervisor import (
+    WORKER_INDEX_ENV,
+    Supervisor,
+    agent_children,
+    gpu_slots,
+    lionsweep_command,
+    stop_signals,
+)
 
 log = logging.getLogger("worker.agent")
 
 SHUTDOWN_REASON = "worker shutdown"
 #: How long a shutting-down agent keeps trying to hand its trial back.
 SHUTDOWN_FINISH_DEADLINE = 20.0
-#: Exit code of an agent that cannot work as configured (bad option, module, token):
-#: a supervisor does not restart it.
-EXIT_CONFIG = 2
-#: Env var with the agent's slot under a supervisor (the ``N`` of ``hostname-pid-N``).
-WORKER_INDEX_ENV = "LIONSWEEP_WORKER_INDEX"
 
 
 def _setup_logging() -> None:
@@ -240,17 +241,6 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _install_signal_handlers(event: threading.Event) -> None:
-    def handle(signum: int, frame: object) -> None:
-        log.info("received %s; stopping at the next step boundary", signal.Signals(signum).name)
-        event.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        return  # run from a thread: only the main thread may install signal handlers
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
 def run_agent(
     server: str,
     token: str | None,
@@ -263,142 +253,46 @@ def run_agent(
     from worker.harness import resolve_device
 
     shutdown = threading.Event()
-    _install_signal_handlers(shutdown)
-    try:
-        names = tasks.load_all(task_modules)
-        resolved = resolve_device(device)
-    except (ImportError, RuntimeError, TypeError, ValueError) as exc:
-        log.error("%s", exc)
-        return EXIT_CONFIG
-    if not names:
-        log.error("no tasks registered")
-        return EXIT_CONFIG
-    if device == "auto" and resolved == "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES"):
-        log.warning("no usable GPU among CUDA_VISIBLE_DEVICES; training on cpu")
-    with Client(server, token, cancel=shutdown) as client:
-        agent = Agent(
-            client, resolved, max_trials=max_trials, idle_exit=idle_exit, shutdown=shutdown
-        )
-        return agent.run()
+
+    def on_signal(signum: int) -> None:
+        log.info("received %s; stopping at the next step boundary", signal.Signals(signum).name)
+        shutdown.set()
+
+    with stop_signals(on_signal):
+        try:
+            names = tasks.load_all(task_modules)
+            resolved = resolve_device(device)
+        except (ImportError, RuntimeError, TypeError, ValueError) as exc:
+            log.error("%s", exc)
+            return EXIT_CONFIG
+        if not names:
+            log.error("no tasks registered")
+            return EXIT_CONFIG
+        if device == "auto" and resolved == "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES"):
+            log.warning("no usable GPU among CUDA_VISIBLE_DEVICES; training on cpu")
+        with Client(server, token, cancel=shutdown) as client:
+            agent = Agent(
+                client, resolved, max_trials=max_trials, idle_exit=idle_exit, shutdown=shutdown
+            )
+            return agent.run()
 
 
-def gpu_slots(gpus: str) -> list[str]:
-    """``"all"`` → every visible CUDA device's index; ``"0,2"`` → ``["0", "2"]``."""
-    if gpus.strip() == "all":
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    slots = [g.strip() for g in gpus.split(",") if g.strip()]
-    bad = [g for g in slots if not g.isdigit()]
-    if bad or len(set(slots)) != len(slots):
-        raise ValueError(f"--gpus must be 'all' or distinct GPU indices like 0,1 (got {gpus!r})")
-    return slots
-
-
-def child_command(
+def agent_command(
     server: str,
     device: str,
-    max_trials: int | None,
-    idle_exit: float | None,
-    task_modules: list[str],
+    max_trials: int | None = None,
+    idle_exit: float | None = None,
+    task_modules: list[str] | None = None,
 ) -> list[str]:
-    """The command line of one supervised agent (the token travels in the environment)."""
-    cmd = [sys.executable, "-m", "service.cli", "worker", "--server", server, "--device", device]
+    """The command line of one supervised agent (a token travels in its environment)."""
+    cmd = lionsweep_command("worker", "--server", server, "--device", device)
     if max_trials is not None:
         cmd += ["--max-trials", str(max_trials)]
     if idle_exit is not None:
         cmd += ["--idle-exit", str(idle_exit)]
-    for module in task_modules:
+    for module in task_modules or []:
         cmd += ["--task-module", module]
     return cmd
-
-
-class Supervisor:
-    """Runs one agent process per GPU slot; restarts crashed ones with backoff.
-
-    An agent that exits 0 is done; one that exits ``EXIT_CONFIG`` cannot work as
-    configured and is not restarted either (the supervisor then exits with that code).
-
-    ``cpu_threads`` (for agents training on the CPU) becomes each agent's
-    ``OMP_NUM_THREADS`` unless the environment already sets it, so agents do not
-    oversubscribe the cores.
-    """
-
-    def __init__(
-        self,
-        slots: list[str],
-        command: list[str],
-        token: str | None,
-        *,
-        max_backoff: float = 60.0,
-        cpu_threads: int | None = None,
-    ) -> None:
-        self.slots = slots
-        self.cpu_threads = cpu_threads
-        self.command = command
-        self.token = token
-        self.max_backoff = max_backoff
-        self.shutdown = threading.Event()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def _spawn(self, index: int, slot: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot, WORKER_INDEX_ENV: str(index)}
-        if self.cpu_threads is not None:
-            env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
-        if self.token:
-            env["LIONSWEEP_TOKEN"] = self.token
-        proc = subprocess.Popen(self.command, env=env)
-        log.info("started agent %d (pid %d) on GPU %s", index, proc.pid, slot)
-        return proc
-
-    def run(self) -> int:
-        """Supervise until every agent is done or a signal arrives; return the exit code."""
-        _install_signal_handlers(self.shutdown)
-        started: dict[str, float] = {}
-        failures: dict[str, int] = dict.fromkeys(self.slots, 0)
-        restart_at: dict[str, float] = {}
-        done: set[str] = set()
-        code = 0
-        for index, slot in enumerate(self.slots):
-            self.procs[slot] = self._spawn(index, slot)
-            started[slot] = time.monotonic()
-        while not self.shutdown.is_set() and len(done) < len(self.slots):
-            now = time.monotonic()
-            for index, slot in enumerate(self.slots):
-                proc = self.procs.get(slot)
-                if proc is not None and proc.poll() is not None:
-                    del self.procs[slot]
-                    if proc.returncode == 0:
-                        log.info("agent on GPU %s exited cleanly", slot)
-                        done.add(slot)
-                        continue
-                    if proc.returncode == EXIT_CONFIG:
-                        log.error("agent on GPU %s cannot run as configured; not restarting", slot)
-                        done.add(slot)
-                        code = EXIT_CONFIG
-                        continue
-                    if now - started[slot] > self.max_backoff:
-                        failures[slot] = 0
-                    delay = min(self.max_backoff, 2.0 ** failures[slot])
-                    failures[slot] += 1
-                    log.warning(
-                        "agent on GPU %s exited with %d; restarting in %.0fs",
-                        slot,
-                        proc.returncode,
-                        delay,
-                    )
-                    restart_at[slot] = now + delay
-                if slot in restart_at and now >= restart_at[slot]:
-                    del restart_at[slot]
-                    self.procs[slot] = self._spawn(index, slot)
-                    started[slot] = now
-            self.shutdown.wait(0.2)
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            proc.wait()
-        return code
 
 
 def main(
@@ -426,6 +320,9 @@ def main(
     if not slots:
         log.error("--gpus all: no CUDA device is visible")
         return EXIT_CONFIG
-    command = child_command(server, device, max_trials, idle_exit, task_modules)
-    cpu_threads = max(1, (os.cpu_count() or 1) // len(slots)) if device == "cpu" else None
-    return Supervisor(slots, command, token, cpu_threads=cpu_threads).run()
+    command = agent_command(server, device, max_trials, idle_exit, task_modules)
+    env = {**os.environ, "LIONSWEEP_TOKEN": token} if token else None
+    with Supervisor() as supervisor:
+        for child in agent_children(command, slots, cpu=device == "cpu", env=env):
+            supervisor.start(child)
+        return supervisor.run()

@@ -22,6 +22,10 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+#: Where ``lionsweep up`` serves the API, and so where a client looks when told nothing else.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 RETRY_STATUS = frozenset({502, 503, 504})
 
 

@@ -1,0 +1,145 @@
+"""The worker's side of the ``lionsweep`` command line, and what every command shares.
+
+``app`` holds the ``worker`` command (the top-level ``lionsweep`` app in ``lionsweep.cli``
+composes it). The rest is the one place where a command builds an API client
+(:func:`make_client`, on :class:`worker.client.Client`) and turns its errors into one line
+and an exit code (:func:`api_errors`, :func:`fail`): ``EXIT_REFUSED`` (1) for an answer
+the server refused, ``EXIT_CONFIG`` (2) for a server that cannot be reached or input that
+cannot be used. Only the worker's own dependencies are imported, so a GPU node without the
+server's packages runs all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from worker import EXIT_CONFIG, EXIT_REFUSED
+from worker.client import DEFAULT_SERVER, ApiError, Client, ServerUnreachable
+
+console = Console()
+err_console = Console(stderr=True)
+
+ServerOpt = Annotated[
+    str, typer.Option("--server", envvar="LIONSWEEP_SERVER", help="API base URL.")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="LIONSWEEP_TOKEN", help="Bearer token.")
+]
+
+app = typer.Typer(pretty_exceptions_enable=False)
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` on stderr."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail_lines(lines: list[str], code: int = EXIT_REFUSED) -> typer.Exit:
+    """Print one ``error:`` line per problem and return the Exit to raise."""
+    for line in lines[:-1]:
+        fail(line)
+    return fail(lines[-1], code)
+
+
+def error_lines(detail: Any) -> list[str]:
+    """One line per problem of an API error detail (FastAPI 422 lists become ``field: rule``)."""
+    if isinstance(detail, list) and detail:
+        lines = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = [str(p) for p in item.get("loc", []) if p not in ("body", "query", "path")]
+                msg = str(item["msg"]).removeprefix("Value error, ")
+                lines.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+            else:
+                lines.append(str(item))
+        return lines
+    if isinstance(detail, str):
+        return [detail]
+    return [json.dumps(detail)]
+
+
+def make_client(server: str, token: str | None) -> Client:
+    """An API client that gives up quickly when the server is down (a person is waiting)."""
+    import logging
+
+    logging.getLogger("worker.client").setLevel(logging.ERROR)  # no per-retry warnings here
+    return Client(server, token, attempts=3, deadline=5.0)
+
+
+@contextmanager
+def api_errors(server: str) -> Iterator[None]:
+    """Turn the client's errors into one-line messages and exit codes (never a traceback)."""
+    try:
+        yield
+    except ServerUnreachable:
+        raise fail(
+            f"cannot reach the lionsweep server at {server} "
+            "(start one with `lionsweep up` or `lionsweep serve`, or pass --server)",
+            EXIT_CONFIG,
+        ) from None
+    except ApiError as exc:
+        raise fail_lines(error_lines(exc.detail) or [f"HTTP {exc.status_code}"]) from None
+
+
+def fmt(value: Any) -> str:
+    """A number with 4 significant digits, or ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def counts_text(sweep: dict[str, Any]) -> str:
+    """``12 complete · 3 pruned · 0 failed · 2 running`` for one sweep."""
+    counts = sweep.get("counts") or {}
+    parts = ("complete", "pruned", "failed", "running")
+    return " · ".join(f"{counts.get(k, 0)} {k}" for k in parts)
+
+
+@app.command()
+def worker(
+    server: ServerOpt = DEFAULT_SERVER,
+    token: Annotated[
+        str | None, typer.Option(envvar="LIONSWEEP_TOKEN", help="Bearer token (worker scope).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda:N.")] = "auto",
+    gpus: Annotated[
+        str | None, typer.Option(help="'all' or '0,1,…': one supervised agent per GPU.")
+    ] = None,
+    max_trials: Annotated[int | None, typer.Option(help="Exit after this many trials.")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds with nothing to run.")
+    ] = None,
+    task_module: Annotated[
+        list[str] | None,
+        typer.Option("--task-module", help="Import this module to register its tasks."),
+    ] = None,
+) -> None:
+    """Run a worker agent: claim trials, train, report, finish."""
+    from worker.agent import main as worker_main
+
+    raise typer.Exit(
+        worker_main(
+            server=server,
+            token=token,
+            device=device,
+            gpus=gpus,
+            max_trials=max_trials,
+            idle_exit=idle_exit,
+            task_modules=task_module or [],
+        )
+    )
