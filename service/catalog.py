@@ -3,6 +3,7 @@ study and its trials' membership — cached per process, and the Optuna studies 
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class SweepInfo:
     fixed: dict[str, Any]
     grid_sampler: optuna.samplers.BaseSampler | None
     pruners: dict[int, optuna.pruners.BasePruner] = field(default_factory=dict)
+    study: optuna.Study | None = None
 
     def params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """A trial's full parameters: the sweep's fixed values plus what Optuna sampled."""
@@ -126,10 +128,17 @@ class Catalog:
         sampler: optuna.samplers.BaseSampler | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
     ) -> optuna.Study:
-        """The sweep's Optuna study with the given sampler and pruner (on the shared storage)."""
-        return optuna.Study(
-            study_name=info.study_name,
-            storage=self.db.storage,
-            sampler=sampler or optuna.samplers.RandomSampler(),
-            pruner=pruner or optuna.pruners.NopPruner(),
-        )
+        """The sweep's Optuna study with the given sampler and pruner (on the shared storage).
+
+        One ``optuna.Study`` per sweep and storage is loaded once; each call gets a shallow
+        copy with its own ``sampler`` and ``pruner`` (public attributes of a study).
+        """
+        storage = self.db.storage
+        base = info.study
+        if base is None or base._storage is not storage:
+            base = optuna.Study(study_name=info.study_name, storage=storage)
+            info.study = base
+        view = copy.copy(base)
+        view.sampler = sampler or optuna.samplers.RandomSampler()
+        view.pruner = pruner or optuna.pruners.NopPruner()
+        return view

@@ -311,7 +311,7 @@ class Ledger:
                 trial = self.storage.get_trial(trial_id)
                 pruner = self.catalog.pruner(info, min(trial.intermediate_values))
                 action = "prune" if pruner.prune(self.catalog.study(info), trial) else "continue"
-            lease.heartbeat_at = tx.scalar(select(self.db.clock()))
+            lease.heartbeat_at = self.db.clock()
             lease.last_step, lease.last_action = req.step, action
         return schemas.ActionOut(action=action)
 
@@ -321,7 +321,7 @@ class Ledger:
         with self.db.transaction(info.id) as tx:
             status = self._running_trial(tx, info, trial_id)
             lease = self._lease(tx, info, trial_id)
-            lease.heartbeat_at = tx.scalar(select(self.db.clock()))
+            lease.heartbeat_at = self.db.clock()
         return schemas.ActionOut(action="stop" if status == "cancelled" else "continue")
 
     def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
@@ -389,10 +389,14 @@ class Ledger:
 
     def _running_trial(self, tx: Session, info: SweepInfo, trial_id: int) -> str:
         """The sweep's status, after checking (under the lock) that the trial is running."""
-        status = _status(tx, info.id)
-        if status is None:
+        found = tx.execute(
+            select(Sweep.status, ot.trials.c.state)
+            .join(ot.trials, ot.trials.c.study_id == Sweep.study_id)
+            .where(Sweep.id == info.id, ot.trials.c.trial_id == trial_id)
+        ).first()
+        if found is None:
             raise NotFound(f"trial {trial_id} does not belong to a sweep")
-        state = ot.trial_state(tx, trial_id)
+        status, state = found
         if state != TrialState.RUNNING:
             raise Conflict(f"trial {trial_id} is {ot.STATE_NAMES[state]}, not running")
         return status
