@@ -12,11 +12,12 @@ WORKDIR /app
 
 # Dependencies first (cached while only the source changes): install from pyproject with
 # empty packages, then the source tree itself (editable: the server runs its Alembic
-# migrations from alembic.ini + migrations/ at the repository root).
+# migrations from alembic.ini + migrations/ at the repository root). The image serves both
+# roles, so it has the server extra; a GPU node without Docker needs only `pip install .`.
 COPY pyproject.toml README.md ./
 RUN mkdir -p lionsweep optim service worker \
     && touch lionsweep/__init__.py optim/__init__.py service/__init__.py worker/__init__.py \
-    && pip install . \
+    && pip install '.[server]' \
     && pip uninstall -y lionsweep \
     && rm -rf lionsweep optim service worker build *.egg-info
 

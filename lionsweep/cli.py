@@ -1,20 +1,23 @@
 """The ``lionsweep`` command line: one root app composing every sub-command.
 
-- ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``service.cli``);
+- ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``service.cli``),
+  which need the ``server`` extra (``pip install 'lionsweep[server]'``);
 - ``worker``: the worker agent (``worker.cli``);
 - ``submit``, ``status``, ``best``, ``rule``, ``bench``: client commands (here) that talk
   to a server through ``worker.client.Client``, built and its errors mapped to one-line
   messages in one place (``worker.cli``).
 
 Sub-commands of other packages are imported only when named (or listed by ``--help``), so
-``lionsweep worker`` and the client commands never import the server. Exit codes: 1 for a
-request the server refused, 2 for a server that cannot be reached or unusable input.
+``lionsweep worker`` and the client commands run on a worker-only install; a server command
+there prints one line saying what to install and exits 2. Exit codes: 1 for a request the
+server refused, 2 for a server that cannot be reached, unusable input or a missing extra.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
@@ -53,13 +57,48 @@ SUBCOMMANDS = {
     "db": "service.cli",
     "token": "service.cli",
 }
+#: Packages of the ``server`` extra that the server's commands cannot run without.
+SERVER_PACKAGES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "optuna", "pydantic_settings")
+SERVER_EXTRA = "pip install 'lionsweep[server]'"
+
+
+def missing_server_package() -> str | None:
+    """The first package of the ``server`` extra that cannot be imported, or ``None``."""
+    for name in SERVER_PACKAGES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None
+
+
+def needs_server(name: str, missing: str) -> TyperCommand:
+    """A stand-in for a server command on a worker-only install: one line, exit 2."""
+
+    def refuse() -> None:
+        raise fail(
+            f"`lionsweep {name}` needs the server's packages (no module {missing!r}): "
+            f"{SERVER_EXTRA}",
+            EXIT_CONFIG,
+        )
+
+    return TyperCommand(
+        name,
+        callback=refuse,
+        help=f"Needs the server extra: {escape(SERVER_EXTRA)}.",  # rich markup: [server]
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
 
 
 @functools.cache
 def load_subcommand(name: str) -> TyperCommand | TyperGroup:
     """The command ``name`` of the module :data:`SUBCOMMANDS` names (imported now)."""
-    module = importlib.import_module(SUBCOMMANDS[name])
-    return typer.main.get_group(module.app).commands[name]
+    module = SUBCOMMANDS[name]
+    if module.startswith("service.") and (missing := missing_server_package()):
+        return needs_server(name, missing)
+    return typer.main.get_group(importlib.import_module(module).app).commands[name]
 
 
 class LionsweepGroup(TyperGroup):

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import httpx
@@ -154,6 +155,87 @@ def test_gpu_lists_are_distinct_indices() -> None:
     for bad in ("0,zero", "1,1", "-1"):
         with pytest.raises(ValueError, match="--gpus"):
             gpu_slots(bad)
+
+
+# -- a worker-only install: no server packages -------------------------------------------------
+
+SERVER_PACKAGES = (
+    *("fastapi", "sqlalchemy", "optuna", "alembic", "uvicorn", "service", "pydantic_settings"),
+    *("psycopg", "optuna_dashboard", "a2wsgi", "cmaes", "plotly", "prometheus_client"),
+)
+REFUSE_SERVER_PACKAGES = textwrap.dedent(
+    f"""
+    import sys
+
+    class RefuseServerPackages:
+        \"\"\"Import nothing of the server: as if only the base install were there.\"\"\"
+
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in {SERVER_PACKAGES!r}:
+                raise ModuleNotFoundError(f"No module named {{name!r}} (refused)", name=name)
+            return None
+
+    sys.meta_path.insert(0, RefuseServerPackages())
+    """
+)
+
+
+def without_server(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter that cannot import any server package."""
+    return subprocess.run(
+        [sys.executable, "-c", REFUSE_SERVER_PACKAGES + textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def lionsweep_without_server(*args: str) -> subprocess.CompletedProcess:
+    """``lionsweep *args`` in an interpreter that cannot import any server package."""
+    return without_server(
+        f"from lionsweep.cli import app; app({list(args)!r}, prog_name='lionsweep')"
+    )
+
+
+def test_the_worker_imports_no_server_package() -> None:
+    done = without_server(
+        f"""
+        import worker.agent, worker.client, worker.harness, worker.cli, worker.supervisor
+        loaded = sorted({{m.partition(".")[0] for m in sys.modules}} & set({SERVER_PACKAGES!r}))
+        assert not loaded, loaded
+        print("imported")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"
+
+
+def test_worker_and_client_commands_run_without_the_server_packages() -> None:
+    help_run = lionsweep_without_server("worker", "--help")
+    assert help_run.returncode == 0, help_run.stderr
+    assert "Usage: lionsweep worker" in help_run.stdout and "--gpus" in help_run.stdout
+    listing = lionsweep_without_server("--help")
+    assert listing.returncode == 0, listing.stderr
+    assert "submit" in listing.stdout and "lionsweep[server]" in listing.stdout
+    spec = str(ROOT / "examples" / "demo.yaml")
+    server = f"http://127.0.0.1:{unused_port()}"
+    submit = lionsweep_without_server("submit", spec, "--server", server)
+    assert submit.returncode == 2, submit.stderr
+    assert "cannot reach the lionsweep server" in one_error_line(submit.stderr)
+    rule = lionsweep_without_server("rule", "--adamw-lr", "3e-4", "--adamw-wd", "0.1")
+    assert rule.returncode == 0, rule.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["up", "--demo"], ["db", "upgrade"], ["token"]])
+def test_a_server_command_without_the_server_packages_says_what_to_install(
+    command: list[str],
+) -> None:
+    done = lionsweep_without_server(*command)
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_error_line(done.stderr)
+    assert f"lionsweep {command[0]}" in line and "pip install 'lionsweep[server]'" in line
+    assert done.stdout == ""
 
 
 # -- the embedded mode, as a real subprocess --------------------------------------------------

@@ -115,6 +115,7 @@ def test_dockerfile_uses_official_pytorch_runtime_and_keeps_the_source_tree() ->
         assert line not in ignored, f"COPY {line}: excluded by .dockerignore"
     for needed in ("alembic.ini", "migrations", "lionsweep", "service", "worker", "optim"):
         assert re.search(rf"^COPY {needed}\b", text, re.M), f"{needed} is not copied"
+    assert "pip install '.[server]'" in text  # the api service needs the server extra
 
 
 def test_env_example_names_every_setting() -> None:
