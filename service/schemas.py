@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from optim.scaling import ADAMW_TO_LION_FACTOR
+
 PARAMS = ("lr", "weight_decay", "beta1", "beta2", "warmup_steps", "batch_size")
 INT_PARAMS = ("warmup_steps", "batch_size")
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
@@ -192,7 +194,7 @@ class FromAdamW(Strict):
 
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
-    factor: float = Field(default=3.0, gt=0)
+    factor: float = Field(default=ADAMW_TO_LION_FACTOR, gt=0)
 
 
 class EnqueuedConfig(Strict):

@@ -51,7 +51,7 @@ def scaling_rule(
     if adamw_lr is not None or adamw_weight_decay is not None:
         if adamw_lr is None or adamw_weight_decay is None:
             raise _missing()
-        f = 3.0 if factor is None else factor
+        f = scaling.ADAMW_TO_LION_FACTOR if factor is None else factor
         try:
             lr, wd = scaling.from_adamw(adamw_lr, adamw_weight_decay, factor=f)
         except ValueError as e:
@@ -62,7 +62,7 @@ def scaling_rule(
         raise _missing()
     if width is not None and sigma is not None:
         raise _invalid("sigma", "give width or sigma, not both (sigma = width**-0.5)")
-    a0 = 1e-3 if alpha0 is None else alpha0
+    a0 = scaling.ALPHA0 if alpha0 is None else alpha0
     try:
         lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=a0)
     except ValueError as e:
