@@ -1,5 +1,5 @@
 """What never changes about a sweep once created — its spec turned into Optuna objects, its
-study and its trials' membership — cached per process, and the Optuna studies built on it."""
+study — cached per process, and the Optuna studies built on it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from service import spec as specs
 from service.db import Database
 from service.errors import NotFound
 from service.models import Sweep
-
-TRIAL_MAP_CAP = 100_000
-"""At most this many trial → sweep links are cached (the map is cleared beyond)."""
 
 
 @dataclass
@@ -50,7 +47,6 @@ class Catalog:
         self.db = db
         self._lock = threading.Lock()
         self._infos: dict[int, SweepInfo] = {}
-        self._trial_sweep: dict[int, int] = {}
 
     def info(self, sweep_id: int) -> SweepInfo:
         """The sweep's facts (404 for an unknown sweep)."""
@@ -82,28 +78,27 @@ class Catalog:
             return self._infos.setdefault(row.id, info)
 
     def of_trial(self, trial_id: int) -> SweepInfo:
-        """The sweep a trial belongs to (404 for an unknown trial or one outside any sweep)."""
-        with self._lock:
-            sweep_id = self._trial_sweep.get(trial_id)
-        if sweep_id is None:
-            with self.db.session() as s:
-                study_id = optuna_tables.study_of_trial(s, trial_id)
-                if study_id is None:
-                    raise NotFound(f"trial {trial_id} not found")
-                sweep_id = s.scalar(select(Sweep.id).where(Sweep.study_id == study_id))
-            if sweep_id is None:
-                raise NotFound(f"trial {trial_id} does not belong to a sweep")
-            with self._lock:
-                if len(self._trial_sweep) >= TRIAL_MAP_CAP:
-                    self._trial_sweep.clear()
-                self._trial_sweep[trial_id] = sweep_id
-        return self.info(sweep_id)
+        """The sweep a trial belongs to (404 for an unknown trial or one outside any sweep).
+
+        Not cached: on SQLite a deleted study's trial ids can be given out again.
+        """
+        trials = optuna_tables.trials
+        with self.db.session() as s:
+            found = s.execute(
+                select(trials.c.trial_id, Sweep.id)
+                .outerjoin(Sweep, Sweep.study_id == trials.c.study_id)
+                .where(trials.c.trial_id == trial_id)
+            ).first()
+        if found is None:
+            raise NotFound(f"trial {trial_id} not found")
+        if found[1] is None:
+            raise NotFound(f"trial {trial_id} does not belong to a sweep")
+        return self.info(found[1])
 
     def forget(self, sweep_id: int) -> None:
         """Drop a deleted sweep's facts."""
         with self._lock:
             self._infos.pop(sweep_id, None)
-            self._trial_sweep = {t: s for t, s in self._trial_sweep.items() if s != sweep_id}
 
     def sampler(self, info: SweepInfo, number: int) -> optuna.samplers.BaseSampler:
         """The sampler for trial ``number``: the sweep's grid, else one seeded for the trial."""
