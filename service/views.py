@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from optuna.trial import FrozenTrial
@@ -13,6 +14,8 @@ from service.catalog import Catalog, SweepInfo
 from service.db import Database
 from service.errors import NotFound
 from service.models import Sweep, Worker
+
+log = logging.getLogger("lionsweep.views")
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -93,11 +96,37 @@ class Views:
             ).all()
         announced = self.announced_tasks()
         return schemas.SweepPage(
-            items=[self.sweep(r, announced) for r in rows],
+            items=[self._sweep_or_placeholder(r, announced) for r in rows],
             total=total or 0,
             offset=offset,
             limit=limit,
         )
+
+    def _sweep_or_placeholder(self, row: Sweep, announced: set[str]) -> schemas.SweepOut:
+        """The sweep's view, or, if it cannot be built, its row with a warning saying so (one
+        unreadable sweep must not take the list down for everyone)."""
+        try:
+            return self.sweep(row, announced)
+        except Exception as e:
+            log.exception("sweep %s cannot be shown", row.id)
+            return schemas.SweepOut(
+                id=row.id,
+                name=row.name,
+                status=row.status,
+                task=schemas.TaskRef.model_construct(name=row.task_name, params={}),
+                spec=row.spec if isinstance(row.spec, dict) else {},
+                n_trials=row.n_trials,
+                counts=schemas.Counts(**dict.fromkeys(schemas.STATES, 0)),
+                finished=0,
+                progress=0.0,
+                best=None,
+                created_at=_aware(row.created_at),
+                updated_at=_aware(row.updated_at),
+                study_name=row.study_name or "",
+                task_announced=row.task_name in announced,
+                warnings=[f"this sweep cannot be read ({type(e).__name__}); see the server log"],
+                eta_seconds=None,
+            )
 
     def trial(self, info: SweepInfo, t: FrozenTrial) -> schemas.TrialOut:
         """The API view of one trial."""
