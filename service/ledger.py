@@ -63,6 +63,9 @@ class Ledger:
         The same ``idempotency_key`` with the same spec returns the first sweep.
         """
         errors = specs.check_spec(spec, self.settings)
+        declared = self.declared_params(spec.task.name)
+        if declared is not None:
+            errors += specs.check_task_params(spec.task.params, declared)
         if errors:
             raise Invalid(errors)
         spec_json = spec.model_dump(mode="json", exclude_none=True)
@@ -181,9 +184,23 @@ class Ledger:
 
     # ---- claims ----
 
+    def declared_params(self, task: str) -> dict[str, dict[str, Any]] | None:
+        """The params ``task`` accepts, as the most recently seen worker declaring it said, or
+        None when no worker has declared them."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Worker.task_params).order_by(Worker.last_seen.desc(), Worker.id)
+            ).all()
+        for (declared,) in rows:
+            if isinstance(declared, dict) and isinstance(declared.get(task), dict):
+                return declared[task]
+        return None
+
     def touch_worker(self, req: schemas.ClaimRequest) -> None:
-        """Record the worker and the tasks it announces (at most every 30 s if unchanged)."""
-        key = (req.device, tuple(req.tasks))
+        """Record the worker, the tasks it announces and their declared params (at most every
+        30 s if unchanged)."""
+        task_params = getattr(req, "task_params", None) or None
+        key = (req.device, tuple(req.tasks), repr(task_params))
         now = time.monotonic()
         seen = self._workers_seen.get(req.worker_id)
         if seen is not None and seen[0] == key and now - seen[1] < WORKER_TOUCH_SECONDS:
@@ -192,9 +209,16 @@ class Ledger:
             with self.db.session() as s:
                 w = s.get(Worker, req.worker_id)
                 if w is None:
-                    s.add(Worker(id=req.worker_id, device=req.device, tasks=list(req.tasks)))
+                    s.add(
+                        Worker(
+                            id=req.worker_id,
+                            device=req.device,
+                            tasks=list(req.tasks),
+                            task_params=task_params,
+                        )
+                    )
                 else:
-                    w.device, w.tasks = req.device, list(req.tasks)
+                    w.device, w.tasks, w.task_params = req.device, list(req.tasks), task_params
                     w.last_seen = func.now()
         except IntegrityError:  # two first claims of one worker at once: the other wrote it
             return

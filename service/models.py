@@ -71,6 +71,8 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     device: Mapped[str] = mapped_column(String(100))
     tasks: Mapped[list[str]] = mapped_column(JSON)
+    task_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Per task, the params it accepts with their bounds, as the worker declared them."""
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -249,3 +249,46 @@ def check_spec(spec: schemas.SweepSpec, settings: Settings) -> list[dict[str, An
             if not ok:
                 errors.append(field_error(("enqueue", i, name), f"{name}={v:g} {rule}", v))
     return errors
+
+
+def check_task_params(
+    params: dict[str, Any], declared: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Check a sweep's task params against what workers declared for the task (422 shape).
+
+    A declaration maps each accepted param to ``{"type": int|float|bool|str, "low", "high",
+    "choices"}``; an undeclared param, a value of the wrong type (no coercion: a bool is not an
+    int, "3" is not 3) or one out of bounds is an error.
+    """
+    errors = []
+    for name, value in params.items():
+        loc = ("task", "params", name)
+        rule = declared.get(name)
+        if rule is None:
+            known = ", ".join(sorted(declared)) or "none"
+            errors.append(field_error(loc, f"the task accepts no param {name!r} (known: {known})"))
+            continue
+        problem = _param_problem(value, rule)
+        if problem:
+            errors.append(field_error(loc, f"{name} {problem}", value))
+    return errors
+
+
+def _param_problem(value: Any, rule: dict[str, Any]) -> str | None:
+    kind = rule.get("type")
+    types = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}.get(kind)
+    if types is None:
+        return None
+    if isinstance(value, bool) and kind != "bool" or not isinstance(value, types):
+        return f"must be of type {kind}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be finite"
+    choices = rule.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {choices}"
+    low, high = rule.get("low"), rule.get("high")
+    if low is not None and value < low:
+        return f"must be >= {low}"
+    if high is not None and value > high:
+        return f"must be <= {high}"
+    return None

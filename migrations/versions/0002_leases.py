@@ -1,4 +1,5 @@
-"""leases: claimed trials, their claim request ids and heartbeats on the database clock
+"""leases: claimed trials, their claim request ids and heartbeats on the database clock;
+workers' declared task params
 
 Revision ID: 0002
 Revises: 0001
@@ -31,9 +32,13 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_lionsweep_leases_sweep_id'), 'lionsweep_leases', ['sweep_id'], unique=False)
     op.create_index(op.f('ix_lionsweep_leases_heartbeat_at'), 'lionsweep_leases', ['heartbeat_at'], unique=False)
+    with op.batch_alter_table('lionsweep_workers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('task_params', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('lionsweep_workers', schema=None) as batch_op:
+        batch_op.drop_column('task_params')
     op.drop_index(op.f('ix_lionsweep_leases_heartbeat_at'), table_name='lionsweep_leases')
     op.drop_index(op.f('ix_lionsweep_leases_sweep_id'), table_name='lionsweep_leases')
     op.drop_table('lionsweep_leases')
