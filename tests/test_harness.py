@@ -98,8 +98,90 @@ def test_steps_come_from_task_params_and_the_budget_caps_them():
     )
     a["budget"] = {"max_steps": 50}
     assert effective_config(task, a, "cpu").steps == 50
-    with pytest.raises(ValueError, match="unknown params"):
+    with pytest.raises(ValueError, match=r"^invalid task params: stpes: unknown param"):
         effective_config(task, assignment(task_params={"stpes": 3}), "cpu")
+
+
+class Unbuildable(Quadratic):
+    """The quadratic task, failing the test if the harness ever builds anything of it."""
+
+    name = "unbuildable"
+
+    def data(self, params, device):
+        raise AssertionError("built a trial whose params are invalid")
+
+
+@pytest.mark.parametrize(
+    ("task_params", "params", "reason"),
+    [
+        ({"step_delay": 120}, {}, "invalid task params: step_delay: must be at most 1.0, not 120"),
+        ({"dim": 10**9}, {}, "invalid task params: dim: must be at most 65536, not 1000000000"),
+        ({"dim": "3"}, {}, "invalid task params: dim: must be int, not str '3'"),
+        ({"dim": True}, {}, "invalid task params: dim: must be int, not bool True"),
+        ({"dim": 8.0}, {}, "invalid task params: dim: must be int, not float 8.0"),
+        ({"dim": None}, {}, "invalid task params: dim: must be int, not null"),
+        ({"noise": float("nan")}, {}, "invalid task params: noise: must be finite, not nan"),
+        (
+            {"condition": float("inf")},
+            {},
+            "invalid task params: condition: must be finite, not inf",
+        ),
+        ({"steps": 0}, {}, "invalid task params: steps: must be at least 1, not 0"),
+        (
+            {"steps": 10**8},
+            {},
+            "invalid task params: steps: must be at most 10000000, not 100000000",
+        ),
+        ({"eval_every": "10"}, {}, "invalid task params: eval_every: must be int, not str '10'"),
+        (
+            {"dim": -1, "sleep": 5},
+            {},
+            "invalid task params: dim: must be at least 1, not -1; sleep: unknown param (known: "
+            "condition, dim, eval_every, nan_at_step, noise, problem_seed, step_delay, steps)",
+        ),
+        (
+            {},
+            {"batch_size": 10**6},
+            "invalid trial params: batch_size: must be at most 65536, not 1000000",
+        ),
+        ({}, {"batch_size": "16"}, "invalid trial params: batch_size: must be int, not str '16'"),
+        (
+            {},
+            {"warmup_steps": -1},
+            "invalid trial params: warmup_steps: must be at least 0, not -1",
+        ),
+    ],
+)
+def test_params_that_break_the_declaration_are_refused_before_anything_is_built(
+    task_params, params, reason
+):
+    task = Unbuildable()
+    with pytest.raises(tasks.InvalidParams) as refused:
+        config = effective_config(task, assignment(params=params, task_params=task_params), "cpu")
+        run_trial(task, config, NullReporter())
+    assert str(refused.value) == reason
+
+
+def test_params_inside_the_declaration_pass_and_an_int_is_a_float():
+    task = tasks.get("quadratic")
+    a = assignment(
+        params={"batch_size": 65_536, "warmup_steps": None},
+        task_params={"dim": 65_536, "step_delay": 1, "condition": 10, "nan_at_step": None},
+    )
+    config = effective_config(task, a, "cpu")
+    assert config.batch_size == 65_536 and config.task_params["step_delay"] == 1
+
+
+def test_a_task_without_a_declaration_is_not_checked():
+    class Undeclared(Quadratic):
+        name = "undeclared"
+        defaults = dataclasses.replace(Quadratic.defaults, specs=None)
+
+    assert Undeclared.defaults.param_specs() is None
+    a = assignment(task_params={"step_delay": 120, "dim": "3"})
+    assert effective_config(Undeclared(), a, "cpu").task_params["step_delay"] == 120
+    with pytest.raises(ValueError, match=r"unknown params \['dimm'\]"):
+        effective_config(Undeclared(), assignment(task_params={"dimm": 3}), "cpu")
 
 
 def test_accumulated_gradients_equal_the_full_batch_gradient():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import textwrap
 
@@ -10,7 +12,7 @@ import torch
 
 from worker import tasks
 from worker.harness import NullReporter, effective_config, run_trial
-from worker.tasks import TaskDefaults, charlm, digits, quadratic
+from worker.tasks import ParamSpec, TaskDefaults, charlm, digits, quadratic
 
 tasks.load_builtins()
 
@@ -189,3 +191,87 @@ def test_charlm_default_size_trains_well_below_its_start():
 def test_task_defaults_are_frozen():
     with pytest.raises(AttributeError):
         TaskDefaults().steps = 3  # type: ignore[misc]
+
+
+BUILTINS = ("quadratic", "digits", "charlm")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_declares_every_param_it_uses_within_finite_bounds(name):
+    d = tasks.get(name).defaults
+    specs = d.param_specs()
+    assert specs is not None
+    assert set(specs) == set(d.params) | set(tasks.LOOP_PARAMS)
+    assert {k: specs[k].default for k in d.params} == d.params
+    assert (specs["steps"].default, specs["eval_every"].default) == (d.steps, d.eval_every)
+    for param, spec in specs.items():
+        assert spec.problem(spec.default) is None, param
+        if spec.type in ("int", "float"):
+            assert math.isfinite(spec.low) and math.isfinite(spec.high), param
+        elif spec.type == "str":
+            assert spec.choices, param
+    # Each default passes the harness's check, and the resolved params are exactly these.
+    config = effective_config(tasks.get(name), assignment(name, **d.params), "cpu")
+    assert config.task_params == d.params
+
+
+def test_declarations_are_announced_as_json_for_declaring_tasks_only():
+    class Undeclared(quadratic.Quadratic):
+        name = "undeclared_announce"
+        defaults = TaskDefaults(params=dict(quadratic.Quadratic.defaults.params))
+
+    tasks.register(Undeclared)
+    try:
+        announced = tasks.announce_params(["quadratic", "digits", "undeclared_announce"])
+    finally:
+        tasks._REGISTRY.pop("undeclared_announce")
+    assert set(announced) == {"quadratic", "digits"}
+    assert json.loads(json.dumps(announced)) == announced
+    assert announced["quadratic"]["step_delay"] == {
+        "type": "float", "low": 0.0, "high": 1.0, "choices": None, "default": 0.0,
+    }  # fmt: skip
+    assert announced["quadratic"]["steps"] == {
+        "type": "int", "low": 1, "high": 10_000_000, "choices": None, "default": 1000,
+    }  # fmt: skip
+    assert announced["digits"]["model"]["choices"] == ["mlp", "cnn"]
+    assert announced["quadratic"]["nan_at_step"]["default"] is None
+
+
+def test_param_spec_rules_never_coerce():
+    count = ParamSpec("int", default=3, low=1, high=10)
+    assert count.problem(10) is None and count.problem(3) is None
+    assert count.problem(True) == "must be int, not bool True"
+    assert count.problem("3") == "must be int, not str '3'"
+    assert count.problem(3.0) == "must be int, not float 3.0"
+    assert count.problem(None) == "must be int, not null"
+    assert count.problem(11) == "must be at most 10, not 11"
+    scale = ParamSpec("float", default=0.5, low=0.0, high=1.0)
+    assert scale.problem(1) is None  # an int is a float
+    assert scale.problem(float("nan")) == "must be finite, not nan"
+    assert scale.problem(float("-inf")) == "must be finite, not -inf"
+    assert scale.problem(False) == "must be float, not bool False"
+    flag = ParamSpec("bool", default=False)
+    assert flag.problem(True) is None and flag.problem(0) == "must be bool, not int 0"
+    optional = ParamSpec("int", default=None, low=1)
+    assert optional.problem(None) is None and optional.problem(0) == "must be at least 1, not 0"
+    kind = ParamSpec("str", default="a", choices=["a", "b"])
+    assert kind.choices == ("a", "b") and kind.problem("c") == "must be one of 'a', 'b', not 'c'"
+
+
+def test_bad_declarations_are_refused_when_written():
+    with pytest.raises(ValueError, match="param type"):
+        ParamSpec("list", default=[])
+    with pytest.raises(ValueError, match="above high"):
+        ParamSpec("int", default=1, low=5, high=2)
+    with pytest.raises(ValueError, match="default 0: must be at least 1"):
+        ParamSpec("int", default=0, low=1)
+    with pytest.raises(ValueError, match="low/high bound numbers"):
+        ParamSpec("str", default="a", low=1)
+    with pytest.raises(ValueError, match="not a finite float"):
+        ParamSpec("float", default=0.0, high=math.inf)
+    with pytest.raises(ValueError, match=r"disagree on \['b'\]"):
+        TaskDefaults(params={"a": 1, "b": 2}, specs={"a": ParamSpec("int", default=1)})
+    with pytest.raises(ValueError, match=r"disagree on \['a'\]"):
+        TaskDefaults(params={"a": 2}, specs={"a": ParamSpec("int", default=1)})
+    with pytest.raises(ValueError, match="steps spec's default"):
+        TaskDefaults(steps=5, specs={"steps": ParamSpec("int", default=6, low=1, high=9)})

@@ -19,12 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from worker.tasks import Task, resolve_params
+from worker.tasks import LOOP_PARAMS, ParamSpec, Task, check_params, check_values, resolve_params
 
 #: A training loss this many times the first step's loss counts as divergence.
 DIVERGENCE_FACTOR = 10.0
-#: Harness-level settings that any task accepts in its ``task.params``.
-LOOP_PARAMS = ("steps", "eval_every")
+#: Bounds on the swept trial params that size a trial (``None``: the task's default).
+TRIAL_PARAM_SPECS = {
+    "batch_size": ParamSpec("int", low=1, high=65_536),
+    "warmup_steps": ParamSpec("int", low=0, high=10_000_000),
+}
 #: Environment variable choosing the Lion step implementation (``auto`` by default).
 LION_IMPL_ENV = "LIONSWEEP_LION_IMPL"
 #: Steps after the first whose median is the "steady" step time.
@@ -110,9 +113,16 @@ def resolve_device(device: str) -> str:
 
 
 def effective_config(task: Task, assignment: dict[str, Any], device: str) -> TrialConfig:
-    """The config a trial runs with: the assignment, with the task's defaults where omitted."""
+    """The config a trial runs with: the assignment, with the task's defaults where omitted.
+
+    Raises :class:`worker.tasks.InvalidParams` (``invalid task params: …`` or ``invalid
+    trial params: …``) before anything is built when a value breaks its declaration.
+    """
     params = assignment.get("params", {})
     task_params = dict((assignment.get("task") or {}).get("params") or {})
+    check_params(task, task_params)
+    sized = {k: params[k] for k in TRIAL_PARAM_SPECS if k in params}
+    check_values("trial params", TRIAL_PARAM_SPECS, sized)
     loop = {k: task_params.pop(k) for k in LOOP_PARAMS if k in task_params}
     steps = int(loop.get("steps", task.defaults.steps))
     max_steps = (assignment.get("budget") or {}).get("max_steps")

@@ -18,6 +18,14 @@ functions the harness (``worker.harness``) calls:
 
 Besides its own ``defaults.params``, every task accepts ``steps`` and ``eval_every`` in a
 sweep's ``task.params`` (the harness's loop settings).
+
+A task declares the params it accepts with ``TaskDefaults(specs={name: ParamSpec(...)})``:
+type, bounds or choices, default. The harness checks a trial's task params against the
+declaration before it builds anything (:func:`check_params`), and the worker announces the
+declarations in its claims (:func:`announce_params`) so the server can refuse a sweep no
+worker would run. ``steps`` and ``eval_every`` are declared for every declaring task
+(:data:`LOOP_PARAM_SPECS`, defaults from ``TaskDefaults``). A task without ``specs`` (an
+operator's own, written before declarations existed) is not checked beyond unknown names.
 """
 
 from __future__ import annotations
@@ -26,18 +34,140 @@ import importlib
 import importlib.metadata
 import inspect
 import logging
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lionsweep.tasks"
 BUILTIN_MODULES = ("worker.tasks.quadratic", "worker.tasks.digits", "worker.tasks.charlm")
+#: The param types a :class:`ParamSpec` can declare (JSON's, less null, list and object).
+PARAM_TYPES = ("int", "float", "bool", "str")
+#: Harness-level settings that any task accepts in its ``task.params``.
+LOOP_PARAMS = ("steps", "eval_every")
+
+
+def _kind(value: Any) -> str:
+    """The JSON-ish type name of ``value`` for messages (``bool`` before ``int``)."""
+    if value is None:
+        return "null"
+    for name, cls in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if isinstance(value, cls):
+            return name
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One param a task accepts: its type, inclusive bounds or choices, and default.
+
+    Values are never coerced: ``True`` is not an int, ``"3"`` is not 3, NaN and ±inf are
+    refused; an int is accepted where a float is declared (JSON writes 100.0 as 100). A
+    param whose ``default`` is ``None`` also accepts ``None`` (it means "off").
+    """
+
+    type: str
+    default: Any = None
+    low: int | float | None = None
+    high: int | float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"param type must be one of {PARAM_TYPES}, not {self.type!r}")
+        if (self.low is not None or self.high is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"low/high bound numbers, not {self.type}")
+        for bound in (self.low, self.high):
+            if bound is not None and self._type_problem(bound) is not None:
+                raise ValueError(f"bound {bound!r} is not a finite {self.type}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+            bad = [c for c in self.choices if self._type_problem(c) is not None]
+            if not self.choices or bad:
+                raise ValueError(f"choices must be a non-empty list of {self.type}s")
+        problem = self.problem(self.default)
+        if problem is not None:
+            raise ValueError(f"default {self.default!r}: {problem}")
+
+    def _type_problem(self, value: Any) -> str | None:
+        kind = _kind(value)
+        if kind != self.type and not (self.type == "float" and kind == "int"):
+            return f"must be {self.type}, not {kind} {value!r}"
+        if kind == "float" and not math.isfinite(value):
+            return f"must be finite, not {value!r}"
+        return None
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (the rule it breaks), or ``None`` if it is valid."""
+        if value is None:
+            return None if self.default is None else f"must be {self.type}, not null"
+        problem = self._type_problem(value)
+        if problem is not None:
+            return problem
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {', '.join(map(repr, self.choices))}, not {value!r}"
+        if self.low is not None and value < self.low:
+            return f"must be at least {self.low}, not {value!r}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high}, not {value!r}"
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"type", "low", "high", "choices", "default"}`` as plain JSON values."""
+        choices = None if self.choices is None else list(self.choices)
+        return {
+            "type": self.type,
+            "low": self.low,
+            "high": self.high,
+            "choices": choices,
+            "default": self.default,
+        }
+
+
+#: ``steps`` and ``eval_every`` as every declaring task accepts them (default: its own).
+LOOP_PARAM_SPECS = {
+    "steps": ParamSpec("int", default=1, low=1, high=10_000_000),
+    "eval_every": ParamSpec("int", default=1, low=1, high=10_000_000),
+}
+
+
+class InvalidParams(ValueError):
+    """A trial's params break their declaration: the submitter's error, not the worker's."""
+
+    def __init__(self, what: str, problems: dict[str, str]) -> None:
+        self.problems = problems
+        rules = "; ".join(f"{name}: {rule}" for name, rule in problems.items())
+        super().__init__(f"invalid {what}: {rules}")
+
+
+def check_values(what: str, specs: Mapping[str, ParamSpec], values: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidParams` (``invalid {what}: name: rule; …``) unless every value
+    is declared in ``specs`` and keeps to its rule."""
+    problems = {}
+    for name in sorted(values):
+        spec = specs.get(name)
+        if spec is None:
+            problems[name] = f"unknown param (known: {', '.join(sorted(specs)) or 'none'})"
+        else:
+            problem = spec.problem(values[name])
+            if problem is not None:
+                problems[name] = problem
+    if problems:
+        raise InvalidParams(what, problems)
 
 
 @dataclass(frozen=True)
 class TaskDefaults:
-    """A task's defaults, used where a trial's config leaves a value out."""
+    """A task's defaults, used where a trial's config leaves a value out.
+
+    ``specs`` declares the task's own params (see :class:`ParamSpec`); ``params`` then
+    defaults to the specs' defaults, and when both are given they must agree. ``None``
+    (the default) leaves the task undeclared: its params are not checked.
+    """
 
     warmup_steps: int = 0
     batch_size: int = 32
@@ -45,6 +175,30 @@ class TaskDefaults:
     steps: int = 100
     eval_every: int = 10
     params: dict[str, Any] = field(default_factory=dict)
+    specs: Mapping[str, ParamSpec] | None = None
+
+    def __post_init__(self) -> None:
+        if self.specs is None:
+            return
+        own = {k: v for k, v in self.specs.items() if k not in LOOP_PARAMS}
+        if not self.params:
+            object.__setattr__(self, "params", {k: v.default for k, v in own.items()})
+        mismatched = sorted(
+            (set(own) ^ set(self.params))
+            | {k for k in own if k in self.params and own[k].default != self.params[k]}
+        )
+        if mismatched:
+            raise ValueError(f"params and specs disagree on {mismatched}")
+        for name in LOOP_PARAMS:
+            if name in self.specs and self.specs[name].default != getattr(self, name):
+                raise ValueError(f"the {name} spec's default is not TaskDefaults.{name}")
+
+    def param_specs(self) -> dict[str, ParamSpec] | None:
+        """Every declared param, loop params included; ``None`` for an undeclared task."""
+        if self.specs is None:
+            return None
+        loop = {k: replace(v, default=getattr(self, k)) for k, v in LOOP_PARAM_SPECS.items()}
+        return {**loop, **self.specs}
 
     def announce(self) -> dict[str, int]:
         """The defaults a worker announces in its claim (``task_defaults``)."""
@@ -110,6 +264,24 @@ def get(name: str) -> Task:
 def names() -> list[str]:
     """Names of all registered tasks, sorted."""
     return sorted(_REGISTRY)
+
+
+def check_params(task: Task, params: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidParams` (``invalid task params: …``) when ``params`` (loop
+    params included) break ``task``'s declaration; an undeclared task passes."""
+    specs = task.defaults.param_specs()
+    if specs is not None:
+        check_values("task params", specs, params)
+
+
+def announce_params(task_names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {param: spec JSON}}`` for the declaring tasks among ``task_names``."""
+    announced = {}
+    for name in task_names:
+        specs = get(name).defaults.param_specs()
+        if specs is not None:
+            announced[name] = {k: spec.as_json() for k, spec in sorted(specs.items())}
+    return announced
 
 
 def resolve_params(task: Task, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ training split, the rest validation. The vocabulary is every character in that t
 
 Params: ``d_model`` (the width that scaling-rule experiments vary), ``n_layer``,
 ``n_head``, ``seq_len``, ``corpus_bytes``, ``eval_batches``, plus ``steps`` and
-``eval_every``, which every task accepts (default 200 and 50). Reports ``val_bpc``
+``eval_every``, which every task accepts (default 200 and 50). The bounds in
+``CharLM.defaults.specs`` keep the largest model near 1.2 B parameters. Reports ``val_bpc``
 (validation bits per character) and ``val_loss`` (nats per character).
 """
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worker.tasks import TaskDefaults, register
+from worker.tasks import ParamSpec, TaskDefaults, register
 
 EVAL_BATCH = 32
 
@@ -138,13 +139,13 @@ class CharLM:
         max_micro_batch=32,
         steps=200,
         eval_every=50,
-        params={
-            "d_model": 64,
-            "n_layer": 2,
-            "n_head": 4,
-            "seq_len": 64,
-            "corpus_bytes": 1_500_000,
-            "eval_batches": 4,
+        specs={
+            "d_model": ParamSpec("int", default=64, low=8, high=2_048),
+            "n_layer": ParamSpec("int", default=2, low=1, high=24),
+            "n_head": ParamSpec("int", default=4, low=1, high=64),
+            "seq_len": ParamSpec("int", default=64, low=8, high=2_048),
+            "corpus_bytes": ParamSpec("int", default=1_500_000, low=100_000, high=100_000_000),
+            "eval_batches": ParamSpec("int", default=4, low=1, high=256),
         },
     )
 

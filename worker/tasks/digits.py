@@ -3,7 +3,7 @@
 1,797 images split once (fixed permutation) into 1,437 for training and 360 for
 validation; pixels scaled to [0, 1]. Reports ``val_loss`` (cross-entropy) and
 ``accuracy`` on the validation split. Params: ``model`` (``"mlp"`` or ``"cnn"``),
-``hidden`` (MLP width / CNN channels), ``dropout``.
+``hidden`` (MLP width / CNN channels, at most 8,192), ``dropout`` (0 to 1).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worker.tasks import TaskDefaults, register
+from worker.tasks import ParamSpec, TaskDefaults, register
 
 N_VAL = 360
 
@@ -63,7 +63,11 @@ class Digits:
         max_micro_batch=256,
         steps=400,
         eval_every=50,
-        params={"model": "mlp", "hidden": 128, "dropout": 0.0},
+        specs={
+            "model": ParamSpec("str", default="mlp", choices=("mlp", "cnn")),
+            "hidden": ParamSpec("int", default=128, low=1, high=8_192),
+            "dropout": ParamSpec("float", default=0.0, low=0.0, high=1.0),
+        },
     )
 
     def data(self, params: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:

@@ -7,10 +7,12 @@ noise-free ½ (x − x*)ᵀ A (x − x*); the problem itself (A, x*, x₀) is fi
 ``problem_seed``. x₀ lies about 0.25 per coordinate from x*, so over the default
 1,000 steps Lion's default lr range (1e-5 … 1e-3) spans "barely moved" to "converged".
 
-Test aids (documented, harmless at their defaults):
+Params (bounds in ``Quadratic.defaults.specs``): ``dim`` ≤ 65,536, ``condition``,
+``noise``, ``problem_seed``, and two test aids, harmless at their defaults:
 - ``nan_at_step``: the batch of that step (1-based) is NaN, so the loss is NaN
   (exercises divergence handling);
-- ``step_delay``: seconds slept per step, so a test can catch a worker mid-trial.
+- ``step_delay``: seconds slept per step (at most 1), so a test can catch a worker
+  mid-trial.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from worker.tasks import TaskDefaults, register
+from worker.tasks import ParamSpec, TaskDefaults, register
 
 
 class _Point(nn.Module):
@@ -57,13 +59,13 @@ class Quadratic:
         max_micro_batch=64,
         steps=1000,
         eval_every=100,
-        params={
-            "dim": 32,
-            "condition": 100.0,
-            "noise": 0.25,
-            "problem_seed": 0,
-            "nan_at_step": None,
-            "step_delay": 0.0,
+        specs={
+            "dim": ParamSpec("int", default=32, low=1, high=65_536),
+            "condition": ParamSpec("float", default=100.0, low=1.0, high=1e12),
+            "noise": ParamSpec("float", default=0.25, low=0.0, high=1e3),
+            "problem_seed": ParamSpec("int", default=0, low=0, high=2**32 - 1),
+            "nan_at_step": ParamSpec("int", default=None, low=1, high=10_000_000),
+            "step_delay": ParamSpec("float", default=0.0, low=0.0, high=1.0),
         },
     )
 
