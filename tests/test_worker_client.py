@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import get_free_port
 
+import worker.client
 from worker.client import ApiError, Backoff, Client, ServerUnreachable
 
 FAST = Backoff(base=0.02, cap=0.2)
@@ -171,19 +172,28 @@ def test_after_cancel_delivery_retries_only_for_the_grace_period():
     assert 0.5 < time.monotonic() - started < 3
 
 
-def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):
+def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted, monkeypatch):
     server = scripted([(204, None)])
+    defaults = {"quadratic": {"warmup_steps": 10, "batch_size": 16}}
+    declared = {
+        "quadratic": {
+            "dim": {"type": "int", "low": 1, "high": 65536, "choices": None, "default": 32}
+        }
+    }
     with Client(server.url, backoff=FAST) as client:
-        defaults = {"quadratic": {"warmup_steps": 10, "batch_size": 16}}
-        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults) is None
-    body = server.requests[0][3]
-    assert body.pop("request_id")
-    assert body == {
+        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults, declared) is None
+        monkeypatch.setattr(worker.client, "ANNOUNCE_TASK_PARAMS", False)
+        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults, declared) is None
+    announced, quiet = (request[3] for request in server.requests)
+    assert announced.pop("request_id") and quiet.pop("request_id")
+    assert announced == {
         "worker_id": "host-1-0",
         "device": "cpu",
         "tasks": ["quadratic"],
         "task_defaults": defaults,
+        "task_params": declared,
     }
+    assert quiet == {k: v for k, v in announced.items() if k != "task_params"}
 
 
 def test_retries_of_a_claim_repeat_its_request_id_and_a_new_claim_has_a_new_one(scripted):

@@ -27,6 +27,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 RETRY_STATUS = frozenset({502, 503, 504})
+#: Whether a claim announces the tasks' param declarations (``task_params``). Temporary:
+#: a server without that field answers a claim carrying it with 422.
+ANNOUNCE_TASK_PARAMS = True
 
 
 class ApiError(Exception):
@@ -179,9 +182,12 @@ class Client:
         device: str,
         tasks: list[str],
         task_defaults: dict[str, dict[str, Any]] | None = None,
+        task_params: dict[str, dict[str, dict[str, Any]]] | None = None,
     ) -> dict[str, Any] | None:
         """Ask for a trial; return its assignment, or ``None`` when nothing is runnable.
 
+        ``task_params``: ``{task: {param: {"type", "low", "high", "choices", "default"}}}``
+        for the tasks that declare their params (sent while ``ANNOUNCE_TASK_PARAMS``).
         One ``request_id`` per call, repeated by every retry of it: a retry after a lost
         answer gets back the trial the server already handed out.
         """
@@ -193,6 +199,8 @@ class Client:
         }
         if task_defaults:
             body["task_defaults"] = task_defaults
+        if task_params and ANNOUNCE_TASK_PARAMS:
+            body["task_params"] = task_params
         response = self.request("POST", "/api/trials/claim", json=body)
         if response.status_code == 204 or not response.content:
             return None
