@@ -53,10 +53,31 @@ class Worker:
             raise AssertionError(f"worker still running after {timeout}s:\n{self.log()}") from None
 
 
+def claims_accept_task_params(server_url: str) -> bool:
+    """Whether the server's claim has a ``task_params`` field (its OpenAPI schema says so)."""
+    try:
+        r = httpx.get(f"{server_url}/openapi.json", timeout=10)
+    except httpx.TransportError:
+        return True  # no server there: nothing to tell the worker
+    if r.status_code != 200:
+        return False
+    claim = r.json().get("components", {}).get("schemas", {}).get("ClaimRequest", {})
+    return "task_params" in claim.get("properties", {})
+
+
+# Imported by every Python process of a worker (supervised agents too) through PYTHONPATH.
+# Temporary, while worker.client.ANNOUNCE_TASK_PARAMS is on and the server may not take
+# the field yet: only then do the workers leave it out.
+ANNOUNCE_OFF = "import worker.client\nworker.client.ANNOUNCE_TASK_PARAMS = False\n"
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Factory: start ``lionsweep worker --server URL *args``; all are killed at teardown."""
     workers: list[Worker] = []
+    announce_off = tmp_path / "announce_off"
+    announce_off.mkdir()
+    (announce_off / "sitecustomize.py").write_text(ANNOUNCE_OFF)
 
     def start(server_url: str, *args: str, env: dict[str, str] | None = None) -> Worker:
         log_path = tmp_path / f"worker-{len(workers)}.log"
@@ -67,6 +88,11 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        from worker.client import ANNOUNCE_TASK_PARAMS
+
+        if ANNOUNCE_TASK_PARAMS and not claims_accept_task_params(server_url):
+            path = [str(announce_off), *filter(None, [full_env.get("PYTHONPATH")])]
+            full_env["PYTHONPATH"] = os.pathsep.join(path)
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(
                 [*lionsweep_command(), "worker", "--server", server_url, *args],
@@ -256,7 +282,7 @@ def test_nan_loss_ends_pruned_as_diverged_and_a_prune_answer_ends_pruned(
         assert worker.wait(60) == 0, worker.log()
         (failed,) = trials(api, typo)
         assert failed["state"] == "failed"
-        assert "unknown params ['dimm']" in failed["reason"]
+        assert failed["reason"].startswith("invalid task params: dimm: unknown param (known: ")
         for t in trials(api, bad):
             assert (t["state"], t["reason"]) == ("pruned", "diverged")
             assert t["config"]["task_params"]["nan_at_step"] == 5
@@ -268,6 +294,7 @@ def test_nan_loss_ends_pruned_as_diverged_and_a_prune_answer_ends_pruned(
         assert list(second["intermediate_values"]) == ["100"]
 
 
+# An operator's own task, registered without a param declaration.
 TASK_MODULE = textwrap.dedent(
     """
     from worker.tasks import TaskDefaults, register
@@ -280,6 +307,116 @@ TASK_MODULE = textwrap.dedent(
     register(Operators)
     """
 )
+
+
+@pytest.mark.parametrize(
+    ("stop", "reason"), [("sigterm", "worker shutdown"), ("cancel", "stopped by server")]
+)
+def test_a_stop_inside_a_long_step_ends_the_trial_within_the_stop_grace(
+    stop, reason, sqlite_url, live_server, start_worker
+):
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        # 1 s per step (the most quadratic allows) and no report before the end.
+        params = {"steps": 1000, "step_delay": 1.0, "eval_every": 1000}
+        sweep_id = submit(api, 1, params=params)
+        worker = start_worker(server.url, "--stop-grace", "2", "--idle-exit", "1")
+        victim = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+        time.sleep(1.5)
+        if stop == "sigterm":
+            worker.process.send_signal(signal.SIGTERM)
+        else:
+            assert api.post(f"/api/sweeps/{sweep_id}/cancel").status_code == 200
+        started = time.monotonic()
+
+        def ended() -> dict | None:
+            trial = {t["number"]: t for t in trials(api, sweep_id)}[victim["number"]]
+            return trial if trial["state"] != "running" else None
+
+        trial = wait_for(ended, 30, "the trial to end")
+        assert time.monotonic() - started < 2 + 3, worker.log()
+        assert (trial["state"], trial["reason"]) == ("failed", reason)
+        requeued = [t for t in trials(api, sweep_id) if t["retry_of"] == victim["number"]]
+        assert len(requeued) == 1 and requeued[0]["state"] == "waiting"
+        assert worker.wait(30) == 0, worker.log()
+
+
+def test_the_watchdog_ends_a_step_that_outlasts_the_grace_on_stop_and_on_sigterm(
+    sqlite_url, live_server, start_worker, tmp_path
+):
+    (tmp_path / "operators_tasks.py").write_text(TASK_MODULE)  # not declared: no bounds
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    args = ("--task-module", "operators_tasks", "--stop-grace", "1")
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        # One 10-minute step: only the watchdog ends these trials in time.
+        cancelled = submit(api, 1, task="operators_task", params={"step_delay": 600})
+        worker = start_worker(server.url, *args, env=env)
+        wait_for(lambda: running_trial(api, cancelled), 60, "a running trial")
+        time.sleep(3)  # past the trial's setup, inside its first step
+        assert api.post(f"/api/sweeps/{cancelled}/cancel").status_code == 200
+        started = time.monotonic()
+        ended = wait_for(
+            lambda: next((t for t in trials(api, cancelled) if t["state"] == "failed"), None),
+            30,
+            "the watchdog to end the trial",
+        )
+        assert time.monotonic() - started < 1 + 3
+        assert ended["reason"] == "stopped by server"
+        # Abandoned, its training still sleeps: the worker takes no other trial meanwhile.
+        later = submit(api, 1, task="operators_task", params={"step_delay": 600})
+        time.sleep(2)
+        assert trials(api, later) == [], worker.log()  # not claimed
+        assert worker.process.poll() is None
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0, worker.log()
+        assert "the watchdog ends it (stopped by server)" in worker.log()
+        assert "waiting for its abandoned training to end" in worker.log()
+
+        second = start_worker(server.url, *args, env=env)
+        victim = wait_for(lambda: running_trial(api, later), 60, "a running trial")
+        time.sleep(3)
+        second.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert second.wait(30) == 0, second.log()
+        assert time.monotonic() - started < 1 + 3
+        by_number = {t["number"]: t for t in trials(api, later)}
+        handed_back = by_number[victim["number"]]
+        assert (handed_back["state"], handed_back["reason"]) == ("failed", "worker shutdown")
+        assert [t["state"] for t in by_number.values() if t["retry_of"] is not None] == ["waiting"]
+    log = second.log()
+    assert "the watchdog ends it (worker shutdown)" in log
+    assert "exiting with trial" in log
+
+
+def test_task_params_out_of_bounds_fail_the_trial_and_the_worker_goes_on(
+    sqlite_url, live_server, start_worker
+):
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        refused = {
+            submit(api, 1, params={"step_delay": 120}, max_retries=0): (
+                "invalid task params: step_delay: must be at most 1.0, not 120"
+            ),
+            submit(api, 1, params={"dim": 10**9}, max_retries=0): (
+                "invalid task params: dim: must be at most 65536, not 1000000000"
+            ),
+            submit(api, 1, params={"dim": "3"}, max_retries=0): (
+                "invalid task params: dim: must be int, not str '3'"
+            ),
+            submit(api, 1, params={"dim": 8, "sleep": 1}, max_retries=0): (
+                "invalid task params: sleep: unknown param (known: condition, dim, eval_every, "
+                "nan_at_step, noise, problem_seed, step_delay, steps)"
+            ),
+        }
+        fine = submit(api, 1, params={"dim": 8, "steps": 50, "step_delay": 0.001})
+        worker = start_worker(server.url, "--idle-exit", "1")
+        assert worker.wait(60) == 0, worker.log()
+        for sweep_id, reason in refused.items():
+            (trial,) = trials(api, sweep_id)
+            assert (trial["state"], trial["reason"]) == ("failed", reason)
+        assert [t["state"] for t in trials(api, fine)] == ["complete"]
+    assert "Traceback" not in worker.log()
 
 
 def test_only_registered_tasks_run_and_task_modules_register(

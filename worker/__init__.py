@@ -6,3 +6,6 @@ EXIT_REFUSED = 1
 #: task module or token, or no server at the given address. A supervisor does not restart
 #: an agent that exits with it.
 EXIT_CONFIG = 2
+#: Seconds a trial may take to end after a stop request (a signal, or the server's
+#: ``stop``) before the agent's watchdog ends it (``--stop-grace``).
+DEFAULT_STOP_GRACE = 10.0

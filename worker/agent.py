@@ -2,9 +2,15 @@
 
 One agent process runs trials one after another, so compiled kernels and loaded data
 are reused across trials. It talks to the server only over HTTP (``worker.client``),
-heartbeats from a background thread while training, and on SIGTERM/SIGINT stops at
-the next step boundary, hands its trial back (finished ``failed`` with reason
-``worker shutdown``, which the server re-queues) and exits 0. With ``--gpus`` a
+heartbeats from a background thread, and trains each trial in a thread of its own while
+the main thread watches it (:class:`TrialSession`). On SIGTERM/SIGINT the trial stops at
+the next step boundary, is handed back (finished ``failed`` with reason ``worker
+shutdown``, which the server re-queues) and the agent exits 0. A step that outlasts
+``stop_grace`` seconds after the signal (or after the server answered ``stop``) does not
+hold the worker: the watchdog finishes the trial itself and, for a signal, exits at once
+(``os._exit``, same code 0); after a server stop the agent abandons the still-running
+training and takes no new trial before it has ended. Params that break a task's
+declaration fail the trial at once (``invalid task params: …``). With ``--gpus`` a
 supervisor (``worker.supervisor``) starts one agent per GPU (``CUDA_VISIBLE_DEVICES`` set
 for each), forwards signals and restarts agents that crash.
 """
@@ -16,12 +22,14 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from worker import EXIT_CONFIG, tasks
+from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, tasks
 from worker.client import ApiError, Client, ServerUnreachable
 from worker.supervisor import (
     WORKER_INDEX_ENV,
@@ -32,11 +40,17 @@ from worker.supervisor import (
     stop_signals,
 )
 
+if TYPE_CHECKING:
+    from worker.harness import TrialResult
+
 log = logging.getLogger("worker.agent")
 
 SHUTDOWN_REASON = "worker shutdown"
+STOPPED_REASON = "stopped by server"
 #: How long a shutting-down agent keeps trying to hand its trial back.
 SHUTDOWN_FINISH_DEADLINE = 20.0
+#: How often the watching (main) thread looks at a running trial.
+_WATCH_INTERVAL = 0.1
 
 
 def _setup_logging() -> None:
@@ -49,15 +63,35 @@ def _setup_logging() -> None:
 
 
 class TrialSession:
-    """The harness's reporter for one claimed trial: reports, heartbeats, interrupts."""
+    """One claimed trial: the harness's reporter, its heartbeats and its watchdog.
 
-    def __init__(self, client: Client, assignment: dict[str, Any], shutdown: threading.Event):
+    :meth:`run` trains in a thread of its own while the calling (main) thread watches: once
+    a stop is requested (``shutdown`` set by a signal, or the server answering ``stop``), a
+    trial that has not ended within ``stop_grace`` seconds is given up: :attr:`abandoned` is
+    set, heartbeats stop renewing its lease, reports from the training thread are no longer
+    sent, and :meth:`run` returns the watchdog's result (``failed``) instead of the trial's.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        assignment: dict[str, Any],
+        shutdown: threading.Event,
+        stop_grace: float = DEFAULT_STOP_GRACE,
+    ):
         self.client = client
         self.trial_id = int(assignment["trial_id"])
         self.interval = float(assignment["heartbeat_interval"])  # the server's setting
         self.shutdown = shutdown
+        self.stop_grace = stop_grace
+        self.abandoned = threading.Event()
+        self.training: threading.Thread | None = None
         self._interrupt: tuple[str, str | None] | None = None
+        self._stop_at: float | None = None  # when the server asked to stop (monotonic)
+        self._stop_reason = STOPPED_REASON
         self._done = threading.Event()
+        self._trained = threading.Event()
+        self._outcome: TrialResult | BaseException | None = None
         self._thread = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.trial_id}", daemon=True
         )
@@ -70,26 +104,34 @@ class TrialSession:
         self._done.set()
         self._thread.join(timeout=5.0)
 
+    def _stop(self, reason: str) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+            self._stop_reason = reason
+            self._interrupt = ("failed", reason)
+
     def _answer(self, action: str) -> None:
         if action == "stop":
-            self._interrupt = ("failed", "stopped by server")
-        elif action == "prune":
+            self._stop(STOPPED_REASON)
+        elif action == "prune" and self._interrupt is None:
             self._interrupt = ("pruned", None)
 
     def _heartbeat_loop(self) -> None:
-        while not self._done.wait(self.interval):
+        while not self._done.wait(self.interval) and not self.abandoned.is_set():
             try:
                 self._answer(self.client.heartbeat(self.trial_id, deadline=2 * self.interval))
             except ApiError as exc:
                 log.warning("trial %d: heartbeat refused (%s); stopping it", self.trial_id, exc)
-                self._interrupt = ("failed", f"heartbeat refused: HTTP {exc.status_code}")
+                self._stop(f"heartbeat refused: HTTP {exc.status_code}")
             except ServerUnreachable as exc:
                 log.warning("trial %d: heartbeat not delivered: %s", self.trial_id, exc)
 
     def report(self, step: int, value: float, metrics: dict[str, float]) -> str:
         """Deliver an intermediate value (retried until delivered); return the action."""
+        if self.abandoned.is_set():
+            return "stop"  # the watchdog finished this trial; nothing more is sent for it
         try:
-            return self.client.report(self.trial_id, step, value, _finite(metrics))
+            action = self.client.report(self.trial_id, step, value, _finite(metrics))
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
             return "stop"
@@ -97,12 +139,62 @@ class TrialSession:
             if self.shutdown.is_set():  # the step boundary ends it as "worker shutdown"
                 return "continue"
             raise
+        if action == "stop":
+            self._stop(STOPPED_REASON)
+        return action
 
     def interrupted(self) -> tuple[str, str | None] | None:
         """``("failed", "worker shutdown")`` after a signal, else what the server asked."""
         if self.shutdown.is_set():
             return ("failed", SHUTDOWN_REASON)
         return self._interrupt
+
+    def _train(self, train: Callable[[], TrialResult]) -> None:
+        try:
+            self._outcome = train()
+        except BaseException as exc:  # handed to the watching thread, which raises it
+            self._outcome = exc
+        finally:
+            self._trained.set()
+
+    def _stop_requested_at(self, signalled_at: float | None) -> float | None:
+        times = [t for t in (signalled_at, self._stop_at) if t is not None]
+        return min(times) if times else None
+
+    def run(self, train: Callable[[], TrialResult]) -> TrialResult:
+        """Run ``train()`` in a training thread and return its result (or raise its error),
+        unless a stop request outlasts ``stop_grace``: then the watchdog's ``failed`` result
+        (reason ``worker shutdown`` after a signal, else the server's) with the trial
+        abandoned."""
+        from worker.harness import TrialResult
+
+        self.training = threading.Thread(
+            target=self._train, args=(train,), name=f"trial-{self.trial_id}", daemon=True
+        )
+        self.training.start()
+        signalled_at: float | None = None
+        while not self._trained.wait(_WATCH_INTERVAL):
+            if signalled_at is None and self.shutdown.is_set():
+                signalled_at = time.monotonic()
+            requested = self._stop_requested_at(signalled_at)
+            if requested is None or time.monotonic() - requested < self.stop_grace:
+                continue
+            if self._trained.is_set():
+                break  # it ended just now: its own result counts
+            self.abandoned.set()
+            self._done.set()
+            reason = SHUTDOWN_REASON if self.shutdown.is_set() else self._stop_reason
+            log.warning(
+                "trial %d: still running %.1fs after the stop request; the watchdog ends it (%s)",
+                self.trial_id,
+                time.monotonic() - requested,
+                reason,
+            )
+            return TrialResult("failed", None, reason=reason)
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome
 
 
 class Agent:
@@ -119,6 +211,8 @@ class Agent:
         shutdown: threading.Event | None = None,
         poll_interval: float = 0.5,
         max_poll_interval: float = 5.0,
+        stop_grace: float = DEFAULT_STOP_GRACE,
+        hard_exit: Callable[[int], None] = os._exit,
     ) -> None:
         self.client = client
         self.device = device
@@ -129,12 +223,15 @@ class Agent:
         self.shutdown = shutdown or threading.Event()
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self.stop_grace = stop_grace
+        self.hard_exit = hard_exit
         self.trials_run = 0
 
     def run(self) -> int:
         """Loop until shutdown, ``max_trials`` or ``idle_exit``; return the exit code."""
         names = tasks.names()
         defaults = {name: tasks.get(name).defaults.announce() for name in names}
+        declared = tasks.announce_params(names)
         log.info(
             "worker %s on %s, server %s, tasks: %s",
             self.worker_id,
@@ -149,7 +246,9 @@ class Agent:
                 log.info("ran %d trials (--max-trials); exiting", self.trials_run)
                 return 0
             try:
-                assignment = self.client.claim(self.worker_id, self.device, names, defaults)
+                assignment = self.client.claim(
+                    self.worker_id, self.device, names, defaults, declared
+                )
             except ServerUnreachable as exc:
                 log.warning("claim failed: %s", exc)
                 assignment = None
@@ -174,7 +273,7 @@ class Agent:
         return 0
 
     def run_assignment(self, assignment: dict[str, Any]) -> None:
-        """Train one claimed trial and finish it on the server (whatever happens)."""
+        """Train one claimed trial and finish it on the server (whatever happens), once."""
         from worker.harness import effective_config, run_trial
 
         trial_id = int(assignment["trial_id"])
@@ -182,6 +281,7 @@ class Agent:
         task_name = (assignment.get("task") or {}).get("name")
         config: dict[str, Any] = {}
         started = time.perf_counter()
+        session: TrialSession | None = None
         try:
             task = tasks.get(task_name)
             trial_config = effective_config(task, assignment, self.device)
@@ -189,8 +289,9 @@ class Agent:
             if self.shutdown.is_set():
                 state, value, metrics, reason, timings = "failed", None, {}, SHUTDOWN_REASON, {}
             else:
-                with TrialSession(self.client, assignment, self.shutdown) as session:
-                    result = run_trial(task, trial_config, session)
+                session = TrialSession(self.client, assignment, self.shutdown, self.stop_grace)
+                with session:
+                    result = session.run(lambda: run_trial(task, trial_config, session))
                 state, value, metrics, reason = (
                     result.state,
                     result.value,
@@ -198,6 +299,9 @@ class Agent:
                     result.reason,
                 )
                 timings = result.timings
+        except tasks.InvalidParams as exc:  # the submitter's error: no traceback
+            log.warning("trial %s refused: %s", number, exc)
+            state, value, metrics, timings, reason = "failed", None, {}, {}, str(exc)[:500]
         except Exception as exc:  # a broken task or config fails the trial, not the worker
             log.error("trial %s failed:\n%s", number, traceback.format_exc())
             state, value, metrics, timings = "failed", None, {}, {}
@@ -228,6 +332,25 @@ class Agent:
             log.warning("trial %s: finish refused (%s)", number, exc)
         except ServerUnreachable as exc:
             log.error("trial %s: finish not delivered (the server re-queues it): %s", number, exc)
+        if session is not None and session.abandoned.is_set():
+            self._after_abandoning(session, number)
+
+    def _after_abandoning(self, session: TrialSession, number: Any) -> None:
+        """After the watchdog ended a trial: exit now on a signal, else wait (still
+        answering signals) for the abandoned training to end before the next claim, so
+        two trials never share the device."""
+        training = session.training
+        if training is not None and training.is_alive() and not self.shutdown.is_set():
+            log.warning("trial %s: waiting for its abandoned training to end", number)
+            while training.is_alive() and not self.shutdown.is_set():
+                training.join(_WATCH_INTERVAL)
+        if self.shutdown.is_set() and training is not None and training.is_alive():
+            log.info("exiting with trial %s's training still running", number)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.hard_exit(0)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -248,6 +371,7 @@ def run_agent(
     max_trials: int | None,
     idle_exit: float | None,
     task_modules: list[str],
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> int:
     """Run one agent in this process; return its exit code."""
     from worker.harness import resolve_device
@@ -255,7 +379,11 @@ def run_agent(
     shutdown = threading.Event()
 
     def on_signal(signum: int) -> None:
-        log.info("received %s; stopping at the next step boundary", signal.Signals(signum).name)
+        log.info(
+            "received %s; stopping at the next step boundary (within %gs)",
+            signal.Signals(signum).name,
+            stop_grace,
+        )
         shutdown.set()
 
     with stop_signals(on_signal):
@@ -272,7 +400,12 @@ def run_agent(
             log.warning("no usable GPU among CUDA_VISIBLE_DEVICES; training on cpu")
         with Client(server, token, cancel=shutdown) as client:
             agent = Agent(
-                client, resolved, max_trials=max_trials, idle_exit=idle_exit, shutdown=shutdown
+                client,
+                resolved,
+                max_trials=max_trials,
+                idle_exit=idle_exit,
+                shutdown=shutdown,
+                stop_grace=stop_grace,
             )
             return agent.run()
 
@@ -283,9 +416,12 @@ def agent_command(
     max_trials: int | None = None,
     idle_exit: float | None = None,
     task_modules: list[str] | None = None,
+    stop_grace: float | None = None,
 ) -> list[str]:
     """The command line of one supervised agent (a token travels in its environment)."""
     cmd = lionsweep_command("worker", "--server", server, "--device", device)
+    if stop_grace is not None:
+        cmd += ["--stop-grace", str(stop_grace)]
     if max_trials is not None:
         cmd += ["--max-trials", str(max_trials)]
     if idle_exit is not None:
@@ -303,12 +439,16 @@ def main(
     max_trials: int | None = None,
     idle_exit: float | None = None,
     task_modules: list[str] | None = None,
+    stop_grace: float = DEFAULT_STOP_GRACE,
 ) -> int:
     """Entry point of ``lionsweep worker``: one agent, or with ``gpus`` one per GPU."""
     _setup_logging()
     task_modules = list(task_modules or [])
+    if not stop_grace >= 0 or not math.isfinite(stop_grace):
+        log.error("--stop-grace must be a finite number of seconds ≥ 0, not %s", stop_grace)
+        return EXIT_CONFIG
     if not gpus:
-        return run_agent(server, token, device, max_trials, idle_exit, task_modules)
+        return run_agent(server, token, device, max_trials, idle_exit, task_modules, stop_grace)
     if device not in ("auto", "cpu", "cuda"):
         log.error("with --gpus, --device must be auto, cpu or cuda (each agent sees one GPU)")
         return EXIT_CONFIG
@@ -320,9 +460,11 @@ def main(
     if not slots:
         log.error("--gpus all: no CUDA device is visible")
         return EXIT_CONFIG
-    command = agent_command(server, device, max_trials, idle_exit, task_modules)
+    command = agent_command(server, device, max_trials, idle_exit, task_modules, stop_grace)
     env = {**os.environ, "LIONSWEEP_TOKEN": token} if token else None
     with Supervisor() as supervisor:
         for child in agent_children(command, slots, cpu=device == "cpu", env=env):
+            # Room for the agent's own watchdog and its last finish before escalating.
+            child.grace = max(child.grace, stop_grace + SHUTDOWN_FINISH_DEADLINE + 5.0)
             supervisor.start(child)
         return supervisor.run()

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from worker import EXIT_CONFIG, EXIT_REFUSED
+from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, EXIT_REFUSED
 from worker.client import DEFAULT_SERVER, ApiError, Client, ServerUnreachable
 
 console = Console()
@@ -128,6 +128,14 @@ def worker(
         list[str] | None,
         typer.Option("--task-module", help="Import this module to register its tasks."),
     ] = None,
+    stop_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="LIONSWEEP_WORKER_STOP_GRACE",
+            help="Seconds a trial may take to end after a stop signal or the server's stop "
+            "before the worker ends it itself (and, on a signal, exits).",
+        ),
+    ] = DEFAULT_STOP_GRACE,
 ) -> None:
     """Run a worker agent: claim trials, train, report, finish."""
     from worker.agent import main as worker_main
@@ -141,5 +149,6 @@ def worker(
             max_trials=max_trials,
             idle_exit=idle_exit,
             task_modules=task_module or [],
+            stop_grace=stop_grace,
         )
     )
