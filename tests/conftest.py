@@ -86,6 +86,17 @@ def postgres_admin_url() -> str:
     return url
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _drop_database(conn: Connection, name: str) -> None:
     """Disconnect everyone from database ``name``, then drop it (no error if it is gone)."""
     conn.execute(
@@ -106,7 +117,8 @@ class PostgresDatabases:
     trips over one. Each call returns the URL of a new ``lionsweep_test_<pid>_<random>``
     database, ``CREATE DATABASE … TEMPLATE`` the template (``empty=True``: a blank one).
     The random part keeps two test runs sharing one server apart. ``drop(url)`` removes
-    one early; ``close()`` drops whatever is left, the template last.
+    one early; ``close()`` drops whatever is left, the template last. Databases left by a
+    killed run on this machine (its pid is gone) are dropped when the next one starts.
     """
 
     def __init__(self, admin_url: str) -> None:
@@ -114,6 +126,25 @@ class PostgresDatabases:
         self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         self.created: list[str] = []
         self.template: str | None = None
+        self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Drop the databases of test runs on this machine that died before cleaning up.
+
+        Only for a server on this machine: a pid from another machine says nothing here.
+        """
+        if make_url(self.admin_url).host not in (None, "", "localhost", "127.0.0.1", "::1"):
+            return
+        with self.admin.connect() as conn:
+            names = conn.scalars(
+                text(
+                    "SELECT datname FROM pg_database "
+                    "WHERE datname ~ '^lionsweep_(tpl|test)_[0-9]+_[0-9a-f]{8}$'"
+                )
+            ).all()
+            for name in names:
+                if not _process_alive(int(name.split("_")[2])):
+                    _drop_database(conn, name)
 
     def _name(self, kind: str) -> str:
         return f"lionsweep_{kind}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
