@@ -37,7 +37,8 @@ accepts a crashed trial as running or failed until it sees it reaped.
 Examples are derandomized and not shrunk (profile ``lionsweep-ledger-ci``: 10 examples of
 30 steps). ``LIONSWEEP_LEDGER_PROFILE=lionsweep-ledger-shrink`` replays the same search
 and minimizes a failure (minutes: each try starts a server);
-``LIONSWEEP_LEDGER_PROFILE=lionsweep-ledger-deep`` searches longer, at random.
+``LIONSWEEP_LEDGER_PROFILE=lionsweep-ledger-deep`` searches longer, at random (40 examples
+of 50 steps, about 5 minutes per backend).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ settings.register_profile(
 settings.register_profile(
     "lionsweep-ledger-deep",
     parent=settings.get_profile("lionsweep-ledger-shrink"),
-    max_examples=100,
+    max_examples=40,
     stateful_step_count=50,
     derandomize=False,
 )
