@@ -53,31 +53,10 @@ class Worker:
             raise AssertionError(f"worker still running after {timeout}s:\n{self.log()}") from None
 
 
-def claims_accept_task_params(server_url: str) -> bool:
-    """Whether the server's claim has a ``task_params`` field (its OpenAPI schema says so)."""
-    try:
-        r = httpx.get(f"{server_url}/openapi.json", timeout=10)
-    except httpx.TransportError:
-        return True  # no server there: nothing to tell the worker
-    if r.status_code != 200:
-        return False
-    claim = r.json().get("components", {}).get("schemas", {}).get("ClaimRequest", {})
-    return "task_params" in claim.get("properties", {})
-
-
-# Imported by every Python process of a worker (supervised agents too) through PYTHONPATH.
-# Temporary, while worker.client.ANNOUNCE_TASK_PARAMS is on and the server may not take
-# the field yet: only then do the workers leave it out.
-ANNOUNCE_OFF = "import worker.client\nworker.client.ANNOUNCE_TASK_PARAMS = False\n"
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Factory: start ``lionsweep worker --server URL *args``; all are killed at teardown."""
     workers: list[Worker] = []
-    announce_off = tmp_path / "announce_off"
-    announce_off.mkdir()
-    (announce_off / "sitecustomize.py").write_text(ANNOUNCE_OFF)
 
     def start(server_url: str, *args: str, env: dict[str, str] | None = None) -> Worker:
         log_path = tmp_path / f"worker-{len(workers)}.log"
@@ -88,11 +67,6 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        from worker.client import ANNOUNCE_TASK_PARAMS
-
-        if ANNOUNCE_TASK_PARAMS and not claims_accept_task_params(server_url):
-            path = [str(announce_off), *filter(None, [full_env.get("PYTHONPATH")])]
-            full_env["PYTHONPATH"] = os.pathsep.join(path)
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(
                 [*lionsweep_command(), "worker", "--server", server_url, *args],

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import get_free_port
 
-import worker.client
 from worker.client import ApiError, Backoff, Client, ServerUnreachable
 
 FAST = Backoff(base=0.02, cap=0.2)
@@ -172,7 +171,7 @@ def test_after_cancel_delivery_retries_only_for_the_grace_period():
     assert 0.5 < time.monotonic() - started < 3
 
 
-def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted, monkeypatch):
+def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted):
     server = scripted([(204, None)])
     defaults = {"quadratic": {"warmup_steps": 10, "batch_size": 16}}
     declared = {
@@ -182,8 +181,7 @@ def test_claim_with_nothing_to_run_is_none_and_sends_the_announcement(scripted, 
     }
     with Client(server.url, backoff=FAST) as client:
         assert client.claim("host-1-0", "cpu", ["quadratic"], defaults, declared) is None
-        monkeypatch.setattr(worker.client, "ANNOUNCE_TASK_PARAMS", False)
-        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults, declared) is None
+        assert client.claim("host-1-0", "cpu", ["quadratic"], defaults, None) is None
     announced, quiet = (request[3] for request in server.requests)
     assert announced.pop("request_id") and quiet.pop("request_id")
     assert announced == {

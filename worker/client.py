@@ -27,9 +27,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 RETRY_STATUS = frozenset({502, 503, 504})
-#: Whether a claim announces the tasks' param declarations (``task_params``). Temporary:
-#: a server without that field answers a claim carrying it with 422.
-ANNOUNCE_TASK_PARAMS = True
 
 
 class ApiError(Exception):
@@ -187,7 +184,7 @@ class Client:
         """Ask for a trial; return its assignment, or ``None`` when nothing is runnable.
 
         ``task_params``: ``{task: {param: {"type", "low", "high", "choices", "default"}}}``
-        for the tasks that declare their params (sent while ``ANNOUNCE_TASK_PARAMS``).
+        for the tasks that declare their params.
         One ``request_id`` per call, repeated by every retry of it: a retry after a lost
         answer gets back the trial the server already handed out.
         """
@@ -199,7 +196,7 @@ class Client:
         }
         if task_defaults:
             body["task_defaults"] = task_defaults
-        if task_params and ANNOUNCE_TASK_PARAMS:
+        if task_params:
             body["task_params"] = task_params
         response = self.request("POST", "/api/trials/claim", json=body)
         if response.status_code == 204 or not response.content:
