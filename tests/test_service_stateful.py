@@ -386,10 +386,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(
         i=st.integers(0, 50),
-        state=st.sampled_from(["complete", "pruned", "failed", "failed"]),
+        state=st.sampled_from(["complete", "pruned", "failed", "failed"]),  # retries run out
         value=st.floats(-1e3, 1e3),
     )
     def finish(self, i: int, state: str, value: float) -> None:
+        """Finish a held trial; a failure is re-queued exactly while retries remain."""
         c = self._held(i)
         if c is None:
             return
