@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from optim.scaling import ADAMW_TO_LION_FACTOR
+from optim.scaling import ADAMW_TO_LION_FACTOR, from_adamw
 
 PARAMS = ("lr", "weight_decay", "beta1", "beta2", "warmup_steps", "batch_size")
 INT_PARAMS = ("warmup_steps", "batch_size")
@@ -16,13 +26,101 @@ SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 STATES = ("complete", "pruned", "failed", "running", "waiting")
 
-Scalar = float | int | str | bool
+INT32_MAX = 2**31 - 1
+"""The largest SQL INTEGER (trial ids and numbers, Optuna's intermediate-value steps, counts)."""
+SEED_LIMIT = 2**32
+"""Seeds must be below this: numpy's RandomState, which Optuna's samplers use, takes 0..2**32-1."""
+TREE_MAX_DEPTH = 16
+"""How deep free-form data (task params, metrics, configs) may nest."""
+TREE_MAX_BYTES = 64 * 1024
+"""How large free-form data may be, as compact JSON."""
+NUL_MSG = "must not contain NUL characters (\\u0000)"
 
 
 class Strict(BaseModel):
-    """Base for request models: unknown fields are an error."""
+    """Base for request models: unknown fields, coerced types and non-finite floats are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: ``true``, ``"5"`` and ``5.0`` are not the integer 5 and ``"3"`` is not a number
+    (an integer is still a valid float).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(NUL_MSG)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string without NUL characters (PostgreSQL cannot store them)."""
+
+
+class JsonPairs(list):
+    """A JSON object as the list of its (key, value) pairs, repeats kept (see ``json_problem``)."""
+
+
+class JsonProblem(NamedTuple):
+    """Where JSON data breaks a rule: the path inside it, an error type, what is wrong."""
+
+    path: tuple[str | int, ...]
+    kind: str
+    msg: str
+
+
+def json_problem(value: Any, max_depth: int, *, text_rules: bool = True) -> JsonProblem | None:
+    """The first place where JSON-like ``value`` breaks the rules for free-form data, or None.
+
+    Rules: containers nest at most ``max_depth`` deep, floats are finite, keys are unique
+    (objects given as :class:`JsonPairs` keep their repeats), and with ``text_rules`` no
+    string or key holds a NUL character. The walk is iterative, so no nesting depth can
+    exhaust the stack.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            msg = "must be a finite number (not NaN, Infinity or beyond float range)"
+            return JsonProblem(path, "finite_number", msg)
+        if isinstance(v, str):
+            if text_rules and "\x00" in v:
+                return JsonProblem(path, "string_nul", NUL_MSG)
+            continue
+        if isinstance(v, dict | JsonPairs):
+            items: Iterator[tuple[Any, Any]] = iter(v.items() if isinstance(v, dict) else v)
+        elif isinstance(v, list):
+            items = enumerate(v)
+        else:
+            continue
+        if len(path) >= max_depth:
+            return JsonProblem(path, "too_deep", f"nests deeper than {max_depth} levels")
+        seen: set[Any] = set()
+        for k, item in items:
+            if isinstance(k, str):
+                if k in seen:
+                    return JsonProblem(path, "duplicate_key", f"duplicate key {k!r}")
+                seen.add(k)
+                if text_rules and "\x00" in k:
+                    return JsonProblem(path, "string_nul", f"keys {NUL_MSG}")
+            stack.append((item, (*path, k)))
+    return None
+
+
+def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form data: at most TREE_MAX_DEPTH deep and TREE_MAX_BYTES as JSON; finite; no NUL."""
+    problem = json_problem(value, TREE_MAX_DEPTH)
+    if problem is not None:
+        inside = "".join(f"[{p!r}]" for p in problem.path)
+        raise ValueError(f"{inside} {problem.msg}".strip())
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > TREE_MAX_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {TREE_MAX_BYTES} are allowed")
+    return value
+
+
+JsonTree = Annotated[dict[str, Any], AfterValidator(_bounded_tree)]
+"""Free-form JSON data (task params, metrics, configs), bounded in depth and size."""
 
 
 class Dimension(Strict):
@@ -33,7 +131,7 @@ class Dimension(Strict):
     high: float | None = None
     log: bool = False
     step: float | None = Field(default=None, gt=0)
-    choices: list[float] | None = Field(default=None, min_length=1)
+    choices: list[float] | None = Field(default=None, min_length=1, max_length=1000)
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +242,8 @@ class SearchSpace(Strict):
             low = 1 if name == "batch_size" else 0
             if any(v < low for v in vals):
                 raise ValueError(f"{name} must be >= {low}")
+            if any(v > INT32_MAX for v in vals):
+                raise ValueError(f"{name} must be <= {INT32_MAX}")
         return dim
 
     def dimensions(self) -> dict[str, Dimension]:
@@ -155,13 +255,13 @@ class TaskRef(Strict):
     """A task by name (registered by workers) with its parameters."""
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonTree = Field(default_factory=dict)
 
 
 class Objective(Strict):
     """The metric to optimize and in which direction."""
 
-    metric: str = Field(default="val_loss", min_length=1, max_length=100)
+    metric: Text = Field(default="val_loss", min_length=1, max_length=100)
     direction: Literal["minimize", "maximize"] = "minimize"
 
 
@@ -169,24 +269,32 @@ class SamplerSpec(Strict):
     """Which Optuna sampler and its seed."""
 
     name: Literal["tpe", "random", "grid", "qmc", "cmaes", "gp"] = "tpe"
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
 
 
 class PrunerSpec(Strict):
     """Which Optuna pruner, with its main knobs."""
 
     name: Literal["none", "median", "successive_halving", "hyperband"] = "hyperband"
-    min_resource: int | None = Field(default=None, ge=1)
-    max_resource: int | None = Field(default=None, ge=1)
-    reduction_factor: int | None = Field(default=None, ge=2)
-    n_startup_trials: int | None = Field(default=None, ge=0)
-    n_warmup_steps: int | None = Field(default=None, ge=0)
+    min_resource: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_resource: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    reduction_factor: int | None = Field(default=None, ge=2, le=100)
+    n_startup_trials: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    n_warmup_steps: int | None = Field(default=None, ge=0, le=INT32_MAX)
+
+    @model_validator(mode="after")
+    def _resources_ordered(self) -> PrunerSpec:
+        """min_resource <= max_resource when both are given."""
+        lo, hi = self.min_resource, self.max_resource
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_resource must be <= max_resource (got {lo} > {hi})")
+        return self
 
 
 class Budget(Strict):
     """Per-trial budget passed to workers."""
 
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class FromAdamW(Strict):
@@ -196,6 +304,14 @@ class FromAdamW(Strict):
     weight_decay: float = Field(ge=0)
     factor: float = Field(default=ADAMW_TO_LION_FACTOR, gt=0)
 
+    @model_validator(mode="after")
+    def _converts_finite(self) -> FromAdamW:
+        """The converted Lion lr and weight decay stay within float range."""
+        lr, wd = from_adamw(self.lr, self.weight_decay, factor=self.factor)
+        if not (math.isfinite(lr) and math.isfinite(wd)):
+            raise ValueError("lr / factor or weight_decay * factor is beyond float range")
+        return self
+
 
 class EnqueuedConfig(Strict):
     """A config to try first; unspecified parameters are sampled."""
@@ -204,8 +320,8 @@ class EnqueuedConfig(Strict):
     weight_decay: float | None = Field(default=None, ge=0)
     beta1: float | None = Field(default=None, ge=0, lt=1)
     beta2: float | None = Field(default=None, ge=0, lt=1)
-    warmup_steps: int | None = Field(default=None, ge=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    warmup_steps: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
     optimizer: Literal["lion", "adamw"] | None = None
     from_adamw: FromAdamW | None = None
 
@@ -220,13 +336,13 @@ class EnqueuedConfig(Strict):
 class SweepSpec(Strict):
     """A sweep as submitted (JSON or YAML)."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     task: TaskRef
     space: SearchSpace = Field(default_factory=SearchSpace)
     objective: Objective = Field(default_factory=Objective)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    n_trials: int = Field(default=20, ge=1)
+    n_trials: int = Field(default=20, ge=1, le=INT32_MAX)
     max_retries: int = Field(default=2, ge=0, le=100)
     enqueue: list[EnqueuedConfig] = Field(default_factory=list)
     baseline: Literal["adamw"] | None = None
@@ -302,6 +418,12 @@ class TrialOut(BaseModel):
     duration_seconds: float | None
     retry_of: int | None
 
+    @field_validator("datetime_start", "datetime_complete")
+    @classmethod
+    def _zoned(cls, dt: datetime | None) -> datetime | None:
+        """Optuna stores naive local times of the server process: attach that zone."""
+        return dt.astimezone() if dt is not None and dt.tzinfo is None else dt
+
 
 class TrialPage(BaseModel):
     """One page of trials."""
@@ -361,11 +483,14 @@ class ImportancesOut(BaseModel):
 class ClaimRequest(Strict):
     """What a worker can run."""
 
-    worker_id: str = Field(min_length=1, max_length=200)
-    device: str = Field(default="cpu", max_length=100)
-    tasks: list[str] = Field(min_length=1, max_length=200)
-    task_defaults: dict[str, dict[str, Any]] = Field(
+    worker_id: Text = Field(min_length=1, max_length=200)
+    device: Text = Field(default="cpu", max_length=100)
+    tasks: list[Annotated[Text, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=200
+    )
+    task_defaults: dict[str, JsonTree] = Field(
         default_factory=dict,
+        max_length=200,
         description="Accepted but not stored: a trial's finish reports the config it ran with.",
     )
     request_id: str | None = Field(
@@ -395,17 +520,9 @@ class Assignment(BaseModel):
 class ReportRequest(Strict):
     """An intermediate value at a step (also a heartbeat)."""
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=INT32_MAX)
     value: float
-    metrics: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        """Intermediate values must be finite."""
-        if not math.isfinite(v):
-            raise ValueError("value must be a finite number")
-        return v
+    metrics: JsonTree = Field(default_factory=dict)
 
 
 class ActionOut(BaseModel):
@@ -419,17 +536,15 @@ class FinishRequest(Strict):
 
     state: Literal["complete", "pruned", "failed"]
     value: float | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    config: dict[str, Any] = Field(default_factory=dict)
-    reason: str | None = Field(default=None, max_length=2000)
+    metrics: JsonTree = Field(default_factory=dict)
+    config: JsonTree = Field(default_factory=dict)
+    reason: Text | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _value_rules(self) -> FinishRequest:
-        """A complete trial needs a finite value."""
-        if self.state == "complete" and (self.value is None or not math.isfinite(self.value)):
+        """A complete trial needs a value (finite, as every float of a request)."""
+        if self.state == "complete" and self.value is None:
             raise ValueError("value: a complete trial needs a finite value")
-        if self.value is not None and not math.isfinite(self.value):
-            raise ValueError("value must be a finite number or null")
         return self
 
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from service import schemas
 from service.auth import ReadScope, SubmitScope
-from service.routes import Id, SweepsDep
+from service.routes import ID_MAX, Id, SweepsDep
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=ID_MAX)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -20,6 +20,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.SweepOut,
+    responses={200: {"description": "The sweep an earlier request with this Idempotency-Key made"}},
     openapi_extra={
         "requestBody": {
             "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/SweepSpec"}}}
@@ -31,11 +32,13 @@ def create_sweep(
     sweeps: SweepsDep,
     response: Response,
     _: SubmitScope,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> schemas.SweepOut:
-    """Submit a sweep (JSON or YAML); an Idempotency-Key makes retries return the first one."""
-    out, _created = sweeps.create(spec, idempotency_key)
+    """Submit a sweep (JSON or YAML); an Idempotency-Key makes retries return the first (200)."""
+    out, created = sweeps.create(spec, idempotency_key)
     response.headers["Location"] = f"/api/sweeps/{out.id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return out
 
 
