@@ -82,6 +82,17 @@ def request_token(scope: Scope) -> str | None:
     return morsel.value if morsel and morsel.value else None
 
 
+def with_accept_encoding(scope: Scope) -> Scope:
+    """``scope`` with ``Accept-Encoding: identity`` when the request sent none.
+
+    optuna-dashboard reads ``request.headers["Accept-Encoding"]`` when it serves static
+    files, which raises (a 500) for a client that sends no such header.
+    """
+    if any(k.lower() == b"accept-encoding" for k, _ in scope["headers"]):
+        return scope
+    return {**scope, "headers": [*scope["headers"], (b"accept-encoding", b"identity")]}
+
+
 class OptunaDashboard:
     """ASGI app: read-only optuna-dashboard for ``settings.database_url``, built on first use."""
 
@@ -118,7 +129,7 @@ class OptunaDashboard:
         import httpx
 
         transport = httpx.ASGITransport(app=scope["app"])
-        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             answer = await client.get(
                 "/api/sweeps", params={"limit": 1}, headers={"Authorization": f"Bearer {token}"}
             )
@@ -162,4 +173,4 @@ class OptunaDashboard:
         if response is not None:
             await response(scope, receive, send)
             return
-        await wsgi(scope, receive, send)
+        await wsgi(with_accept_encoding(scope), receive, send)
