@@ -16,6 +16,11 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./lionsweep.db"
     host: str = "127.0.0.1"
+    allowed_hosts: str = ""
+    """Comma-separated host names the server answers to besides its bound address and the
+    loopback names (``*``: any). Other ``Host`` headers get a 400 (against DNS rebinding);
+    browser requests that change something must come from one of these origins or the
+    server's own. With a wildcard bind (0.0.0.0) and none set, any Host is served."""
     port: int = Field(default=8000, ge=0, le=65535)
     require_read_token: bool = False
     max_trials_cap: int = Field(default=10_000, ge=1)
@@ -55,6 +60,21 @@ class Settings(BaseSettings):
                 f"({GRACE_TO_INTERVAL * interval:g} s), or the reaper fails live trials"
             )
         return grace
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: str) -> str:
+        """Bare host names (or ``*``), no scheme, port or path."""
+        for name in filter(None, (h.strip() for h in hosts.split(","))):
+            if name != "*" and ("/" in name or " " in name or name.count(":") == 1):
+                raise ValueError(f"{name!r}: give bare host names (no scheme, port or path)")
+        return hosts
+
+    @property
+    def allowed_host_names(self) -> list[str]:
+        """``allowed_hosts`` as lower-case names without brackets or a trailing dot."""
+        names = (h.strip().lower().strip("[]").rstrip(".") for h in self.allowed_hosts.split(","))
+        return [n for n in names if n]
 
     @property
     def is_sqlite(self) -> bool:

@@ -252,7 +252,7 @@ def test_yaml_is_converted_only_for_sweep_submissions(client):
         content=b"worker_id: w\ntasks: [quadratic]\n",
         headers={"Content-Type": "application/yaml"},
     )
-    assert r.status_code == 422
+    assert r.status_code == 415 and "application/json" in r.json()["detail"]
 
 
 def test_a_grid_of_a_billion_points_is_refused_at_once(client, server):
