@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import AsyncIterator, Hashable
@@ -16,11 +17,17 @@ import anyio
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import schemas
-from service.auth import Authenticator, add_token, count_tokens
+from service.auth import Authenticator, ReadScope, add_token, count_tokens
 from service.db import Database, upgrade
 from service.metrics import Metrics
 from service.settings import Settings
@@ -38,6 +45,7 @@ YAML_MAX_BYTES = 64 * 1024
 BODY_MAX_DEPTH = 32
 """How deep a request body may nest (fields with free-form data allow less: see schemas)."""
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
@@ -345,6 +353,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def finite_safe(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string ("NaN", "Infinity",
+    "-Infinity"), so an error that quotes such an input can still be sent as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_safe(v) for v in value]
+    return value
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 for invalid input, safe to encode whatever the input quoted."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": finite_safe(jsonable_encoder(exc.errors()))}, 422)
+
+
+async def http_error(request: Request, exc: Exception) -> Any:
+    """Starlette's HTTP errors; a 405 lists in ``Allow`` every method the path takes."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and request.scope.get("type") == "http":
+        methods = [
+            method
+            for method in HTTP_METHODS
+            if any(
+                not isinstance(route, Mount)
+                and route.matches({**request.scope, "method": method})[0] == Match.FULL
+                for route in request.app.router.routes
+            )
+        ]
+        if methods:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(methods)}
+            exc = StarletteHTTPException(405, exc.detail, headers=headers)
+    return await http_exception_handler(request, exc)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API application for ``settings`` (migrates and starts the reaper in its lifespan)."""
 
@@ -375,6 +420,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Hyperparameter sweeps for the Lion optimizer on SQL-backed Optuna studies.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.add_middleware(RequestGate, settings=settings)
@@ -388,20 +436,47 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         if isinstance(exc, Invalid):
-            return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=422)
+            return JSONResponse({"detail": finite_safe(jsonable_encoder(exc.detail))}, 422)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code)
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "The database is down"}})
+    def healthz(request: Request) -> JSONResponse:
+        """Health: the process answers and the database runs a query (503 when it does not)."""
+        try:
+            with request.app.state.db.session() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as e:
+            log.warning("health check: the database is unavailable: %s", e)
+            return JSONResponse(
+                {"status": "unavailable", "detail": f"database unavailable ({type(e).__name__})"},
+                503,
+            )
+        return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-    def metrics(request: Request) -> PlainTextResponse:
-        """Prometheus metrics."""
+    def metrics(request: Request, _: ReadScope) -> PlainTextResponse:
+        """Prometheus metrics (a read token when LIONSWEEP_REQUIRE_READ_TOKEN is set)."""
         return PlainTextResponse(
             request.app.state.metrics.render(), media_type="text/plain; version=0.0.4"
         )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_: ReadScope) -> JSONResponse:
+        """The OpenAPI schema (guarded like every read)."""
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_: ReadScope) -> HTMLResponse:
+        """Swagger UI."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="lionsweep API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(_: ReadScope) -> HTMLResponse:
+        """ReDoc."""
+        return get_redoc_html(openapi_url="/openapi.json", title="lionsweep API")
 
     from service.routes import scaling, sweeps, trials
 
