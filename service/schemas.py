@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -480,6 +481,38 @@ class ImportancesOut(BaseModel):
     importances: dict[str, float]
 
 
+class ParamDeclaration(Strict):
+    """One task param a worker declares: its type, inclusive bounds or choices, and default."""
+
+    type: Literal["int", "float", "bool", "str"]
+    default: int | float | bool | Text | None = None
+    low: int | float | None = None
+    high: int | float | None = None
+    choices: list[int | float | bool | Text] | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ParamDeclaration:
+        """low <= high when both are given."""
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low must be <= high (got {self.low} > {self.high})")
+        return self
+
+
+def _declarations(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's param declarations are ParamDeclarations (kept as plain dicts to store)."""
+    for task, params in value.items():
+        if not isinstance(params, dict):
+            raise ValueError(f"[{task!r}] must map param names to declarations")
+        for name, declared in params.items():
+            try:
+                ParamDeclaration.model_validate(declared)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = "".join(f"[{p!r}]" for p in (task, name, *first["loc"]))
+                raise ValueError(f"{where} {first['msg']}") from None
+    return value
+
+
 class ClaimRequest(Strict):
     """What a worker can run."""
 
@@ -492,6 +525,12 @@ class ClaimRequest(Strict):
         default_factory=dict,
         max_length=200,
         description="Accepted but not stored: a trial's finish reports the config it ran with.",
+    )
+    task_params: Annotated[dict[str, JsonTree], AfterValidator(_declarations)] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="The params each task accepts, ``{task: {param: {type, default, low, high, "
+        "choices}}}``: a submitted sweep's task params are checked against them.",
     )
     request_id: str | None = Field(
         default=None,

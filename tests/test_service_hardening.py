@@ -465,3 +465,15 @@ def test_host_rule_for_each_kind_of_bind():
     assert HostRule(Settings(allowed_hosts="*")).host_ok("evil.example")
     with pytest.raises(ValueError, match="bare host names"):
         Settings(allowed_hosts="http://sweeps.example")
+
+
+def test_claims_carry_checked_task_param_declarations(client):
+    task = task_name()
+    declared = {task: {"steps": {"type": "int", "low": 1, "high": 100, "default": 10}}}
+    claim = {"worker_id": "decl", "tasks": [task], "task_params": declared}
+    assert client.post("/api/trials/claim", json=claim).status_code == 204
+    r = client.post("/api/sweeps", json=spec(task={"name": task, "params": {"steps": 1000}}))
+    assert_422(r, ["task", "params", "steps"], "<= 100")
+    bad = {task: {"steps": {"type": "int", "low": "1"}}}
+    r = client.post("/api/trials/claim", json={**claim, "task_params": bad})
+    assert_422(r, ["task_params"], "['steps']['low']")
