@@ -199,7 +199,7 @@ class Ledger:
     def touch_worker(self, req: schemas.ClaimRequest) -> None:
         """Record the worker, the tasks it announces and their declared params (at most every
         30 s if unchanged)."""
-        task_params = getattr(req, "task_params", None) or None
+        task_params = req.task_params or None
         key = (req.device, tuple(req.tasks), repr(task_params))
         now = time.monotonic()
         seen = self._workers_seen.get(req.worker_id)
