@@ -109,7 +109,7 @@ def test_a_crashed_create_does_not_poison_its_idempotency_key(database_url, live
         assert r.status_code == 201, r.text
         assert time.monotonic() - t0 < 3
         again = c.post("/api/sweeps", json=spec, headers={"Idempotency-Key": "key-1"})
-        assert again.status_code == 201 and again.json()["id"] == r.json()["id"]
+        assert again.status_code == 200 and again.json()["id"] == r.json()["id"]
         assert claim(c).status_code == 200
         listed = c.get("/api/sweeps").json()
         assert [s["id"] for s in listed["items"]] == [r.json()["id"]]
@@ -129,7 +129,7 @@ def test_concurrent_creates_with_one_key_make_one_sweep(database_url, live_serve
         t.start()
     for t in threads:
         t.join()
-    assert [a.status_code for a in answers] == [201] * 6
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
     assert len({a.json()["id"] for a in answers}) == 1
     with httpx.Client(base_url=server.url, timeout=30) as c:
         assert c.get("/api/sweeps").json()["total"] == 1
