@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import optuna
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import lionsweep_command
@@ -24,6 +25,7 @@ OURS = {
 }
 
 
+@pytest.mark.empty_database
 def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
     # Optuna first (its own alembic_version table), then ours, then again: all idempotent.
     optuna.create_study(study_name="plain-optuna", storage=database_url)

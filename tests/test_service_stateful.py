@@ -516,15 +516,11 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sweep_id is not None)
     @invariant()
     def ledger_is_consistent(self) -> None:
-        # The server's reaper works on its own: while a crashed trial is being failed and
-        # re-queued, a snapshot may fall between the two steps. Settle before judging.
-        for attempt in range(3):
-            sweep, trials = self._snapshot()
-            self._observe_reaps(trials)
-            problems = self._problems(sweep, trials)
-            if not problems or not (self.lost or self.reaped) or attempt == 2:
-                break
-            time.sleep(0.3)
+        # Every transition is one transaction (a failure and its retry commit together), so
+        # any consistent snapshot must satisfy every invariant: no settling, no slack.
+        sweep, trials = self._snapshot()
+        self._observe_reaps(trials)
+        problems = self._problems(sweep, trials)
         assert not problems, "\n".join([*problems, self._table()])
 
     def _observe_reaps(self, trials: list[dict[str, Any]]) -> None:
