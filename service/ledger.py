@@ -324,6 +324,7 @@ class Ledger:
         with self.db.transaction(info.id) as tx:
             status = self._running_trial(tx, info, trial_id)
             lease = self._lease(tx, info, trial_id)
+            _check_holder(lease, req.worker_id)
             if lease.last_step == req.step and lease.last_action:
                 return schemas.ActionOut(action=lease.last_action)
             self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
@@ -339,12 +340,13 @@ class Ledger:
             lease.last_step, lease.last_action = req.step, action
         return schemas.ActionOut(action=action)
 
-    def heartbeat(self, trial_id: int) -> schemas.ActionOut:
+    def heartbeat(self, trial_id: int, worker_id: str | None = None) -> schemas.ActionOut:
         """Extend a running trial's lease; say stop when its sweep is cancelled."""
         info = self.catalog.of_trial(trial_id)
         with self.db.transaction(info.id) as tx:
             status = self._running_trial(tx, info, trial_id)
             lease = self._lease(tx, info, trial_id)
+            _check_holder(lease, worker_id)
             lease.heartbeat_at = self.db.clock()
         return schemas.ActionOut(action="stop" if status == "cancelled" else "continue")
 
@@ -360,6 +362,9 @@ class Ledger:
             status = _status(tx, info.id)
             if status is None:
                 raise NotFound(f"trial {trial_id} does not belong to a sweep")
+            lease = tx.get(Lease, trial_id)
+            if lease is not None:
+                _check_holder(lease, req.worker_id)
             trial = self.storage.get_trial(trial_id)
             if trial.state != TrialState.RUNNING:
                 if trial.state != wanted:
@@ -500,6 +505,14 @@ class Ledger:
 def _status(tx: Session, sweep_id: int) -> str | None:
     """The sweep's status as read inside the transaction (None once deleted)."""
     return tx.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
+
+
+def _check_holder(lease: Lease, worker_id: str | None) -> None:
+    """Refuse a call about a trial from a worker other than the one that claimed it."""
+    if worker_id is not None and lease.worker_id not in (worker_id, "unknown"):
+        raise Conflict(
+            f"trial {lease.trial_id} was claimed by worker {lease.worker_id!r}, not {worker_id!r}"
+        )
 
 
 def _retries_used(trial: FrozenTrial) -> int:

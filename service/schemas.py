@@ -556,7 +556,14 @@ class Assignment(BaseModel):
     heartbeat_interval: float
 
 
-class ReportRequest(Strict):
+class FromHolder(Strict):
+    """A call about a claimed trial, signed with the claimant's worker id (a call from any
+    other worker is refused with 409; unsigned calls are taken, for older workers)."""
+
+    worker_id: Text | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ReportRequest(FromHolder):
     """An intermediate value at a step (also a heartbeat)."""
 
     step: int = Field(ge=0, le=INT32_MAX)
@@ -570,7 +577,7 @@ class ActionOut(BaseModel):
     action: Literal["continue", "prune", "stop"]
 
 
-class FinishRequest(Strict):
+class FinishRequest(FromHolder):
     """How a trial ended."""
 
     state: Literal["complete", "pruned", "failed"]
@@ -595,8 +602,8 @@ class FinishOut(BaseModel):
     requeued: bool
 
 
-class HeartbeatRequest(Strict):
-    """An empty heartbeat body."""
+class HeartbeatRequest(FromHolder):
+    """A heartbeat (its body may be empty)."""
 
 
 class AnalyticRuleOut(BaseModel):

@@ -109,9 +109,9 @@ class Sweeps:
         """Record an intermediate value (and heartbeat); say continue, prune or stop."""
         return self.ledger.report(trial_id, req)
 
-    def heartbeat(self, trial_id: int) -> schemas.ActionOut:
-        """Extend the trial's lease."""
-        return self.ledger.heartbeat(trial_id)
+    def heartbeat(self, trial_id: int, worker_id: str | None = None) -> schemas.ActionOut:
+        """Extend the trial's lease (only its claimant may)."""
+        return self.ledger.heartbeat(trial_id, worker_id)
 
     def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
         """Complete, prune or fail a running trial (a failure is re-queued while retries remain)."""

@@ -319,3 +319,29 @@ def test_hyperband_rungs_are_report_steps_in_several_brackets(sqlite_url, live_s
         pruned += t.state == TrialState.PRUNED
     assert first_rung_steps == {100, 300, 900}  # three brackets
     assert 0 < pruned < n
+
+
+def test_only_the_claimant_may_report_heartbeat_or_finish(database_url, live_server):
+    server = live_server(database_url)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        sweep = make_sweep(c, n_trials=1, max_retries=1)
+        a = claim(c, worker="w1").json()
+        url = f"/api/trials/{a['trial_id']}"
+        stranger = {"worker_id": "w2"}
+        for path, body in [
+            ("report", {"step": 1, "value": 1.0}),
+            ("heartbeat", {}),
+            ("finish", {"state": "complete", "value": 1.0}),
+        ]:
+            r = c.post(f"{url}/{path}", json={**body, **stranger})
+            assert r.status_code == 409 and "claimed by worker 'w1'" in r.json()["detail"], r.text
+        trial = c.get(f"/api/sweeps/{sweep['id']}/trials/{a['trial_number']}").json()
+        assert trial["state"] == "running" and trial["intermediate_values"] == {}
+        assert c.post(f"{url}/report", json={"step": 1, "value": 1.0, "worker_id": "w1"}).is_success
+        assert c.post(f"{url}/report", json={"step": 2, "value": 1.0}).is_success  # unsigned
+        done = c.post(f"{url}/finish", json={"state": "failed", "worker_id": "w1"})
+        assert done.json()["requeued"] is True
+        # The retry belongs to whoever claims it next.
+        b = claim(c, worker="w2").json()
+        finish = {"state": "complete", "value": 1.0, "worker_id": "w2"}
+        assert c.post(f"/api/trials/{b['trial_id']}/finish", json=finish).is_success

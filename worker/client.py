@@ -95,6 +95,7 @@ class Client:
         self.cancel = cancel
         self.cancel_grace = cancel_grace
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+        self._holders: dict[int, str] = {}
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -201,20 +202,32 @@ class Client:
         response = self.request("POST", "/api/trials/claim", json=body)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        assignment = response.json()
+        self._holders[assignment["trial_id"]] = worker_id
+        return assignment
+
+    def _as_holder(self, trial_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` signed with the worker id that claimed the trial (the server refuses
+        calls about a trial from any other worker)."""
+        holder = self._holders.get(trial_id)
+        return {**body, "worker_id": holder} if holder else body
 
     def report(
         self, trial_id: int, step: int, value: float, metrics: dict[str, float] | None = None
     ) -> str:
         """Deliver an intermediate value; return the server's action (continue/prune/stop)."""
-        body = {"step": step, "value": value, "metrics": metrics or {}}
+        body = self._as_holder(trial_id, {"step": step, "value": value, "metrics": metrics or {}})
         response = self.request("POST", f"/api/trials/{trial_id}/report", json=body, deliver=True)
         return response.json()["action"]
 
     def heartbeat(self, trial_id: int, deadline: float | None = None) -> str:
         """Tell the server the trial is alive; return its action (continue/prune/stop)."""
         response = self.request(
-            "POST", f"/api/trials/{trial_id}/heartbeat", json={}, deliver=True, deadline=deadline
+            "POST",
+            f"/api/trials/{trial_id}/heartbeat",
+            json=self._as_holder(trial_id, {}),
+            deliver=True,
+            deadline=deadline,
         )
         return response.json()["action"]
 
@@ -229,13 +242,16 @@ class Client:
         deadline: float | None = None,
     ) -> dict[str, Any]:
         """End a trial as complete, pruned or failed; return the server's answer."""
-        body = {
-            "state": state,
-            "value": value,
-            "metrics": metrics or {},
-            "config": config or {},
-            "reason": reason,
-        }
+        body = self._as_holder(
+            trial_id,
+            {
+                "state": state,
+                "value": value,
+                "metrics": metrics or {},
+                "config": config or {},
+                "reason": reason,
+            },
+        )
         response = self.request(
             "POST", f"/api/trials/{trial_id}/finish", json=body, deliver=True, deadline=deadline
         )

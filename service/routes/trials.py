@@ -45,7 +45,7 @@ def heartbeat(
     trial_id: Id, sweeps: SweepsDep, _: WorkerScope, body: schemas.HeartbeatRequest | None = None
 ) -> schemas.ActionOut:
     """Extend the trial's lease."""
-    return sweeps.heartbeat(trial_id)
+    return sweeps.heartbeat(trial_id, body.worker_id if body else None)
 
 
 @router.post("/{trial_id}/finish", response_model=schemas.FinishOut)
