@@ -8,7 +8,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service import schemas
 from service.catalog import Catalog, SweepInfo
 from service.db import Database
-from service.errors import Conflict
+from service.errors import Conflict, NotFound
 
 
 class Analysis:
@@ -19,12 +19,15 @@ class Analysis:
         self.catalog = catalog
 
     def complete_trials(self, info: SweepInfo) -> list[FrozenTrial]:
-        """The sweep's complete trials."""
-        return list(
-            self.db.storage.get_all_trials(
-                info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+        """The sweep's complete trials (404 once the sweep is deleted)."""
+        try:
+            return list(
+                self.db.storage.get_all_trials(
+                    info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+                )
             )
-        )
+        except KeyError:
+            raise NotFound(f"sweep {info.id} not found") from None
 
     def best(self, sweep_id: int, k: int) -> schemas.BestOut:
         """The best complete trial and the top k as ready-to-use configs."""
@@ -66,6 +69,8 @@ class Analysis:
             raise Conflict("importances need at least 2 complete trials")
         try:
             imp = optuna.importance.get_param_importances(self.catalog.study(info))
+        except KeyError:  # deleted meanwhile
+            raise NotFound(f"sweep {sweep_id} not found") from None
         except (ValueError, RuntimeError) as e:
             raise Conflict(f"cannot compute importances: {e}") from None
         return schemas.ImportancesOut(importances={k: float(v) for k, v in imp.items()})

@@ -53,7 +53,7 @@ class Views:
         try:
             bt = self.db.storage.get_best_trial(row.study_id)
             best = schemas.BestSoFar(trial_number=bt.number, value=bt.value, params=info.params(bt))
-        except ValueError:
+        except (ValueError, KeyError):  # no complete trial yet, or deleted meanwhile
             pass
         finished = counts.finished
         eta = None
@@ -154,7 +154,10 @@ class Views:
         """A page of a sweep's trials by number."""
         info = self.catalog.info(self.row(sweep_id).id)
         states = (ot.STATE_BY_NAME[state],) if state else None
-        found = self.db.storage.get_all_trials(info.study_id, deepcopy=False, states=states)
+        try:
+            found = self.db.storage.get_all_trials(info.study_id, deepcopy=False, states=states)
+        except KeyError:  # deleted meanwhile
+            raise NotFound(f"sweep {sweep_id} not found") from None
         found = sorted(found, key=lambda t: t.number)
         return schemas.TrialPage(
             items=[self.trial(info, t) for t in found[offset : offset + limit]],
