@@ -183,3 +183,34 @@ def test_one_unreadable_sweep_stops_neither_reads_nor_claims_nor_the_reaper(
             15,
             "the silent trial reaped",
         )
+
+
+def test_reads_racing_a_delete_answer_404_never_500(database_url, live_server):
+    server = live_server(database_url)
+    codes: list[int] = []
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        for round_ in range(6):
+            sweep = submit(c, f"d{round_}", 4)
+            for _ in range(4):
+                tid = claim(c, f"d{round_}").json()["trial_id"]
+                c.post(f"/api/trials/{tid}/finish", json={"state": "complete", "value": 1.0})
+            url = f"/api/sweeps/{sweep['id']}"
+            stop = threading.Event()
+
+            def read(url: str = url, stop: threading.Event = stop) -> None:
+                with httpx.Client(base_url=server.url, timeout=60) as own:
+                    while not stop.is_set():
+                        for path in ("", "/trials", "/trials/0", "/best", "/importances"):
+                            codes.append(own.get(url + path).status_code)
+
+            readers = [threading.Thread(target=read) for _ in range(2)]
+            for t in readers:
+                t.start()
+            time.sleep(0.3)
+            assert c.delete(url).status_code == 204
+            time.sleep(0.3)
+            stop.set()
+            for t in readers:
+                t.join()
+    assert set(codes) <= {200, 404, 409}, sorted(set(codes))
+    assert 404 in codes and 200 in codes
