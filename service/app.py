@@ -21,7 +21,9 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from optuna.exceptions import StorageInternalError
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -390,6 +392,23 @@ async def http_error(request: Request, exc: Exception) -> Any:
     return await http_exception_handler(request, exc)
 
 
+async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """A database that cannot be reached (or dropped the connection) is a 503 with Retry-After,
+    so clients retry, rather than a 500. Nothing was committed: every change is one
+    transaction."""
+    if isinstance(exc, StorageInternalError) and not isinstance(
+        exc.__cause__, OperationalError | InterfaceError
+    ):
+        log.error("storage error", exc_info=exc)
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API application for ``settings`` (migrates and starts the reaper in its lifespan)."""
 
@@ -441,6 +460,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for error in (OperationalError, InterfaceError, StorageInternalError):
+        app.add_exception_handler(error, database_unavailable)
 
     @app.get("/healthz", tags=["ops"], responses={503: {"description": "The database is down"}})
     def healthz(request: Request) -> JSONResponse:

@@ -426,6 +426,12 @@ def test_healthz_is_503_while_the_database_is_down(
             outage(True)
             r = c.get("/healthz")
             assert r.status_code == 503 and "database" in r.json()["detail"], r.text
+            # The API says "retry" (503, which workers retry) instead of failing with a 500.
+            for path in ("/api/sweeps", "/api/sweeps/1"):
+                r = c.get(path)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+            r = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["t"]})
+            assert r.status_code == 503, r.text
             outage(False)
             assert c.get("/healthz").json() == {"status": "ok"}
     finally:
