@@ -456,3 +456,22 @@ def foreach_lion_one_thread(monkeypatch) -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(request: pytest.FixtureRequest, module_live_server: ServerFactory) -> LiveServer:
+    """One real server per test module and backend (SQLite, then PostgreSQL)."""
+    if request.param == "sqlite":
+        url = request.getfixturevalue("make_sqlite_url")()
+    else:
+        url = request.getfixturevalue("make_postgres_db")()
+    return module_live_server(url)
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client of the module's ``server``."""
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c

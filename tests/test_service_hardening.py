@@ -25,23 +25,6 @@ from service.settings import Settings
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def server(request, module_live_server):
-    if request.param == "sqlite":
-        url = request.getfixturevalue("make_sqlite_url")()
-    else:
-        url = request.getfixturevalue("make_postgres_db")()
-    return module_live_server(url)
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
-
-
 def task_name() -> str:
     return f"h{uuid.uuid4().hex[:10]}"
 
