@@ -32,6 +32,7 @@ from service import schemas
 from service.auth import Authenticator, ReadScope, add_token, count_tokens
 from service.db import Database, upgrade
 from service.metrics import Metrics
+from service.read_gate import ReadGate
 from service.settings import Settings
 from service.sweeps import Invalid, ServiceError, Sweeps
 
@@ -444,6 +445,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
+    app.add_middleware(ReadGate, limit=settings.read_concurrency)
     app.add_middleware(RequestGate, settings=settings)
     if HostRule(settings).any:
         log.warning(

@@ -47,6 +47,8 @@ class Catalog:
         self.db = db
         self._lock = threading.Lock()
         self._infos: dict[int, SweepInfo] = {}
+        self.generation = 0
+        """Bumped by every change of a sweep's status or counts made in this process."""
 
     def info(self, sweep_id: int) -> SweepInfo:
         """The sweep's facts (404 for an unknown sweep)."""
@@ -94,6 +96,11 @@ class Catalog:
         if found[1] is None:
             raise NotFound(f"trial {trial_id} does not belong to a sweep")
         return self.info(found[1])
+
+    def changed(self) -> None:
+        """Note that a sweep's status or counts changed (cached views are stale)."""
+        with self._lock:
+            self.generation += 1
 
     def forget(self, sweep_id: int) -> None:
         """Drop a deleted sweep's facts."""

@@ -71,7 +71,9 @@ class Ledger:
         spec_json = spec.model_dump(mode="json", exclude_none=True)
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                return self._create_once(spec, spec_json, idempotency_key)
+                created = self._create_once(spec, spec_json, idempotency_key)
+                self.catalog.changed()
+                return created
             except IntegrityError:
                 # Another request with the same key committed first: answer with its sweep.
                 if not idempotency_key or attempt == CREATE_ATTEMPTS - 1:
@@ -162,6 +164,7 @@ class Ledger:
                     raise Conflict(f"sweep {sweep_id} is already complete")
             if status == "running":
                 self._complete_if_done(tx, info)
+        self.catalog.changed()
 
     def delete(self, sweep_id: int) -> None:
         """Delete the sweep, its leases and its Optuna study."""
@@ -172,6 +175,7 @@ class Ledger:
                 raise NotFound(f"sweep {sweep_id} not found")
             self._drop_sweep(tx, row)
         self.catalog.forget(sweep_id)
+        self.catalog.changed()
 
     def _complete_if_done(self, tx: Session, info: SweepInfo) -> None:
         """Mark a running sweep complete once n_trials originals have a final outcome."""
@@ -223,6 +227,7 @@ class Ledger:
         except IntegrityError:  # two first claims of one worker at once: the other wrote it
             return
         self._workers_seen[req.worker_id] = (key, now)
+        self.catalog.changed()
 
     def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
         """Give the worker a trial of a running sweep whose task it runs, or None.
@@ -297,6 +302,7 @@ class Ledger:
             self.storage.set_trial_user_attr(trial._trial_id, "worker_id", req.worker_id)
             self.storage.set_trial_user_attr(trial._trial_id, "device", req.device)
             frozen = self.storage.get_trial(trial._trial_id)
+        self.catalog.changed()
         return self.assignment(info, frozen)
 
     def assignment(self, info: SweepInfo, trial: FrozenTrial) -> schemas.Assignment:
@@ -386,6 +392,7 @@ class Ledger:
                 self._tell(info, trial.number, wanted, value)
                 requeued = False
             self._complete_if_done(tx, info)
+        self.catalog.changed()
         return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
 
     def expire(self, trial_id: int, sweep_id: int, grace: float) -> bool:
@@ -405,6 +412,7 @@ class Ledger:
             trial = self.storage.get_trial(trial_id)
             self._fail(tx, info, status, trial, f"lease expired: no heartbeat for {grace:g} s")
             self._complete_if_done(tx, info)
+        self.catalog.changed()
         return True
 
     def lease_running(self, trial_id: int, sweep_id: int) -> None:

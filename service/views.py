@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 from optuna.trial import FrozenTrial
@@ -17,6 +19,9 @@ from service.models import Sweep, Worker
 
 log = logging.getLogger("lionsweep.views")
 
+PAGE_CACHE_SECONDS = 1.0
+PAGE_CACHE_ENTRIES = 256
+
 
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is None or dt.tzinfo is not None:
@@ -30,6 +35,8 @@ class Views:
     def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
+        self._lock = threading.Lock()
+        self._pages: dict[tuple[int, int, str | None], tuple[float, int, schemas.SweepPage]] = {}
 
     def row(self, sweep_id: int) -> Sweep:
         """The sweep's row (404 if unknown)."""
@@ -85,7 +92,27 @@ class Views:
         )
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
-        """A page of sweeps, newest first."""
+        """A page of sweeps, newest first.
+
+        Pages are kept for up to ``PAGE_CACHE_SECONDS`` while this process changes no sweep,
+        so many readers polling the list cost one computation a second; a change made by
+        another server process shows within that time.
+        """
+        key = (offset, limit, status)
+        generation = self.catalog.generation
+        with self._lock:
+            hit = self._pages.get(key)
+        fresh = hit is not None and time.monotonic() - hit[0] < PAGE_CACHE_SECONDS
+        if fresh and hit[1] == generation:
+            return hit[2]
+        page = self._page(offset, limit, status)
+        with self._lock:
+            if len(self._pages) >= PAGE_CACHE_ENTRIES:
+                self._pages.clear()
+            self._pages[key] = (time.monotonic(), generation, page)
+        return page
+
+    def _page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
         cond = [Sweep.status != "creating"]
         if status:
             cond.append(Sweep.status == status)

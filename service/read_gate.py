@@ -1,0 +1,40 @@
+"""Reads wait their turn in the event loop, so they never take the threads that serve workers.
+
+Every synchronous route runs on a shared thread pool. Hundreds of dashboard or script readers
+would fill it and leave claims, reports and finishes queued behind them. This ASGI middleware
+lets at most ``limit`` reads run at once; the others wait in the event loop, holding no
+thread, while the worker protocol (``/api/trials/…``) and health checks never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+NEVER_GATED = ("/api/trials/", "/healthz")
+
+
+class ReadGate:
+    """ASGI middleware bounding concurrent read requests to ``limit``."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, after a free read slot when it is a read."""
+        gated = (
+            scope["type"] == "http"
+            and scope["method"] in READ_METHODS
+            and not scope["path"].startswith(NEVER_GATED)
+        )
+        if not gated:
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:  # made in the server's event loop, on first use
+            self._slots = asyncio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)
