@@ -3,7 +3,8 @@
 Every synchronous route runs on a shared thread pool. Hundreds of dashboard or script readers
 would fill it and leave claims, reports and finishes queued behind them. This ASGI middleware
 lets at most ``limit`` reads run at once; the others wait in the event loop, holding no
-thread, while the worker protocol (``/api/trials/…``) and health checks never wait.
+thread, while the worker protocol (``/api/trials/…``), health checks and static files never
+wait.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-NEVER_GATED = ("/api/trials/", "/healthz")
+NEVER_GATED = ("/api/trials/", "/healthz", "/static/")
+"""The worker protocol, health checks, and the dashboard's static files (no database work)."""
 
 
 class ReadGate:

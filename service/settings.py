@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     bootstrap_token: str | None = None
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    read_concurrency: int = Field(default=8, ge=1, le=1000)
+    read_concurrency: int = Field(default=2, ge=1, le=1000)
     """At most this many read requests (GET/HEAD, not the worker protocol) run at once per
     server process; more wait without holding a thread, so reads never starve workers."""
     server_processes: int = Field(default=1, ge=1, le=64)
