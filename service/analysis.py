@@ -19,15 +19,18 @@ class Analysis:
         self.catalog = catalog
 
     def complete_trials(self, info: SweepInfo) -> list[FrozenTrial]:
-        """The sweep's complete trials (404 once the sweep is deleted)."""
+        """The sweep's complete trials (404 once the sweep is deleted).
+
+        A trial read while its study is being deleted can come back without its value (the
+        rows go between two reads): such a trial is left out.
+        """
         try:
-            return list(
-                self.db.storage.get_all_trials(
-                    info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
-                )
+            found = self.db.storage.get_all_trials(
+                info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
             )
         except KeyError:
             raise NotFound(f"sweep {info.id} not found") from None
+        return [t for t in found if t.value is not None]
 
     def best(self, sweep_id: int, k: int) -> schemas.BestOut:
         """The best complete trial and the top k as ready-to-use configs."""
