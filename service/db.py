@@ -144,6 +144,16 @@ _current_tx: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
 )
 
 
+_WROTE = "lionsweep_wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _note_writes(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    """Mark a connection that has sent a write since its transaction began."""
+    if statement.lstrip()[:6].upper() in _WRITES:
+        conn.info[_WROTE] = True
+
+
 class _TransactionAwareSessions:
     """The session factory Optuna's RDBStorage calls for every storage operation.
 
@@ -201,6 +211,7 @@ class Database:
             _sqlite_explicit_transactions(self.tx_engine)
         else:
             self.tx_engine = self.engine
+        event.listen(self.tx_engine, "before_cursor_execute", _note_writes)
 
     def clock(self) -> Any:
         """SQL for the database's clock in seconds since the epoch (never the server's clock)."""
@@ -215,13 +226,15 @@ class Database:
         Every Optuna storage call made inside (in this thread) joins the same transaction.
         PostgreSQL: the sweep row is locked ``FOR UPDATE`` (other sweeps go on). SQLite: the
         transaction starts with ``BEGIN IMMEDIATE``, so it holds the database's write lock.
-        On any error everything is rolled back, Optuna's writes included, and Optuna's trial
-        cache is dropped (it may have read rows that were never committed).
+        On any error everything is rolled back, Optuna's writes included; if anything had been
+        written, Optuna's trial cache is dropped too (it may have read rows that were never
+        committed). A refusal before any write (a 404 or 409) keeps the cache.
         """
         if _current_tx.get() is not None:
             raise RuntimeError("transactions do not nest")
         with self.tx_engine.connect() as conn:
             conn.begin()
+            conn.info[_WROTE] = False
             token = _current_tx.set(conn)
             session = Session(bind=conn, join_transaction_mode="create_savepoint")
             try:
@@ -232,7 +245,8 @@ class Database:
                 conn.commit()
             except BaseException:
                 conn.rollback()
-                self.storage = optuna.storages.get_storage(self.rdb)
+                if conn.info[_WROTE]:
+                    self.storage = optuna.storages.get_storage(self.rdb)
                 raise
             finally:
                 session.close()

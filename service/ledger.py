@@ -39,6 +39,8 @@ log = logging.getLogger("lionsweep.ledger")
 WORKER_TOUCH_SECONDS = 30.0
 """A worker's row is rewritten at most this often when nothing about it changed."""
 CREATE_ATTEMPTS = 3
+UNKNOWN_WORKER = "unknown"
+"""The holder of a lease made for a running trial whose claimant is not recorded."""
 
 
 class Ledger:
@@ -167,11 +169,11 @@ class Ledger:
         self.catalog.changed()
 
     def delete(self, sweep_id: int) -> None:
-        """Delete the sweep, its leases and its Optuna study."""
-        self.catalog.info(sweep_id)
+        """Delete the sweep, its leases and its Optuna study (even one whose spec this
+        version cannot read)."""
         with self.db.transaction(sweep_id) as tx:
             row = tx.get(Sweep, sweep_id)
-            if row is None:
+            if row is None or row.status == "creating":
                 raise NotFound(f"sweep {sweep_id} not found")
             self._drop_sweep(tx, row)
         self.catalog.forget(sweep_id)
@@ -279,11 +281,14 @@ class Ledger:
 
     def _claim_in(self, sweep_id: int, req: schemas.ClaimRequest) -> schemas.Assignment | None:
         info = self.catalog.info(sweep_id)
+        with self.db.session() as s:  # no lock taken (on SQLite: no write lock) for no work
+            if not _has_work(ot.counts(s, info.study_id), info):
+                return None
         with self.db.transaction(sweep_id) as tx:
             if _status(tx, sweep_id) != "running":
                 return None
             counts = ot.counts(tx, info.study_id)
-            if counts.by_state["waiting"] == 0 and counts.originals >= info.n_trials:
+            if not _has_work(counts, info):
                 return None
             study = self.catalog.study(info, self.catalog.sampler(info, counts.total))
             trial = study.ask(info.dists)
@@ -444,7 +449,7 @@ class Ledger:
         lease = tx.get(Lease, trial_id)
         if lease is None:
             clock = tx.scalar(select(self.db.clock()))
-            worker = self.storage.get_trial(trial_id).user_attrs.get("worker_id") or "unknown"
+            worker = self.storage.get_trial(trial_id).user_attrs.get("worker_id") or UNKNOWN_WORKER
             lease = Lease(
                 trial_id=trial_id,
                 sweep_id=info.id,
@@ -510,6 +515,11 @@ class Ledger:
         return True
 
 
+def _has_work(counts: ot.Counts, info: SweepInfo) -> bool:
+    """Whether a trial can be handed out: one is waiting, or fewer than n_trials originals."""
+    return counts.by_state["waiting"] > 0 or counts.originals < info.n_trials
+
+
 def _status(tx: Session, sweep_id: int) -> str | None:
     """The sweep's status as read inside the transaction (None once deleted)."""
     return tx.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
@@ -517,7 +527,7 @@ def _status(tx: Session, sweep_id: int) -> str | None:
 
 def _check_holder(lease: Lease, worker_id: str | None) -> None:
     """Refuse a call about a trial from a worker other than the one that claimed it."""
-    if worker_id is not None and lease.worker_id not in (worker_id, "unknown"):
+    if worker_id is not None and lease.worker_id not in (worker_id, UNKNOWN_WORKER):
         raise Conflict(
             f"trial {lease.trial_id} was claimed by worker {lease.worker_id!r}, not {worker_id!r}"
         )

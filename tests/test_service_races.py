@@ -183,6 +183,8 @@ def test_one_unreadable_sweep_stops_neither_reads_nor_claims_nor_the_reaper(
             15,
             "the silent trial reaped",
         )
+        assert c.delete(f"/api/sweeps/{broken['id']}").status_code == 204  # still deletable
+        assert [s["id"] for s in c.get("/api/sweeps").json()["items"]] == [healthy["id"]]
 
 
 def test_reads_racing_a_delete_answer_404_never_500(database_url, live_server):
