@@ -36,8 +36,13 @@ class SweepInfo:
     study: optuna.Study | None = None
 
     def params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        """A trial's full parameters: the sweep's fixed values plus what Optuna sampled."""
-        return {**self.fixed, **trial.params}
+        """A trial's full parameters: the sweep's fixed values plus what Optuna sampled, and
+        ``weight_decay = lr_wd_product / lr`` in a sweep that searches the product."""
+        p = {**self.fixed, **trial.params}
+        product, lr = p.get("lr_wd_product"), p.get("lr")
+        if product is not None and lr:
+            p["weight_decay"] = product / lr
+        return p
 
 
 class Catalog:

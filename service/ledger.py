@@ -180,13 +180,85 @@ class Ledger:
         self.catalog.changed()
 
     def _complete_if_done(self, tx: Session, info: SweepInfo) -> None:
-        """Mark a running sweep complete once n_trials originals have a final outcome."""
-        if ot.counts(tx, info.study_id).finished >= info.n_trials:
+        """Mark a running sweep complete once n_trials originals have a final outcome and the
+        re-evaluation of its leading configs (queued at that moment, if any) is done."""
+        counts = ot.counts(tx, info.study_id)
+        if counts.finished < info.n_trials:
+            return
+        attrs = self.storage.get_study_system_attrs(info.study_id)
+        if ot.REEVALUATION not in attrs and self._queue_reevaluation(info) > 0:
+            return
+        if counts.reeval_pending == 0:
             tx.execute(
                 update(Sweep)
                 .where(Sweep.id == info.id, Sweep.status == "running")
                 .values(status="complete")
             )
+
+    def _queue_reevaluation(self, info: SweepInfo) -> int:
+        """Decide once whether to re-run the leading configs with fresh seeds, record the
+        decision on the study, and queue the runs; returns how many were queued.
+
+        The leaders are the top_k distinct configs by value among the sweep's own complete
+        trials (per optimizer arm in a sweep with a baseline). ``auto`` queues them when the
+        estimated cost (runs × the median complete-trial duration) is within the server's
+        ``reevaluate_auto_seconds``.
+        """
+        mode = info.spec.reevaluate
+        decision: dict[str, Any] = {"mode": mode if isinstance(mode, str) else "on"}
+        queued = 0
+        if mode == "off":
+            decision["status"] = "off"
+        else:
+            cfg = schemas.REEVALUATE_AUTO if mode == "auto" else mode
+            decision.update(top_k=cfg.top_k, seeds=cfg.seeds)
+            own = [
+                t
+                for t in self.storage.get_all_trials(
+                    info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+                )
+                if ot.REEVAL_OF not in t.system_attrs and t.value is not None
+            ]
+            leaders = _leaders(info, own, cfg.top_k)
+            durations = sorted(
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                for t in own
+                if t.datetime_complete is not None and t.datetime_start is not None
+            )
+            median = durations[len(durations) // 2] if durations else 0.0
+            estimate = len(leaders) * cfg.seeds * median
+            decision["estimate_seconds"] = estimate
+            if not leaders:
+                decision.update(status="skipped", reason="no complete trial to re-evaluate")
+            elif mode == "auto" and not 0 <= estimate <= self.settings.reevaluate_auto_seconds:
+                decision.update(
+                    status="skipped",
+                    reason=f"estimated {estimate:.0f} s of worker time is more than the "
+                    f"server's reevaluate_auto_seconds ({self.settings.reevaluate_auto_seconds:g}"
+                    " s); set reevaluate: {top_k, seeds} in the spec to run it anyway",
+                )
+            elif mode == "auto" and self.settings.reevaluate_auto_seconds == 0:
+                decision.update(
+                    status="skipped",
+                    reason="the server's reevaluate_auto_seconds is 0 (no automatic "
+                    "re-evaluation); set reevaluate: {top_k, seeds} in the spec to run it",
+                )
+            else:
+                study = self.catalog.study(info)
+                for t in leaders:
+                    for _ in range(cfg.seeds):
+                        study.add_trial(
+                            optuna.trial.create_trial(
+                                state=TrialState.WAITING,
+                                params=t.params,
+                                distributions=t.distributions,
+                                system_attrs={"fixed_params": t.params, ot.REEVAL_OF: t.number},
+                            )
+                        )
+                        queued += 1
+                decision.update(status="queued", of=[t.number for t in leaders])
+        self.storage.set_study_system_attr(info.study_id, ot.REEVALUATION, decision)
+        return queued
 
     # ---- claims ----
 
@@ -346,7 +418,10 @@ class Ledger:
             else:
                 trial = self.storage.get_trial(trial_id)
                 pruner = self.catalog.pruner(info, min(trial.intermediate_values))
-                action = "prune" if pruner.prune(self.catalog.study(info), trial) else "continue"
+                # A re-evaluation measures the noise at the budget: it is never pruned.
+                reevaluation = ot.REEVAL_OF in trial.system_attrs
+                prune = not reevaluation and pruner.prune(self.catalog.study(info), trial)
+                action = "prune" if prune else "continue"
             lease.heartbeat_at = self.db.clock()
             lease.last_step, lease.last_action = req.step, action
         return schemas.ActionOut(action=action)
@@ -502,8 +577,9 @@ class Ledger:
             "failed_trial": history[0] if history else trial.number,
             "retry_history": history,
         }
-        if "fixed_params" in trial.system_attrs:
-            attrs["fixed_params"] = trial.system_attrs["fixed_params"]
+        for key in ("fixed_params", ot.REEVAL_OF):
+            if key in trial.system_attrs:
+                attrs[key] = trial.system_attrs[key]
         self.catalog.study(info).add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING,
@@ -518,6 +594,30 @@ class Ledger:
 def _has_work(counts: ot.Counts, info: SweepInfo) -> bool:
     """Whether a trial can be handed out: one is waiting, or fewer than n_trials originals."""
     return counts.by_state["waiting"] > 0 or counts.originals < info.n_trials
+
+
+def config_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable key of a config's parameters (equal params, equal key)."""
+    return tuple(sorted(params.items()))
+
+
+def _leaders(info: SweepInfo, done: list[FrozenTrial], top_k: int) -> list[FrozenTrial]:
+    """The best trial of each of the top_k distinct configs by value (per optimizer arm)."""
+    sign = -1.0 if info.spec.objective.direction == "maximize" else 1.0
+    ranked = sorted(done, key=lambda t: (sign * t.value, t.number))
+    seen: set[Any] = set()
+    per_arm: dict[str, int] = {}
+    out = []
+    for t in ranked:
+        params = info.params(t)
+        key = config_key(params)
+        arm = str(params.get("optimizer", "lion"))
+        if key in seen or per_arm.get(arm, 0) >= top_k:
+            continue
+        seen.add(key)
+        per_arm[arm] = per_arm.get(arm, 0) + 1
+        out.append(t)
+    return out
 
 
 def _status(tx: Session, sweep_id: int) -> str | None:

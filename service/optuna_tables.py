@@ -4,7 +4,7 @@ failed trial already has its retry). Everything else goes through Optuna's stora
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,12 +14,11 @@ from sqlalchemy import (
     Enum,
     Integer,
     String,
-    and_,
+    case,
     cast,
     column,
     exists,
     func,
-    or_,
     select,
     table,
 )
@@ -31,6 +30,10 @@ RETRY_OF = "lionsweep:retry_of"
 FINAL_FAILURE = "lionsweep:final_failure"
 RETRY_HISTORY = "lionsweep:retry_history"
 STOPPED_BY_CANCEL = "lionsweep:stopped_by_cancel"
+REEVAL_OF = "lionsweep:reevaluation_of"
+"""On a re-evaluation trial: the number of the trial whose config it re-runs."""
+REEVALUATION = "lionsweep:reevaluation"
+"""On a study: what was decided about re-evaluating its leading configs."""
 
 
 trials = table(
@@ -61,77 +64,108 @@ STATE_BY_NAME = {v: k for k, v in STATE_NAMES.items()}
 
 @dataclass
 class Counts:
-    """A study's trials counted by state, with its retries and final failures."""
+    """A study's trials counted by state: its own trials (n_trials of them, with their retries)
+    and the re-evaluations of its leading configs (with theirs), apart."""
 
     by_state: dict[str, int]
     retries: int
     final_failures: int
     first_start: datetime | None
     last_complete: datetime | None
+    reeval_by_state: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(schemas.STATES, 0)
+    )
+    reeval_retries: int = 0
+    reeval_final_failures: int = 0
 
     @property
     def total(self) -> int:
-        """All trials, retries included."""
+        """All trials, retries and re-evaluations included."""
         return sum(self.by_state.values())
 
     @property
+    def reeval_total(self) -> int:
+        """Re-evaluation trials, their retries included."""
+        return sum(self.reeval_by_state.values())
+
+    @property
     def originals(self) -> int:
-        """Trials that are not a retry of another."""
-        return self.total - self.retries
+        """The sweep's own trials that are not a retry of another (re-evaluations apart)."""
+        return self.total - self.reeval_total - (self.retries - self.reeval_retries)
 
     @property
     def finished(self) -> int:
-        """Originals whose outcome is final: complete, pruned, or failed with no retry left."""
-        s = self.by_state
-        return s["complete"] + s["pruned"] + self.final_failures
+        """Own originals whose outcome is final: complete, pruned, or failed with no retry left."""
+        s, r = self.by_state, self.reeval_by_state
+        own_final = self.final_failures - self.reeval_final_failures
+        return s["complete"] - r["complete"] + s["pruned"] - r["pruned"] + own_final
+
+    @property
+    def reeval_planned(self) -> int:
+        """Re-evaluation runs queued (their retries not counted)."""
+        return self.reeval_total - self.reeval_retries
+
+    @property
+    def reeval_finished(self) -> int:
+        """Re-evaluation runs whose outcome is final."""
+        r = self.reeval_by_state
+        return r["complete"] + r["pruned"] + self.reeval_final_failures
+
+    @property
+    def reeval_pending(self) -> int:
+        """Re-evaluation runs waiting or running."""
+        return self.reeval_by_state["waiting"] + self.reeval_by_state["running"]
+
+
+def _has_attr(key: str) -> Any:
+    a = trial_system_attrs.alias()
+    return exists().where(a.c.trial_id == trials.c.trial_id, a.c.key == key).correlate(trials)
 
 
 def counts(session: Session, study_id: int) -> Counts:
-    """Count a study's trials by state, and its retries and final failures."""
-    rows = session.execute(
+    """Count a study's trials by state, its retries, final failures and re-evaluations."""
+    per_trial = (
         select(
-            trials.c.state,
-            func.count(),
-            func.min(trials.c.datetime_start),
-            func.max(trials.c.datetime_complete),
+            trials.c.state.label("state"),
+            trials.c.datetime_start.label("start"),
+            trials.c.datetime_complete.label("complete"),
+            case((_has_attr(REEVAL_OF), 1), else_=0).label("reeval"),
+            case((_has_attr(RETRY_OF), 1), else_=0).label("retry"),
+            case((_has_attr(FINAL_FAILURE), 1), else_=0).label("final"),
         )
         .where(trials.c.study_id == study_id)
-        .group_by(trials.c.state)
-    ).all()
-    attr_counts = dict(
-        session.execute(
-            select(trial_system_attrs.c.key, func.count())
-            .select_from(
-                trial_system_attrs.join(trials, trials.c.trial_id == trial_system_attrs.c.trial_id)
-            )
-            .where(
-                trials.c.study_id == study_id,
-                or_(
-                    trial_system_attrs.c.key == RETRY_OF,
-                    and_(
-                        trial_system_attrs.c.key == FINAL_FAILURE,
-                        trials.c.state == TrialState.FAIL,
-                    ),
-                ),
-            )
-            .group_by(trial_system_attrs.c.key)
-        ).all()
+        .subquery()
     )
-    by_state = dict.fromkeys(schemas.STATES, 0)
-    first, last = None, None
-    for state, n, start, complete in rows:
+    rows = session.execute(
+        select(
+            per_trial.c.state,
+            per_trial.c.reeval,
+            per_trial.c.retry,
+            per_trial.c.final,
+            func.count(),
+            func.min(per_trial.c.start),
+            func.max(per_trial.c.complete),
+        ).group_by(per_trial.c.state, per_trial.c.reeval, per_trial.c.retry, per_trial.c.final)
+    ).all()
+    out = Counts(dict.fromkeys(schemas.STATES, 0), 0, 0, None, None)
+    for state, reeval, retry, final, n, start, complete in rows:
         name = STATE_NAMES.get(state)
         if name is None:
             continue
-        by_state[name] += n
+        out.by_state[name] += n
+        out.retries += n if retry else 0
+        is_final = bool(final) and name == "failed"
+        out.final_failures += n if is_final else 0
+        if reeval:
+            out.reeval_by_state[name] += n
+            out.reeval_retries += n if retry else 0
+            out.reeval_final_failures += n if is_final else 0
         if name in ("complete", "pruned", "failed"):
-            if start is not None and (first is None or start < first):
-                first = start
-            if complete is not None and (last is None or complete > last):
-                last = complete
-    return Counts(
-        by_state, attr_counts.get(RETRY_OF, 0), attr_counts.get(FINAL_FAILURE, 0), first, last
-    )
+            if start is not None and (out.first_start is None or start < out.first_start):
+                out.first_start = start
+            if complete is not None and (out.last_complete is None or complete > out.last_complete):
+                out.last_complete = complete
+    return out
 
 
 def study_of_trial(session: Session, trial_id: int) -> int | None:

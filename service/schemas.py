@@ -21,7 +21,7 @@ from pydantic import (
 
 from optim.scaling import ADAMW_TO_LION_FACTOR, from_adamw
 
-PARAMS = ("lr", "weight_decay", "beta1", "beta2", "warmup_steps", "batch_size")
+PARAMS = ("lr", "weight_decay", "lr_wd_product", "beta1", "beta2", "warmup_steps", "batch_size")
 INT_PARAMS = ("warmup_steps", "batch_size")
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
@@ -214,13 +214,33 @@ class SearchSpace(Strict):
     """The six Lion hyperparameters; omitted ones take Lion-aware defaults (or are not swept)."""
 
     lr: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["lr"].model_copy())
-    weight_decay: Dimension = Field(
+    weight_decay: Dimension | None = Field(
         default_factory=lambda: DEFAULT_SPACE["weight_decay"].model_copy()
     )
     beta1: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["beta1"].model_copy())
     beta2: Dimension = Field(default_factory=lambda: DEFAULT_SPACE["beta2"].model_copy())
+    lr_wd_product: Dimension | None = Field(
+        default=None,
+        description="Search along the valley: the product lr·weight_decay instead of "
+        "weight_decay (each trial's weight_decay is product / lr). Give it or weight_decay, "
+        "not both.",
+    )
     warmup_steps: Dimension | None = None
     batch_size: Dimension | None = None
+
+    @model_validator(mode="after")
+    def _product_or_decay(self) -> SearchSpace:
+        """``lr_wd_product`` replaces ``weight_decay``: giving both is an error."""
+        if self.lr_wd_product is not None:
+            if "weight_decay" in self.model_fields_set and self.weight_decay is not None:
+                raise ValueError(
+                    "give either weight_decay or lr_wd_product, not both (with lr_wd_product "
+                    "each trial's weight_decay is lr_wd_product / lr)"
+                )
+            self.weight_decay = None
+        elif self.weight_decay is None:
+            raise ValueError("weight_decay may only be left out when lr_wd_product is given")
+        return self
 
     @field_validator("*")
     @classmethod
@@ -234,6 +254,8 @@ class SearchSpace(Strict):
             raise ValueError("lr must be > 0")
         if name == "weight_decay" and any(v < 0 for v in vals):
             raise ValueError("weight_decay must be >= 0")
+        if name == "lr_wd_product" and any(v <= 0 for v in vals):
+            raise ValueError("lr_wd_product must be > 0")
         if name in ("beta1", "beta2") and any(not 0 <= v < 1 for v in vals):
             raise ValueError(f"{name} must be in [0, 1)")
         if name in INT_PARAMS:
@@ -319,6 +341,7 @@ class EnqueuedConfig(Strict):
 
     lr: float | None = Field(default=None, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)
+    lr_wd_product: float | None = Field(default=None, gt=0)
     beta1: float | None = Field(default=None, ge=0, lt=1)
     beta2: float | None = Field(default=None, ge=0, lt=1)
     warmup_steps: int | None = Field(default=None, ge=0, le=INT32_MAX)
@@ -331,7 +354,27 @@ class EnqueuedConfig(Strict):
         """from_adamw sets lr and weight_decay: do not give them too."""
         if self.from_adamw is not None and (self.lr is not None or self.weight_decay is not None):
             raise ValueError("give either from_adamw or lr/weight_decay, not both")
+        if self.lr_wd_product is not None and (
+            self.weight_decay is not None or self.from_adamw is not None
+        ):
+            raise ValueError("give either lr_wd_product or weight_decay / from_adamw, not both")
         return self
+
+
+class Reevaluate(Strict):
+    """Re-run the leading configs with fresh seeds once the sweep's trials are done."""
+
+    top_k: int = Field(default=3, ge=1, le=50, description="How many leading configs.")
+    seeds: int = Field(
+        default=3,
+        ge=2,
+        le=50,
+        description="Fresh seeds per config (at least 2, so the re-runs alone give a spread).",
+    )
+
+
+REEVALUATE_AUTO = Reevaluate()
+"""What ``reevaluate: "auto"`` runs when the sweep's trials are cheap enough."""
 
 
 class SweepSpec(Strict):
@@ -348,6 +391,13 @@ class SweepSpec(Strict):
     enqueue: list[EnqueuedConfig] = Field(default_factory=list)
     baseline: Literal["adamw"] | None = None
     budget: Budget = Field(default_factory=Budget)
+    reevaluate: Reevaluate | Literal["auto", "off"] = Field(
+        default="auto",
+        description="Measure the noise: re-run the top_k configs with `seeds` fresh seeds "
+        "when the sweep's trials are done. 'auto' (the default) re-runs the top 3 with 3 seeds "
+        "when that costs at most the server's LIONSWEEP_REEVALUATE_AUTO_SECONDS of worker "
+        "time; 'off' never.",
+    )
 
 
 # ---- responses -------------------------------------------------------------------------
@@ -390,6 +440,7 @@ class SweepOut(BaseModel):
     task_announced: bool
     warnings: list[str]
     eta_seconds: float | None
+    reevaluation: ReevaluationOut | None = None
 
 
 class SweepPage(BaseModel):
@@ -418,6 +469,7 @@ class TrialOut(BaseModel):
     datetime_complete: datetime | None
     duration_seconds: float | None
     retry_of: int | None
+    reevaluation_of: int | None = None
 
     @field_validator("datetime_start", "datetime_complete")
     @classmethod
@@ -444,10 +496,26 @@ class OptimizerKwargs(BaseModel):
 
 
 class ConfigOut(BaseModel):
-    """A trial's config ready to use."""
+    """A config ready to use, with its value averaged over the seeds it ran with."""
 
-    trial_number: int
-    value: float
+    trial_number: int = Field(description="The config's first trial.")
+    value: float = Field(description="The same as mean.")
+    mean: float = Field(
+        description="Mean over the fresh seeds of a re-evaluated config (the run that selected "
+        "it is left out: it won a selection, so its value is biased), else over every run."
+    )
+    n_seeds: int
+    sd: float | None = Field(description="This config's own sd over its seeds (n_seeds >= 2).")
+    ci: list[float] | None = Field(
+        description="90% interval of the mean, from the sweep's pooled seed noise (None while "
+        "the noise is unmeasured)."
+    )
+    values: list[float]
+    trial_numbers: list[int]
+    selection_value: float | None = Field(
+        description="The value of the run that selected the config, when left out of the mean."
+    )
+    confirmed: bool = Field(description="Re-run with at least 2 fresh seeds.")
     optimizer: Literal["lion", "adamw"]
     optimizer_kwargs: OptimizerKwargs
     warmup_steps: int | None
@@ -455,24 +523,101 @@ class ConfigOut(BaseModel):
     params: dict[str, Any]
 
 
+class ReevaluationOut(BaseModel):
+    """Where the re-evaluation of the leading configs stands."""
+
+    status: Literal["off", "pending", "queued", "done", "skipped"]
+    top_k: int | None = None
+    seeds: int | None = None
+    trials: int = 0
+    finished: int = 0
+    reason: str | None = None
+
+
 class BestOut(BaseModel):
-    """The best config and the top k."""
+    """The best config and the top k, ranked by seed mean, with the sweep's seed noise."""
 
     best: ConfigOut
     top: list[ConfigOut]
+    noise_sd: float | None = Field(
+        description="Seed-to-seed sd of the objective, pooled over repeated configs."
+    )
+    noise_df: int = Field(description="Degrees of freedom of noise_sd (0: unmeasured).")
+    tied: list[int] = Field(
+        description="Trial numbers of the configs in top that the data cannot tell apart from "
+        "the best (the 90% interval of their difference includes 0), the best's own included."
+    )
+    note: str
+    reevaluation: ReevaluationOut
 
 
-class ScalingFitOut(BaseModel):
-    """``optim.scaling.fit_lr_decay`` on a sweep's finished trials."""
+class Estimate(BaseModel):
+    """The fitted optimum of the surface, with 90% intervals."""
 
-    slope: float
-    intercept: float
-    product: float
-    alpha0: float
-    r2: float
-    n: int
     lr: float
     weight_decay: float
+    value: float
+    lr_ci: list[float] | None
+    weight_decay_ci: list[float] | None
+    value_ci: list[float] | None
+
+
+class ValleyPoint(BaseModel):
+    """The best weight decay at one lr, with its 90% band."""
+
+    lr: float
+    weight_decay: float
+    weight_decay_lo: float
+    weight_decay_hi: float
+
+
+class BestPoint(BaseModel):
+    """The best config's lr and weight decay, as on the map."""
+
+    trial_number: int
+    lr: float
+    weight_decay: float
+    value: float
+
+
+class Transfer(BaseModel):
+    """A sweep's answer moved to another width under a named width rule."""
+
+    from_width: float
+    to_width: float
+    width_rule: Literal["sqrt", "mup", "mup_sqrt"]
+    lr: float
+    weight_decay: float
+    moved: list[Literal["lr", "weight_decay"]]
+    note: str
+
+
+class RuleOut(BaseModel):
+    """The lr-versus-weight-decay answer of a sweep: fitted surface, valley, optimum, verdict."""
+
+    verdict: Literal["valley", "lr_only", "insufficient", "boundary"]
+    reason: str
+    n: int
+    left_out: dict[str, int]
+    left_out_reason: str
+    method: str
+    slope: float | None
+    slope_ci: list[float] | None
+    product: float | None
+    product_ci: list[float] | None
+    alpha0: float | None
+    alpha0_ci: list[float] | None
+    optimum: Estimate | None
+    on_boundary: bool
+    boundary_edges: list[str]
+    noise_sd: float | None
+    residual_sd: float | None
+    valley: list[ValleyPoint]
+    box: dict[str, list[float]]
+    best: BestPoint | None
+    width: float | None
+    width_param: str | None
+    transfer: Transfer | None
 
 
 class ImportancesOut(BaseModel):
@@ -489,6 +634,7 @@ class ParamDeclaration(Strict):
     low: int | float | None = None
     high: int | float | None = None
     choices: list[int | float | bool | Text] | None = Field(default=None, max_length=1000)
+    width: bool = Field(default=False, description="This param is the model's width.")
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> ParamDeclaration:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     read_concurrency: int = Field(default=2, ge=1, le=1000)
     """At most this many read requests (GET/HEAD, not the worker protocol) run at once per
     server process; more wait without holding a thread, so reads never starve workers."""
+    reevaluate_auto_seconds: float = Field(default=3600.0, ge=0)
+    """A sweep with ``reevaluate: auto`` re-runs its top 3 configs with 3 fresh seeds when that
+    is estimated (9 × the median duration of its complete trials) to cost at most this much
+    worker time; 0 turns the automatic re-evaluation off."""
     server_processes: int = Field(default=1, ge=1, le=64)
     """Server processes for ``lionsweep serve`` (uvicorn workers; each re-reads the env)."""
     db_synchronous_commit: bool = True

@@ -167,6 +167,8 @@ def enqueued_params(spec: schemas.SweepSpec) -> list[dict[str, Any]]:
             params["lr"], params["weight_decay"] = from_adamw(a.lr, a.weight_decay, factor=a.factor)
         if spec.baseline and "optimizer" not in params:
             params["optimizer"] = "lion"
+        if spec.space.lr_wd_product is not None and "weight_decay" in params and "lr" in params:
+            params["lr_wd_product"] = params["lr"] * params.pop("weight_decay")
         out.append(params)
     return out
 
@@ -226,6 +228,18 @@ def check_spec(spec: schemas.SweepSpec, settings: Settings) -> list[dict[str, An
             errors.append(
                 field_error(("enqueue", i, "optimizer"), "optimizer 'adamw' needs baseline: adamw")
             )
+    if spec.space.lr_wd_product is not None:
+        for i, cfg in enumerate(spec.enqueue):
+            gives_wd = cfg.weight_decay is not None or cfg.from_adamw is not None
+            if gives_wd and cfg.lr is None and cfg.from_adamw is None:
+                errors.append(
+                    field_error(
+                        ("enqueue", i, "weight_decay"),
+                        "this sweep searches lr_wd_product: an enqueued weight_decay needs its "
+                        "lr (the product is lr * weight_decay)",
+                        cfg.weight_decay,
+                    )
+                )
     if errors:
         return errors
     for i, params in enumerate(enqueued_params(spec)):

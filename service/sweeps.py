@@ -42,7 +42,7 @@ class Sweeps:
         self.ledger = Ledger(db, settings, self.catalog)
         self.leases = Leases(db, settings, self.ledger)
         self.views = Views(db, self.catalog)
-        self.analysis = Analysis(db, self.catalog)
+        self.analysis = Analysis(db, self.catalog, self.ledger.declared_params)
 
     # ---- sweeps ----
 
@@ -88,12 +88,20 @@ class Sweeps:
         return self.views.trial_by_number(sweep_id, number)
 
     def best(self, sweep_id: int, k: int) -> schemas.BestOut:
-        """The best complete trial and the top k as ready-to-use configs."""
+        """The top k distinct configs by seed mean, with intervals and the seed noise."""
         return self.analysis.best(self.views.row(sweep_id).id, k)
 
-    def scaling_rule(self, sweep_id: int) -> schemas.ScalingFitOut:
-        """The lr-versus-decay fit of the sweep's complete Lion trials."""
-        return self.analysis.scaling_rule(self.views.row(sweep_id).id)
+    def scaling_rule(
+        self,
+        sweep_id: int,
+        to_width: float | None = None,
+        width_rule: str = "sqrt",
+        from_width: float | None = None,
+    ) -> schemas.RuleOut:
+        """The lr × weight-decay answer with its verdict, optionally moved to another width."""
+        return self.analysis.scaling_rule(
+            self.views.row(sweep_id).id, to_width, width_rule, from_width
+        )
 
     def importances(self, sweep_id: int) -> schemas.ImportancesOut:
         """Optuna's parameter importances over complete trials."""

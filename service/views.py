@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from service import optuna_tables as ot
 from service import schemas
+from service.analysis import reevaluation_out
 from service.catalog import Catalog, SweepInfo
 from service.db import Database
 from service.errors import NotFound
@@ -63,11 +64,21 @@ class Views:
         except (ValueError, KeyError):  # no complete trial yet, or deleted meanwhile
             pass
         finished = counts.finished
+        try:
+            attrs = self.db.storage.get_study_system_attrs(row.study_id)
+        except KeyError:
+            raise NotFound(f"sweep {row.id} not found") from None
+        reevaluation = reevaluation_out(info, attrs, counts)
+        extra = reevaluation.trials
+        if reevaluation.status == "pending":
+            extra = (reevaluation.top_k or 0) * (reevaluation.seeds or 0)
+        done = finished + counts.reeval_finished
+        planned = row.n_trials + extra
         eta = None
-        if row.status == "running" and finished and counts.first_start and counts.last_complete:
+        if row.status == "running" and done and counts.first_start and counts.last_complete:
             elapsed = (counts.last_complete - counts.first_start).total_seconds()
             if elapsed > 0:
-                eta = max(row.n_trials - finished, 0) * elapsed / finished
+                eta = max(planned - done, 0) * elapsed / done
         if announced is None:
             announced = self.announced_tasks()
         is_announced = row.task_name in announced
@@ -81,7 +92,7 @@ class Views:
             n_trials=row.n_trials,
             counts=schemas.Counts(**counts.by_state),
             finished=finished,
-            progress=min(finished / row.n_trials, 1.0),
+            progress=1.0 if row.status == "complete" else min(done / planned, 1.0),
             best=best,
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
@@ -89,6 +100,7 @@ class Views:
             task_announced=is_announced,
             warnings=warns,
             eta_seconds=eta,
+            reevaluation=reevaluation,
         )
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
@@ -173,6 +185,7 @@ class Views:
             datetime_complete=end,
             duration_seconds=(end - start).total_seconds() if start and end else None,
             retry_of=t.system_attrs.get(ot.RETRY_OF),
+            reevaluation_of=t.system_attrs.get(ot.REEVAL_OF),
         )
 
     def trials(

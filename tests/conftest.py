@@ -387,6 +387,9 @@ class ServerFactory:
             **os.environ,
             "LIONSWEEP_DATABASE_URL": database_url,
             "PYTHONUNBUFFERED": "1",
+            # Scripted trials take milliseconds, so `reevaluate: auto` would follow every test
+            # sweep with 9 re-runs; tests that exercise re-evaluation ask for it in the spec.
+            "LIONSWEEP_REEVALUATE_AUTO_SECONDS": "0",
             **(env or {}),
         }
         with open(log_path, "wb") as out:

@@ -13,7 +13,7 @@ import httpx
 import optuna
 import pytest
 
-from optim.scaling import fit_lr_decay, from_adamw, lr_and_decay
+from optim.scaling import from_adamw, lr_and_decay
 
 
 def task_name() -> str:
@@ -93,10 +93,13 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
 
     rule = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
     assert rule.status_code == 200, rule.text
-    expected = fit_lr_decay([(q["lr"], q["weight_decay"], v) for q, v in reported.values()])
-    for key in ("slope", "intercept", "product", "alpha0", "r2", "lr", "weight_decay"):
-        assert rule.json()[key] == pytest.approx(getattr(expected, key), rel=1e-6)
-    assert rule.json()["n"] == expected.n
+    fit = rule.json()
+    assert fit["n"] == 14 and fit["left_out"] == {"pruned": 0, "failed": 0, "running": 0, "other": 0}
+    assert fit["best"]["trial_number"] == best_number
+    # The planted bowl is a valley of slope -1 through lr·wd = 1e-5.
+    assert fit["verdict"] == "valley", fit["reason"]
+    assert fit["slope_ci"][0] <= -1 <= fit["slope_ci"][1]
+    assert fit["product_ci"][0] <= 1e-5 * 1.2 and fit["product_ci"][1] >= 1e-5 / 1.2
 
     trial = client.get(f"/api/sweeps/{sweep['id']}/trials/{best_number}").json()
     assert trial["state"] == "complete" and trial["worker_id"] == "w0"
@@ -136,10 +139,13 @@ def test_too_few_trials_give_clear_409s(client):
     sweep = submit(client, name="few", task={"name": task}, n_trials=3, pruner={"name": "none"})
     r = client.get(f"/api/sweeps/{sweep['id']}/best")
     assert r.status_code == 409 and "no complete trial" in r.json()["detail"]
+    r = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
+    assert r.status_code == 409 and "no complete Lion trial" in r.json()["detail"]
     a = claim(client, task)
     client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": 1.0})
-    r = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
-    assert r.status_code == 409 and "at least 3" in r.json()["detail"]
+    rule = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule").json()
+    assert rule["verdict"] == "insufficient" and "needs at least" in rule["reason"]
+    assert rule["slope"] is None and rule["product"] is None and rule["valley"] == []
     assert client.get(f"/api/sweeps/{sweep['id']}/importances").status_code == 409
 
 

@@ -106,10 +106,32 @@ def best(
     return sweeps.best(sweep_id, k)
 
 
-@router.get("/{sweep_id}/scaling-rule", response_model=schemas.ScalingFitOut)
-def scaling_rule(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ScalingFitOut:
-    """Fit lr·λ on this sweep's complete trials (409 when too few)."""
-    return sweeps.scaling_rule(sweep_id)
+@router.get("/{sweep_id}/scaling-rule", response_model=schemas.RuleOut)
+def scaling_rule(
+    sweep_id: Id,
+    sweeps: SweepsDep,
+    _: ReadScope,
+    width: Annotated[
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="Move the answer to this width."),
+    ] = None,
+    width_rule: Annotated[
+        Literal["sqrt", "mup", "mup_sqrt"],
+        Query(
+            description="sqrt: lr ∝ w^-½, λ ∝ w^½; mup: lr ∝ 1/w, λ ∝ w; "
+            "mup_sqrt: lr ∝ 1/w, λ ∝ w^½"
+        ),
+    ] = "sqrt",
+    from_width: Annotated[
+        float | None,
+        Query(
+            gt=0, allow_inf_nan=False, description="The sweep's width, if its task declares none."
+        ),
+    ] = None,
+) -> schemas.RuleOut:
+    """The lr × weight-decay surface of the sweep: verdict, valley, optimum, 90% intervals
+    (409 when it has no complete Lion trial); with ``width``, the answer moved there."""
+    return sweeps.scaling_rule(sweep_id, width, width_rule, from_width)
 
 
 @router.get("/{sweep_id}/importances", response_model=schemas.ImportancesOut)
