@@ -137,7 +137,8 @@ class Unbuildable(Quadratic):
             {"dim": -1, "sleep": 5},
             {},
             "invalid task params: dim: must be at least 1, not -1; sleep: unknown param (known: "
-            "condition, dim, eval_every, nan_at_step, noise, problem_seed, step_delay, steps)",
+            "condition, decay_all, dim, eval_every, nan_at_step, noise, problem_seed, step_delay, "
+            "steps)",
         ),
         (
             {},
@@ -298,6 +299,68 @@ def test_optimizer_is_lion_or_adamw_baseline():
         tasks.get("quadratic"), effective_config(tasks.get("quadratic"), a, "cpu"), NullReporter()
     )
     assert result.state == "complete" and result.value < 5.0
+
+
+def decayed_once(optimizer: str, **task_params) -> tuple[TrialConfig, dict[str, float]]:
+    """One step with zero gradients (decay alone) on a small Linear + LayerNorm model: each
+    parameter's value after the step divided by its value before, and the config."""
+    a = assignment(
+        "digits",
+        params={"optimizer": optimizer, "lr": 0.1, "weight_decay": 2.0},
+        task_params=task_params,
+    )
+    config = effective_config(tasks.get("digits"), a, "cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    with torch.no_grad():
+        model[0].bias.fill_(0.5)
+        model[1].bias.fill_(0.25)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    opt = make_optimizer(config, model)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    ratios = {}
+    for name, p in model.named_parameters():
+        ratio = p.detach() / before[name]
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio)), name
+        ratios[name] = float(ratio.flatten()[0])
+    return config, ratios
+
+
+@pytest.mark.parametrize("optimizer", ["lion", "adamw"])
+def test_weight_decay_reaches_matrices_only_unless_decay_all(optimizer):
+    config, ratios = decayed_once(optimizer)
+    assert config.decay_all is False and config.as_dict()["decay_all"] is False
+    assert ratios["0.weight"] == pytest.approx(1 - 0.1 * 2.0)
+    assert ratios["0.bias"] == ratios["1.weight"] == ratios["1.bias"] == 1.0
+    config, ratios = decayed_once(optimizer, decay_all=True)
+    assert config.decay_all is True and config.as_dict()["decay_all"] is True
+    assert "decay_all" not in config.task_params
+    for name in ("0.weight", "0.bias", "1.weight", "1.bias"):
+        assert ratios[name] == pytest.approx(1 - 0.1 * 2.0), name
+
+
+def test_decay_all_is_a_declared_loop_param_with_a_default_per_task():
+    quadratic = effective_config(tasks.get("quadratic"), assignment(), "cpu")
+    assert quadratic.decay_all is True  # its one vector is the model
+    assert effective_config(tasks.get("digits"), assignment("digits"), "cpu").decay_all is False
+    off = assignment(task_params={"decay_all": False})
+    assert effective_config(tasks.get("quadratic"), off, "cpu").decay_all is False
+    with pytest.raises(tasks.InvalidParams, match="decay_all: must be bool, not int 1"):
+        effective_config(tasks.get("quadratic"), assignment(task_params={"decay_all": 1}), "cpu")
+
+
+def test_a_vector_model_is_not_decayed_without_decay_all():
+    task = tasks.get("quadratic")
+
+    def value(weight_decay: float, decay_all: bool) -> float:
+        a = assignment(params={"lr": 1e-3, "weight_decay": weight_decay})
+        a["task"]["params"] = {"steps": 50, "eval_every": 50, "noise": 0.0, "decay_all": decay_all}
+        return run_trial(task, effective_config(task, a, "cpu"), NullReporter()).value
+
+    assert value(1.0, False) == value(10.0, False)
+    assert value(1.0, True) != value(10.0, True)
 
 
 def learning_rates(warmup_steps: int, steps: int) -> list[float]:

@@ -54,6 +54,7 @@ class TrialConfig:
     device: str
     metric: str
     lion_impl: str = "auto"
+    decay_all: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values."""
@@ -125,6 +126,7 @@ def effective_config(task: Task, assignment: dict[str, Any], device: str) -> Tri
     check_values("trial params", TRIAL_PARAM_SPECS, sized)
     loop = {k: task_params.pop(k) for k in LOOP_PARAMS if k in task_params}
     steps = int(loop.get("steps", task.defaults.steps))
+    decay_all = loop.get("decay_all")
     max_steps = (assignment.get("budget") or {}).get("max_steps")
     if max_steps is not None:
         steps = min(steps, int(max_steps))
@@ -153,6 +155,7 @@ def effective_config(task: Task, assignment: dict[str, Any], device: str) -> Tri
         device=device,
         metric=str((assignment.get("objective") or {}).get("metric", "val_loss")),
         lion_impl=os.environ.get(LION_IMPL_ENV, "auto"),
+        decay_all=bool(d.decay_all if decay_all is None else decay_all),
     )
 
 
@@ -164,15 +167,34 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """``optim.Lion`` (or AdamW for a baseline arm) over all of the model's parameters."""
-    betas = (config.beta1, config.beta2)
+def param_groups(config: TrialConfig, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The model's trainable parameters in optimizer groups with their weight decay.
+
+    Matrices and higher (``ndim >= 2``: linear, embedding and convolution weights) take the
+    trial's weight decay; vectors and scalars (biases, norm gains) take none, unless
+    ``config.decay_all``, which puts every parameter in one decayed group. Empty groups are
+    left out (an empty model gives one empty group).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    if config.decay_all:
+        return [{"params": params, "weight_decay": config.weight_decay}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]] or groups[:1]
+
+
+def make_optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """``optim.Lion`` (or AdamW for a baseline arm) over the model's trainable parameters,
+    grouped by :func:`param_groups` (weight decay on matrices only, unless ``decay_all``)."""
+    betas = (config.beta1, config.beta2)
+    groups = param_groups(config, model)
     if config.optimizer == "lion":
         from optim import Lion
 
         return Lion(
-            params,
+            groups,
             lr=config.lr,
             betas=betas,
             weight_decay=config.weight_decay,
@@ -180,7 +202,7 @@ def make_optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.O
         )
     if config.optimizer == "adamw":
         return torch.optim.AdamW(
-            params, lr=config.lr, betas=betas, weight_decay=config.weight_decay
+            groups, lr=config.lr, betas=betas, weight_decay=config.weight_decay
         )
     raise ValueError(f"optimizer must be 'lion' or 'adamw', not {config.optimizer!r}")
 

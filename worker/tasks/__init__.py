@@ -16,16 +16,21 @@ functions the harness (``worker.harness``) calls:
 - ``loss(model, batch)`` → the mean loss over the (micro-)batch, a scalar tensor;
 - ``evaluate(model, params, data)`` → ``{"val_loss": ..., ...}`` with the objective metric.
 
-Besides its own ``defaults.params``, every task accepts ``steps`` and ``eval_every`` in a
-sweep's ``task.params`` (the harness's loop settings).
+Besides its own ``defaults.params``, every task accepts the harness's settings
+(:data:`LOOP_PARAMS`) in a sweep's ``task.params``: ``steps``, ``eval_every`` and
+``decay_all`` (weight decay on every parameter instead of only on matrices, see
+``worker.harness.make_optimizer``).
 
 A task declares the params it accepts with ``TaskDefaults(specs={name: ParamSpec(...)})``:
 type, bounds or choices, default. The harness checks a trial's task params against the
 declaration before it builds anything (:func:`check_params`), and the worker announces the
 declarations in its claims (:func:`announce_params`) so the server can refuse a sweep no
-worker would run. ``steps`` and ``eval_every`` are declared for every declaring task
+worker would run. The loop params are declared for every declaring task
 (:data:`LOOP_PARAM_SPECS`, defaults from ``TaskDefaults``). A task without ``specs`` (an
 operator's own, written before declarations existed) is not checked beyond unknown names.
+
+At most one declared param may be marked ``width=True``: the model's width, the size that
+scaling-rule experiments vary (charlm's ``d_model``, digits' ``hidden``).
 """
 
 from __future__ import annotations
@@ -42,11 +47,15 @@ from typing import Any, Protocol, runtime_checkable
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lionsweep.tasks"
-BUILTIN_MODULES = ("worker.tasks.quadratic", "worker.tasks.digits", "worker.tasks.charlm")
+BUILTIN_MODULES = (
+    "worker.tasks.quadratic",
+    "worker.tasks.digits",
+    "worker.tasks.charlm",
+)
 #: The param types a :class:`ParamSpec` can declare (JSON's, less null, list and object).
 PARAM_TYPES = ("int", "float", "bool", "str")
 #: Harness-level settings that any task accepts in its ``task.params``.
-LOOP_PARAMS = ("steps", "eval_every")
+LOOP_PARAMS = ("steps", "eval_every", "decay_all")
 
 
 def _kind(value: Any) -> str:
@@ -66,6 +75,7 @@ class ParamSpec:
     Values are never coerced: ``True`` is not an int, ``"3"`` is not 3, NaN and ±inf are
     refused; an int is accepted where a float is declared (JSON writes 100.0 as 100). A
     param whose ``default`` is ``None`` also accepts ``None`` (it means "off").
+    ``width=True`` marks the numeric param that is the model's width.
     """
 
     type: str
@@ -73,10 +83,15 @@ class ParamSpec:
     low: int | float | None = None
     high: int | float | None = None
     choices: tuple[Any, ...] | None = None
+    width: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param type must be one of {PARAM_TYPES}, not {self.type!r}")
+        if not isinstance(self.width, bool):
+            raise ValueError(f"width must be True or False, not {self.width!r}")
+        if self.width and self.type not in ("int", "float"):
+            raise ValueError(f"a width is a number, not {self.type}")
         if (self.low is not None or self.high is not None) and self.type not in ("int", "float"):
             raise ValueError(f"low/high bound numbers, not {self.type}")
         for bound in (self.low, self.high):
@@ -117,21 +132,26 @@ class ParamSpec:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        """``{"type", "low", "high", "choices", "default"}`` as plain JSON values."""
+        """``{"type", "low", "high", "choices", "default"}`` as plain JSON values, with
+        ``"width": true`` added for the width param only."""
         choices = None if self.choices is None else list(self.choices)
-        return {
+        declared = {
             "type": self.type,
             "low": self.low,
             "high": self.high,
             "choices": choices,
             "default": self.default,
         }
+        if self.width:
+            declared["width"] = True
+        return declared
 
 
-#: ``steps`` and ``eval_every`` as every declaring task accepts them (default: its own).
+#: The loop params as every declaring task accepts them (default: its ``TaskDefaults``').
 LOOP_PARAM_SPECS = {
     "steps": ParamSpec("int", default=1, low=1, high=10_000_000),
     "eval_every": ParamSpec("int", default=1, low=1, high=10_000_000),
+    "decay_all": ParamSpec("bool", default=False),
 }
 
 
@@ -166,7 +186,8 @@ class TaskDefaults:
 
     ``specs`` declares the task's own params (see :class:`ParamSpec`); ``params`` then
     defaults to the specs' defaults, and when both are given they must agree. ``None``
-    (the default) leaves the task undeclared: its params are not checked.
+    (the default) leaves the task undeclared: its params are not checked. ``decay_all``
+    is the default of the loop param of that name (decay biases and gains too).
     """
 
     warmup_steps: int = 0
@@ -176,10 +197,14 @@ class TaskDefaults:
     eval_every: int = 10
     params: dict[str, Any] = field(default_factory=dict)
     specs: Mapping[str, ParamSpec] | None = None
+    decay_all: bool = False
 
     def __post_init__(self) -> None:
         if self.specs is None:
             return
+        widths = sorted(k for k, v in self.specs.items() if v.width)
+        if len(widths) > 1:
+            raise ValueError(f"at most one param is the width, not {widths}")
         own = {k: v for k, v in self.specs.items() if k not in LOOP_PARAMS}
         if not self.params:
             object.__setattr__(self, "params", {k: v.default for k, v in own.items()})

@@ -13,6 +13,9 @@ Params (bounds in ``Quadratic.defaults.specs``): ``dim`` ≤ 65,536, ``condition
   (exercises divergence handling);
 - ``step_delay``: seconds slept per step (at most 1), so a test can catch a worker
   mid-trial.
+
+The point x is a vector, the whole model, so the task decays it by default
+(``decay_all`` is true; the harness would otherwise leave vectors undecayed).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Quadratic:
         max_micro_batch=64,
         steps=1000,
         eval_every=100,
+        decay_all=True,
         specs={
             "dim": ParamSpec("int", default=32, low=1, high=65_536),
             "condition": ParamSpec("float", default=100.0, low=1.0, high=1e12),
