@@ -163,6 +163,27 @@ def test_digits_cnn_trains():
     assert result.state == "complete" and result.value < 0.8
 
 
+@pytest.mark.parametrize("d_model", [32, 128])
+def test_charlm_weights_start_at_fan_in_to_the_minus_half_unless_init_std_is_given(d_model):
+    task = tasks.get("charlm")
+    params = tasks.resolve_params(task, {"d_model": d_model, "corpus_bytes": 200_000})
+    data = task.data(params, "cpu")
+    torch.manual_seed(0)
+    model = task.make_model(params, data, "cpu")
+    block = model.blocks[0]
+    for weight, fan_in in [
+        (model.tok.weight, d_model),
+        (model.pos.weight, d_model),
+        (block.qkv.weight, d_model),
+        (block.mlp[2].weight, 4 * d_model),
+        (model.head.weight, d_model),
+    ]:
+        assert float(weight.std()) == pytest.approx(fan_in**-0.5, rel=0.1)
+    assert float(block.qkv.bias.abs().max()) == 0.0 and float(block.ln1.weight.min()) == 1.0
+    fixed = task.make_model({**params, "init_std": 0.02}, data, "cpu")
+    assert float(fixed.blocks[0].mlp[2].weight.std()) == pytest.approx(0.02, rel=0.1)
+
+
 def test_charlm_corpus_is_stdlib_source_and_deterministic():
     corpus = charlm._corpus(200_000)
     assert len(corpus["train"]) + len(corpus["val"]) == 200_000
@@ -176,7 +197,8 @@ def test_charlm_corpus_is_stdlib_source_and_deterministic():
 @pytest.mark.slow
 def test_charlm_default_size_trains_well_below_its_start():
     task = tasks.get("charlm")
-    config = effective_config(task, assignment("charlm", metric="val_bpc"), "cpu")
+    a = assignment("charlm", metric="val_bpc", steps=200, eval_every=200)
+    config = effective_config(task, a, "cpu")
     data = task.data(config.task_params, "cpu")
     torch.manual_seed(config.seed)
     model = task.make_model(config.task_params, data, "cpu")
@@ -204,6 +226,7 @@ def test_every_builtin_declares_every_param_it_uses_within_finite_bounds(name):
     assert set(specs) == set(d.params) | set(tasks.LOOP_PARAMS)
     assert {k: specs[k].default for k in d.params} == d.params
     assert (specs["steps"].default, specs["eval_every"].default) == (d.steps, d.eval_every)
+    assert specs["decay_all"].default is d.decay_all
     for param, spec in specs.items():
         assert spec.problem(spec.default) is None, param
         if spec.type in ("int", "float"):
@@ -233,8 +256,35 @@ def test_declarations_are_announced_as_json_for_declaring_tasks_only():
     assert announced["quadratic"]["steps"] == {
         "type": "int", "low": 1, "high": 10_000_000, "choices": None, "default": 1000,
     }  # fmt: skip
+    assert announced["quadratic"]["decay_all"] == {
+        "type": "bool", "low": None, "high": None, "choices": None, "default": True,
+    }  # fmt: skip
+    assert announced["digits"]["decay_all"]["default"] is False
     assert announced["digits"]["model"]["choices"] == ["mlp", "cnn"]
     assert announced["quadratic"]["nan_at_step"]["default"] is None
+
+
+def test_the_width_is_declared_once_and_announced_only_where_it_is():
+    announced = tasks.announce_params(list(BUILTINS))
+    widths = {
+        task: [name for name, spec in params.items() if "width" in spec]
+        for task, params in announced.items()
+    }
+    assert widths == {"quadratic": [], "digits": ["hidden"], "charlm": ["d_model"]}
+    assert announced["charlm"]["d_model"] == {
+        "type": "int", "low": 8, "high": 2048, "choices": None, "default": 64, "width": True,
+    }  # fmt: skip
+    assert "width" not in ParamSpec("int", default=3).as_json()
+    assert ParamSpec("float", default=1.0, width=True).as_json()["width"] is True
+    with pytest.raises(ValueError, match="a width is a number, not str"):
+        ParamSpec("str", default="a", width=True)
+    with pytest.raises(ValueError, match=r"at most one param is the width, not \['a', 'b'\]"):
+        TaskDefaults(
+            specs={
+                "a": ParamSpec("int", default=1, width=True),
+                "b": ParamSpec("int", default=2, width=True),
+            }
+        )
 
 
 def test_param_spec_rules_never_coerce():
