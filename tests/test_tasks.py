@@ -1,4 +1,4 @@
-"""The task registry and the built-in tasks (quadratic, digits, charlm)."""
+"""The task registry and the built-in tasks (quadratic, digits, charlm, planted)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def assignment(task: str, metric: str = "val_loss", **params) -> dict:
 
 
 def test_builtins_are_registered_with_defaults():
-    assert {"quadratic", "digits", "charlm"} <= set(tasks.names())
-    for name in ("quadratic", "digits", "charlm"):
+    assert {"quadratic", "digits", "charlm", "planted"} <= set(tasks.names())
+    for name in ("quadratic", "digits", "charlm", "planted"):
         task = tasks.get(name)
         assert isinstance(task, tasks.Task)
         assert task.defaults.announce() == {
@@ -215,7 +215,7 @@ def test_task_defaults_are_frozen():
         TaskDefaults().steps = 3  # type: ignore[misc]
 
 
-BUILTINS = ("quadratic", "digits", "charlm")
+BUILTINS = ("quadratic", "digits", "charlm", "planted")
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -270,7 +270,7 @@ def test_the_width_is_declared_once_and_announced_only_where_it_is():
         task: [name for name, spec in params.items() if "width" in spec]
         for task, params in announced.items()
     }
-    assert widths == {"quadratic": [], "digits": ["hidden"], "charlm": ["d_model"]}
+    assert widths == {"quadratic": [], "digits": ["hidden"], "charlm": ["d_model"], "planted": []}
     assert announced["charlm"]["d_model"] == {
         "type": "int", "low": 8, "high": 2048, "choices": None, "default": 64, "width": True,
     }  # fmt: skip

@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "worker.tasks.quadratic",
     "worker.tasks.digits",
     "worker.tasks.charlm",
+    "worker.tasks.planted",
 )
 #: The param types a :class:`ParamSpec` can declare (JSON's, less null, list and object).
 PARAM_TYPES = ("int", "float", "bool", "str")
@@ -336,7 +337,7 @@ def _register_loaded(obj: Any, origin: str) -> None:
 
 
 def load_builtins() -> None:
-    """Register the built-in tasks (quadratic, digits, charlm)."""
+    """Register the built-in tasks (quadratic, digits, charlm, planted)."""
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
 
