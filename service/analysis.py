@@ -120,11 +120,11 @@ def reevaluation_out(
 ) -> schemas.ReevaluationOut:
     """Where the re-evaluation of the sweep's leading configs stands."""
     decided = attrs.get(ot.REEVALUATION)
-    mode = info.spec.reevaluate
+    cfg = info.spec.reevaluate
+    mode = cfg.mode
     if decided is None:
         if mode == "off":
             return schemas.ReevaluationOut(status="off")
-        cfg = schemas.REEVALUATE_AUTO if mode == "auto" else mode
         when = "when the sweep's own trials are done"
         if mode == "auto":
             when += ", if cheap enough"
@@ -268,7 +268,7 @@ class Analysis:
         noise = pooled_noise(groups)
         groups.sort(key=lambda g: (len(g.counted) < 2, sign * g.mean, g.first.number))
         best = groups[0]
-        box = _box(info, rows)
+        box, box_out = _box(info, rows)
         surface = self._surface(info, rows, best.params, box, sign)
         opt = None
         if surface.lr is not None:
@@ -300,10 +300,7 @@ class Analysis:
             noise_sd=noise.sd,
             residual_sd=surface.residual_sd,
             valley=[schemas.ValleyPoint(**p) for p in surface.valley],
-            box={
-                "lr": [math.exp(box.x_lo), math.exp(box.x_hi)],
-                box.second: [math.exp(box.v_lo), math.exp(box.v_hi)],
-            },
+            box=box_out,
             best=schemas.BestPoint(
                 trial_number=best.first.number,
                 lr=best.params["lr"],
@@ -413,26 +410,36 @@ def _rule_rows(
     return rows, left
 
 
-def _range(dim: schemas.Dimension | None, seen: list[float]) -> tuple[float, float]:
-    """ln of a dimension's positive range (observed values where the spec gives none)."""
+def _range(dim: schemas.Dimension | None, seen: list[float]) -> list[float]:
+    """A dimension's positive range, widened to the values seen (a range starting at 0 starts
+    at the smallest positive value seen)."""
     positive = [v for v in seen if v > 0]
     lo, hi = min(positive), max(positive)
     if dim is not None:
         vals = [v for v in dim.values() if v > 0]
         if vals:
             lo, hi = min(min(vals), lo), max(max(vals), hi)
-    return math.log(lo), math.log(hi)
+    return [lo, hi]
 
 
-def _box(info: SweepInfo, rows: list[tuple[FrozenTrial, dict[str, Any]]]) -> Box:
-    """The search box in (ln lr, ln weight decay or ln lr·weight decay)."""
+def _box(
+    info: SweepInfo, rows: list[tuple[FrozenTrial, dict[str, Any]]]
+) -> tuple[Box, dict[str, list[float]]]:
+    """The search box in (ln lr, ln weight decay or ln lr·weight decay), and as given."""
     space = info.spec.space
-    x_lo, x_hi = _range(space.lr, [p["lr"] for _, p in rows])
+    lr = _range(space.lr, [p["lr"] for _, p in rows])
     if space.lr_wd_product is not None:
-        v_lo, v_hi = _range(space.lr_wd_product, [p["lr"] * p["weight_decay"] for _, p in rows])
-        return Box(x_lo, x_hi, v_lo, v_hi, "lr_wd_product")
-    v_lo, v_hi = _range(space.weight_decay, [p["weight_decay"] for _, p in rows])
-    return Box(x_lo, x_hi, v_lo, v_hi)
+        second, name = (
+            _range(space.lr_wd_product, [p["lr"] * p["weight_decay"] for _, p in rows]),
+            "lr_wd_product",
+        )
+    else:
+        second, name = (
+            _range(space.weight_decay, [p["weight_decay"] for _, p in rows]),
+            ("weight_decay"),
+        )
+    ln = [math.log(v) for v in (*lr, *second)]
+    return Box(*ln, name), {"lr": lr, name: second}
 
 
 def _observations(

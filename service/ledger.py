@@ -204,13 +204,13 @@ class Ledger:
         estimated cost (runs × the median complete-trial duration) is within the server's
         ``reevaluate_auto_seconds``.
         """
-        mode = info.spec.reevaluate
-        decision: dict[str, Any] = {"mode": mode if isinstance(mode, str) else "on"}
+        cfg = info.spec.reevaluate
+        mode = cfg.mode
+        decision: dict[str, Any] = {"mode": mode}
         queued = 0
         if mode == "off":
             decision["status"] = "off"
         else:
-            cfg = schemas.REEVALUATE_AUTO if mode == "auto" else mode
             decision.update(top_k=cfg.top_k, seeds=cfg.seeds)
             own = [
                 t

@@ -362,8 +362,16 @@ class EnqueuedConfig(Strict):
 
 
 class Reevaluate(Strict):
-    """Re-run the leading configs with fresh seeds once the sweep's trials are done."""
+    """Re-run the leading configs with fresh seeds once the sweep's own trials are done.
 
+    Written as ``{top_k, seeds}`` (on), or the words ``auto`` / ``off``.
+    """
+
+    mode: Literal["auto", "on", "off"] = Field(
+        default="on",
+        description="on: always; auto: when it costs at most the server's "
+        "LIONSWEEP_REEVALUATE_AUTO_SECONDS of worker time; off: never.",
+    )
     top_k: int = Field(default=3, ge=1, le=50, description="How many leading configs.")
     seeds: int = Field(
         default=3,
@@ -372,9 +380,15 @@ class Reevaluate(Strict):
         description="Fresh seeds per config (at least 2, so the re-runs alone give a spread).",
     )
 
-
-REEVALUATE_AUTO = Reevaluate()
-"""What ``reevaluate: "auto"`` runs when the sweep's trials are cheap enough."""
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, data: Any) -> Any:
+        """``"auto"`` and ``"off"`` stand for ``{mode: auto}`` and ``{mode: off}``."""
+        if isinstance(data, str):
+            if data in ("auto", "off"):
+                return {"mode": data}
+            raise ValueError("must be 'auto', 'off' or {top_k, seeds}")
+        return data
 
 
 class SweepSpec(Strict):
@@ -391,8 +405,8 @@ class SweepSpec(Strict):
     enqueue: list[EnqueuedConfig] = Field(default_factory=list)
     baseline: Literal["adamw"] | None = None
     budget: Budget = Field(default_factory=Budget)
-    reevaluate: Reevaluate | Literal["auto", "off"] = Field(
-        default="auto",
+    reevaluate: Reevaluate = Field(
+        default_factory=lambda: Reevaluate(mode="auto"),
         description="Measure the noise: re-run the top_k configs with `seeds` fresh seeds "
         "when the sweep's trials are done. 'auto' (the default) re-runs the top 3 with 3 seeds "
         "when that costs at most the server's LIONSWEEP_REEVALUATE_AUTO_SECONDS of worker "

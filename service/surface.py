@@ -308,9 +308,37 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     consistent_edge = bool(edges0) and edge_share >= AGREE
     where = ", ".join(edges0)
 
+    walls = _walls(obs, d, beta, scale) if surface.slope is not None else {}
+    flat = [side for side, shown in walls.items() if shown == "flat"]
+    few = [side for side, shown in walls.items() if shown == "few"]
+
     if p_wd < ALPHA:
         s = surface.slope
-        if s is not None and (s.lo > 0 or s.hi < 0) and s.hi - s.lo <= MAX_SLOPE_CI_WIDTH:
+        if s is not None and few:
+            surface.slope = None
+            surface.valley = []
+            surface.reason = (
+                f"weight decay matters (F-test p = {p_wd:.2g}) and the fit curves into a valley, "
+                f"but too few trials lie near it and on its {' and '.join(few)}-weight-decay "
+                f"side to show the data rise there: more trials, or a box centred on it"
+            )
+        elif s is not None and flat:
+            # The quadratic curves up on both sides by construction; the data must too.
+            surface.slope = None
+            surface.valley = []
+            side = flat[0]
+            edge = f"{box.second}_{side}"
+            surface.verdict = "boundary"
+            surface.on_boundary = True
+            surface.boundary_edges = [edge]
+            more_or_less = "less" if side == "low" else "more"
+            surface.reason = (
+                f"weight decay matters (F-test p = {p_wd:.2g}), but the trials show no rise on "
+                f"the {side}-weight-decay side of the fitted valley: within the box, "
+                f"{more_or_less} weight decay is never worse, so the best weight decay is at or "
+                f"past the box's {side} edge — widen the box that way"
+            )
+        elif s is not None and (s.lo > 0 or s.hi < 0) and s.hi - s.lo <= MAX_SLOPE_CI_WIDTH:
             surface.verdict = "valley"
             surface.product = interval(np.exp(opt_x + opt_y))
             surface.alpha0 = interval(np.sqrt(2 * np.exp(opt_x + opt_y)))
@@ -378,6 +406,44 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
             "objective beyond the noise: more trials, or a wider box"
         )
     return surface
+
+
+WALL_MARGIN = 1.0
+"""How far (in ln weight decay) from the fitted valley a trial must lie to test a wall."""
+MIN_WALL_TRIALS = 3
+
+
+def _walls(obs: Observations, d: np.ndarray, beta: np.ndarray, scale: _Scale) -> dict[str, str]:
+    """Whether the trials themselves rise on each side of the fitted valley.
+
+    A quadratic curves up on both sides of its valley by construction, even where the truth
+    is flat on one side (weight decay that only hurts past a threshold). So the data decide:
+    each trial's value minus the fitted valley floor at its lr is compared between the trials
+    near the valley (within ``WALL_MARGIN`` in ln weight decay) and those beyond it on one
+    side (one-sided Welch t-test at ``ALPHA``; the fit's error at the floor cancels).
+    Per side: ``shown``, ``flat`` (no rise), or ``few`` (under ``MIN_WALL_TRIALS`` trials on
+    that side or near the valley).
+    """
+    c, e, g = beta[2], beta[4], beta[5]
+    u = (obs.x - scale.mx) / scale.sx
+    y_star = scale.my + scale.sy * -(c + e * u) / (2 * g)
+    floor_design = d.copy()
+    floor_design[:, :6] = scale.design(obs.x, y_star)
+    above_floor = obs.value - floor_design @ beta
+    offset = obs.y - y_star
+    near = above_floor[np.abs(offset) <= WALL_MARGIN]
+    out = {}
+    for side, mask in (("low", offset < -WALL_MARGIN), ("high", offset > WALL_MARGIN)):
+        beyond = above_floor[mask]
+        if len(beyond) < MIN_WALL_TRIALS or len(near) < MIN_WALL_TRIALS:
+            out[side] = "few"
+            continue
+        if float(np.std(beyond)) == 0.0 and float(np.std(near)) == 0.0:
+            out[side] = "shown" if beyond.mean() > near.mean() else "flat"
+            continue
+        test = stats.ttest_ind(beyond, near, equal_var=False, alternative="greater")
+        out[side] = "shown" if test.pvalue < ALPHA else "flat"
+    return out
 
 
 def _valley(box: Box, scale: _Scale, coefs: np.ndarray, curved: np.ndarray) -> list[dict]:
