@@ -162,10 +162,14 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
         task = progress.add_task(sweep["name"], total=sweep["n_trials"], counts="", best="-")
         while True:
             best = (sweep.get("best") or {}).get("value")
+            re = sweep.get("reevaluation") or {}
+            extra = re.get("trials") or 0
+            if re.get("status") == "pending":
+                extra = (re.get("top_k") or 0) * (re.get("seeds") or 0)
             progress.update(
                 task,
-                completed=sweep.get("finished", 0),
-                total=sweep["n_trials"],
+                completed=sweep.get("finished", 0) + (re.get("finished") or 0),
+                total=sweep["n_trials"] + extra,
                 counts=counts_text(sweep),
                 best=fmt(best),
             )
@@ -176,21 +180,31 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
     return sweep
 
 
+def interval_text(ci: list[float] | None) -> str:
+    """``lo–hi`` of a 90% interval, or ``-``."""
+    return "-" if not ci else f"{fmt(ci[0])}–{fmt(ci[1])}"
+
+
 def print_best(answer: dict[str, Any]) -> None:
-    """Print the top configs as a table and the best one's optimizer kwargs as JSON."""
-    table = Table(title="Best configs", title_justify="left")
-    for column in ("rank", "trial", "value", "optimizer", "lr", "weight_decay", "betas"):
-        table.add_column(column, justify="right" if column != "optimizer" else "left")
+    """Print the top configs (seed means, 90% intervals, ties) and the best one's kwargs."""
+    table = Table(title="Best configs (by seed mean)", title_justify="left")
+    for column in ("rank", "trial", "mean", "90% CI", "seeds", "optimizer", "lr", "weight_decay"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    table.add_column("betas", justify="right")
     table.add_column("warmup", justify="right")
     table.add_column("batch", justify="right")
     top = answer.get("top") or [answer["best"]]
+    tied = set(answer.get("tied") or [])
     for rank, cfg in enumerate(top, start=1):
         kw = cfg.get("optimizer_kwargs") or {}
         betas = ", ".join(fmt(b) for b in kw.get("betas", []))
+        mark = "=" if cfg.get("trial_number") in tied and len(tied) > 1 else ""
         table.add_row(
-            str(rank),
+            f"{rank}{mark}",
             str(cfg.get("trial_number")),
-            fmt(cfg.get("value")),
+            fmt(cfg.get("mean", cfg.get("value"))),
+            interval_text(cfg.get("ci")),
+            str(cfg.get("n_seeds", 1)),
             cfg.get("optimizer", "lion"),
             fmt(kw.get("lr")),
             fmt(kw.get("weight_decay")),
@@ -199,6 +213,22 @@ def print_best(answer: dict[str, Any]) -> None:
             fmt(cfg.get("batch_size")),
         )
     console.print(table)
+    noise = answer.get("noise_sd")
+    if noise is not None:
+        console.print(
+            f"seed noise sd {fmt(noise)} ({answer.get('noise_df')} df); '=' marks configs the "
+            "data cannot tell apart from the best",
+            highlight=False,
+        )
+    if answer.get("note"):
+        console.print(answer["note"], highlight=False)
+    re = answer.get("reevaluation") or {}
+    if re.get("status") in ("queued", "pending", "skipped"):
+        done = (
+            f" ({re.get('finished')}/{re.get('trials')} done)" if re["status"] == "queued" else ""
+        )
+        why = f": {re['reason']}" if re.get("reason") else ""
+        console.print(f"re-evaluation {re['status']}{done}{why}", highlight=False)
     best = answer["best"]
     cls = "torch.optim.AdamW" if best.get("optimizer") == "adamw" else "optim.Lion"
     console.print(f"best optimizer kwargs ({cls}):", highlight=False)
@@ -290,6 +320,7 @@ def status(
         *((k, str(v)) for k, v in (sweep.get("counts") or {}).items()),
         ("best value", fmt(best.get("value"))),
         ("best trial", fmt(best.get("trial_number"))),
+        ("re-evaluation", reevaluation_text(sweep.get("reevaluation"))),
         ("eta", "-" if eta is None else f"{eta:.0f} s"),
         ("created", str(sweep.get("created_at", "-"))),
     ]
@@ -298,6 +329,20 @@ def status(
     console.print(table)
     for warning in sweep.get("warnings") or []:
         warn(warning)
+
+
+def reevaluation_text(re: dict[str, Any] | None) -> str:
+    """One line on where the re-evaluation of the leading configs stands."""
+    if not re:
+        return "-"
+    status = re.get("status", "-")
+    if status in ("queued", "done"):
+        return f"{status}: top {re.get('top_k')} × {re.get('seeds')} seeds, " + (
+            f"{re.get('finished')}/{re.get('trials')} runs done"
+        )
+    if status == "pending":
+        return f"pending: top {re.get('top_k')} × {re.get('seeds')} seeds when the trials are done"
+    return f"{status}" + (f" ({re['reason']})" if re.get("reason") else "")
 
 
 @app.command()
@@ -330,9 +375,73 @@ def rule_table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
+def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
+    """Print a sweep's fitted lr × weight-decay answer: verdict, intervals, transfer."""
+    verdict = fit["verdict"]
+    colour = {"valley": "green", "lr_only": "cyan", "boundary": "yellow"}.get(verdict, "red")
+    console.print(f"sweep {sweep_id}: verdict [bold {colour}]{verdict}[/]", highlight=False)
+    console.print(fit["reason"], highlight=False)
+    rows: dict[str, Any] = {}
+    if fit.get("slope") is not None:
+        rows["slope d ln λ / d ln η"] = (
+            f"{fmt(fit['slope'])} (90% CI {interval_text(fit['slope_ci'])})"
+        )
+    if fit.get("product") is not None:
+        rows["η·λ at the optimum"] = f"{fmt(fit['product'])} ({interval_text(fit['product_ci'])})"
+        rows["α0 = √(2ηλ)"] = f"{fmt(fit['alpha0'])} ({interval_text(fit['alpha0_ci'])})"
+    opt = fit.get("optimum")
+    if opt:
+        rows["optimum lr"] = f"{fmt(opt['lr'])} ({interval_text(opt['lr_ci'])})"
+        rows["optimum weight decay"] = (
+            f"{fmt(opt['weight_decay'])} ({interval_text(opt['weight_decay_ci'])})"
+        )
+        rows["predicted objective"] = f"{fmt(opt['value'])} ({interval_text(opt['value_ci'])})"
+    if fit.get("on_boundary"):
+        rows["on the box's edge"] = ", ".join(fit.get("boundary_edges") or [])
+    best = fit.get("best")
+    if best:
+        rows["best config"] = (
+            f"trial {best['trial_number']}: lr {fmt(best['lr'])}, weight decay "
+            f"{fmt(best['weight_decay'])}, {fmt(best['value'])}"
+        )
+    rows["noise sd (seeds)"] = fmt(fit.get("noise_sd"))
+    rows["residual sd (fit)"] = fmt(fit.get("residual_sd"))
+    left = fit.get("left_out") or {}
+    rows["trials fitted"] = (
+        f"{fit['n']} (left out: " + ", ".join(f"{v} {k}" for k, v in left.items() if v) + ")"
+        if any(left.values())
+        else str(fit["n"])
+    )
+    if fit.get("width") is not None:
+        rows["sweep width"] = f"{fmt(fit['width'])} ({fit.get('width_param')})"
+    table = Table(title="Fitted lr × weight-decay surface", title_justify="left")
+    table.add_column("quantity")
+    table.add_column("estimate (90% CI)")
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+    t = fit.get("transfer")
+    if t:
+        moved = " and ".join(t["moved"])
+        console.print(
+            f"to width {fmt(t['to_width'])} ({t['width_rule']} rule, {moved} moved): "
+            f"lr {fmt(t['lr'])}, weight decay {fmt(t['weight_decay'])}",
+            highlight=False,
+        )
+        console.print(t["note"], highlight=False, style="dim")
+    if verdict != "valley":
+        console.print(
+            "no lr–weight-decay rule is drawn or transferred: the verdict is not 'valley'",
+            highlight=False,
+        )
+
+
 @app.command()
 def rule(
-    width: Annotated[float | None, typer.Option(help="Model width (σ = width^-1/2).")] = None,
+    width: Annotated[
+        float | None,
+        typer.Option(help="Model width (σ = width^-1/2); with --sweep, the width to move to."),
+    ] = None,
     sigma: Annotated[float | None, typer.Option(help="Init scale σ (instead of --width).")] = None,
     alpha0: Annotated[
         float, typer.Option("--alpha0", help="α0 of η = α0·σ, λ = α0/(2σ).")
@@ -343,24 +452,39 @@ def rule(
         float, typer.Option(help="AdamW→Lion lr divisor / wd multiplier.")
     ] = scaling.ADAMW_TO_LION_FACTOR,
     sweep: Annotated[
-        int | None, typer.Option("--sweep", help="Fit η vs λ over this sweep's trials.")
+        int | None,
+        typer.Option("--sweep", help="Fit the lr × weight-decay surface of this sweep's trials."),
     ] = None,
+    width_rule: Annotated[
+        str,
+        typer.Option(
+            help="With --sweep --width: sqrt (lr ∝ w^-½, λ ∝ w^½), mup (lr ∝ 1/w, λ ∝ w) "
+            "or mup_sqrt (lr ∝ 1/w, λ ∝ w^½)."
+        ),
+    ] = "sqrt",
+    from_width: Annotated[
+        float | None,
+        typer.Option(help="With --sweep: the sweep's width, if its task declares none."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
     """Lion's lr and weight decay for a width (η = α0·σ, λ = α0/2σ), from AdamW, or a sweep."""
     if sweep is not None:
+        if sigma is not None:
+            raise fail("--sigma does not apply to --sweep: give --width to move to", EXIT_CONFIG)
+        params: dict[str, Any] = {"width_rule": width_rule}
+        if width is not None:
+            params["width"] = width
+        if from_width is not None:
+            params["from_width"] = from_width
         with api_errors(server), make_client(server, token) as client:
-            fit = client.get(f"/api/sweeps/{sweep}/scaling-rule")
-        console.print(rule_table(f"Fitted rule of sweep {sweep}: log λ = a + b·log η", fit))
-        if width is not None or sigma is not None:
-            lr, wd = scaling.lr_and_decay(sigma=sigma, width=width, alpha0=fit["alpha0"])
-            console.print(
-                rule_table(
-                    f"Transferred with α0 = {fit['alpha0']:.4g}",
-                    {"width": width, "sigma": sigma, "lr": lr, "weight_decay": wd},
-                )
-            )
+            fit = client.get(f"/api/sweeps/{sweep}/scaling-rule", params=params)
+        if as_json:
+            typer.echo(json.dumps(fit, indent=2))
+        else:
+            print_sweep_rule(fit, sweep)
         return
     if adamw_lr is not None or adamw_wd is not None:
         if adamw_lr is None or adamw_wd is None:

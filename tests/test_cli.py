@@ -7,7 +7,9 @@ subprocesses for the embedded mode (``lionsweep up``), which starts its own serv
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,7 +23,7 @@ import yaml
 from conftest import wait_for
 from typer.testing import CliRunner
 
-from lionsweep.cli import app
+from lionsweep.cli import app, fmt
 from optim import scaling
 from service.cli import DEMO_SPEC
 from service.schemas import SweepSpec
@@ -404,7 +406,96 @@ def test_submit_status_best_rule_on_a_live_server(
     assert "no complete trial" in one_error_line(no_best.output)
     no_rule = runner.invoke(app, ["rule", "--sweep", "1", "--server", server.url])
     assert no_rule.exit_code == 1
-    assert "3 complete" in one_error_line(no_rule.output)
+    assert "no complete Lion trial" in one_error_line(no_rule.output)
+
+
+def _planted_sweep(url: str, objective, declared: dict | None = None) -> int:
+    """A 30-trial sweep finished by a scripted worker with a planted objective."""
+    task = "planted-cli"
+    with httpx.Client(base_url=url, timeout=30) as c:
+        if declared:
+            body = {"worker_id": "decl", "tasks": [task], "task_params": {task: declared}}
+            assert c.post("/api/trials/claim", json=body).status_code == 204
+        spec = {
+            "name": "planted",
+            "task": {"name": task, "params": {"d": 256} if declared else {}},
+            "space": {
+                "lr": {"low": 1e-5, "high": 1e-2, "log": True},
+                "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
+                "beta1": 0.9,
+                "beta2": 0.99,
+            },
+            "sampler": {"name": "random", "seed": 11},
+            "pruner": {"name": "none"},
+            "n_trials": 30,
+            "reevaluate": "off",
+        }
+        sweep = c.post("/api/sweeps", json=spec).json()
+        while (
+            r := c.post("/api/trials/claim", json={"worker_id": "w", "tasks": [task]})
+        ).status_code == 200:
+            a = r.json()
+            value = objective(a["params"]) + random.Random(a["seed"]).gauss(0, 0.1)
+            body = {"state": "complete", "value": value}
+            assert c.post(f"/api/trials/{a['trial_id']}/finish", json=body).status_code == 200
+    return sweep["id"]
+
+
+def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, sqlite_url) -> None:
+    server = live_server(sqlite_url)
+    declared = {"d": {"type": "int", "low": 1, "high": 4096, "default": 64, "width": True}}
+    sweep = _planted_sweep(
+        server.url, lambda p: math.log(p["lr"] * p["weight_decay"] / 2e-5) ** 2, declared
+    )
+    fit = httpx.get(f"{server.url}/api/sweeps/{sweep}/scaling-rule").json()
+    assert fit["verdict"] == "valley"
+    own = runner.invoke(
+        app,
+        ["rule", "--sweep", str(sweep), "--width", "256", "--server", server.url],
+        terminal_width=200,
+    )
+    assert own.exit_code == 0, own.output
+    assert "verdict valley" in own.output and "90% CI" in own.output
+    moved = f"lr {fmt(fit['optimum']['lr'])}, weight decay {fmt(fit['optimum']['weight_decay'])}"
+    assert moved in " ".join(own.output.split()), own.output
+    as_json = runner.invoke(
+        app,
+        [
+            "rule",
+            "--sweep",
+            str(sweep),
+            "--width",
+            "1024",
+            "--width-rule",
+            "mup",
+            "--json",
+            "--server",
+            server.url,
+        ],
+    )
+    t = json.loads(as_json.output)["transfer"]
+    assert t["lr"] == pytest.approx(fit["optimum"]["lr"] / 4)
+
+    flat = _planted_sweep(server.url, lambda p: math.log(p["lr"] / 1e-3) ** 2)
+    out = runner.invoke(
+        app,
+        [
+            "rule",
+            "--sweep",
+            str(flat),
+            "--width",
+            "512",
+            "--from-width",
+            "128",
+            "--server",
+            server.url,
+        ],
+        terminal_width=200,
+    )
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "verdict lr_only" in text and "only the lr moved" in text
+    assert "no lr–weight-decay rule is drawn or transferred" in text
 
 
 @pytest.mark.slow
