@@ -285,7 +285,7 @@ class Analysis:
             verdict=surface.verdict,
             reason=surface.reason,
             n=surface.n,
-            left_out=left_out,
+            left_out={**left_out, "outlier": surface.n_outliers},
             left_out_reason=LEFT_OUT_REASON,
             method=METHOD,
             slope=surface.slope.value if surface.slope else None,
@@ -380,7 +380,8 @@ LEFT_OUT_REASON = (
     "pruned trials are left out: their objective at the full budget is unknown (the pruner "
     "stopped them early because they trailed, or they diverged), and a value from an earlier "
     "step is not comparable; failed, unfinished, AdamW-arm trials and trials with weight "
-    "decay 0 are left out too"
+    "decay 0 are left out too ('other'), and so are values more than 10 interquartile "
+    "ranges above the upper quartile ('outlier': runs that went wrong without diverging)"
 )
 
 

@@ -131,6 +131,7 @@ class Surface:
     on_boundary: bool = False
     boundary_edges: list[str] = field(default_factory=list)
     residual_sd: float | None = None
+    n_outliers: int = 0
     p_weight_decay: float | None = None
     p_lr: float | None = None
     valley: list[dict[str, float]] = field(default_factory=list)
@@ -158,6 +159,20 @@ def _wls(d: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     sw = np.sqrt(w)
     beta, *_ = np.linalg.lstsq(d * sw[:, None], v * sw, rcond=None)
     return beta
+
+
+OUTLIER_IQRS = 10.0
+"""A value more than this many interquartile ranges above the upper quartile is off the
+surface (a run that went wrong without diverging, a floor value) and is left out."""
+
+
+def off_surface(value: np.ndarray) -> np.ndarray:
+    """Which values are gross outliers on the bad side (``Q3 + OUTLIER_IQRS·IQR``)."""
+    q1, q3 = np.percentile(value, [25, 75])
+    iqr = q3 - q1
+    if not iqr > 0:
+        return np.zeros(len(value), dtype=bool)
+    return value > q3 + OUTLIER_IQRS * iqr
 
 
 def _fit(d: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,9 +234,22 @@ def _edges(box: Box, i: int, j: int, n: int) -> list[str]:
 def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> Surface:
     """Fit the surface, derive the valley, optimum and intervals, and give a verdict.
 
-    Values must be "lower is better" (negate a maximised objective first). Deterministic:
-    the bootstrap uses a fixed seed.
+    Values must be "lower is better" (negate a maximised objective first). Gross outliers on
+    the bad side (:func:`off_surface`) are left out and counted. Deterministic: the
+    bootstrap uses a fixed seed.
     """
+    outliers = off_surface(obs.value) if len(obs.value) >= 8 else np.zeros(0, dtype=bool)
+    if outliers.any():
+        keep = ~outliers
+        obs = Observations(
+            obs.x[keep], obs.y[keep], obs.z[keep], obs.value[keep], obs.z_names, obs.z_ref
+        )
+    surface = _fit_surface(obs, box, bootstrap)
+    surface.n_outliers = int(outliers.sum())
+    return surface
+
+
+def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
     n = len(obs.value)
     scale = _Scale(obs.x, obs.y)
     d = scale.design(obs.x, obs.y)
@@ -408,41 +436,50 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     return surface
 
 
-WALL_MARGIN = 1.0
-"""How far (in ln weight decay) from the fitted valley a trial must lie to test a wall."""
-MIN_WALL_TRIALS = 3
+WALL_MARGIN = 0.5
+"""How far (in ln weight decay) beyond the fitted valley a trial must lie to test a wall."""
+MIN_WALL_TRIALS = 7
 
 
 def _walls(obs: Observations, d: np.ndarray, beta: np.ndarray, scale: _Scale) -> dict[str, str]:
     """Whether the trials themselves rise on each side of the fitted valley.
 
     A quadratic curves up on both sides of its valley by construction, even where the truth
-    is flat on one side (weight decay that only hurts past a threshold). So the data decide:
-    each trial's value minus the fitted valley floor at its lr is compared between the trials
-    near the valley (within ``WALL_MARGIN`` in ln weight decay) and those beyond it on one
-    side (one-sided Welch t-test at ``ALPHA``; the fit's error at the floor cancels).
-    Per side: ``shown``, ``flat`` (no rise), or ``few`` (under ``MIN_WALL_TRIALS`` trials on
-    that side or near the valley).
+    is flat on one side (weight decay that only hurts past a threshold). So the data decide,
+    locally: on each side, the trials beyond ``WALL_MARGIN`` from the fitted valley get their
+    own small fit ``value ~ 1 + x + x² + y`` (and the other swept parameters), and the
+    objective must fall towards the valley — the ``y`` coefficient negative below it,
+    positive above it (one-sided t-test at ``ALPHA``). Per side: ``shown``, ``flat``, or
+    ``few`` (under ``MIN_WALL_TRIALS`` trials there).
     """
     c, e, g = beta[2], beta[4], beta[5]
     u = (obs.x - scale.mx) / scale.sx
     y_star = scale.my + scale.sy * -(c + e * u) / (2 * g)
-    floor_design = d.copy()
-    floor_design[:, :6] = scale.design(obs.x, y_star)
-    above_floor = obs.value - floor_design @ beta
     offset = obs.y - y_star
-    near = above_floor[np.abs(offset) <= WALL_MARGIN]
     out = {}
-    for side, mask in (("low", offset < -WALL_MARGIN), ("high", offset > WALL_MARGIN)):
-        beyond = above_floor[mask]
-        if len(beyond) < MIN_WALL_TRIALS or len(near) < MIN_WALL_TRIALS:
+    for side, mask, sign in (
+        ("low", offset < -WALL_MARGIN, -1.0),
+        ("high", offset > WALL_MARGIN, 1.0),
+    ):
+        cols = [np.ones(mask.sum()), u[mask], u[mask] ** 2, offset[mask]]
+        if obs.z.size:
+            cols += [obs.z[mask][:, k] for k in range(obs.z.shape[1])]
+        local = np.column_stack(cols)
+        n, p = local.shape
+        if n < max(MIN_WALL_TRIALS, p + 3):
             out[side] = "few"
             continue
-        if float(np.std(beyond)) == 0.0 and float(np.std(near)) == 0.0:
-            out[side] = "shown" if beyond.mean() > near.mean() else "flat"
+        coef, *_ = np.linalg.lstsq(local, obs.value[mask], rcond=None)
+        resid = obs.value[mask] - local @ coef
+        sigma2 = float(resid @ resid) / (n - p)
+        try:
+            cov = sigma2 * np.linalg.inv(local.T @ local)
+        except np.linalg.LinAlgError:
+            out[side] = "few"
             continue
-        test = stats.ttest_ind(beyond, near, equal_var=False, alternative="greater")
-        out[side] = "shown" if test.pvalue < ALPHA else "flat"
+        se = math.sqrt(max(float(cov[3, 3]), 0.0))
+        t = sign * coef[3] / se if se > 0 else (math.inf if sign * coef[3] > 0 else 0.0)
+        out[side] = "shown" if stats.t.sf(t, n - p) < ALPHA else "flat"
     return out
 
 

@@ -45,10 +45,14 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
         client,
         name="e2e",
         task={"name": task, "params": {"dim": 3}},
-        space={"beta1": 0.9, "beta2": {"choices": [0.98, 0.99]}},
+        space={
+            "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
+            "beta1": 0.9,
+            "beta2": {"choices": [0.98, 0.99]},
+        },
         sampler={"name": "random", "seed": 7},
         pruner={"name": "none"},
-        n_trials=14,
+        n_trials=30,
     )
     assert sweep["status"] == "running" and sweep["counts"]["waiting"] == 0
     reported: dict[int, tuple[dict, float]] = {}
@@ -56,7 +60,7 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
         p = a["params"]
         assert a["task"] == {"name": task, "params": {"dim": 3}}
         assert p["optimizer"] == "lion" and p["beta1"] == 0.9 and p["beta2"] in (0.98, 0.99)
-        assert 1e-5 <= p["lr"] <= 1e-3 and 1e-3 <= p["weight_decay"] <= 1.0
+        assert 1e-5 <= p["lr"] <= 1e-3 and 1e-3 <= p["weight_decay"] <= 10.0
         value = objective(p)
         for step in (1, 2, 3):
             r = client.post(
@@ -70,11 +74,11 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
         )
         assert r.json() == {"trial_id": a["trial_id"], "state": "complete", "requeued": False}
         reported[a["trial_number"]] = (p, value)
-    assert sorted(reported) == list(range(14))
+    assert sorted(reported) == list(range(30))
 
     got = client.get(f"/api/sweeps/{sweep['id']}").json()
-    assert got["status"] == "complete" and got["progress"] == 1.0 and got["finished"] == 14
-    assert got["counts"] == {"complete": 14, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    assert got["status"] == "complete" and got["progress"] == 1.0 and got["finished"] == 30
+    assert got["counts"] == {"complete": 30, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
     best_number = min(reported, key=lambda n: reported[n][1])
     assert got["best"]["trial_number"] == best_number
 
@@ -94,7 +98,8 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
     rule = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
     assert rule.status_code == 200, rule.text
     fit = rule.json()
-    assert fit["n"] == 14 and fit["left_out"] == {"pruned": 0, "failed": 0, "running": 0, "other": 0}
+    left_out = {"pruned": 0, "failed": 0, "running": 0, "other": 0, "outlier": 0}
+    assert fit["n"] == 30 and fit["left_out"] == left_out
     assert fit["best"]["trial_number"] == best_number
     # The planted bowl is a valley of slope -1 through lr·wd = 1e-5.
     assert fit["verdict"] == "valley", fit["reason"]
@@ -116,7 +121,7 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
 
     # The study is a plain Optuna study in the same database.
     study = optuna.load_study(study_name=got["study_name"], storage=server.database_url)
-    assert len(study.trials) == 14 and study.best_value == pytest.approx(value)
+    assert len(study.trials) == 30 and study.best_value == pytest.approx(value)
     assert claim(client, task) is None
 
 

@@ -116,6 +116,15 @@ def test_searching_along_the_product_axis_gives_the_same_answer() -> None:
     assert s.product.lo <= PRODUCT * 1.1 and s.product.hi >= PRODUCT / 1.1
 
 
+def test_a_gross_outlier_is_left_out_and_counted() -> None:
+    obs, box = planted("valley", 8)
+    obs.value[3] = 3394.0  # a floor value, far off the surface
+    s = fit_surface(obs, box)
+    assert s.n_outliers == 1 and s.n == 39
+    assert s.verdict == "valley", s.reason
+    assert s.slope.lo <= -1 <= s.slope.hi
+
+
 def test_maximised_objectives_are_negated_by_the_caller_and_answers_are_deterministic() -> None:
     a = fit_surface(*planted("valley", 7))
     b = fit_surface(*planted("valley", 7))
