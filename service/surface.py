@@ -321,7 +321,11 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
         n_coef,
         lr=interval(np.exp(opt_x)),
         weight_decay=interval(np.exp(opt_y)),
-        value=interval(opt_v),
+        # The surface's height at the optimum found, across refits (the minimum of each refit
+        # would be biased low: a minimum of noisy surfaces).
+        value=interval(
+            (scale.design(opt_x[:1], opt_y[:1]) @ coefs[:, :6].T).ravel() + shift
+        ),
         on_boundary=bool(edges0),
         boundary_edges=edges0,
         residual_sd=residual_sd,
