@@ -104,6 +104,25 @@ export function fmt(value) {
   return Number(value.toPrecision(4)).toString();
 }
 
+/**
+ * A number with `digits` significant digits, trailing zeros kept ("2.80", "9.00e-4") and a
+ * true minus sign, for the read-outs of a sweep's results (or "–").
+ */
+export function sig(value, digits = 3) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  const text = value !== 0 && (Math.abs(value) < 1e-3 || Math.abs(value) >= 1e5)
+    ? value.toExponential(digits - 1)
+    : value.toPrecision(digits);
+  return text.replace(/^-/, "−");
+}
+
+/** A [lo, hi] interval with 3 significant digits: "2.80–2.96", or "−1.15 to −0.813" when a bound is negative. */
+export function interval(ci, digits = 3) {
+  if (!Array.isArray(ci) || ci.length !== 2 || ci.some((v) => typeof v !== "number" || !Number.isFinite(v))) return null;
+  const [lo, hi] = ci.map((v) => sig(v, digits));
+  return ci[0] < 0 || ci[1] < 0 ? `${lo} to ${hi}` : `${lo}–${hi}`;
+}
+
 /** "5 s", "3 min", "2 h", "4 d". */
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
@@ -137,19 +156,25 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** The stacked progress bar of a sweep: complete, pruned, failed, running out of n_trials. */
+/**
+ * The stacked progress bar of a sweep: complete, pruned, failed, running out of n_trials plus
+ * the re-runs of its leading configs with fresh seeds (counted in the states, planned apart).
+ */
 export function progressBar(sweep) {
   const counts = sweep.counts || {};
-  const total = Math.max(sweep.n_trials || 0, 1);
-  const bar = el("div", { class: "bar", title: "" });
   const parts = ["complete", "pruned", "failed", "running"];
+  const re = sweep.reevaluation || {};
+  const reruns = re.status === "queued" || re.status === "done" ? re.trials || 0 : 0;
+  const planned = (sweep.n_trials || 0) + reruns;
+  const total = Math.max(planned, parts.reduce((a, p) => a + (counts[p] || 0), 0), 1);
+  const bar = el("div", { class: "bar", title: "" });
   for (const part of parts) {
     const n = counts[part] || 0;
     if (!n) continue;
     bar.append(el("span", { class: `seg ${part}`, style: `width:${(100 * n) / total}%` }));
   }
   const finished = sweep.finished ?? (counts.complete || 0) + (counts.pruned || 0) + (counts.failed || 0);
-  bar.title = parts.map((p) => `${p} ${counts[p] || 0}`).join(", ");
-  bar.append(el("em", {}, `${finished} / ${sweep.n_trials}`));
+  bar.title = parts.map((p) => `${p} ${counts[p] || 0}`).join(", ") + (reruns ? `; re-runs ${re.finished}/${reruns}` : "");
+  bar.append(el("em", {}, `${finished} / ${sweep.n_trials}${reruns ? ` + re-runs ${re.finished}/${reruns}` : ""}`));
   return bar;
 }
