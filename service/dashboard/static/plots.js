@@ -1,4 +1,5 @@
 // Plotly figures of the sweep page, built from the API's trials (plotly.js is loaded globally).
+import { interval, sig } from "./api.js";
 
 const CONFIG = { displaylogo: false, responsive: true };
 const BASE_LAYOUT = {
@@ -62,8 +63,15 @@ function hover(t, metric) {
   return lines.join("<br>");
 }
 
-/** The lr × weight-decay map: log-log scatter coloured by objective, iso-lines of η·λ, fitted rule. */
-export function lrWdMap(id, trials, sweep, rule) {
+const sig3 = (v) => sig(v, 3);
+const ci3 = (ci) => (interval(ci) ? ` (90% CI ${interval(ci)})` : "");
+
+/**
+ * The lr × weight-decay map: log-log scatter coloured by objective, iso-lines of η·λ; the
+ * rule's valley as a shaded 90% band with a dashed centre (only when its verdict is "valley"),
+ * its fitted optimum (a cross) and the best config (a star).
+ */
+export function lrWdMap(id, trials, sweep, rule, best) {
   const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const lion = trials.filter((t) => (t.params?.optimizer || "lion") !== "adamw");
@@ -111,6 +119,9 @@ export function lrWdMap(id, trials, sweep, rule) {
   const ys = placed.map((t) => t.params.weight_decay);
   if (space.lr?.low > 0) xs.push(space.lr.low, space.lr.high);
   if (space.weight_decay?.low > 0) ys.push(space.weight_decay.low, space.weight_decay.high);
+  // The rule's box covers a sweep that searches lr·weight decay rather than weight decay.
+  if (rule?.box?.lr?.every((v) => finite(v) && v > 0)) xs.push(...rule.box.lr);
+  if (rule?.box?.weight_decay?.every((v) => finite(v) && v > 0)) ys.push(...rule.box.weight_decay);
   if (!xs.length) xs.push(1e-5, 1e-3);
   if (!ys.length) ys.push(1e-3, 1);
   const pad = 0.15;
@@ -138,21 +149,63 @@ export function lrWdMap(id, trials, sweep, rule) {
     x: labels.x, y: labels.y, text: labels.text, type: "scatter", mode: "text", showlegend: false,
     textposition: "top left", textfont: { size: 10, color: "#999" }, hoverinfo: "skip",
   });
-  if (rule && finite(rule.slope) && finite(rule.intercept)) {
-    const fx = [10 ** xr[0], 10 ** xr[1]];
+  const valley = rule && rule.verdict === "valley" && Array.isArray(rule.valley)
+    ? rule.valley.filter((v) => [v.lr, v.weight_decay, v.weight_decay_lo, v.weight_decay_hi].every((x) => finite(x) && x > 0))
+      .sort((a, b) => a.lr - b.lr)
+    : [];
+  if (valley.length >= 2) {
+    // One closed polygon: the upper edge left to right, then the lower edge back.
+    const rev = [...valley].reverse();
+    data.unshift(
+      {
+        x: [...valley.map((v) => v.lr), ...rev.map((v) => v.lr)],
+        y: [...valley.map((v) => v.weight_decay_hi), ...rev.map((v) => v.weight_decay_lo)],
+        type: "scatter", mode: "lines", fill: "toself", name: "valley (90% band)",
+        fillcolor: "rgba(227, 119, 194, 0.22)", line: { color: "rgba(227, 119, 194, 0.5)", width: 1 },
+        hoverinfo: "skip",
+      },
+      {
+        x: valley.map((v) => v.lr), y: valley.map((v) => v.weight_decay),
+        text: valley.map((v) => `best λ for η = ${sig3(v.lr)}: ${sig3(v.weight_decay)}<br>90% band ${sig3(v.weight_decay_lo)} to ${sig3(v.weight_decay_hi)}`),
+        hovertemplate: "%{text}<extra></extra>",
+        type: "scatter", mode: "lines", name: `valley λ* ∝ η^${sig3(rule.slope)}`,
+        line: { color: "#c2459b", width: 1.5, dash: "dash" },
+      },
+    );
+  }
+  if (best && finite(best.lr) && finite(best.weight_decay) && best.lr > 0 && best.weight_decay > 0) {
     data.push({
-      x: fx,
-      y: fx.map((x) => Math.exp(rule.intercept) * x ** rule.slope),
-      type: "scatter",
-      mode: "lines",
-      name: `fit: λ ∝ η^${rule.slope.toFixed(2)} (r²=${finite(rule.r2) ? rule.r2.toFixed(2) : "–"})`,
-      line: { color: "#e377c2", width: 3 },
+      x: [best.lr], y: [best.weight_decay], type: "scatter", mode: "markers", name: "best config",
+      text: [`best config (trial ${best.trial_number})<br>lr = ${sig3(best.lr)}<br>weight decay = ${sig3(best.weight_decay)}` +
+        `${finite(best.value) ? `<br>${metric} = ${sig3(best.value)}` : ""}`],
+      customdata: [best.trial_number],
+      hovertemplate: "%{text}<extra></extra>",
+      marker: { symbol: "star", size: 18, color: "#ffd400", line: { width: 1.5, color: "#333" } },
     });
   }
+  const opt = rule && rule.optimum;
+  if (opt && finite(opt.lr) && finite(opt.weight_decay) && opt.lr > 0 && opt.weight_decay > 0) {
+    data.push({
+      x: [opt.lr], y: [opt.weight_decay], type: "scatter", mode: "markers", name: "fitted optimum",
+      text: [`fitted optimum<br>lr = ${sig3(opt.lr)}${ci3(opt.lr_ci)}<br>weight decay = ${sig3(opt.weight_decay)}${ci3(opt.weight_decay_ci)}` +
+        `<br>predicted ${metric} = ${sig3(opt.value)}${ci3(opt.value_ci)}`],
+      hovertemplate: "%{text}<extra></extra>",
+      marker: { symbol: "x-thin", size: 16, color: "#111", line: { width: 3, color: "#111" } },
+    });
+  }
+  // Without a valley verdict the map says so in place of a band (the reason is under it).
+  const annotations = rule && rule.verdict !== "valley"
+    ? [{
+      text: `no valley drawn: verdict ${esc(rule.verdict)}`, showarrow: false, xref: "paper", yref: "paper",
+      x: 0.01, y: 0.99, xanchor: "left", yanchor: "top", font: { size: 11, color: "#555" },
+      bgcolor: "rgba(255,255,255,0.8)",
+    }]
+    : [];
   draw(id, data, {
     xaxis: { type: "log", title: { text: "learning rate η" }, range: xr },
     yaxis: { type: "log", title: { text: "weight decay λ" }, range: yr },
     height: 420,
+    annotations,
   });
 }
 

@@ -1,5 +1,5 @@
 // One sweep's page: polls the API every 2 s and updates counts, best config, plots and trials in place.
-import { ApiError, duration, el, fmt, getJson, initToken, poll, progressBar, showContent, showNotice } from "./api.js";
+import { ApiError, duration, el, fmt, getJson, initToken, interval, poll, progressBar, showContent, showNotice, sig } from "./api.js";
 import { arms, drawMessage, history, importances, lrWdMap, parallel } from "./plots.js";
 
 initToken();
@@ -8,6 +8,10 @@ const base = `/api/sweeps/${sweepId}`;
 let lastSignature = null;
 let lastFinished = null;
 let rule = null;
+let bestAnswer = null;
+
+const f3 = (v) => sig(v, 3);
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** GET that turns a 409 (not enough data yet) into {conflict: detail}. */
 async function optional(path) {
@@ -52,27 +56,175 @@ function renderHeader(sweep) {
   warnings.replaceChildren(...(sweep.warnings || []).map((w) => el("li", {}, w)));
 }
 
+/** "2.88 ± 0.08 (90% CI 2.80–2.96, 4 seeds)", or "…, 1 seed, noise not measured". */
+function meanText(c) {
+  const seeds = plural(c.n_seeds, "seed");
+  const ci = interval(c.ci);
+  if (!ci) return { mean: f3(c.mean), detail: `(${seeds}, noise not measured)` };
+  return { mean: `${f3(c.mean)} ± ${f3((c.ci[1] - c.ci[0]) / 2)}`, detail: `(90% CI ${ci}, ${seeds})` };
+}
+
+/** One sentence on the re-evaluation of the top configs with fresh seeds. */
+function reevaluationText(r) {
+  if (!r) return "";
+  const why = r.reason ? `: ${r.reason}` : "";
+  const who = r.top_k ? `the top ${r.top_k}` : "the top configs";
+  const seeds = r.seeds ? ` with ${plural(r.seeds, "fresh seed")}` : " with fresh seeds";
+  switch (r.status) {
+    case "queued":
+      return `Re-evaluating ${who}${seeds}: ${r.finished}/${r.trials} done${r.reason ? ` (${r.reason})` : ""}`;
+    case "done":
+      return `Re-evaluated ${who}${seeds} (${plural(r.trials, "run")})${r.reason ? `: ${r.reason}` : ""}`;
+    case "pending":
+      return `Re-evaluation of ${who}${seeds} pending${why}`;
+    case "skipped":
+      return `Re-evaluation skipped${why}`;
+    case "off":
+      return `Re-evaluation off${why}`;
+    default:
+      return r.status ? `Re-evaluation ${r.status}${why}` : "";
+  }
+}
+
 function renderBest(best) {
   const empty = document.getElementById("best-empty");
   const bodyEl = document.getElementById("best-body");
   if (!best || best.conflict || !best.best) {
+    bestAnswer = null;
     empty.hidden = false;
     bodyEl.hidden = true;
     return;
   }
+  bestAnswer = best;
   const b = best.best;
   empty.hidden = true;
   bodyEl.hidden = false;
-  document.getElementById("best-value").textContent = fmt(b.value);
+  const shown = meanText(b);
+  document.getElementById("best-value").textContent = shown.mean;
+  document.getElementById("best-seeds").textContent = shown.detail;
   document.getElementById("best-trial").textContent = `#${b.trial_number}`;
   const cls = b.optimizer === "adamw" ? "torch.optim.AdamW" : "optim.Lion";
   document.getElementById("best-optimizer").textContent = cls;
+  document.getElementById("best-noise").textContent =
+    typeof best.noise_sd === "number"
+      ? ` · seed noise sd ${f3(best.noise_sd)} (${plural(best.noise_df, "degree")} of freedom)`
+      : "";
+  const note = document.getElementById("best-note");
+  note.textContent = best.note || "";
+  note.hidden = !best.note;
+  document.getElementById("best-reeval").textContent = reevaluationText(best.reevaluation);
   document.getElementById("best-code").textContent = JSON.stringify(b.optimizer_kwargs);
   const extra = [];
   if (b.warmup_steps !== null && b.warmup_steps !== undefined) extra.push(`warmup_steps = ${b.warmup_steps}`);
   if (b.batch_size !== null && b.batch_size !== undefined) extra.push(`batch_size = ${b.batch_size}`);
   extra.push(`use as ${cls}(model.parameters(), **kwargs)`);
   document.getElementById("best-extra").textContent = extra.join(" · ");
+  renderTop(best);
+}
+
+/** The top configs, ranked; those the data cannot tell apart from the best are marked. */
+function renderTop(best) {
+  const tied = new Set(best.tied || []);
+  const rows = (best.top || []).map((c, i) => {
+    const isBest = c.trial_number === best.best.trial_number;
+    const isTied = tied.has(c.trial_number);
+    const mark = isBest ? "best" : isTied ? "≈ best" : "";
+    const kw = c.optimizer_kwargs || {};
+    return el(
+      "tr",
+      {
+        "data-trial": c.trial_number,
+        "data-tied": isTied ? "1" : "0",
+        class: isBest ? "best" : isTied ? "tied" : "",
+        title: isTied && !isBest ? "within noise of the best: the 90% interval of the difference includes 0" : null,
+      },
+      el("td", {}, i + 1),
+      el("td", {}, `#${c.trial_number}`),
+      el("td", { class: "num" }, f3(c.mean)),
+      el("td", { class: "num" }, interval(c.ci) || "–"),
+      el("td", { class: "num", title: c.values ? c.values.map((v) => f3(v)).join(", ") : null },
+        c.confirmed ? `${c.n_seeds} fresh` : c.n_seeds),
+      el("td", { class: "num" }, f3(kw.lr)),
+      el("td", { class: "num" }, f3(kw.weight_decay)),
+      el("td", {}, mark ? el("span", { class: `tag ${isBest ? "best" : "tied"}` }, mark) : ""),
+    );
+  });
+  document.querySelector("#top-table tbody").replaceChildren(...rows);
+  document.getElementById("top-table").hidden = rows.length < 2;
+}
+
+const VERDICTS = {
+  valley: "Valley: lr and weight decay trade off",
+  lr_only: "Only the learning rate matters",
+  boundary: "Optimum on the edge of the search box",
+  insufficient: "Not enough evidence for a rule",
+};
+
+/** "−0.98 (90% CI −1.2 to −0.81)" or "−0.98" without an interval. */
+function withCi(value, ci) {
+  const i = interval(ci);
+  return i ? `${f3(value)} (90% CI ${i})` : f3(value);
+}
+
+/** The scaling rule's verdict, its reason and numbers; or why there is none yet. */
+function renderRule(fit) {
+  const verdict = document.getElementById("rule-verdict");
+  const reason = document.getElementById("rule-reason");
+  const stats = document.getElementById("rule-stats");
+  const method = document.getElementById("rule-method");
+  const note = document.getElementById("rule-note");
+  if (!fit || fit.conflict) {
+    verdict.replaceChildren(el("span", { class: "badge none" }, "no rule yet"));
+    verdict.dataset.verdict = "";
+    reason.textContent = fit ? fit.conflict : "";
+    stats.replaceChildren();
+    method.textContent = "";
+    note.textContent = "No valley drawn: the scaling rule needs complete Lion trials.";
+    return;
+  }
+  verdict.dataset.verdict = fit.verdict;
+  verdict.replaceChildren(
+    el("span", { class: `badge ${fit.verdict}` }, fit.verdict),
+    " ",
+    VERDICTS[fit.verdict] || "",
+  );
+  reason.textContent = fit.reason || "";
+  const rows = [];
+  const add = (term, value, title) => {
+    if (value === null || value === undefined || value === "") return;
+    rows.push(el("div", { title: title || null }, el("dt", {}, term), el("dd", {}, value)));
+  };
+  if (typeof fit.slope === "number") add("slope d ln λ*/d ln η", withCi(fit.slope, fit.slope_ci), "the valley's slope");
+  if (typeof fit.product === "number") add("product η·λ", withCi(fit.product, fit.product_ci));
+  if (typeof fit.alpha0 === "number") add("α0 = √(2ηλ)", withCi(fit.alpha0, fit.alpha0_ci));
+  const opt = fit.optimum;
+  if (opt) {
+    add("optimum lr", withCi(opt.lr, opt.lr_ci));
+    add("optimum weight decay", withCi(opt.weight_decay, opt.weight_decay_ci));
+    add("predicted value", withCi(opt.value, opt.value_ci));
+  }
+  if (fit.on_boundary && fit.boundary_edges?.length) add("on the box's edge", fit.boundary_edges.join(", ").replace(/_/g, " "));
+  if (typeof fit.noise_sd === "number") add("seed noise sd", f3(fit.noise_sd));
+  if (typeof fit.residual_sd === "number") add("residual sd", f3(fit.residual_sd));
+  const lo = fit.left_out || {};
+  const order = ["pruned", "failed", "running", "outlier", "other"];
+  const keys = [...order, ...Object.keys(lo).filter((k) => !order.includes(k)).sort()];
+  const leftOut = keys.filter((k) => lo[k]).map((k) => `${lo[k]} ${k.replace(/_/g, " ")}${k === "outlier" && lo[k] !== 1 ? "s" : ""}`);
+  add("trials fitted", `${fit.n}${leftOut.length ? `; left out ${leftOut.join(", ")}` : "; none left out"}`, fit.left_out_reason);
+  stats.replaceChildren(...rows);
+  method.textContent = [fit.method, leftOut.length ? fit.left_out_reason : null].filter(Boolean).join(" · ");
+  note.textContent =
+    fit.verdict === "valley"
+      ? "Shaded: the best weight decay for each lr with its 90% band; dashed: its centre."
+      : `No valley drawn (verdict ${fit.verdict}): ${fit.reason || ""}`;
+}
+
+/** Where the best config sits on the map: the rule's `best`, else /best's when it is a Lion config. */
+function bestMark() {
+  if (rule && rule.best) return rule.best;
+  const b = bestAnswer && bestAnswer.best;
+  if (!b || b.optimizer === "adamw" || !b.optimizer_kwargs) return null;
+  return { trial_number: b.trial_number, lr: b.optimizer_kwargs.lr, weight_decay: b.optimizer_kwargs.weight_decay, value: b.mean };
 }
 
 async function copyBest() {
@@ -177,18 +329,18 @@ async function refresh() {
   ]);
   renderBest(best);
   renderTrials(trials);
-  if (sweep.finished !== lastFinished) {
-    lastFinished = sweep.finished;
+  // Every finished trial, the re-runs of the leading configs included, may move the rule.
+  const counts = sweep.counts || {};
+  const finished = (counts.complete || 0) + (counts.pruned || 0) + (counts.failed || 0);
+  if (finished !== lastFinished) {
+    lastFinished = finished;
     const lionDone = trials.filter((t) => t.state === "complete" && (t.params?.optimizer || "lion") === "lion").length;
     const [fit, imp] = await Promise.all([
-      lionDone >= 3 ? optional(`${base}/scaling-rule`) : { conflict: "needs at least 3 complete Lion trials" },
+      lionDone >= 1 ? optional(`${base}/scaling-rule`) : { conflict: "no complete Lion trial yet" },
       complete >= 2 ? optional(`${base}/importances`) : { conflict: "needs at least 2 complete trials" },
     ]);
     rule = fit.conflict ? null : fit;
-    document.getElementById("rule-note").textContent = fit.conflict
-      ? `Fitted rule: ${fit.conflict}`
-      : `Fitted rule λ = ${fmt(Math.exp(fit.intercept))}·η^${fmt(fit.slope)} (r² ${fmt(fit.r2)}, n ${fit.n}); ` +
-        `η·λ ≈ ${fmt(fit.product)}, α0 ≈ ${fmt(fit.alpha0)}`;
+    renderRule(fit);
     if (imp.conflict || !imp.importances || !Object.keys(imp.importances).length) {
       document.getElementById("importances-note").textContent = imp.conflict || "";
       drawMessage("plot-importances", "not enough finished trials yet");
@@ -197,7 +349,7 @@ async function refresh() {
       importances("plot-importances", imp.importances);
     }
   }
-  lrWdMap("plot-map", trials, sweep, rule);
+  lrWdMap("plot-map", trials, sweep, rule, bestMark());
   history("plot-history", trials, sweep);
   parallel("plot-parallel", trials, sweep);
   renderArms(trials, sweep);
