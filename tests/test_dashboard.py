@@ -182,6 +182,16 @@ def sweep(server: Any, sweep_id: int) -> dict[str, Any]:
     return httpx.get(f"{server.url}/api/sweeps/{sweep_id}", timeout=10).json()
 
 
+def settled(server: Any, sweep_id: int) -> bool:
+    """Whether a sweep is complete and its re-evaluation (if any) is over."""
+    if sweep(server, sweep_id)["status"] != "complete":
+        return False
+    answer = httpx.get(f"{server.url}/api/sweeps/{sweep_id}/best", timeout=30)
+    if answer.status_code != 200:
+        return True
+    return answer.json()["reevaluation"]["status"] not in ("pending", "queued")
+
+
 def wait_until(predicate: Any, timeout: float, what: str) -> Any:
     """Poll ``predicate`` until truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -205,7 +215,8 @@ def test_sweeps_list_shows_new_sweeps_and_live_counts_without_reload(
     before = row.locator(".bar em").inner_text()
 
     added = httpx.post(
-        f"{running.url}/api/sweeps", json={**DEMO, "name": "added-later", "n_trials": 3}
+        f"{running.url}/api/sweeps",
+        json={**DEMO, "name": "added-later", "n_trials": 3, "reevaluate": "off"},
     )
     assert added.status_code == 201
     added_id = added.json()["id"]
@@ -214,9 +225,9 @@ def test_sweeps_list_shows_new_sweeps_and_live_counts_without_reload(
     # Its counts climb to 3 / 3 through polling alone (the marker below proves no reload).
     page.wait_for_function(
         "id => { const em = document.querySelector(`tr[data-sweep-id='${id}'] .bar em`);"
-        " return em && em.textContent === '3 / 3'; }",
+        " return em && em.textContent.startsWith('3 / 3'); }",
         arg=added_id,
-        timeout=90_000,
+        timeout=180_000,  # the worker takes the demo sweep's trials first
     )
     page.wait_for_function(
         "([id, before]) => {"
@@ -252,21 +263,48 @@ def test_sweep_page_renders_every_plot_and_updates_in_place(running: Any, page: 
     assert page.errors == []
 
 
+def check_best_panel(page: Any, server: Any, sweep_id: int) -> dict[str, Any]:
+    """The best config panel shows /best's answer: the seed mean with the number of seeds and
+    its 90% interval (or that the noise is unmeasured), the note, and the tied configs marked."""
+    best = httpx.get(f"{server.url}/api/sweeps/{sweep_id}/best?k=5", timeout=30).json()
+    b = best["best"]
+    seeds = page.locator("#best-seeds").inner_text()
+    assert f"{b['n_seeds']} seed{'' if b['n_seeds'] == 1 else 's'}" in seeds, seeds
+    assert ("90% CI" in seeds) == (b["ci"] is not None), seeds
+    if b["ci"] is None:
+        assert "noise not measured" in seeds
+    assert best["note"] in page.locator("#best-note").inner_text()
+    assert page.locator("#best-reeval").inner_text().startswith("Re-evaluat")
+    assert page.locator("#top-table tbody tr").count() == len(best["top"])
+    marked = page.eval_on_selector_all(
+        "#top-table tbody tr[data-tied='1']", "rows => rows.map(r => Number(r.dataset.trial))"
+    )
+    assert set(marked) == set(best["tied"]) & {c["trial_number"] for c in best["top"]}
+    return best
+
+
 @pytest.mark.browser
 def test_finished_demo_sweep_page_and_screenshot(running: Any, page: Any, tmp_path: Path) -> None:
-    wait_until(lambda: sweep(running, running.sweep_id)["status"] == "complete", 150, "the sweep")
+    wait_until(lambda: settled(running, running.sweep_id), 150, "the sweep")
     page.goto(f"{running.url}/sweeps/{running.sweep_id}")
     for plot in PLOTS:
         page.locator(f"#{plot} .main-svg").first.wait_for(timeout=15_000)
     page.wait_for_function("document.querySelector('#eta').textContent.includes('complete')")
-    # The lr × wd map: coloured trials, iso-lines of η·λ, and (with enough trials) the fit.
+    # The lr × wd map: coloured trials, iso-lines of η·λ; the rule's verdict beside it.
     names = page.evaluate(
         "Array.from(document.getElementById('plot-map').data).map(t => t.name || '')"
     )
     assert "complete" in names and "η·λ = const" in names
-    fit = httpx.get(f"{running.url}/api/sweeps/{running.sweep_id}/scaling-rule")
-    if fit.status_code == 200:
-        assert any(n.startswith("fit: λ ∝ η^") for n in names)
+    assert not any(n.startswith("fit:") for n in names), "the old fitted line is gone"
+    fit = httpx.get(f"{running.url}/api/sweeps/{running.sweep_id}/scaling-rule", timeout=30)
+    assert fit.status_code == 200, fit.text
+    rule = fit.json()
+    verdict = page.locator(f'#rule-verdict[data-verdict="{rule["verdict"]}"]')
+    verdict.wait_for(timeout=10_000)
+    assert rule["verdict"] in verdict.inner_text()
+    assert rule["reason"] in page.locator("#rule-reason").inner_text()
+    assert f"{rule['n']}" in page.locator("#rule-stats").inner_text()
+    check_best_panel(page, running, running.sweep_id)
     assert page.locator("#plot-importances .main-svg").count() >= 1
     # A finished sweep's progress bar is full: its segments span the whole bar.
     filled = page.evaluate(
@@ -285,7 +323,13 @@ def test_finished_demo_sweep_page_and_screenshot(running: Any, page: Any, tmp_pa
 
 @pytest.mark.browser
 def test_baseline_sweep_shows_lion_and_adamw_side_by_side(running: Any, page: Any) -> None:
-    spec = {**DEMO, "name": "with-baseline", "n_trials": 8, "baseline": "adamw"}
+    spec = {
+        **DEMO,
+        "name": "with-baseline",
+        "n_trials": 8,
+        "baseline": "adamw",
+        "reevaluate": "off",
+    }
     created = httpx.post(f"{running.url}/api/sweeps", json=spec)
     assert created.status_code == 201, created.text
     sweep_id = created.json()["id"]
@@ -341,6 +385,7 @@ def test_diverged_trials_are_marked_on_the_map_and_in_the_table(running: Any, pa
         "task": {"name": "quadratic", "params": {"nan_at_step": 3}},
         "pruner": {"name": "none"},
         "n_trials": 3,
+        "reevaluate": "off",
     }
     created = httpx.post(f"{running.url}/api/sweeps", json=spec)
     assert created.status_code == 201, created.text
@@ -357,6 +402,9 @@ def test_diverged_trials_are_marked_on_the_map_and_in_the_table(running: Any, pa
     assert counts["complete"] == 0, counts
     reasons = page.locator("#trials tbody tr td:nth-child(10)").all_inner_texts()
     assert reasons == ["diverged"] * 3
+    # No complete Lion trial: no rule to show (the API would answer 409), and no band.
+    assert "no rule yet" in page.locator("#rule-verdict").inner_text()
+    assert "no complete Lion trial" in page.locator("#rule-reason").inner_text()
     assert page.errors == []
 
 
@@ -402,3 +450,136 @@ def test_worker_reasons_and_spec_names_show_literally_in_plots(
     assert label.locator("tspan[style*='bold']").count() == 0
     assert reason in page.locator('#trials tbody tr[data-trial="0"]').inner_text()
     assert page.errors == []
+
+
+# -- the rule's verdict on the map, on planted surfaces whose answer is known ------------------
+
+
+def planted_spec(surface: str) -> dict[str, Any]:
+    """A sweep of the ``planted`` task: a valley along η·λ = 2e-5, or a surface of lr only.
+
+    The sampler's seed fixes every trial's config and noise, the re-runs' too (the top 2 with
+    2 fresh seeds each: the noise gets measured), so the data, hence the verdict, is the same
+    on every run (seed 2 gives the planted answers; some others do not, on this small a
+    sample). The valley's box starts at weight decay 1e-2 so that no trial falls below the
+    product the optimizer can apply at all (η·λ under about 3e-8 applies no decay, which the
+    task floors at a value of about 3,400).
+    """
+    return {
+        "name": f"planted-{surface}",
+        "task": {"name": "planted", "params": {"surface": surface, "noise": 0.05}},
+        "space": {
+            "lr": {"low": 1e-5, "high": 1e-2, "log": True},
+            "weight_decay": {
+                "low": 1e-2 if surface == "valley" else 1e-3,
+                "high": 10.0,
+                "log": True,
+            },
+            "beta1": 0.9,
+            "beta2": 0.99,
+        },
+        "objective": {"metric": "val_loss", "direction": "minimize"},
+        "sampler": {"name": "random", "seed": 2},
+        "pruner": {"name": "none"},
+        "n_trials": 36,
+        "reevaluate": {"top_k": 2, "seeds": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def planted(running: Any, tmp_path_factory: Any) -> Iterator[dict[str, int]]:
+    """The two planted sweeps, submitted together, with a second worker to share them."""
+    ids = {}
+    for surface in ("valley", "lr_only"):
+        created = httpx.post(f"{running.url}/api/sweeps", json=planted_spec(surface), timeout=10)
+        assert created.status_code == 201, created.text
+        ids[surface] = created.json()["id"]
+    log = tmp_path_factory.mktemp("worker2") / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [*lionsweep_command(), "worker", "--server", running.url, "--device", "cpu"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    yield ids
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+
+
+def map_traces(page: Any) -> list[dict[str, Any]]:
+    """Name, fill and points of every trace of the lr × weight-decay map."""
+    return page.evaluate(
+        "Array.from(document.getElementById('plot-map').data).map(t => ({"
+        " name: t.name || '', fill: t.fill || 'none', x: Array.from(t.x || []),"
+        " y: Array.from(t.y || []), symbol: (t.marker && t.marker.symbol) || '' }))"
+    )
+
+
+def open_rule(server: Any, page: Any, sweep_id: int) -> dict[str, Any]:
+    """Wait for the sweep to settle, open its page at the rendered verdict; the rule's answer."""
+    wait_until(lambda: settled(server, sweep_id), 120, f"planted sweep {sweep_id}")
+    rule = httpx.get(f"{server.url}/api/sweeps/{sweep_id}/scaling-rule", timeout=30)
+    assert rule.status_code == 200, rule.text
+    page.goto(f"{server.url}/sweeps/{sweep_id}")
+    page.locator(f'#rule-verdict[data-verdict="{rule.json()["verdict"]}"]').wait_for(timeout=15_000)
+    page.locator("#plot-map .main-svg").first.wait_for(timeout=15_000)
+    return rule.json()
+
+
+@pytest.mark.browser
+def test_valley_verdict_draws_the_band_the_optimum_and_the_best_config(
+    running: Any, planted: dict[str, int], page: Any, tmp_path: Path
+) -> None:
+    rule = open_rule(running, page, planted["valley"])
+    assert rule["verdict"] == "valley", rule["reason"]
+    traces = map_traces(page)
+    bands = [t for t in traces if t["fill"] != "none"]
+    assert [t["name"] for t in bands] == ["valley (90% band)"]
+    # The band runs along the valley: λ_hi left to right, then λ_lo back.
+    valley = sorted(rule["valley"], key=lambda v: v["lr"])
+    assert bands[0]["x"][: len(valley)] == pytest.approx([v["lr"] for v in valley])
+    assert bands[0]["y"][: len(valley)] == pytest.approx([v["weight_decay_hi"] for v in valley])
+    centre = [t for t in traces if t["name"].startswith("valley λ*")]
+    assert len(centre) == 1 and centre[0]["y"] == pytest.approx([v["weight_decay"] for v in valley])
+    star = next(t for t in traces if t["name"] == "best config")
+    assert star["symbol"] == "star"
+    assert (star["x"][0], star["y"][0]) == pytest.approx(
+        (rule["best"]["lr"], rule["best"]["weight_decay"])
+    )
+    if rule["optimum"] is not None:
+        cross = next(t for t in traces if t["name"] == "fitted optimum")
+        assert cross["x"] == pytest.approx([rule["optimum"]["lr"]])
+    legend = page.locator("#plot-map .legend").text_content() or ""
+    assert "valley (90% band)" in legend and "best config" in legend
+    stats = page.locator("#rule-stats").inner_text()
+    assert "slope" in stats and "90% CI" in stats and "η·λ" in stats
+    assert rule["reason"] in page.locator("#rule-reason").inner_text()
+    # Its best config was re-run with fresh seeds: a seed mean with a 90% interval.
+    best = check_best_panel(page, running, planted["valley"])
+    assert best["best"]["ci"] is not None and "90% CI" in page.locator("#best-seeds").inner_text()
+    assert page.errors == []
+    shot = os.environ.get("LIONSWEEP_SCREENSHOT_DIR")
+    page.screenshot(path=str(Path(shot or tmp_path) / "planted-valley.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_other_verdicts_draw_no_band_and_say_why(
+    running: Any, planted: dict[str, int], page: Any, tmp_path: Path
+) -> None:
+    rule = open_rule(running, page, planted["lr_only"])
+    assert rule["verdict"] == "lr_only", rule["reason"]
+    traces = map_traces(page)
+    assert [t["name"] for t in traces if t["fill"] != "none"] == []
+    assert not any(t["name"].startswith("valley") for t in traces)
+    assert any(t["name"] == "best config" for t in traces)
+    assert "lr_only" in page.locator("#rule-verdict").inner_text()
+    assert rule["reason"] in page.locator("#rule-reason").inner_text()
+    assert rule["reason"] in page.locator("#rule-note").inner_text()
+    assert "no valley drawn" in (page.locator("#plot-map .annotation").text_content() or "")
+    assert page.errors == []
+    shot = os.environ.get("LIONSWEEP_SCREENSHOT_DIR")
+    page.screenshot(path=str(Path(shot or tmp_path) / "planted-lr-only.png"), full_page=True)
