@@ -85,9 +85,11 @@ def test_surface_that_ignores_weight_decay_says_so() -> None:
 
 
 def test_pure_noise_is_insufficient() -> None:
-    s = fit_surface(*planted("flat", 1))
-    assert s.verdict == "insufficient" and "neither" in s.reason
-    assert s.product is None
+    fits = [fit_surface(*planted("flat", seed)) for seed in range(10)]
+    verdicts = [s.verdict for s in fits]
+    assert verdicts.count("insufficient") >= 8, verdicts
+    assert all(s.product is None and s.valley == [] for s in fits)
+    assert any("neither" in s.reason for s in fits)
 
 
 def test_too_few_trials_is_insufficient() -> None:
