@@ -13,7 +13,7 @@ its reason, slope and product with 90% intervals, the fitted optimum, the best c
 mean with its interval, the seed noise sd, and the wall time.
 
 Usage: python bench/answers.py [--backend sqlite|postgresql] [--planted-trials 40]
-       [--charlm-trials 40] [--skip-charlm]
+       [--charlm-trials 40] [--skip-charlm] [--keep answers.db]
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--planted-trials", type=int, default=40)
     ap.add_argument("--charlm-trials", type=int, default=40)
     ap.add_argument("--skip-charlm", action="store_true")
+    ap.add_argument("--keep", type=Path, help="Copy the SQLite database here at the end.")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="lionsweep-answers-"))
     url, drop = fresh_database(args.backend, workdir)
@@ -155,6 +156,8 @@ def main() -> None:
         agent.terminate()
         agent.wait(60)
         server.stop()
+        if args.keep and url.startswith("sqlite:///"):
+            shutil.copy(url.removeprefix("sqlite:///"), args.keep)
         drop()
         shutil.rmtree(workdir, ignore_errors=True)
 
