@@ -303,8 +303,12 @@ def progress_printer(
         except (ApiError, ServerUnreachable):
             return
         best = (current.get("best") or {}).get("value")
+        re = current.get("reevaluation") or {}
+        reruns = ""
+        if re.get("status") in ("queued", "done"):
+            reruns = f" + re-runs {re.get('finished')}/{re.get('trials')}"
         line = (
-            f"{current['name']}: {current.get('finished', 0)}/{current['n_trials']} "
+            f"{current['name']}: {current.get('finished', 0)}/{current['n_trials']}{reruns} "
             f"finished ({counts_text(current)}), best {fmt(best)}, {current['status']}"
         )
         if line != last:
