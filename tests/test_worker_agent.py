@@ -379,8 +379,8 @@ def test_task_params_out_of_bounds_fail_the_trial_and_the_worker_goes_on(
                 "invalid task params: dim: must be int, not str '3'"
             ),
             submit(api, 1, params={"dim": 8, "sleep": 1}, max_retries=0): (
-                "invalid task params: sleep: unknown param (known: condition, decay_all, dim, eval_every, "
-                "nan_at_step, noise, problem_seed, step_delay, steps)"
+                "invalid task params: sleep: unknown param (known: condition, decay_all, dim, "
+                "eval_every, nan_at_step, noise, problem_seed, step_delay, steps)"
             ),
         }
         fine = submit(api, 1, params={"dim": 8, "steps": 50, "step_delay": 0.001})
