@@ -49,6 +49,26 @@ def worker(url: str, workdir: Path) -> subprocess.Popen:
     )
 
 
+def sweep_spec(
+    name: str, task: dict, n_trials: int, lr_low: float, wd_low: float, wd_high: float
+) -> dict:
+    """A random-sampler, unpruned sweep over lr log lr_low…1e-2 and weight decay log
+    wd_low…wd_high, re-running its top 3 configs with 3 fresh seeds."""
+    return {
+        "name": name,
+        "task": task,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "n_trials": n_trials,
+        "reevaluate": REEVALUATE,
+        "space": {
+            **SPACE,
+            "lr": {"low": lr_low, "high": 1e-2, "log": True},
+            "weight_decay": {"low": wd_low, "high": wd_high, "log": True},
+        },
+    }
+
+
 def run_sweep(c: httpx.Client, spec: dict) -> tuple[dict, float]:
     """Submit ``spec`` and wait for the sweep to complete; its id and the wall seconds."""
     t0 = time.monotonic()
@@ -114,44 +134,18 @@ def main() -> None:
     print(f"# bench/answers.py on {platform.machine()}, {os.cpu_count()} cores, {args.backend}")
     try:
         with httpx.Client(base_url=server.url, timeout=60) as c:
-            planted = {
-                "sampler": {"name": "random", "seed": 0},
-                "pruner": {"name": "none"},
-                "n_trials": args.planted_trials,
-                "reevaluate": REEVALUATE,
-                "space": {
-                    **SPACE,
-                    "lr": {"low": 1e-5, "high": 1e-2, "log": True},
-                    "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
-                },
-            }
             for surface, title in (
                 ("valley", "planted valley: ln(ηλ/2e-5)² + N(0, 0.1²)"),
                 ("lr_only", "planted, weight decay ignored: ln(η/1e-3)² + N(0, 0.1²)"),
             ):
-                spec = {
-                    "name": f"planted-{surface}",
-                    "task": {"name": "planted", "params": {"surface": surface, "noise": 0.1}},
-                    **planted,
-                }
-                sweep, seconds = run_sweep(c, spec)
-                report(c, title, sweep, seconds)
+                params = {"surface": surface, "noise": 0.1}
+                task = {"name": "planted", "params": params}
+                spec = sweep_spec(f"planted-{surface}", task, args.planted_trials, 1e-5, 1e-3, 10.0)
+                report(c, title, *run_sweep(c, spec))
             if not args.skip_charlm:
-                spec = {
-                    "name": "charlm-lr-wd",
-                    "task": {"name": "charlm"},
-                    "sampler": {"name": "random", "seed": 0},
-                    "pruner": {"name": "none"},
-                    "n_trials": args.charlm_trials,
-                    "reevaluate": REEVALUATE,
-                    "space": {
-                        **SPACE,
-                        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
-                        "weight_decay": {"low": 1e-2, "high": 30.0, "log": True},
-                    },
-                }
-                sweep, seconds = run_sweep(c, spec)
-                report(c, "charlm at its default width", sweep, seconds)
+                task = {"name": "charlm"}
+                spec = sweep_spec("charlm-lr-wd", task, args.charlm_trials, 1e-4, 1e-2, 30.0)
+                report(c, "charlm at its default width", *run_sweep(c, spec))
     finally:
         agent.terminate()
         agent.wait(60)

@@ -16,7 +16,7 @@ from scipy import stats
 
 from service import optuna_tables as ot
 from service import schemas
-from service.catalog import Catalog, SweepInfo
+from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound
 from service.surface import LEVEL, Box, Observations, Surface, fit_surface
@@ -99,9 +99,16 @@ def group_configs(info: SweepInfo, done: list[FrozenTrial]) -> list[ConfigRuns]:
     groups: dict[Any, ConfigRuns] = {}
     for t in done:
         params = info.params(t)
-        key = tuple(sorted(params.items()))
-        groups.setdefault(key, ConfigRuns(params)).trials.append(t)
+        groups.setdefault(config_key(params), ConfigRuns(params)).trials.append(t)
     return list(groups.values())
+
+
+def ranked_configs(info: SweepInfo, done: list[FrozenTrial]) -> tuple[list[ConfigRuns], Noise]:
+    """Distinct configs ranked best first — those confirmed by 2+ seeds first, each group by
+    mean — and the sweep's pooled seed noise."""
+    groups = group_configs(info, done)
+    groups.sort(key=lambda g: (len(g.counted) < 2, info.sign * g.mean, g.first.number))
+    return groups, pooled_noise(groups)
 
 
 def pooled_noise(groups: list[ConfigRuns]) -> Noise:
@@ -189,11 +196,8 @@ class Analysis:
         done = self.complete_trials(info)
         if not done:
             raise Conflict(f"sweep {sweep_id} has no complete trial yet")
-        sign = -1.0 if info.spec.objective.direction == "maximize" else 1.0
-        groups = group_configs(info, done)
-        noise = pooled_noise(groups)
-        # Configs confirmed by 2+ fresh seeds first, by mean; then the rest.
-        groups.sort(key=lambda g: (len(g.counted) < 2, sign * g.mean, g.first.number))
+        sign = info.sign
+        groups, noise = ranked_configs(info, done)
         top = groups[:k]
         best = top[0]
         tied = [best.first.number]
@@ -263,10 +267,8 @@ class Analysis:
                 f"sweep {sweep_id} has no complete Lion trial with lr > 0 and weight decay > 0 "
                 "to fit the rule to"
             )
-        sign = -1.0 if info.spec.objective.direction == "maximize" else 1.0
-        groups = group_configs(info, [t for t, _ in rows])
-        noise = pooled_noise(groups)
-        groups.sort(key=lambda g: (len(g.counted) < 2, sign * g.mean, g.first.number))
+        sign = info.sign
+        groups, noise = ranked_configs(info, [t for t, _ in rows])
         best = groups[0]
         box, box_out = _box(info, rows)
         surface = self._surface(info, rows, best.params, box, sign)
@@ -452,7 +454,6 @@ def _observations(
     """Design data: ln lr, ln weight decay, the other swept params' columns, the objective."""
     cols: list[np.ndarray] = []
     ref_cols: list[float] = []
-    names: list[str] = []
     for name, dim in info.spec.space.dimensions().items():
         if name in ("lr", "weight_decay", "lr_wd_product") or dim.is_fixed:
             continue
@@ -464,7 +465,6 @@ def _observations(
             for level in levels[1:]:
                 cols.append(np.array([1.0 if v == level else 0.0 for v in raw]))
                 ref_cols.append(1.0 if ref.get(name) == level else 0.0)
-                names.append(f"{name}={level}")
             continue
         f = math.log if dim.log else float
         vals = np.array([f(v) for v in raw])
@@ -473,14 +473,12 @@ def _observations(
         r = (f(ref[name]) - centre) / spread
         cols += [u, u * u]
         ref_cols += [r, r * r]
-        names += [name, f"{name}²"]
     n = len(rows)
     return Observations(
         x=np.array([math.log(p["lr"]) for _, p in rows]),
         y=np.array([math.log(p["weight_decay"]) for _, p in rows]),
         z=np.column_stack(cols) if cols else np.zeros((n, 0)),
         value=np.array([sign * t.value for t, _ in rows]),
-        z_names=names,
         z_ref=np.array(ref_cols),
     )
 

@@ -44,6 +44,16 @@ class SweepInfo:
             p["weight_decay"] = product / lr
         return p
 
+    @property
+    def sign(self) -> float:
+        """+1 when lower objective values are better, -1 when higher are."""
+        return -1.0 if self.spec.objective.direction == "maximize" else 1.0
+
+
+def config_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable key of a config's parameters (equal params, equal key)."""
+    return tuple(sorted(params.items()))
+
 
 class Catalog:
     """Per-process cache of :class:`SweepInfo` (safe to share between threads)."""

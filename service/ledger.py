@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from service import optuna_tables as ot
 from service import schemas
 from service import spec as specs
-from service.catalog import Catalog, SweepInfo
+from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Lease, Sweep, Worker
@@ -596,15 +596,9 @@ def _has_work(counts: ot.Counts, info: SweepInfo) -> bool:
     return counts.by_state["waiting"] > 0 or counts.originals < info.n_trials
 
 
-def config_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """A hashable key of a config's parameters (equal params, equal key)."""
-    return tuple(sorted(params.items()))
-
-
 def _leaders(info: SweepInfo, done: list[FrozenTrial], top_k: int) -> list[FrozenTrial]:
     """The best trial of each of the top_k distinct configs by value (per optimizer arm)."""
-    sign = -1.0 if info.spec.objective.direction == "maximize" else 1.0
-    ranked = sorted(done, key=lambda t: (sign * t.value, t.number))
+    ranked = sorted(done, key=lambda t: (info.sign * t.value, t.number))
     seen: set[Any] = set()
     per_arm: dict[str, int] = {}
     out = []

@@ -72,13 +72,12 @@ class Box:
         """The box's second coordinate at (ln lr, ln weight decay)."""
         return x + y if self.second == "lr_wd_product" else y
 
-    def grid(self, n: int = GRID) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Grid points (x, y) over the box and their (i, j) indices along (x, v)."""
-        xs = np.linspace(self.x_lo, self.x_hi, n)
-        vs = np.linspace(self.v_lo, self.v_hi, n)
-        xi, vi = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        x, v = xs[xi.ravel()], vs[vi.ravel()]
-        return x, self.y_of(x, v), xi.ravel(), vi.ravel()
+    def grid(self, n: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+        """Grid points (ln lr, ln weight decay) over the box."""
+        x, v = np.meshgrid(
+            np.linspace(self.x_lo, self.x_hi, n), np.linspace(self.v_lo, self.v_hi, n)
+        )
+        return x.ravel(), self.y_of(x.ravel(), v.ravel())
 
     def y_range(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ln weight decay range inside the box at each ln lr."""
@@ -96,7 +95,6 @@ class Observations:
     y: np.ndarray
     z: np.ndarray
     value: np.ndarray
-    z_names: list[str]
     z_ref: np.ndarray
     """The other parameters' columns at the reference config (the best trial)."""
 
@@ -250,9 +248,7 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     outliers = off_surface(obs.value) if len(obs.value) >= 8 else np.zeros(0, dtype=bool)
     if outliers.any():
         keep = ~outliers
-        obs = Observations(
-            obs.x[keep], obs.y[keep], obs.z[keep], obs.value[keep], obs.z_names, obs.z_ref
-        )
+        obs = Observations(obs.x[keep], obs.y[keep], obs.z[keep], obs.value[keep], obs.z_ref)
     surface = _fit_surface(obs, box, bootstrap)
     surface.n_outliers = int(outliers.sum())
     return surface
@@ -295,7 +291,7 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
     coefs = np.array(betas)  # row 0: the point estimate
 
     # The surface on a grid over the box, for every refit at once.
-    gx, gy, gi, gj = box.grid()
+    gx, gy = box.grid()
     pred = scale.design(gx, gy) @ coefs[:, :6].T  # (grid, fits)
     shift = obs.z_ref @ coefs[:, 6:].T if obs.z.size else np.zeros(len(coefs))
     pred = pred + shift[None, :]
@@ -325,7 +321,12 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
         _edges_at(box, float(x), float(box.v_of(x, y))) for x, y in zip(opt_x, opt_y, strict=True)
     ]
     edges0 = at_edges[0]
-    same_edge = np.array([bool(set(e) & set(edges0)) for e in at_edges])
+
+    def share_on(edges: list[str]) -> float:
+        """The share of bootstrap refits whose optimum lies on one of ``edges``."""
+        refits = at_edges[1:] or at_edges
+        return float(np.mean([bool(set(e) & set(edges)) for e in refits]))
+
     slope_all = np.where(curved, -e / np.where(curved, 2 * g, 1.0) * scale.sy / scale.sx, np.nan)
 
     def interval(values: np.ndarray) -> Interval:
@@ -352,7 +353,7 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
     if curved[0] and share_curved >= AGREE:
         surface.slope = interval(slope_all)
         surface.valley = _valley(box, scale, coefs, curved)
-    edge_share = float(same_edge[1:].mean()) if len(same_edge) > 1 else 1.0
+    edge_share = share_on(edges0)
     consistent_edge = bool(edges0) and edge_share >= AGREE
     where = ", ".join(edges0)
 
@@ -424,11 +425,7 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
             )
     elif p_lr < ALPHA:
         lr_edges = [x for x in edges0 if x.startswith("lr_")]
-        lr_share = (
-            float(np.mean([bool(set(e) & set(lr_edges)) for e in at_edges[1:]]))
-            if lr_edges and len(at_edges) > 1
-            else 0.0
-        )
+        lr_share = share_on(lr_edges)
         if lr_edges and lr_share >= AGREE:
             surface.verdict = "boundary"
             surface.reason = (

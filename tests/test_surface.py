@@ -38,7 +38,7 @@ def planted(
         f = 0.3 * np.exp(x + y - LN(1e-4)) + (x - LN(1e-3)) ** 2
     else:
         raise ValueError(kind)
-    obs = Observations(x, y, np.zeros((n, 0)), f + noise * rng.standard_normal(n), [], np.zeros(0))
+    obs = Observations(x, y, np.zeros((n, 0)), f + noise * rng.standard_normal(n), np.zeros(0))
     second = "lr_wd_product" if product_axis else "weight_decay"
     return obs, Box(LN(box[0]), LN(box[1]), LN(box[2]), LN(box[3]), second)
 
