@@ -330,6 +330,17 @@ class Analysis:
             out.transfer = transfer(out, start, to_width, width_rule)
         return out
 
+    def fitted(self, sweep_id: int) -> tuple[Surface, ConfigRuns, float] | None:
+        """The sweep's fitted surface, its best Lion config and the objective's sign (+1:
+        lower is better), or None while it has no complete Lion trial to fit."""
+        info = self.catalog.info(sweep_id)
+        rows, _ = _rule_rows(info, self.all_trials(info))
+        if not rows:
+            return None
+        groups, _ = ranked_configs(info, [t for t, _ in rows])
+        box, _ = _box(info, rows)
+        return self._surface(info, rows, groups[0].params, box, info.sign), groups[0], info.sign
+
     def _surface(
         self,
         info: SweepInfo,

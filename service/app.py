@@ -41,8 +41,8 @@ log = logging.getLogger("lionsweep.app")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
 ALL_SCOPES = ["submit", "worker", "read"]
-YAML_PATHS = ("/api/sweeps",)
-"""The only endpoints that accept YAML bodies (a sweep spec)."""
+YAML_PATHS = ("/api/sweeps", "/api/ladders")
+"""The only endpoints that accept YAML bodies (a sweep or ladder spec)."""
 YAML_MAX_BYTES = 64 * 1024
 """The largest YAML body (a sweep spec is a few hundred bytes; parsing YAML is slow)."""
 BODY_MAX_DEPTH = 32
@@ -501,9 +501,10 @@ def create_app(settings: Settings) -> FastAPI:
         """ReDoc."""
         return get_redoc_html(openapi_url="/openapi.json", title="lionsweep API")
 
-    from service.routes import scaling, sweeps, trials
+    from service.routes import ladders, scaling, sweeps, trials
 
     app.include_router(sweeps.router)
+    app.include_router(ladders.router)
     app.include_router(trials.router)
     app.include_router(scaling.router)
 

@@ -95,32 +95,47 @@ class Ledger:
                         )
                     return existing.id, False
                 if existing is not None:
-                    self._drop_sweep(tx, existing)
-            row = Sweep(
-                name=spec.name,
-                status="running",
-                task_name=spec.task.name,
-                spec=spec_json,
-                n_trials=spec.n_trials,
-                idempotency_key=key,
-            )
-            tx.add(row)
-            tx.flush()
-            row.study_name = f"lionsweep-{row.id}"
-            study = optuna.create_study(
-                storage=self.storage,
-                study_name=row.study_name,
-                direction=spec.objective.direction,
-            )
-            row.study_id = self.storage.get_study_id_from_name(row.study_name)
-            study.set_user_attr("lionsweep_sweep_id", row.id)
-            study.set_user_attr("lionsweep_task", spec.task.name)
-            for params in specs.enqueued_params(spec):
-                study.enqueue_trial(params)
-            tx.flush()
-            return row.id, True
+                    self.drop_sweep(tx, existing)
+            return self.insert_sweep(tx, spec, spec_json, key), True
 
-    def _drop_sweep(self, tx: Session, row: Sweep) -> None:
+    def insert_sweep(
+        self,
+        tx: Session,
+        spec: schemas.SweepSpec,
+        spec_json: dict[str, Any],
+        key: str | None = None,
+        ladder_id: int | None = None,
+        ladder_role: str | None = None,
+    ) -> int:
+        """Write a sweep row, its Optuna study and its enqueued trials inside the open
+        transaction (the spec already checked); returns the sweep id."""
+        row = Sweep(
+            name=spec.name,
+            status="running",
+            task_name=spec.task.name,
+            spec=spec_json,
+            n_trials=spec.n_trials,
+            idempotency_key=key,
+            ladder_id=ladder_id,
+            ladder_role=ladder_role,
+        )
+        tx.add(row)
+        tx.flush()
+        row.study_name = f"lionsweep-{row.id}"
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=row.study_name,
+            direction=spec.objective.direction,
+        )
+        row.study_id = self.storage.get_study_id_from_name(row.study_name)
+        study.set_user_attr("lionsweep_sweep_id", row.id)
+        study.set_user_attr("lionsweep_task", spec.task.name)
+        for params in specs.enqueued_params(spec):
+            study.enqueue_trial(params)
+        tx.flush()
+        return row.id
+
+    def drop_sweep(self, tx: Session, row: Sweep) -> None:
         """Delete a sweep row, its leases and its study, inside the open transaction."""
         if row.study_id is not None:
             self.storage.delete_study(row.study_id)
@@ -142,7 +157,7 @@ class Ledger:
             with self.db.transaction(sweep_id) as tx:
                 row = tx.get(Sweep, sweep_id)
                 if row is not None and row.status == "creating":
-                    self._drop_sweep(tx, row)
+                    self.drop_sweep(tx, row)
         return len(ids)
 
     def set_status(self, sweep_id: int, status: str) -> None:
@@ -175,7 +190,12 @@ class Ledger:
             row = tx.get(Sweep, sweep_id)
             if row is None or row.status == "creating":
                 raise NotFound(f"sweep {sweep_id} not found")
-            self._drop_sweep(tx, row)
+            if row.ladder_id is not None:
+                raise Conflict(
+                    f"sweep {sweep_id} is a {row.ladder_role} of ladder {row.ladder_id}: "
+                    f"delete the ladder (DELETE /api/ladders/{row.ladder_id})"
+                )
+            self.drop_sweep(tx, row)
         self.catalog.forget(sweep_id)
         self.catalog.changed()
 

@@ -38,10 +38,30 @@ class Sweep(Base):
     study_name: Mapped[str | None] = mapped_column(String(300), unique=True)
     study_id: Mapped[int | None] = mapped_column(Integer, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    ladder_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The width ladder this sweep is a rung of, if any."""
+    ladder_role: Mapped[str | None] = mapped_column(String(16))
+    """``rung`` (swept to fit the ladder's rule) or ``confirm`` (runs its prediction)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class Ladder(Base):
+    """A width ladder: one sweep per width of the task's width param (its rungs are the
+    sweeps whose ``ladder_id`` is this id), plus the confirmation sweeps of its prediction."""
+
+    __tablename__ = "lionsweep_ladders"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task_name: Mapped[str] = mapped_column(String(200), index=True)
+    param: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Lease(Base):

@@ -282,13 +282,14 @@ def check_task_params(
             known = ", ".join(sorted(declared)) or "none"
             errors.append(field_error(loc, f"the task accepts no param {name!r} (known: {known})"))
             continue
-        problem = _param_problem(value, rule)
+        problem = param_problem(value, rule)
         if problem:
             errors.append(field_error(loc, f"{name} {problem}", value))
     return errors
 
 
-def _param_problem(value: Any, rule: dict[str, Any]) -> str | None:
+def param_problem(value: Any, rule: dict[str, Any]) -> str | None:
+    """Why ``value`` breaks a declared param's type, choices or bounds, or None."""
     kind = rule.get("type")
     types = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}.get(kind)
     if types is None:

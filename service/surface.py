@@ -133,6 +133,9 @@ class Surface:
     p_weight_decay: float | None = None
     p_lr: float | None = None
     valley: list[dict[str, float]] = field(default_factory=list)
+    draws: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    """The optimum across fits (index 0 the point estimate, then the bootstrap refits):
+    ``ln_lr``, ``ln_wd`` and ``value`` (lower is better)."""
 
 
 class _Scale:
@@ -333,16 +336,18 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
         lo, hi = _percentiles(values[1:] if len(values) > 1 else values)
         return Interval(float(values[0]), lo, hi)
 
+    value_draws = (scale.design(opt_x[:1], opt_y[:1]) @ coefs[:, :6].T).ravel() + shift
     surface = Surface(
         "insufficient",
         "",
         n,
         n_coef,
+        draws={"ln_lr": opt_x, "ln_wd": opt_y, "value": value_draws},
         lr=interval(np.exp(opt_x)),
         weight_decay=interval(np.exp(opt_y)),
         # The surface's height at the optimum found, across refits (the minimum of each refit
         # would be biased low: a minimum of noisy surfaces).
-        value=interval((scale.design(opt_x[:1], opt_y[:1]) @ coefs[:, :6].T).ravel() + shift),
+        value=interval(value_draws),
         on_boundary=bool(edges0),
         boundary_edges=edges0,
         residual_sd=residual_sd,

@@ -20,6 +20,7 @@ from service.analysis import Analysis
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, ServiceError
+from service.ladders import Ladders
 from service.leases import Leases
 from service.ledger import Ledger
 from service.settings import Settings
@@ -43,6 +44,7 @@ class Sweeps:
         self.leases = Leases(db, settings, self.ledger)
         self.views = Views(db, self.catalog)
         self.analysis = Analysis(db, self.catalog, self.ledger.declared_params)
+        self.ladders = Ladders(db, settings, self.catalog, self.ledger, self.views, self.analysis)
 
     # ---- sweeps ----
 

@@ -101,6 +101,8 @@ class Views:
             warnings=warns,
             eta_seconds=eta,
             reevaluation=reevaluation,
+            ladder_id=row.ladder_id,
+            ladder_role=row.ladder_role,
         )
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:

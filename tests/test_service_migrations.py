@@ -55,7 +55,7 @@ def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
         engine.dispose()
     assert diff == []
     assert tables >= OURS and {"studies", "trials", "trial_heartbeats", "alembic_version"} <= tables
-    assert ours_version == "0002" and optuna_version != "0002"
+    assert ours_version == "0003" and optuna_version != "0003"
     assert optuna.load_study(study_name="plain-optuna", storage=database_url).trials == []
 
 

@@ -1,0 +1,101 @@
+"""Width ladders: submit, read, the fitted width rule, confirm a prediction, lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from service import schemas
+from service.auth import ReadScope, SubmitScope
+from service.routes import ID_MAX, Id, SweepsDep
+
+router = APIRouter(prefix="/api/ladders", tags=["ladders"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.LadderOut,
+    responses={200: {"description": "The ladder an earlier request with this key made"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/LadderSpec"}}}
+        }
+    },
+)
+def create_ladder(
+    spec: schemas.LadderSpec,
+    sweeps: SweepsDep,
+    response: Response,
+    _: SubmitScope,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> schemas.LadderOut:
+    """Submit a width ladder (JSON or YAML): one sweep per width of the task's width param."""
+    ladder_id, created = sweeps.ladders.create(spec, idempotency_key)
+    response.headers["Location"] = f"/api/ladders/{ladder_id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return sweeps.ladders.get(ladder_id)
+
+
+@router.get("", response_model=schemas.LadderPage)
+def list_ladders(
+    sweeps: SweepsDep,
+    _: ReadScope,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> schemas.LadderPage:
+    """List ladders, newest first."""
+    return sweeps.ladders.list(offset, limit)
+
+
+@router.get("/{ladder_id}", response_model=schemas.LadderOut)
+def get_ladder(ladder_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.LadderOut:
+    """A ladder's rungs and confirmations and where they stand."""
+    return sweeps.ladders.get(ladder_id)
+
+
+@router.get("/{ladder_id}/rule", response_model=schemas.LadderRuleOut)
+def ladder_rule(
+    ladder_id: Id,
+    sweeps: SweepsDep,
+    _: ReadScope,
+    width: Annotated[
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="Predict lr and weight decay here."),
+    ] = None,
+) -> schemas.LadderRuleOut:
+    """Width exponents of the optimum lr and weight decay with 90% intervals, the candidate
+    rules scored, a verdict; with ``width``, the prediction there; the confirmations."""
+    return sweeps.ladders.rule(ladder_id, width)
+
+
+@router.post(
+    "/{ladder_id}/confirm", status_code=status.HTTP_201_CREATED, response_model=schemas.LadderOut
+)
+def confirm_ladder(
+    ladder_id: Id, req: schemas.ConfirmRequest, sweeps: SweepsDep, _: SubmitScope
+) -> schemas.LadderOut:
+    """Run the prediction at a new width beside the widest rung's best config, unmoved (409
+    until every rung is complete and the ladder has a rule)."""
+    return sweeps.ladders.confirm(ladder_id, req)
+
+
+@router.post("/{ladder_id}/cancel", response_model=schemas.LadderOut)
+def cancel_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.LadderOut:
+    """Cancel every rung and confirmation that is not complete."""
+    return sweeps.ladders.set_status(ladder_id, "cancelled")
+
+
+@router.post("/{ladder_id}/resume", response_model=schemas.LadderOut)
+def resume_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.LadderOut:
+    """Resume a cancelled ladder's rungs and confirmations."""
+    return sweeps.ladders.set_status(ladder_id, "running")
+
+
+@router.delete("/{ladder_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> Response:
+    """Delete a ladder, its sweeps and their Optuna studies."""
+    sweeps.ladders.delete(ladder_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
