@@ -1,11 +1,12 @@
 """Width ladders: one submission becomes one sweep per width (its rungs), the rungs' optima
 become width exponents and a prediction (:mod:`service.ladder_fit`), and a confirmation runs
-the prediction at a new width beside the largest rung's best config, untransferred."""
+the prediction at a new width beside the widest rung's own optimum, untransferred."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import schemas
 from service import spec as specs
-from service.analysis import Analysis, ConfigRuns, group_configs, pooled_noise
+from service.analysis import Analysis, group_configs, pooled_noise
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, field_error
@@ -31,6 +32,17 @@ METHOD = (
 )
 
 CREATE_ATTEMPTS = 3
+
+
+@dataclass
+class Untransferred:
+    """The widest rung's own recommendation, used unmoved at a confirmation's width."""
+
+    lr: float
+    weight_decay: float
+    params: dict[str, Any]
+    """Its best config's params (betas, warmup, batch size come from here)."""
+    source: str
 
 
 def _scaled(dim: schemas.Dimension | None, f: float) -> schemas.Dimension | None:
@@ -437,12 +449,24 @@ class Ladders:
             confirmations=confirmations,
         )
 
-    def _largest_best(self, rungs: list[Sweep], fitted: dict[int, Any]) -> ConfigRuns | None:
-        """The best Lion config of the widest rung that has one."""
+    def _largest_best(self, rungs: list[Sweep], fitted: dict[int, Any]) -> Untransferred | None:
+        """What the widest rung that has trials recommends at its own width: its fitted
+        optimum's lr (and weight decay, for a valley), else its best config's; the other
+        hyperparameters are its best config's."""
         for sweep in reversed(rungs):
             got = fitted.get(sweep.id)
-            if got is not None:
-                return got[1]
+            if got is None:
+                continue
+            surface, best, _sign = got
+            lr, wd = best.params["lr"], best.params["weight_decay"]
+            source = f"the best config of rung sweep {sweep.id}"
+            if surface.verdict in ("valley", "lr_only") and surface.lr is not None:
+                lr = surface.lr.value
+                source = f"the fitted optimum lr of rung sweep {sweep.id}"
+                if surface.verdict == "valley":
+                    wd = surface.weight_decay.value
+                    source = f"the fitted optimum of rung sweep {sweep.id}"
+            return Untransferred(lr, wd, best.params, source)
         return None
 
     def _prediction(
@@ -450,7 +474,7 @@ class Ladders:
         fit: LadderFit,
         width: float,
         rung_widths: list[float],
-        largest: ConfigRuns | None,
+        largest: Untransferred | None,
     ) -> schemas.LadderPrediction | None:
         """The fitted lines' lr, weight decay and objective at ``width``."""
         at = fit.predict(width)
@@ -470,7 +494,7 @@ class Ladders:
             weight_decay, moved = math.exp(wd.value), True
             wd_ci = [math.exp(wd.lo), math.exp(wd.hi)]
         else:
-            weight_decay = largest.params["weight_decay"] if largest else math.nan
+            weight_decay = largest.weight_decay if largest else math.nan
             wd_ci, moved = None, False
             notes.append(
                 "the weight decay is the widest rung's best config's, unmoved: too few rungs "
@@ -492,8 +516,8 @@ class Ladders:
     # ---- confirmation ----
 
     def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> schemas.LadderOut:
-        """Queue the prediction at ``req.width`` beside the widest rung's best config (both
-        with ``req.seeds`` seeds) as a confirmation sweep."""
+        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved
+        (both with ``req.seeds`` seeds), as a confirmation sweep."""
         row = self._row(ladder_id)
         spec = schemas.LadderSpec.model_validate(row.spec)
         width = req.width
@@ -555,14 +579,15 @@ class Ladders:
         width: float,
         seeds: int,
         prediction: schemas.LadderPrediction,
-        largest: ConfigRuns,
+        largest: Untransferred,
     ) -> schemas.SweepSpec:
         """Two arms at ``width``, ``seeds`` runs each: the predicted lr and weight decay, and
-        the widest rung's best config as it is; every other hyperparameter is the latter's."""
+        the widest rung's own optimum as it is; every other hyperparameter is that rung's
+        best config's."""
         base = largest.params
         arms = [
             {"lr": prediction.lr, "weight_decay": prediction.weight_decay},
-            {"lr": base["lr"], "weight_decay": base["weight_decay"]},
+            {"lr": largest.lr, "weight_decay": largest.weight_decay},
         ]
         space: dict[str, Any] = {}
         for name in ("lr", "weight_decay"):
@@ -591,7 +616,7 @@ class Ladders:
         sweep: Sweep,
         fit: LadderFit,
         rung_widths: list[float],
-        largest: ConfigRuns | None,
+        largest: Untransferred | None,
     ) -> schemas.ConfirmationOut:
         """Predicted against achieved at a confirmation's width, and the transfer against the
         untransferred config."""
@@ -603,7 +628,7 @@ class Ladders:
         noise = pooled_noise(groups)
         sign = info.sign
 
-        def arm(cfg: schemas.EnqueuedConfig) -> schemas.ArmOut:
+        def arm(cfg: schemas.EnqueuedConfig, source: str) -> schemas.ArmOut:
             g = next(
                 (
                     g
@@ -626,9 +651,11 @@ class Ladders:
                 mean=mean,
                 ci=ci,
                 values=values,
+                source=source,
             )
 
-        t_arm, u_arm = arm(arms_cfg[0]), arm(arms_cfg[1])
+        t_arm = arm(arms_cfg[0], f"the ladder's prediction at width {width:g}")
+        u_arm = arm(arms_cfg[1], largest.source if largest else "the widest rung, unmoved")
         predicted = self._prediction(fit, width, rung_widths, largest)
         diff = diff_ci = within = None
         verdict, note = "pending", f"sweep {sweep.id} is {sweep.status}"
@@ -655,7 +682,7 @@ class Ladders:
                 verdict = "transfer_better" if better else "untransferred_better"
                 note = (
                     f"the transferred config is {'better' if better else 'worse'} than the "
-                    f"widest rung's best config, unmoved, at width {width:g} (difference "
+                    f"widest rung's optimum, unmoved, at width {width:g} (difference "
                     f"{diff:.4g}, 90% CI {diff_ci[0]:.4g} to {diff_ci[1]:.4g})"
                 )
             if within is not None:

@@ -954,10 +954,12 @@ class ArmOut(BaseModel):
     mean: float | None
     ci: list[float] | None
     values: list[float]
+    source: str = Field(description="Where the arm's lr and weight decay come from.")
 
 
 class ConfirmationOut(BaseModel):
-    """A ladder's prediction run at a new width, against the largest rung's best config."""
+    """A ladder's prediction run at a new width, against the widest rung's own optimum
+    (its fitted optimum where its verdict pins one down, else its best config) unmoved."""
 
     width: float
     sweep_id: int

@@ -77,7 +77,7 @@ def ladder_rule(
 def confirm_ladder(
     ladder_id: Id, req: schemas.ConfirmRequest, sweeps: SweepsDep, _: SubmitScope
 ) -> schemas.LadderOut:
-    """Run the prediction at a new width beside the widest rung's best config, unmoved (409
+    """Run the prediction at a new width beside the widest rung's own optimum, unmoved (409
     until every rung is complete and the ladder has a rule)."""
     return sweeps.ladders.confirm(ladder_id, req)
 
