@@ -562,6 +562,21 @@ class Ladders:
         if errors:
             raise Invalid(errors)
         with self.db.transaction() as tx:
+            # Under the ladder's lock (PostgreSQL: its row; SQLite: the write lock), so two
+            # confirmations at one width cannot both pass the check.
+            locked = tx.execute(
+                select(Ladder.id).where(Ladder.id == ladder_id).with_for_update()
+            ).first()
+            if locked is None:
+                raise NotFound(f"ladder {ladder_id} not found")
+            for other in tx.scalars(
+                select(Sweep).where(Sweep.ladder_id == ladder_id, Sweep.ladder_role == "confirm")
+            ):
+                if math.isclose(self._width_of(row, other), width):
+                    raise Conflict(
+                        f"ladder {ladder_id} is already confirmed at width {width:g} "
+                        f"(sweep {other.id})"
+                    )
             self.ledger.insert_sweep(
                 tx,
                 confirm,

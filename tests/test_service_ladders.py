@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -135,13 +136,18 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
     assert pred["weight_decay_ci"][0] <= PRODUCT / lr_star(1024) <= pred["weight_decay_ci"][1]
     assert "extrapolated ×4" in pred["note"]
 
-    r = client.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024, "seeds": 3})
-    assert r.status_code == 201, r.text
+    def post_confirm(_: int) -> httpx.Response:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
+            return c.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024, "seeds": 3})
+
+    with ThreadPoolExecutor(4) as pool:  # at once: one confirmation, the rest refused
+        answers = list(pool.map(post_confirm, range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], answers
+    r = next(a for a in answers if a.status_code == 201)
+    assert all("already confirmed" in a.text for a in answers if a.status_code == 409)
     [confirm] = r.json()["confirmations"]
     assert confirm["width"] == 1024 and confirm["role"] == "confirm"
     assert r.json()["status"] == "running"
-    again = client.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024})
-    assert again.status_code == 409 and "already confirmed" in again.json()["detail"]
 
     pending = client.get(f"/api/ladders/{ladder['id']}/rule").json()["confirmations"][0]
     assert pending["verdict"] == "pending"
