@@ -3,8 +3,8 @@
 - ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``service.cli``),
   which need the ``server`` extra (``pip install 'lionsweep[server]'``);
 - ``worker``: the worker agent (``worker.cli``);
-- ``submit``, ``status``, ``best``, ``rule``, ``bench``: client commands (here) that talk
-  to a server through ``worker.client.Client``, built and its errors mapped to one-line
+- ``submit``, ``status``, ``best``, ``rule``, ``ladder …``, ``bench``: client commands (here)
+  that talk to a server through ``worker.client.Client``, built and its errors mapped to one-line
   messages in one place (``worker.cli``).
 
 Sub-commands of other packages are imported only when named (or listed by ``--help``), so
@@ -181,8 +181,23 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
 
 
 def interval_text(ci: list[float] | None) -> str:
-    """``lo–hi`` of a 90% interval, or ``-``."""
-    return "-" if not ci else f"{fmt(ci[0])}–{fmt(ci[1])}"
+    """``lo–hi`` of a 90% interval (``lo to hi`` when a bound is negative), or ``-``."""
+    if not ci:
+        return "-"
+    sep = " to " if min(ci) < 0 else "–"
+    return f"{fmt(ci[0])}{sep}{fmt(ci[1])}"
+
+
+def estimate_text(value: Any, ci: list[float] | None, stacked: bool = False) -> str:
+    """``value (lo–hi)`` of an estimate and its 90% interval (``stacked``: the interval on a
+    second line, for narrow table cells), ``value`` without one, or ``-``."""
+    if value is None:
+        return "-"
+    if not ci:
+        return fmt(value)
+    return (
+        f"{fmt(value)}\n{interval_text(ci)}" if stacked else f"{fmt(value)} ({interval_text(ci)})"
+    )
 
 
 def print_best(answer: dict[str, Any]) -> None:
@@ -250,6 +265,12 @@ def submit(
 ) -> None:
     """Submit a sweep (and with --follow, watch it and print the best config)."""
     spec = load_spec(spec_file)
+    if "ladder" in spec:
+        raise fail(
+            f"{spec_file} is a width ladder (it has `ladder:`): submit it with "
+            "`lionsweep ladder submit`",
+            EXIT_CONFIG,
+        )
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with api_errors(server), make_client(server, token) as client:
         sweep = client.post("/api/sweeps", json=spec, headers=headers)
@@ -510,6 +531,405 @@ def rule(
     s = sigma if sigma is not None else float(width) ** -0.5
     rows = {"width": width, "sigma": s, "alpha0": alpha0, "lr": lr, "weight_decay": wd}
     console.print(rule_table("Lion lr and weight decay", {**rows, "η·λ": lr * wd}))
+
+
+# -- width ladders ---------------------------------------------------------------------------
+
+ladder_app = typer.Typer(
+    help="Width ladders: one sweep per width, and how the best lr and weight decay move "
+    "with width.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(ladder_app, name="ladder")
+
+LadderId = Annotated[int, typer.Argument(help="The ladder id.")]
+
+#: Colours of a ladder rule's verdicts (any other is red).
+LADDER_VERDICT_COLOURS = {
+    "rule_identified": "green",
+    "indistinguishable": "cyan",
+    "insufficient": "yellow",
+}
+#: Colours of a confirmation's verdicts (any other is yellow).
+CONFIRM_VERDICT_COLOURS = {
+    "transfer_better": "green",
+    "no_difference": "cyan",
+    "untransferred_better": "red",
+}
+
+
+def width_text(ladder: dict[str, Any], width: float) -> str:
+    """``param=width`` of a ladder's width param."""
+    return f"{ladder['param']}={fmt(width)}"
+
+
+def ladder_sweeps(ladder: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ladder's rungs, then its confirmations."""
+    return [*ladder.get("rungs", []), *ladder.get("confirmations", [])]
+
+
+def sweeps_table(ladder: dict[str, Any]) -> Table:
+    """A table of a ladder's rungs and confirmations and where each stands."""
+    table = Table(title="Rungs and confirmations", title_justify="left")
+    table.add_column(ladder["param"], justify="right")
+    table.add_column("sweep", justify="right")
+    table.add_column("role")
+    table.add_column("status")
+    table.add_column("finished", justify="right")
+    table.add_column("progress", justify="right")
+    for sweep in ladder_sweeps(ladder):
+        table.add_row(
+            fmt(sweep["width"]),
+            str(sweep["sweep_id"]),
+            sweep["role"],
+            sweep["status"],
+            f"{sweep['finished']}/{sweep['n_trials']}",
+            f"{sweep['progress']:.0%}",
+        )
+    return table
+
+
+def status_counts(ladder: dict[str, Any]) -> str:
+    """``2 cancelled, 1 complete``: how many of a ladder's sweeps are in each status."""
+    counts: dict[str, int] = {}
+    for sweep in ladder_sweeps(ladder):
+        counts[sweep["status"]] = counts.get(sweep["status"], 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+@ladder_app.command("submit")
+def ladder_submit(
+    spec_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Ladder spec, YAML or JSON: a sweep spec plus ladder: {param, widths, scale_box}.",
+            metavar="FILE",
+        ),
+    ],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submitting twice with the same key creates one ladder.")
+    ] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """Submit a width ladder: one sweep (rung) per width."""
+    spec = load_spec(spec_file)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    with api_errors(server), make_client(server, token) as client:
+        ladder = client.post("/api/ladders", json=spec, headers=headers)
+    rungs = ladder["rungs"]
+    trials = {rung["n_trials"] for rung in rungs}
+    each = f" of {trials.pop()} trials" if len(trials) == 1 else ""
+    console.print(
+        f"Submitted ladder [bold]{ladder['id']}[/] ({escape(ladder['name'])}, "
+        f"{len(rungs)} rungs{each}):",
+        highlight=False,
+    )
+    base = server.rstrip("/")
+    for rung in rungs:
+        console.print(
+            f"  {escape(width_text(ladder, rung['width']))}: sweep {rung['sweep_id']}  "
+            f"{base}/sweeps/{rung['sweep_id']}",
+            highlight=False,
+        )
+
+
+@ladder_app.command("status")
+def ladder_status(
+    ladder_id: Annotated[int | None, typer.Argument(help="A ladder id; omit to list them.")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """List ladders, or show one ladder's rungs and confirmations."""
+    with api_errors(server), make_client(server, token) as client:
+        if ladder_id is None:
+            page = client.get("/api/ladders", params={"limit": 100})
+        else:
+            ladder = client.get(f"/api/ladders/{ladder_id}")
+    if ladder_id is None:
+        table = Table(title=f"Ladders ({page['total']})", title_justify="left")
+        table.add_column("id", justify="right")
+        table.add_column("name", no_wrap=True)
+        table.add_column("task", no_wrap=True)
+        table.add_column("widths")
+        table.add_column("status")
+        table.add_column("finished", justify="right")
+        table.add_column("confirms", justify="right")
+        for lad in page["items"]:
+            rungs = lad["rungs"]
+            table.add_row(
+                str(lad["id"]),
+                escape(lad["name"]),
+                escape(lad["task"]["name"]),
+                ", ".join(fmt(w) for w in lad["widths"]),
+                lad["status"],
+                f"{sum(r['finished'] for r in rungs)}/{sum(r['n_trials'] for r in rungs)}",
+                str(len(lad["confirmations"])),
+            )
+        console.print(table)
+        return
+    params = ", ".join(f"{k}={v}" for k, v in (ladder["task"].get("params") or {}).items())
+    console.print(
+        f"ladder [bold]{ladder['id']}[/] ({escape(ladder['name'])}): [bold]{ladder['status']}[/], "
+        f"{ladder['progress']:.0%} of the rungs' trials finished",
+        highlight=False,
+    )
+    console.print(
+        escape(
+            f"task {ladder['task']['name']}" + (f" ({params})" if params else "") + f"; width "
+            f"param {ladder['param']!r}; box {ladder['scale_box']}"
+        ),
+        highlight=False,
+    )
+    console.print(sweeps_table(ladder))
+
+
+def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
+    """Print a ladder's width rule: verdict, the rungs' optima, the exponents, the candidate
+    rules, the prediction at ``width`` and the confirmations."""
+    lad = {"param": fit["param"]}
+    verdict = fit["verdict"]
+    colour = LADDER_VERDICT_COLOURS.get(verdict, "red")
+    console.print(
+        f"ladder {fit['ladder_id']}: verdict [bold {colour}]{verdict}[/]", highlight=False
+    )
+    console.print(escape(fit["reason"]), highlight=False)
+    if not fit["complete"]:
+        warn("not every rung is complete: the answer may change")
+
+    table = Table(title="Rungs' optima (90% CI)", title_justify="left")
+    table.add_column(fit["param"], justify="right")
+    table.add_column("verdict")
+    table.add_column("lr", justify="right")
+    table.add_column("weight decay", justify="right")
+    table.add_column("fit uses")
+    for rung in fit["rungs"]:
+        state = rung["verdict"] or "-"
+        if rung["status"] != "complete":
+            state += f" ({rung['status']})"
+        uses = ", ".join("wd" if u == "weight_decay" else u for u in rung["used"])
+        table.add_row(
+            fmt(rung["width"]),
+            state,
+            estimate_text(rung.get("lr"), rung.get("lr_ci"), stacked=True),
+            estimate_text(rung.get("weight_decay"), rung.get("weight_decay_ci"), stacked=True),
+            uses or "nothing",
+        )
+    console.print(table)
+    for rung in fit["rungs"]:
+        if rung["verdict"] not in ("valley", "lr_only") or "weight_decay" not in rung["used"]:
+            console.print(
+                escape(f"{width_text(lad, rung['width'])}: {rung['reason']}"),
+                style="dim",
+                highlight=False,
+            )
+
+    exponents = {
+        "lr": ("lr_exponent", "lr_exponent_ci"),
+        "weight decay": ("wd_exponent", "wd_exponent_ci"),
+        "product η·λ": ("product_exponent", "product_exponent_ci"),
+    }
+    if any(fit.get(key) is not None for key, _ in exponents.values()):
+        table = Table(title="Width exponents", title_justify="left")
+        table.add_column("quantity")
+        table.add_column("exponent", justify="right")
+        table.add_column("90% CI", justify="right")
+        for name, (key, ci) in exponents.items():
+            table.add_row(name, fmt(fit.get(key)), interval_text(fit.get(ci)))
+        console.print(table)
+        at_ref = f"lr {fmt(fit.get('lr_at_reference'))}"
+        if fit.get("wd_at_reference") is not None:
+            at_ref += f", weight decay {fmt(fit['wd_at_reference'])}"
+        console.print(
+            escape(
+                f"fitted at {width_text(lad, fit['reference_width'])} (the rungs' geometric "
+                f"mean): {at_ref}"
+            ),
+            highlight=False,
+        )
+
+    if fit["rules"]:
+        table = Table(title="Candidate rules", title_justify="left")
+        for column in ("rule", "lr exp", "wd exp", "χ²", "dof", "p", "rel. lik.", "fits"):
+            table.add_column(column, justify="left" if column in ("rule", "fits") else "right")
+        for score in fit["rules"]:
+            name = score["name"] + (" *" if score["name"] == fit.get("best_rule") else "")
+            table.add_row(
+                name,
+                fmt(score["lr_exponent"]),
+                fmt(score["wd_exponent"]),
+                fmt(score["chi2"]),
+                fmt(score["dof"]),
+                fmt(score["p_value"]),
+                fmt(score["relative_likelihood"]),
+                "yes" if score["consistent"] else "no",
+            )
+        console.print(table)
+        console.print(
+            "* best rule; fits: p ≥ 0.05; rel. lik.: exp(-(χ² - min χ²)/2)",
+            style="dim",
+            highlight=False,
+        )
+
+    pred = fit.get("prediction")
+    if pred:
+        moved = pred["weight_decay_moved"]
+        rows = {
+            "lr": estimate_text(pred["lr"], pred["lr_ci"]),
+            "weight decay": estimate_text(pred["weight_decay"], pred["weight_decay_ci"]),
+            "weight decay moved": "yes" if moved else "no: the widest rung's best, unmoved",
+            "objective": estimate_text(pred.get("value"), pred.get("value_ci")),
+        }
+        table = Table(title=f"Prediction at {width_text(lad, pred['width'])}", title_justify="left")
+        table.add_column("quantity")
+        table.add_column("estimate (90% CI)", justify="right")
+        for key, value in rows.items():
+            table.add_row(key, value)
+        console.print(table)
+        console.print(escape(pred["note"]), style="dim", highlight=False)
+    elif width is not None:
+        console.print(
+            escape(
+                f"no prediction at {width_text(lad, width)}: the rungs give no lr exponent "
+                f"(verdict {verdict})"
+            ),
+            highlight=False,
+        )
+
+    for conf in fit["confirmations"]:
+        print_confirmation(conf, lad)
+
+
+def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
+    """Print one confirmation: predicted against achieved objective per arm, the difference
+    of the transferred and untransferred configs, the verdict and its note."""
+    table = Table(title=f"Confirmation at {width_text(lad, conf['width'])}", title_justify="left")
+    table.add_column("arm")
+    table.add_column("lr", justify="right")
+    table.add_column("weight decay", justify="right")
+    table.add_column("seeds", justify="right")
+    table.add_column("objective (90% CI)", justify="right")
+    pred = conf.get("predicted")
+    if pred:
+        table.add_row(
+            "predicted",
+            fmt(pred["lr"]),
+            fmt(pred["weight_decay"]),
+            "",
+            estimate_text(pred.get("value"), pred.get("value_ci"), stacked=True),
+        )
+    for name in ("transferred", "untransferred"):
+        arm = conf[name]
+        table.add_row(
+            name,
+            fmt(arm["lr"]),
+            fmt(arm["weight_decay"]),
+            str(arm["n"]),
+            estimate_text(arm.get("mean"), arm.get("ci"), stacked=True),
+        )
+    if conf.get("difference") is not None:
+        table.add_row(
+            "difference",
+            "",
+            "",
+            "",
+            estimate_text(conf["difference"], conf.get("difference_ci"), stacked=True),
+        )
+    console.print(table)
+    if conf["untransferred"].get("source"):
+        console.print(
+            escape(f"untransferred: {conf['untransferred']['source']}, unmoved"),
+            style="dim",
+            highlight=False,
+        )
+    verdict = conf["verdict"]
+    colour = CONFIRM_VERDICT_COLOURS.get(verdict, "yellow")
+    console.print(
+        f"sweep {conf['sweep_id']} {conf['status']}: verdict [bold {colour}]{verdict}[/]",
+        highlight=False,
+    )
+    if verdict != "pending":
+        console.print(escape(conf["note"]), style="dim", highlight=False)
+
+
+@ladder_app.command("rule")
+def ladder_rule(
+    ladder_id: LadderId,
+    width: Annotated[
+        float | None, typer.Option(help="Predict the lr and weight decay at this width.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """How the best lr and weight decay move with width, a prediction, the confirmations."""
+    params = {"width": width} if width is not None else None
+    with api_errors(server), make_client(server, token) as client:
+        fit = client.get(f"/api/ladders/{ladder_id}/rule", params=params)
+    if as_json:
+        typer.echo(json.dumps(fit, indent=2))
+    else:
+        print_ladder_rule(fit, width)
+
+
+@ladder_app.command("confirm")
+def ladder_confirm(
+    ladder_id: LadderId,
+    width: Annotated[float, typer.Option(help="The new width to run the prediction at.")],
+    seeds: Annotated[int, typer.Option(help="Seeds for each of the two arms (≥ 2).")] = 3,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """Run the prediction at a new width beside the widest rung's own optimum, unmoved."""
+    body = {"width": int(width) if width.is_integer() else width, "seeds": seeds}
+    with api_errors(server), make_client(server, token) as client:
+        ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
+    conf = max(ladder["confirmations"], key=lambda c: c["sweep_id"])
+    console.print(
+        escape(
+            f"Confirming ladder {ladder['id']} at {width_text(ladder, conf['width'])}: sweep "
+            f"{conf['sweep_id']} runs the predicted lr and weight decay beside the widest rung's "
+            f"own optimum, unmoved, {seeds} seeds each ({conf['n_trials']} trials)"
+        ),
+        highlight=False,
+    )
+    console.print(f"the outcome: lionsweep ladder rule {ladder['id']}", highlight=False)
+
+
+def set_ladder_status(ladder_id: int, action: str, server: str, token: str | None) -> None:
+    """POST a lifecycle ``action`` (cancel, resume) and print where the ladder stands."""
+    with api_errors(server), make_client(server, token) as client:
+        ladder = client.post(f"/api/ladders/{ladder_id}/{action}")
+    console.print(
+        f"ladder {ladder['id']} {ladder['status']}: {status_counts(ladder)}", highlight=False
+    )
+
+
+@ladder_app.command("cancel")
+def ladder_cancel(
+    ladder_id: LadderId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None
+) -> None:
+    """Cancel every rung and confirmation that is not complete."""
+    set_ladder_status(ladder_id, "cancel", server, token)
+
+
+@ladder_app.command("resume")
+def ladder_resume(
+    ladder_id: LadderId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None
+) -> None:
+    """Resume a cancelled ladder's rungs and confirmations."""
+    set_ladder_status(ladder_id, "resume", server, token)
+
+
+@ladder_app.command("delete")
+def ladder_delete(
+    ladder_id: LadderId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None
+) -> None:
+    """Delete a ladder, its sweeps and their Optuna studies."""
+    with api_errors(server), make_client(server, token) as client:
+        client.delete(f"/api/ladders/{ladder_id}")
+    console.print(f"deleted ladder {ladder_id}, its sweeps and their studies", highlight=False)
 
 
 # -- bench ----------------------------------------------------------------------------------
