@@ -36,7 +36,7 @@ def lion(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     weight_decay: float,
@@ -69,7 +69,7 @@ def _single_tensor_lion(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     weight_decay: float,
@@ -83,7 +83,10 @@ def _single_tensor_lion(
         m = exp_avg.float()
         p = param.float()
         update = m.mul(beta1).add_(g, alpha=1 - beta1).sign_()
-        p.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
+        if isinstance(lr, Tensor):
+            p.mul_(1 - lr * weight_decay).sub_(update.mul_(lr))
+        else:
+            p.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
         m.mul_(beta2).add_(g, alpha=1 - beta2)
         if p is not param:
             param.copy_(p)
@@ -102,7 +105,7 @@ def _multi_tensor_lion(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     weight_decay: float,
@@ -144,7 +147,7 @@ def _multi_tensor_lion_bucket(
     dev_grads: list[Tensor],
     dev_exp_avgs: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     weight_decay: float,
@@ -159,9 +162,16 @@ def _multi_tensor_lion_bucket(
     update = torch._foreach_mul(m, beta1)
     torch._foreach_add_(update, g, alpha=1 - beta1)
     torch._foreach_sign_(update)
-    if weight_decay != 0:
-        torch._foreach_mul_(p, 1 - lr * weight_decay)
-    torch._foreach_add_(p, update, alpha=-lr)
+    if isinstance(lr, Tensor):
+        # A tensor lr (a compiled step, an lr scheduler's tensor) is never read back.
+        if weight_decay != 0:
+            torch._foreach_mul_(p, 1 - lr * weight_decay)
+        torch._foreach_mul_(update, lr)
+        torch._foreach_sub_(p, update)
+    else:
+        if weight_decay != 0:
+            torch._foreach_mul_(p, 1 - lr * weight_decay)
+        torch._foreach_add_(p, update, alpha=-lr)
     torch._foreach_mul_(m, beta2)
     torch._foreach_add_(m, g, alpha=1 - beta2)
     if p is not dev_params:
@@ -171,9 +181,18 @@ def _multi_tensor_lion_bucket(
 
 
 def hyperparameter_tensor(
-    *, lr: float, beta1: float, beta2: float, weight_decay: float, maximize: bool, device
+    *, lr: float | Tensor, beta1: float, beta2: float, weight_decay: float, maximize: bool, device
 ) -> Tensor:
-    """Pack the step's scalars as the fp32 tensor the fused kernel reads."""
+    """Pack the step's scalars as the fp32 tensor the fused kernel reads (a tensor lr is
+    packed on its device without being read back)."""
+    if isinstance(lr, Tensor):
+        rest = torch.tensor(
+            [beta1, 1 - beta1, beta2, 1 - beta2, -1.0 if maximize else 1.0],
+            dtype=torch.float32,
+            device=device,
+        )
+        lr32 = lr.detach().to(device=device, dtype=torch.float32).reshape(1)
+        return torch.cat([1 - lr32 * weight_decay, -lr32, rest])
     values = [
         1 - lr * weight_decay,
         -lr,
@@ -216,7 +235,7 @@ def _fused_lion(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta1: float,
     beta2: float,
     weight_decay: float,

@@ -227,8 +227,11 @@ class Lion(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
+            lr = group["lr"]
             hyper = {
-                "lr": float(group["lr"]),
+                # A tensor lr stays a tensor: float() would read it back (a graph break
+                # inside a compiled step, a device sync on CUDA).
+                "lr": lr if isinstance(lr, Tensor) else float(lr),
                 "beta1": float(beta1),
                 "beta2": float(beta2),
                 "weight_decay": float(group["weight_decay"]),
