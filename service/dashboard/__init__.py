@@ -54,7 +54,9 @@ def render_page(name: str, settings: Settings) -> str:
 
 def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     """Attach the dashboard pages and static files to ``app``."""
-    pages = {name: render_page(name, settings) for name in ("index.html", "sweep.html")}
+    pages = {
+        name: render_page(name, settings) for name in ("index.html", "sweep.html", "ladder.html")
+    }
     no_store = {"Cache-Control": "no-cache"}
 
     @app.get("/", include_in_schema=False)
@@ -66,6 +68,11 @@ def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     def sweep_page(sweep_id: int) -> HTMLResponse:
         """One sweep: counts, best config, plots and trials."""
         return HTMLResponse(pages["sweep.html"], headers=no_store)
+
+    @app.get("/ladders/{ladder_id}", include_in_schema=False)
+    def ladder_page(ladder_id: int) -> HTMLResponse:
+        """One width ladder: its rungs, the width rule with its charts, and confirmations."""
+        return HTMLResponse(pages["ladder.html"], headers=no_store)
 
     @app.get("/static/vendor/plotly-{version}.min.js", include_in_schema=False)
     def plotly_js(version: str) -> Response:

@@ -178,3 +178,15 @@ export function progressBar(sweep) {
   bar.append(el("em", {}, `${finished} / ${sweep.n_trials}${reruns ? ` + re-runs ${re.finished}/${reruns}` : ""}`));
   return bar;
 }
+
+/**
+ * A one-colour progress bar, `done` of `total` (e.g. a ladder's finished trials, whose states
+ * per rung the caller does not have), labelled "done / total" unless `label` is given.
+ */
+export function fractionBar(done, total, label = null, title = "") {
+  const bar = el("div", { class: "bar", title });
+  const share = total > 0 ? Math.min(1, done / total) : 0;
+  if (share > 0) bar.append(el("span", { class: "seg complete", style: `width:${100 * share}%` }));
+  bar.append(el("em", {}, label ?? `${done} / ${total}`));
+  return bar;
+}

@@ -1,17 +1,22 @@
-// The sweeps list: polls /api/sweeps and updates the table in place.
-import { age, el, fmt, getJson, initToken, poll, progressBar, showContent } from "./api.js";
+// The sweeps list, and the width ladders above it: polls the API and updates the tables in place.
+import { age, el, fmt, fractionBar, getJson, initToken, poll, progressBar, showContent } from "./api.js";
 
 initToken();
 const body = document.querySelector("#sweeps tbody");
+const ladderBody = document.querySelector("#ladders tbody");
 
 function row(sweep) {
   const link = el("a", { href: `/sweeps/${sweep.id}` }, sweep.name);
+  const ladder = sweep.ladder_id
+    ? el("a", { class: "tag ladder", href: `/ladders/${sweep.ladder_id}`, title: `${sweep.ladder_role} of width ladder #${sweep.ladder_id}` },
+      `ladder #${sweep.ladder_id}`)
+    : null;
   const best = sweep.best ? fmt(sweep.best.value) : "–";
   return el(
     "tr",
     { "data-sweep-id": sweep.id, "data-status": sweep.status },
     el("td", {}, sweep.id),
-    el("td", {}, link),
+    el("td", {}, link, ladder),
     el("td", {}, sweep.task ? sweep.task.name : "–"),
     el("td", {}, el("span", { class: `status ${sweep.status}` }, sweep.status)),
     el("td", { class: "wide" }, progressBar(sweep)),
@@ -20,12 +25,39 @@ function row(sweep) {
   );
 }
 
+/** A width: whole numbers as they are, others with 4 significant digits. */
+const width = (w) => (Number.isInteger(w) ? String(w) : fmt(w));
+
+function ladderRow(ladder) {
+  const rungs = ladder.rungs || [];
+  const confirms = ladder.confirmations || [];
+  const finished = rungs.reduce((a, r) => a + r.finished, 0);
+  const planned = rungs.reduce((a, r) => a + r.n_trials, 0);
+  const done = rungs.filter((r) => r.status === "complete").length;
+  const perRung = rungs.map((r) => `${ladder.param} ${width(r.width)}: ${r.finished}/${r.n_trials} ${r.status}`).join("; ");
+  return el(
+    "tr",
+    { "data-ladder-id": ladder.id, "data-status": ladder.status },
+    el("td", {}, ladder.id),
+    el("td", {}, el("a", { href: `/ladders/${ladder.id}` }, ladder.name)),
+    el("td", {}, ladder.task ? ladder.task.name : "–"),
+    el("td", {}, `${ladder.param} ${ladder.widths.map(width).join(", ")}`),
+    el("td", {}, el("span", { class: `status ${ladder.status}` }, ladder.status)),
+    el("td", { "data-rungs": rungs.length }, `${done}/${rungs.length} complete${confirms.length ? ` · ${confirms.length} confirmation${confirms.length === 1 ? "" : "s"}` : ""}`),
+    el("td", { class: "wide" }, fractionBar(finished, planned, `${finished} / ${planned} trials`, perRung)),
+    el("td", {}, age(ladder.created_at)),
+  );
+}
+
 async function refresh() {
-  const page = await getJson("/api/sweeps?limit=200");
+  const [page, ladders] = await Promise.all([getJson("/api/sweeps?limit=200"), getJson("/api/ladders?limit=200")]);
   showContent();
   body.replaceChildren(...page.items.map(row));
   document.getElementById("sweep-total").textContent = `(${page.total})`;
   document.getElementById("empty").hidden = page.items.length > 0;
+  ladderBody.replaceChildren(...ladders.items.map(ladderRow));
+  document.getElementById("ladder-total").textContent = `(${ladders.total})`;
+  document.getElementById("ladders-section").hidden = ladders.total === 0;
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 

@@ -322,3 +322,63 @@ export function arms(historyId, boxId, trials, sweep) {
   const all = boxes.flatMap((b) => b.y);
   draw(boxId, boxes, { yaxis: { title: { text: metric }, type: wideRange(all) ? "log" : "linear" }, showlegend: false });
 }
+
+/** Candidate tick mantissas per decade, coarsest first. */
+const MANTISSAS = [
+  [1], [1, 3], [1, 2, 5], [1, 2, 3, 5], [1, 1.5, 2, 3, 5, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9],
+  [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+];
+
+/** At least 3 round ticks m·10^k inside [lo, hi] (log10 units), at most about 9. */
+function logTickValues(lo, hi) {
+  let ticks = [];
+  for (const mantissas of MANTISSAS) {
+    ticks = [];
+    for (let k = Math.floor(lo) - 1; k <= Math.ceil(hi); k += 1) {
+      for (const m of mantissas) {
+        const v = Number((m * 10 ** k).toPrecision(3));
+        if (log10(v) >= lo - 1e-9 && log10(v) <= hi + 1e-9) ticks.push(v);
+      }
+    }
+    if (ticks.length >= 3) break;
+  }
+  const step = Math.ceil(ticks.length / 9);
+  return step > 1 ? ticks.filter((_, i) => i % step === 0) : ticks;
+}
+
+/**
+ * Tick labels in one format for the whole axis: plain decimals ("0.002", "0.05", "20") when
+ * every tick lies in [0.001, 1e5), else mantissa and exponent for all ("3e-4", "1e-3").
+ */
+export function tickLabels(values) {
+  const plain = values.every((v) => v >= 1e-3 && v < 1e5);
+  return values.map((v) => {
+    if (plain) return Number(v.toPrecision(3)).toString();
+    const k = Math.floor(log10(v) + 1e-9);
+    return `${Number((v / 10 ** k).toPrecision(3))}e${k}`;
+  });
+}
+
+/**
+ * A log axis over the positive values given, padded, with round ticks in one label format;
+ * or ticks at `ticks` (labelled by `label`, e.g. the rungs' widths).
+ */
+export function logAxis(values, { ticks = null, label = null, pad = 0.1, title = "" } = {}) {
+  const v = values.filter((x) => finite(x) && x > 0);
+  if (!v.length) v.push(1);
+  const lo = log10(Math.min(...v));
+  const hi = log10(Math.max(...v));
+  const margin = Math.max(pad * (hi - lo), 0.04);
+  const range = [lo - margin, hi + margin];
+  const tickvals = ticks
+    ? [...new Set(ticks.filter((x) => finite(x) && x > 0))].sort((a, b) => a - b)
+    : logTickValues(...range);
+  return {
+    type: "log",
+    range,
+    tickmode: "array",
+    tickvals,
+    ticktext: label ? tickvals.map(label) : tickLabels(tickvals),
+    title: { text: title },
+  };
+}

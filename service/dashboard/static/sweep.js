@@ -41,6 +41,15 @@ function renderHeader(sweep) {
   if (spec.sampler) bits.push(`sampler ${spec.sampler.name}`);
   if (spec.pruner) bits.push(`pruner ${spec.pruner.name}`);
   document.getElementById("sweep-meta").textContent = bits.join(" · ");
+  // A rung or confirmation of a width ladder links back to it.
+  const crumb = document.getElementById("ladder-crumb");
+  crumb.hidden = !sweep.ladder_id;
+  if (sweep.ladder_id) {
+    const link = document.getElementById("ladder-link");
+    link.href = `/ladders/${sweep.ladder_id}`;
+    const role = sweep.ladder_role === "confirm" ? "a confirmation" : "a rung";
+    link.textContent = `← width ladder #${sweep.ladder_id}: this sweep is ${role} of it`;
+  }
   document.getElementById("progress").replaceChildren(progressBar(sweep));
   const counts = sweep.counts || {};
   const dl = document.getElementById("counts");
