@@ -42,8 +42,16 @@ def lion(
     weight_decay: float,
     maximize: bool,
     impl: str,
+    comps: list[Tensor | None] | None = None,
+    nonfinite: Tensor | None = None,
 ) -> None:
-    """Apply one Lion step in place with the chosen implementation."""
+    """Apply one Lion step in place with the chosen implementation.
+
+    ``comps`` holds, per parameter, a Kahan compensation buffer (the rounding error of its
+    last update, for a 16-bit parameter whose small updates would round away) or None.
+    A coordinate whose gradient is not finite keeps its parameter and momentum this step,
+    and ``nonfinite`` (an int64 scalar on the parameters' device) counts such coordinates.
+    """
     if impl == "reference":
         fn = _single_tensor_lion
     elif impl == "foreach":
@@ -52,10 +60,14 @@ def lion(
         fn = _fused_lion
     else:
         raise ValueError(f"impl must be 'reference', 'foreach' or 'fused', got {impl!r}")
+    if nonfinite is None:
+        nonfinite = torch.zeros((), dtype=torch.int64, device=params[0].device if params else None)
     fn(
         params,
         grads,
         exp_avgs,
+        comps if comps is not None else [None] * len(params),
+        nonfinite,
         lr=lr,
         beta1=beta1,
         beta2=beta2,
@@ -68,6 +80,8 @@ def _single_tensor_lion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    comps: list[Tensor | None],
+    nonfinite: Tensor,
     *,
     lr: float | Tensor,
     beta1: float,
@@ -76,22 +90,28 @@ def _single_tensor_lion(
     maximize: bool,
 ) -> None:
     """The update rule, one tensor at a time, in fp32 (the readable truth)."""
-    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
+    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
         g = grad.float()
         if maximize:
             g = g.neg()
         m = exp_avg.float()
         p = param.float()
         update = m.mul(beta1).add_(g, alpha=1 - beta1).sign_()
-        if isinstance(lr, Tensor):
-            p.mul_(1 - lr * weight_decay).sub_(update.mul_(lr))
+        new_p = p.mul(1 - lr * weight_decay).sub_(update.mul_(lr))
+        new_m = m.mul(beta2).add_(g, alpha=1 - beta2)
+        # A non-finite gradient leaves its coordinate as it was, and is counted.
+        ok = torch.isfinite(g)
+        nonfinite.add_(ok.numel() - ok.sum())
+        new_p = torch.where(ok, new_p, p)
+        new_m = torch.where(ok, new_m, m)
+        if comp is not None:
+            # Kahan: add last step's rounding error, round, keep this step's error.
+            exact = new_p.add_(comp.float())
+            param.copy_(exact)
+            comp.copy_(exact.sub_(param.float()))
         else:
-            p.mul_(1 - lr * weight_decay).add_(update, alpha=-lr)
-        m.mul_(beta2).add_(g, alpha=1 - beta2)
-        if p is not param:
-            param.copy_(p)
-        if m is not exp_avg:
-            exp_avg.copy_(m)
+            param.copy_(new_p)
+        exp_avg.copy_(new_m)
 
 
 def _as_fp32(tensors: list[Tensor]) -> list[Tensor]:
@@ -104,6 +124,8 @@ def _multi_tensor_lion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    comps: list[Tensor | None],
+    nonfinite: Tensor,
     *,
     lr: float | Tensor,
     beta1: float,
@@ -111,7 +133,34 @@ def _multi_tensor_lion(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    """The update rule with torch._foreach_* ops over each device/dtype bucket."""
+    """The update rule with torch._foreach_* ops over each device/dtype bucket.
+
+    Tensors whose gradient has a non-finite value (found by one max-norm pass over the
+    gradients) and tensors with a Kahan buffer take the per-tensor step; inside a compiled
+    step every tensor does, since the check would read values back.
+    """
+    hyper = {
+        "lr": lr,
+        "beta1": beta1,
+        "beta2": beta2,
+        "weight_decay": weight_decay,
+        "maximize": maximize,
+    }
+    if torch.compiler.is_compiling():
+        _single_tensor_lion(params, grads, exp_avgs, comps, nonfinite, **hyper)
+        return
+    finite = [True] * len(grads)
+    sized = [i for i, g in enumerate(grads) if g.numel()]
+    if sized:
+        norms = torch._foreach_norm([grads[i] for i in sized], float("inf"))
+        for i, ok in zip(sized, torch.stack(norms).isfinite().tolist(), strict=True):
+            finite[i] = ok
+    slow = [i for i in range(len(params)) if not finite[i] or comps[i] is not None]
+    if slow:
+        pick = [params, grads, exp_avgs, comps]
+        _single_tensor_lion(*[[lst[i] for i in slow] for lst in pick], nonfinite, **hyper)
+        fast = [i for i in range(len(params)) if i not in set(slow)]
+        params, grads, exp_avgs = ([lst[i] for i in fast] for lst in (params, grads, exp_avgs))
     buckets: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
     for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
         bucket = buckets[(param.device, param.dtype, exp_avg.dtype)]
@@ -205,28 +254,58 @@ def hyperparameter_tensor(
     return torch.tensor(values, dtype=torch.float32, device=device)
 
 
-def _lion_flat_kernel(param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor) -> None:
+def _lion_flat_kernel(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor, nonfinite: Tensor
+) -> None:
     """The update rule over flat buffers; compiled into one elementwise kernel."""
     decay, neg_lr, beta1, one_minus_beta1, beta2, one_minus_beta2, grad_sign = hp.unbind()
     g = grad.float() * grad_sign
     m = exp_avg.float()
+    p = param.float()
     c = m * beta1 + g * one_minus_beta1
+    ok = torch.isfinite(g)
     # Inductor lowers sign(x) to (0 < x) - (x < 0): sign(0) = 0 and, as in
-    # eager torch.sign, sign(NaN) = 0.
-    param.copy_(param.float() * decay + torch.sign(c) * neg_lr)
-    exp_avg.copy_(m * beta2 + g * one_minus_beta2)
+    # eager torch.sign, sign(NaN) = 0. A non-finite gradient leaves its coordinate.
+    param.copy_(torch.where(ok, p * decay + torch.sign(c) * neg_lr, p))
+    exp_avg.copy_(torch.where(ok, m * beta2 + g * one_minus_beta2, m))
+    nonfinite.add_((~ok).sum())
+
+
+def _lion_flat_kernel_kahan(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor, nonfinite: Tensor, comp: Tensor
+) -> None:
+    """The flat update of 16-bit parameters with Kahan compensation: the rounding error of
+    each update is kept in ``comp`` and added to the next one."""
+    decay, neg_lr, beta1, one_minus_beta1, beta2, one_minus_beta2, grad_sign = hp.unbind()
+    g = grad.float() * grad_sign
+    m = exp_avg.float()
+    p = param.float()
+    c = m * beta1 + g * one_minus_beta1
+    ok = torch.isfinite(g)
+    exact = torch.where(ok, p * decay + torch.sign(c) * neg_lr, p) + comp.float()
+    rounded = exact.to(param.dtype)
+    param.copy_(rounded)
+    comp.copy_(exact - rounded.float())
+    exp_avg.copy_(torch.where(ok, m * beta2 + g * one_minus_beta2, m))
+    nonfinite.add_((~ok).sum())
 
 
 @functools.cache
-def _compiled_kernel():
+def _compiled_kernel(kahan: bool = False):
     # One compiled function for the whole process: every optimizer (every
     # trial) shares its cache; flat sizes are marked dynamic, so a model of
     # another size reuses the same graph too. With a dynamic size, inductor's
     # C++ backend picks serial vs parallel from the size seen at the first
     # compile (a small model would leave a big one on one core), so the loop
     # always gets an OpenMP region and the runtime chooses the thread count.
+    # Kahan's error term is exact − float(bf16(exact)): inductor must really round there
+    # (by default it may keep the value in fp32 across a down-and-up cast).
+    options = {"cpp.dynamic_threads": True, "emulate_precision_casts": kahan}
     return torch.compile(
-        _lion_flat_kernel, fullgraph=True, dynamic=False, options={"cpp.dynamic_threads": True}
+        _lion_flat_kernel_kahan if kahan else _lion_flat_kernel,
+        fullgraph=True,
+        dynamic=False,
+        options=options,
     )
 
 
@@ -234,6 +313,8 @@ def _fused_lion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    comps: list[Tensor | None],
+    nonfinite: Tensor,
     *,
     lr: float | Tensor,
     beta1: float,
@@ -242,9 +323,8 @@ def _fused_lion(
     maximize: bool,
 ) -> None:
     """The update rule as one compiled kernel per flat buffer (one per bucket)."""
-    kernel = _compiled_kernel()
     hp_by_device: dict[torch.device, Tensor] = {}
-    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
+    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
         hp = hp_by_device.get(param.device)
         if hp is None:
             hp = hp_by_device[param.device] = hyperparameter_tensor(
@@ -255,7 +335,10 @@ def _fused_lion(
                 maximize=maximize,
                 device=param.device,
             )
-        kernel(param, grad, exp_avg, hp)
+        if comp is None:
+            _compiled_kernel(False)(param, grad, exp_avg, hp, nonfinite)
+        else:
+            _compiled_kernel(True)(param, grad, exp_avg, hp, nonfinite, comp)
 
 
 def fused_supported(param: Tensor) -> bool:
@@ -282,7 +365,9 @@ class FlatBucket:
     into a flat momentum buffer of ``momentum_dtype``.
     """
 
-    def __init__(self, params: list[Tensor], momentum_dtype: torch.dtype):
+    def __init__(
+        self, params: list[Tensor], momentum_dtype: torch.dtype, compensated: bool = False
+    ):
         first = params[0]
         self.params = list(params)
         offsets, total = [], 0
@@ -294,9 +379,12 @@ class FlatBucket:
         self.param = torch.zeros(total, dtype=first.dtype, **kw)
         self.grad = torch.zeros(total, dtype=first.dtype, **kw)
         self.exp_avg = torch.zeros(total, dtype=momentum_dtype, **kw)
-        for buf in (self.param, self.grad, self.exp_avg):
-            torch._dynamo.mark_dynamic(buf, 0)
+        self.comp = torch.zeros(total, dtype=first.dtype, **kw) if compensated else None
+        for buf in (self.param, self.grad, self.exp_avg, self.comp):
+            if buf is not None:
+                torch._dynamo.mark_dynamic(buf, 0)
         self.param_views, self.grad_views, self.exp_avg_views = [], [], []
+        self.comp_views: list[Tensor] = []
         for p, off in zip(self.params, offsets, strict=True):
             n, shape = p.numel(), p.shape
             pv = self.param[off : off + n].view(shape)
@@ -309,6 +397,8 @@ class FlatBucket:
             self.param_views.append(pv)
             self.grad_views.append(gv)
             self.exp_avg_views.append(self.exp_avg[off : off + n].view(shape))
+            if self.comp is not None:
+                self.comp_views.append(self.comp[off : off + n].view(shape))
         self._data_ptrs = [pv.data_ptr() for pv in self.param_views]
 
     def is_current(self) -> bool:

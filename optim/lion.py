@@ -25,6 +25,8 @@ __all__ = ["Lion"]
 
 IMPLS = ("auto", "reference", "foreach", "fused")
 MOMENTUM_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+NONFINITE = ("skip", "raise")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def _check_lr(lr: Any) -> None:
@@ -64,6 +66,15 @@ class Lion(Optimizer):
         momentum_dtype: dtype of the momentum state; ``None`` uses the
             parameter's dtype. Arithmetic is always fp32.
         maximize: maximize the objective instead of minimizing it.
+        kahan_sum: for bf16/fp16 parameters, keep each update's rounding error
+            (state ``kahan_comp``, 2 bytes per parameter) and add it to the next
+            update, so updates smaller than the parameter's resolution (Lion's
+            step is exactly lr per element) still accumulate. Off by default.
+        nonfinite: a coordinate whose gradient is NaN or infinite keeps its
+            parameter and momentum for that step and is counted in
+            :attr:`nonfinite_grads` (``"skip"``, the default); ``"raise"`` also
+            raises ``FloatingPointError`` after such a step. Either way no NaN
+            reaches the momentum, where it would silently freeze the weight.
     """
 
     def __init__(
@@ -76,6 +87,8 @@ class Lion(Optimizer):
         impl: str = "auto",
         momentum_dtype: torch.dtype | None = None,
         maximize: bool = False,
+        kahan_sum: bool = False,
+        nonfinite: str = "skip",
     ):
         _check_lr(lr)
         _check_betas(betas)
@@ -87,8 +100,15 @@ class Lion(Optimizer):
                 f"Invalid momentum_dtype: {momentum_dtype!r} "
                 "(must be None, torch.float32, torch.bfloat16 or torch.float16)"
             )
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"Invalid nonfinite: {nonfinite!r} (must be 'skip' or 'raise')")
+        if not isinstance(kahan_sum, bool):
+            raise ValueError(f"Invalid kahan_sum: {kahan_sum!r} (must be True or False)")
         self.impl = impl
         self.momentum_dtype = momentum_dtype
+        self.kahan_sum = kahan_sum
+        self.nonfinite = nonfinite
+        self._nonfinite_counts: dict[torch.device, Tensor] = {}
         self._flat: dict[int, tuple[dict, list[kernels.FlatBucket], list[Tensor]]] = {}
         self._fused_failed = False
         defaults = {
@@ -110,11 +130,15 @@ class Lion(Optimizer):
         except ValueError:
             self.param_groups.pop()
             raise
+        for p in group["params"]:
+            self._counter(p.device)  # made now: made in the first step, a compiled step recompiles
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["impl"] = self.impl
         state["momentum_dtype"] = self.momentum_dtype
+        state["kahan_sum"] = self.kahan_sum
+        state["nonfinite"] = self.nonfinite
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -122,12 +146,30 @@ class Lion(Optimizer):
         self.__dict__.setdefault("impl", "auto")
         self.__dict__.setdefault("momentum_dtype", None)
         self.__dict__.setdefault("_fused_failed", False)
+        self.__dict__.setdefault("kahan_sum", False)
+        self.__dict__.setdefault("nonfinite", "skip")
+        self._nonfinite_counts = {}
         self._flat = {}
         for group in self.param_groups:
             group.setdefault("maximize", False)
 
     def _momentum_dtype(self, param: Tensor) -> torch.dtype:
         return self.momentum_dtype or param.dtype
+
+    def _compensated(self, param: Tensor) -> bool:
+        return self.kahan_sum and param.dtype in LOW_PRECISION
+
+    @property
+    def nonfinite_grads(self) -> int:
+        """How many gradient values were NaN or infinite (and skipped) so far."""
+        return int(sum(int(c.item()) for c in self._nonfinite_counts.values()))
+
+    def _counter(self, device: torch.device) -> Tensor:
+        counter = self._nonfinite_counts.get(device)
+        if counter is None:
+            counter = torch.zeros((), dtype=torch.int64, device=device)
+            self._nonfinite_counts[device] = counter
+        return counter
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by any Lion impl; momentum keeps this optimizer's dtype."""
@@ -150,12 +192,14 @@ class Lion(Optimizer):
         params_with_grad: list[Tensor],
         grads: list[Tensor],
         exp_avgs: list[Tensor],
+        comps: list[Tensor | None],
     ) -> bool:
-        """Fill the lists with the group's params that have grads, their grads and momenta.
+        """Fill the lists with the group's params that have grads, their grads, momenta and
+        Kahan buffers (None where not compensated).
 
         Same protocol as torch's optimizers (dynamo traces a step through it).
         """
-        return self._gather(group["params"], params_with_grad, grads, exp_avgs)
+        return self._gather(group["params"], params_with_grad, grads, exp_avgs, comps)
 
     def _gather(
         self,
@@ -163,6 +207,7 @@ class Lion(Optimizer):
         params_with_grad: list[Tensor],
         grads: list[Tensor],
         exp_avgs: list[Tensor],
+        comps: list[Tensor | None],
     ) -> bool:
         for p in params:
             if p.grad is None:
@@ -174,13 +219,26 @@ class Lion(Optimizer):
                 state["exp_avg"] = torch.zeros_like(
                     p, dtype=self._momentum_dtype(p), memory_format=torch.preserve_format
                 )
+            comp = None
+            if self._compensated(p):
+                if "kahan_comp" not in state:
+                    state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                comp = state["kahan_comp"]
             params_with_grad.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
+            comps.append(comp)
         return bool(params_with_grad)
 
-    def _lists(self, params: Iterable[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        lists: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    def _lists(
+        self, params: Iterable[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor | None]]:
+        lists: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor | None]] = (
+            [],
+            [],
+            [],
+            [],
+        )
         self._gather(params, *lists)
         return lists
 
@@ -208,12 +266,19 @@ class Lion(Optimizer):
                 leftover.append(p)
         buckets = []
         for params in by_key.values():
-            bucket = kernels.FlatBucket(params, self._momentum_dtype(params[0]))
+            bucket = kernels.FlatBucket(
+                params, self._momentum_dtype(params[0]), compensated=self._compensated(params[0])
+            )
             for p, view in zip(params, bucket.exp_avg_views, strict=True):
                 state = self.state[p]
                 if "exp_avg" in state:
                     view.copy_(state["exp_avg"])
                 state["exp_avg"] = view
+            for p, view in zip(params, bucket.comp_views, strict=False):  # none: uncompensated
+                state = self.state[p]
+                if "kahan_comp" in state:
+                    view.copy_(state["kahan_comp"])
+                state["kahan_comp"] = view
             buckets.append(bucket)
         self._flat[id(group)] = (group, buckets, leftover)
         return buckets, leftover
@@ -225,6 +290,7 @@ class Lion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        before = self.nonfinite_grads if self.nonfinite == "raise" else 0
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr = group["lr"]
@@ -240,11 +306,47 @@ class Lion(Optimizer):
             if self._uses_fused():
                 self._fused_step(group, hyper)
             else:
-                params, grads, exp_avgs = [], [], []
-                self._init_group(group, params, grads, exp_avgs)
+                params, grads, exp_avgs, comps = [], [], [], []
+                self._init_group(group, params, grads, exp_avgs, comps)
                 impl = "reference" if self.impl == "reference" else "foreach"
-                kernels.lion(params, grads, exp_avgs, impl=impl, **hyper)
+                self._run(params, grads, exp_avgs, comps, impl, hyper)
+        if self.nonfinite == "raise":
+            skipped = self.nonfinite_grads - before
+            if skipped:
+                raise FloatingPointError(
+                    f"Lion: {skipped} gradient values were NaN or infinite; their coordinates "
+                    "were left as they were (nonfinite='raise'; 'skip' carries on)"
+                )
         return loss
+
+    def _run(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        comps: list[Tensor | None],
+        impl: str,
+        hyper: dict[str, Any],
+    ) -> None:
+        """One kernel call per device (each device counts its own non-finite values)."""
+        if not params:
+            return
+        devices = {p.device for p in params}
+        if len(devices) == 1:
+            counter = self._counter(params[0].device)
+            kernels.lion(
+                params, grads, exp_avgs, comps=comps, nonfinite=counter, impl=impl, **hyper
+            )
+            return
+        for device in devices:
+            idx = [i for i, p in enumerate(params) if p.device == device]
+            kernels.lion(
+                *([lst[i] for i in idx] for lst in (params, grads, exp_avgs)),
+                comps=[comps[i] for i in idx],
+                nonfinite=self._counter(device),
+                impl=impl,
+                **hyper,
+            )
 
     def _fused_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
         buckets, leftover = self._init_flat_group(group)
@@ -252,7 +354,13 @@ class Lion(Optimizer):
             if not self._fused_failed and bucket.sync_grads():
                 try:
                     kernels.lion(
-                        [bucket.param], [bucket.grad], [bucket.exp_avg], impl="fused", **hyper
+                        [bucket.param],
+                        [bucket.grad],
+                        [bucket.exp_avg],
+                        comps=[bucket.comp],
+                        nonfinite=self._counter(bucket.param.device),
+                        impl="fused",
+                        **hyper,
                     )
                     continue
                 except Exception as exc:
@@ -267,6 +375,6 @@ class Lion(Optimizer):
                     self._fused_failed = True
             # Some grads are None (those params are skipped, as in the
             # reference step) or the fused kernel is unavailable.
-            kernels.lion(*self._lists(bucket.params), impl="foreach", **hyper)
+            self._run(*self._lists(bucket.params), "foreach", hyper)
         if leftover:
-            kernels.lion(*self._lists(leftover), impl="foreach", **hyper)
+            self._run(*self._lists(leftover), "foreach", hyper)

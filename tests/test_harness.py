@@ -249,6 +249,27 @@ def test_nan_loss_ends_the_trial_pruned_as_diverged_at_once():
     assert result.steps_done == 4
 
 
+class InfiniteGradient(Quadratic):
+    """The quadratic task whose loss gains sqrt(|x − x|) from step 3 on: still finite
+    (0), but with an infinite gradient."""
+
+    name = "infinite-gradient"
+    calls = 0
+
+    def loss(self, model, batch):
+        InfiniteGradient.calls += 1
+        extra = torch.sqrt((model.x - model.x.detach()).abs()).sum() if self.calls > 2 else 0
+        return super().loss(model, batch) + extra
+
+
+def test_a_finite_loss_with_nonfinite_gradients_ends_the_trial_as_diverged():
+    task = InfiniteGradient()
+    InfiniteGradient.calls = 0
+    result = run_trial(task, effective_config(task, assignment(), "cpu"), NullReporter())
+    assert (result.state, result.reason, result.value) == ("pruned", "diverged", None)
+    assert result.steps_done == 2  # the third step met the infinite gradient
+
+
 def test_exploding_loss_is_divergence():
     task = tasks.get("quadratic")
     a = assignment(params={"lr": 10.0, "warmup_steps": 0, "weight_decay": 0.0})

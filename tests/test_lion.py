@@ -6,7 +6,6 @@ function is cached for the whole process, so these tests share it.
 
 import copy
 import io
-import math
 
 import pytest
 import torch
@@ -231,14 +230,70 @@ def test_param_without_grad_is_skipped_like_reference():
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_sign_of_zero_is_zero_and_nan_like_torch_sign(impl):
-    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 4.0]))
-    opt = Lion([p], lr=0.5, weight_decay=0.0, impl=impl)
-    p.grad = torch.tensor([0.0, -0.0, 1.0, float("nan")])
+def test_sign_of_zero_is_zero_and_nonfinite_grads_are_skipped_and_counted(impl):
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 4.0, 5.0, 6.0]))
+    opt = Lion([p], lr=0.5, weight_decay=0.1, impl=impl)
+    p.grad = torch.tensor([0.0, -0.0, 1.0, float("nan"), float("inf"), -float("inf")])
     opt.step()
-    # torch.sign(nan) == 0 in eager and in inductor: the NaN shows up in the momentum
-    assert p.detach().tolist() == [1.0, -2.0, 2.5, 4.0]
-    assert math.isnan(opt.state[p]["exp_avg"][3].item())
+    # sign(0) = 0: only decay moves the first two; the non-finite ones keep their value
+    # (no decay either) and their momentum stays finite, so the next step moves them.
+    assert p.detach().tolist() == pytest.approx([0.95, -1.9, 2.35, 4.0, 5.0, 6.0])
+    assert opt.state[p]["exp_avg"].tolist() == pytest.approx([0, 0, 0.01, 0, 0, 0])
+    assert opt.nonfinite_grads == 3
+    p.grad = torch.ones(6)
+    opt.step()
+    assert p.detach()[3:].tolist() == pytest.approx([4.0 * 0.95 - 0.5, 5 * 0.95 - 0.5, 5.2])
+    assert opt.nonfinite_grads == 3
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nonfinite_raise_reports_after_leaving_the_coordinates(impl):
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = Lion([p], lr=0.5, impl=impl, nonfinite="raise")
+    p.grad = torch.tensor([1.0, float("nan")])
+    with pytest.raises(FloatingPointError, match="1 gradient values were NaN or infinite"):
+        opt.step()
+    assert p.detach().tolist() == [0.5, 2.0]
+    assert torch.isfinite(opt.state[p]["exp_avg"]).all()
+    p.grad = torch.tensor([1.0, 1.0])
+    opt.step()  # finite again: no error
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_kahan_sum_lets_small_bf16_updates_accumulate(impl):
+    """A bf16 weight at 1.0, lr 1e-4 and a constant gradient: 1,000 steps move it by 0.1
+    (Lion's step is exactly lr per element). Rounded every step it never moves (1 − 1e-4
+    rounds back to 1.0 in bf16); with Kahan summation it moves by 0.1 within 10%."""
+    moved = {}
+    for kahan in (False, True):
+        p = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))
+        opt = Lion([p], lr=1e-4, betas=(0.9, 0.99), impl=impl, kahan_sum=kahan)
+        for _ in range(1000):
+            p.grad = torch.ones_like(p)
+            opt.step()
+        moved[kahan] = 1.0 - p.detach().float()
+        if kahan:
+            assert opt.state[p]["kahan_comp"].dtype == torch.bfloat16
+        else:
+            assert "kahan_comp" not in opt.state[p]
+    assert (moved[False] == 0).all()
+    assert ((moved[True] - 0.1).abs() <= 0.01).all(), moved[True]
+
+
+def test_kahan_sum_leaves_fp32_params_alone_and_round_trips_in_the_state_dict():
+    p = torch.nn.Parameter(torch.ones(4))
+    q = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    opt = Lion([p, q], lr=1e-4, kahan_sum=True)
+    for _ in range(3):
+        p.grad, q.grad = torch.ones(4), torch.ones(4, dtype=torch.bfloat16)
+        opt.step()
+    assert "kahan_comp" not in opt.state[p] and opt.state[q]["kahan_comp"].abs().sum() > 0
+    saved = copy.deepcopy(opt.state_dict())
+    q2 = torch.nn.Parameter(q.detach().clone())
+    p2 = torch.nn.Parameter(p.detach().clone())
+    opt2 = Lion([p2, q2], lr=1e-4, kahan_sum=True, impl="foreach")
+    opt2.load_state_dict(saved)
+    torch.testing.assert_close(opt2.state[q2]["kahan_comp"], opt.state[q]["kahan_comp"])
 
 
 @pytest.mark.parametrize(
@@ -252,6 +307,8 @@ def test_sign_of_zero_is_zero_and_nan_like_torch_sign(impl):
         ({"weight_decay": -0.1}, "weight_decay"),
         ({"impl": "triton"}, "impl"),
         ({"momentum_dtype": torch.int8}, "momentum_dtype"),
+        ({"nonfinite": "ignore"}, "nonfinite"),
+        ({"kahan_sum": 1}, "kahan_sum"),
     ],
 )
 def test_invalid_arguments(kwargs, match):

@@ -243,3 +243,34 @@ def test_tensor_lr_and_its_scheduler_compile_into_one_graph(impl):
     assert counters["stats"]["unique_graphs"] == 1
     for c, e in zip(compiled, run(False), strict=True):
         torch.testing.assert_close(c, e, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["auto", "foreach"])
+def test_grad_scaler_skips_overflowing_steps_and_then_trains(impl):
+    """fp16 autocast with torch.amp.GradScaler: steps whose scaled gradients overflow are
+    skipped (parameters and momentum untouched, the scale halves), then training proceeds
+    as with any torch optimizer."""
+    torch.manual_seed(0)
+    model = mlp(width=64)
+    opt = Lion(model.parameters(), lr=3e-3, weight_decay=0.1, impl=impl)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    losses, skipped = [], 0
+    for _ in range(60):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = torch.nn.functional.mse_loss(model(X).float(), Y)
+        before = [p.detach().clone() for p in model.parameters()]
+        scale = scaler.get_scale()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if scaler.get_scale() < scale:  # overflow: the step was skipped
+            skipped += 1
+            for p, b in zip(model.parameters(), before, strict=True):
+                assert torch.equal(p.detach(), b)
+        losses.append(loss.item())
+    assert skipped >= 5  # 2^40 overflows fp16 until the scale has come down
+    assert scaler.get_scale() < 2.0**40
+    assert opt.nonfinite_grads == 0  # the scaler kept every overflow from the optimizer
+    assert all(torch.isfinite(opt.state[p]["exp_avg"]).all() for p in model.parameters())
+    assert losses[-1] < 0.5 * losses[skipped]

@@ -318,6 +318,10 @@ def run_trial(task: Task, config: TrialConfig, reporter: Reporter) -> TrialResul
         optimizer.step()
         _sync(device)
         optimizer_s += time.perf_counter() - t1
+        # Lion leaves coordinates whose gradient is not finite as they were and counts them
+        # (a finite loss can still have one): the run has gone wrong all the same.
+        if getattr(optimizer, "nonfinite_grads", 0):
+            return finish("pruned", None, "diverged")
         # Zeroed in place: the fused Lion step keeps gradients as views of one flat buffer.
         optimizer.zero_grad(set_to_none=False)
         schedule.step()
