@@ -163,6 +163,8 @@ class LadderFit:
     _cols: dict[str, tuple[int, int]] = field(default_factory=dict)
     _quantile: float = 0.0
     _value_line: tuple[np.ndarray, np.ndarray, float] | None = None
+    _widest_value: tuple[float, Estimate] | None = None
+    """The widest rung with a value, and its value with a 90% interval."""
 
     def predict(self, width: float) -> dict[str, Estimate | None]:
         """ln η*, ln λ* and the objective at ``width`` with 90% intervals (None where the
@@ -182,7 +184,15 @@ class LadderFit:
             g = np.array([1.0, s])
             y = float(g @ coef)
             half = q * math.sqrt(max(float(g @ cov @ g), 0.0))
-            out["value"] = Estimate(y, y - half, y + half)
+            lo, hi = y - half, y + half
+            if self._widest_value is not None and width > self._widest_value[0]:
+                # Beyond the widest rung the objective is bracketed between the rungs' trend
+                # (the same change per doubling of width) and no further change (the widest
+                # rung's value): a curve that flattens with width, as losses do, lies
+                # between the two; the straight line alone would be optimistic.
+                flat = self._widest_value[1]
+                lo, hi = min(lo, flat.lo), max(hi, flat.hi)
+            out["value"] = Estimate(y, lo, hi)
         return out
 
 
@@ -224,10 +234,14 @@ def _observations(
     return np.array(rows_s), np.array(rows_y), v, which
 
 
-def fit_ladder(points: list[RungPoint]) -> LadderFit:
-    """Fit the exponents of η* and λ* in width, score the candidate rules, give a verdict."""
+def fit_ladder(points: list[RungPoint], reference: float | None = None) -> LadderFit:
+    """Fit the exponents of η* and λ* in width, score the candidate rules, give a verdict.
+
+    Widths enter as ``ln(w / reference)`` (default: the geometric mean of the points').
+    """
     widths = [p.width for p in points]
-    reference = float(math.exp(np.mean(np.log(widths)))) if widths else 1.0
+    if reference is None:
+        reference = float(math.exp(np.mean(np.log(widths)))) if widths else 1.0
     lr_points = [p for p in points if p.ln_lr is not None]
     wd_points = [p for p in points if p.ln_lr is not None and p.ln_wd is not None]
     fit = LadderFit("insufficient", "", reference, n_lr=len(lr_points), n_wd=len(wd_points))
@@ -281,6 +295,14 @@ def fit_ladder(points: list[RungPoint]) -> LadderFit:
         qv = stats.t.ppf(0.5 + LEVEL / 2, dofv) if b2 > 1.0 else stats.norm.ppf(0.5 + LEVEL / 2)
         covv = covv * b2
         fit._value_line = (cv, covv, float(qv))
+        widest = max(vp, key=lambda p: p.width)
+        z = stats.norm.ppf(0.5 + LEVEL / 2)
+        fit._widest_value = (
+            widest.width,
+            Estimate(
+                widest.value, widest.value - z * widest.value_sd, widest.value + z * widest.value_sd
+            ),
+        )
         half = float(qv) * math.sqrt(float(covv[1, 1]))
         fit.value_slope = Estimate(float(cv[1]), float(cv[1]) - half, float(cv[1]) + half)
 
@@ -325,7 +347,7 @@ def fit_ladder(points: list[RungPoint]) -> LadderFit:
         fit.best_rule = None
         fit.reason = (
             f"no candidate rule fits the rungs (the best, '{best.name}', has p = "
-            f"{best.p_value:.2g}); the fitted exponents are {fitted}{wd_note}"
+            f"{_p(best.p_value)}); the fitted exponents are {fitted}{wd_note}"
         )
     elif rivals:
         names = ", ".join(f"'{sc.name}'" for sc in [best, *rivals])
@@ -338,10 +360,15 @@ def fit_ladder(points: list[RungPoint]) -> LadderFit:
     else:
         fit.verdict = "rule_identified"
         fit.reason = (
-            f"'{best.name}' fits the rungs (p = {best.p_value:.2g}) and every other rule is "
+            f"'{best.name}' fits the rungs (p = {_p(best.p_value)}) and every other rule is "
             f"over {LIKELIHOOD_RATIO:g}× less likely; the fitted exponents are {fitted}{wd_note}"
         )
     return fit
+
+
+def _p(p: float) -> str:
+    """A p-value as text (never rounded up to 1)."""
+    return "> 0.99" if p > 0.99 else f"{p:.2g}"
 
 
 def _exp_text(what: str, e: Estimate | None) -> str:

@@ -43,6 +43,7 @@ class Untransferred:
     params: dict[str, Any]
     """Its best config's params (betas, warmup, batch size come from here)."""
     source: str
+    wd_source: str
 
 
 def _scaled(dim: schemas.Dimension | None, f: float) -> schemas.Dimension | None:
@@ -377,7 +378,9 @@ class Ladders:
                     used=used,
                 )
             )
-        return fit_ladder(points), fits, rungs, fitted
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        reference = math.exp(sum(math.log(w) for w in spec.ladder.widths) / len(spec.ladder.widths))
+        return fit_ladder(points, reference), fits, rungs, fitted
 
     def rule(self, ladder_id: int, width: float | None = None) -> schemas.LadderRuleOut:
         """How η* and λ* move with width: exponents with 90% intervals, the candidate rules
@@ -459,14 +462,14 @@ class Ladders:
                 continue
             surface, best, _sign = got
             lr, wd = best.params["lr"], best.params["weight_decay"]
-            source = f"the best config of rung sweep {sweep.id}"
+            source = wd_source = f"the best config of rung sweep {sweep.id}"
             if surface.verdict in ("valley", "lr_only") and surface.lr is not None:
                 lr = surface.lr.value
                 source = f"the fitted optimum lr of rung sweep {sweep.id}"
                 if surface.verdict == "valley":
                     wd = surface.weight_decay.value
-                    source = f"the fitted optimum of rung sweep {sweep.id}"
-            return Untransferred(lr, wd, best.params, source)
+                    source = wd_source = f"the fitted optimum of rung sweep {sweep.id}"
+            return Untransferred(lr, wd, best.params, source, wd_source)
         return None
 
     def _prediction(
@@ -496,11 +499,17 @@ class Ladders:
         else:
             weight_decay = largest.weight_decay if largest else math.nan
             wd_ci, moved = None, False
+            source = largest.wd_source if largest else "the widest rung"
             notes.append(
-                "the weight decay is the widest rung's best config's, unmoved: too few rungs "
-                "pin its optimum down (valley verdicts) to fit how it moves with width"
+                f"the weight decay is that of {source}, unmoved: too few rungs pin its optimum "
+                "down (valley verdicts) to fit how it moves with width"
             )
         value = at["value"]
+        if value is not None and width > hi:
+            notes.append(
+                "the objective's interval spans the rungs' trend per doubling of width and no "
+                "further change from the widest rung"
+            )
         return schemas.LadderPrediction(
             width=width,
             lr=math.exp(lr.value),

@@ -991,7 +991,10 @@ class LadderRuleOut(BaseModel):
     complete: bool = Field(description="Every rung is complete (else the answer may change).")
     method: str
     rungs: list[RungFit]
-    reference_width: float = Field(description="Widths are centred here (geometric mean).")
+    reference_width: float = Field(
+        description="Widths enter the lines as ln(w / reference_width): the geometric mean of "
+        "the ladder's widths."
+    )
     lr_exponent: float | None
     lr_exponent_ci: list[float] | None
     lr_at_reference: float | None

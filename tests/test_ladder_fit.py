@@ -130,3 +130,21 @@ def test_rung_points_read_spread_and_correlation_from_refits() -> None:
     assert math.sqrt(p.cov[0, 0]) == pytest.approx(0.2, rel=0.1)
     assert p.cov[0, 1] / math.sqrt(p.cov[0, 0] * p.cov[1, 1]) == pytest.approx(-0.9, abs=0.08)
     assert p.value_sd == pytest.approx(0.01, rel=0.15)
+
+
+def test_the_objective_beyond_the_widest_rung_is_bracketed_by_the_trend_and_no_change() -> None:
+    """A loss that flattens with width (3·w^-½ here) lies between the rungs' straight trend
+    in ln width and the widest rung's own value; the interval spans both."""
+    rng = np.random.default_rng(10)
+    points = planted(rng, -0.5, 0.5, sd=0.05)
+    for p in points:
+        p.value, p.value_sd = 3 * p.width**-0.5, 0.002
+    fit = fit_ladder(points)
+    at = fit.predict(1024)["value"]
+    trend = fit.value_slope.value * math.log(1024 / fit.reference_width)
+    assert at.lo <= 3 / 32 <= at.hi  # the truth at 1024
+    assert at.hi >= 3 / 16  # no further change from 256 is inside
+    assert at.lo < 3 / 16 + trend  # and so is the trend
+    inside = fit.predict(128)["value"]  # between the rungs: the line's own interval
+    assert inside.lo <= 3 / 128**0.5 <= inside.hi
+    assert inside.hi - inside.lo < at.hi - at.lo
