@@ -335,3 +335,23 @@ def test_closure_and_zero_grad_reference():
 
     assert opt.step(closure).item() == pytest.approx(2.0)
     assert p.detach().tolist() == pytest.approx([0.9, -0.9])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_agrees_with_lion_pytorch_and_shares_its_defaults(impl):
+    """lucidrains' lion-pytorch (the reference most users know): same defaults, and the same
+    parameters after 50 steps with weight decay, to fp32 rounding."""
+    from lion_pytorch import Lion as LionPytorch
+
+    ours, theirs = Lion([torch.nn.Parameter(torch.zeros(1))]), LionPytorch([torch.zeros(1)])
+    for key in ("lr", "betas", "weight_decay"):
+        assert ours.defaults[key] == theirs.defaults[key], key
+    a, b = make_params(), make_params()
+    opt_a = Lion(a, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.2, impl=impl)
+    opt_b = LionPytorch(b, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.2)
+    for grads in grad_stream(50):
+        for p, q, g in zip(a, b, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt_a.step()
+        opt_b.step()
+    assert_close_params(a, b, atol=1e-6, rtol=1e-6)
