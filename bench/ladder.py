@@ -8,7 +8,8 @@ Starts `lionsweep serve` on a fresh database, then:
    hold −½ and ½ in their intervals; it is confirmed at 4× the widest rung.
 2. **charlm** — real `lionsweep worker` processes (``--workers``, one torch thread each)
    train the character-level transformer at ``--widths`` (d_model; 2 layers, 400 steps),
-   searching lr and the product lr·weight decay (``lr_wd_product``) with a random sampler,
+   searching lr (``--lr-box``, default log 3e-4…3e-2) and the product lr·weight decay
+   (``lr_wd_product``, ``--product-box``, default log 1e-5…1e-1) with a random sampler,
    no pruning, and re-running each rung's top 3 configs with 3 fresh seeds. Then it confirms
    at ``--confirm`` (3 seeds of the prediction beside 3 of the widest rung's best config,
    unmoved), whatever the rule says.
@@ -18,8 +19,8 @@ Printed per ladder: each rung's verdict and optimum with 90% intervals, the expo
 prediction at the confirmation width, the confirmation's outcome and the wall times.
 
 Usage: python bench/ladder.py [--backend sqlite|postgresql] [--widths 32 64 128]
-       [--confirm 256] [--trials 40] [--workers 2] [--skip-charlm] [--skip-planted]
-       [--keep ladder.db]
+       [--confirm 256] [--trials 40] [--workers 2] [--lr-box 3e-4 3e-2]
+       [--product-box 1e-5 1e-1] [--skip-charlm] [--skip-planted] [--keep ladder.db]
 """
 
 from __future__ import annotations
@@ -210,14 +211,21 @@ def run_planted(c: httpx.Client) -> None:
     confirm(c, lid, 1024, 3, lambda: planted_worker(c, task, time.monotonic() + 600))
 
 
-def run_charlm(c: httpx.Client, widths: list[int], target: int, trials: int) -> None:
+def run_charlm(
+    c: httpx.Client,
+    widths: list[int],
+    target: int,
+    trials: int,
+    lr_box: list[float],
+    product_box: list[float],
+) -> None:
     """The charlm ladder at ``widths``, confirmed at ``target``."""
     spec = {
         "name": "charlm-ladder",
         "task": {"name": "charlm"},
         "space": {
-            "lr": {"low": 3e-4, "high": 3e-2, "log": True},
-            "lr_wd_product": {"low": 1e-5, "high": 3e-2, "log": True},
+            "lr": {"low": lr_box[0], "high": lr_box[1], "log": True},
+            "lr_wd_product": {"low": product_box[0], "high": product_box[1], "log": True},
             "beta1": 0.9,
             "beta2": 0.99,
         },
@@ -238,7 +246,8 @@ def run_charlm(c: httpx.Client, widths: list[int], target: int, trials: int) -> 
     lid = r.json()["id"]
     seconds = wait_complete(c, lid)
     title = (
-        f"charlm d_model {widths} (lr log 3e-4…3e-2, η·λ log 1e-5…3e-2, {trials} + 9 trials each)"
+        f"charlm d_model {widths} (lr log {lr_box[0]:g}…{lr_box[1]:g}, η·λ log "
+        f"{product_box[0]:g}…{product_box[1]:g}, {trials} + 9 trials each)"
     )
     report(c, title, lid, target, seconds)
     confirm(c, lid, target, 3)
@@ -252,6 +261,10 @@ def main() -> None:
     ap.add_argument("--confirm", type=int, default=256)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--lr-box", type=float, nargs=2, default=[3e-4, 3e-2], metavar=("LO", "HI"))
+    ap.add_argument(
+        "--product-box", type=float, nargs=2, default=[1e-5, 1e-1], metavar=("LO", "HI")
+    )
     ap.add_argument("--skip-charlm", action="store_true")
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--keep", type=Path, help="Copy the SQLite database here at the end.")
@@ -268,7 +281,7 @@ def main() -> None:
                 run_planted(c)
             if not args.skip_charlm:
                 agents = workers(server.url, workdir, args.workers)
-                run_charlm(c, args.widths, args.confirm, args.trials)
+                run_charlm(c, args.widths, args.confirm, args.trials, args.lr_box, args.product_box)
         print(f"\ntotal wall time: {time.monotonic() - t0:.0f} s")
     finally:
         for a in agents:
