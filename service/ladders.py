@@ -22,7 +22,7 @@ from service.ladder_fit import LadderFit, fit_ladder, rung_point
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
-from service.views import Views
+from service.views import Views, aware
 
 METHOD = (
     "each rung's optimum (ln lr, ln weight decay) from its response surface, with the "
@@ -273,7 +273,7 @@ class Ladders:
             rungs=rungs,
             confirmations=confirms,
             progress=sum(r.progress for r in rungs) / len(rungs) if rungs else 0.0,
-            created_at=row.created_at,
+            created_at=aware(row.created_at),
             spec=row.spec,
         )
 

@@ -24,7 +24,8 @@ PAGE_CACHE_SECONDS = 1.0
 PAGE_CACHE_ENTRIES = 256
 
 
-def _aware(dt: datetime | None) -> datetime | None:
+def aware(dt: datetime | None) -> datetime | None:
+    """A database time as an aware UTC datetime (SQLite returns naive ones)."""
     if dt is None or dt.tzinfo is not None:
         return dt
     return dt.replace(tzinfo=UTC)
@@ -94,8 +95,8 @@ class Views:
             finished=finished,
             progress=1.0 if row.status == "complete" else min(done / planned, 1.0),
             best=best,
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
+            created_at=aware(row.created_at),
+            updated_at=aware(row.updated_at),
             study_name=row.study_name,
             task_announced=is_announced,
             warnings=warns,
@@ -161,8 +162,8 @@ class Views:
                 finished=0,
                 progress=0.0,
                 best=None,
-                created_at=_aware(row.created_at),
-                updated_at=_aware(row.updated_at),
+                created_at=aware(row.created_at),
+                updated_at=aware(row.updated_at),
                 study_name=row.study_name or "",
                 task_announced=row.task_name in announced,
                 warnings=[f"this sweep cannot be read ({type(e).__name__}); see the server log"],
