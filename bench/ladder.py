@@ -21,6 +21,7 @@ prediction at the confirmation width, the confirmation's outcome and the wall ti
 Usage: python bench/ladder.py [--backend sqlite|postgresql] [--widths 32 64 128]
        [--confirm 256] [--trials 40] [--workers 2] [--lr-box 3e-4 3e-2]
        [--product-box 1e-5 1e-1] [--skip-charlm] [--skip-planted] [--keep ladder.db]
+       [--reuse ladder.db]
 """
 
 from __future__ import annotations
@@ -253,6 +254,17 @@ def run_charlm(
     confirm(c, lid, target, 3)
 
 
+def reuse_charlm(c: httpx.Client, target: int) -> None:
+    """The kept database's charlm ladder: its answer now, and its confirmation at ``target``."""
+    ladder = next(
+        lad for lad in c.get("/api/ladders").json()["items"] if lad["task"]["name"] == "charlm"
+    )
+    title = f"charlm d_model {[int(w) for w in ladder['widths']]} (kept run, refitted)"
+    report(c, title, ladder["id"], target, 0.0)
+    if not any(x["width"] == target for x in ladder["confirmations"]):
+        confirm(c, ladder["id"], target, 3)
+
+
 def main() -> None:
     """Run the ladders and print their answers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -268,9 +280,20 @@ def main() -> None:
     ap.add_argument("--skip-charlm", action="store_true")
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--keep", type=Path, help="Copy the SQLite database here at the end.")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="A SQLite database kept from an earlier run (--keep): skip the planted ladder, "
+        "answer for its charlm ladder as this version fits it, and confirm it if not yet done.",
+    )
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="lionsweep-ladder-"))
-    url, drop = fresh_database(args.backend, workdir)
+    if args.reuse:
+        shutil.copy(args.reuse, workdir / "reused.db")
+        url, drop = f"sqlite:///{workdir / 'reused.db'}", lambda: None
+        args.skip_planted = True
+    else:
+        url, drop = fresh_database(args.backend, workdir)
     server = Server(url, workdir, {})
     agents: list[subprocess.Popen] = []
     print(f"# bench/ladder.py on {platform.machine()}, {os.cpu_count()} cores, {args.backend}")
@@ -279,7 +302,10 @@ def main() -> None:
         with httpx.Client(base_url=server.url, timeout=120) as c:
             if not args.skip_planted:
                 run_planted(c)
-            if not args.skip_charlm:
+            if args.reuse:
+                agents = workers(server.url, workdir, args.workers)
+                reuse_charlm(c, args.confirm)
+            elif not args.skip_charlm:
                 agents = workers(server.url, workdir, args.workers)
                 run_charlm(c, args.widths, args.confirm, args.trials, args.lr_box, args.product_box)
         print(f"\ntotal wall time: {time.monotonic() - t0:.0f} s")

@@ -23,9 +23,10 @@ are log-likelihood ratios: a rule is *identified* when it fits (goodness-of-fit 
 and every other rule is at least ``LIKELIHOOD_RATIO`` times less likely; otherwise the data
 cannot tell the consistent rules apart, or none fits.
 
-A rung enters the lr line only when its surface pinned the lr down (verdict ``valley`` or
-``lr_only``), and the weight-decay line only for a ``valley`` (only then is λ* identified);
-a coordinate is fitted only when at least ``MIN_RUNGS`` rungs give it.
+A rung enters the lr line only when its surface pinned the lr down (lr matters by its
+F-test and the optimum lr lies inside the box in 90% of refits), and the weight-decay line
+likewise for weight decay; a coordinate is fitted only when at least ``MIN_RUNGS`` rungs
+give it.
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
     fit = LadderFit("insufficient", "", reference, n_lr=len(lr_points), n_wd=len(wd_points))
     if len(lr_points) < MIN_RUNGS:
         fit.reason = (
-            f"only {len(lr_points)} rung(s) pin down the best lr (verdict valley or lr_only); "
-            f"a width exponent needs at least {MIN_RUNGS}"
+            f"only {len(lr_points)} rung(s) pin down the best lr (it matters and its optimum "
+            f"lies inside the box in 90% of refits); a width exponent needs at least {MIN_RUNGS}"
         )
         return fit
     coords = ["ln_lr"] + (["ln_wd"] if len(wd_points) >= MIN_RUNGS else [])
@@ -339,8 +340,8 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
     wd_note = (
         ""
         if "ln_wd" in cols
-        else f"; weight decay's optimum is pinned down at only {len(wd_points)} rung(s) "
-        "(valley verdicts), so the rules are compared on the lr alone"
+        else f"; weight decay's optimum is pinned down at only {len(wd_points)} rung(s), "
+        "so the rules are compared on the lr alone"
     )
     if not best.consistent:
         fit.verdict = "no_rule_fits"

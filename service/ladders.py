@@ -22,6 +22,7 @@ from service.ladder_fit import LadderFit, fit_ladder, rung_point
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
+from service.surface import AGREE, ALPHA, Surface
 from service.views import Views, aware
 
 METHOD = (
@@ -89,6 +90,29 @@ def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
                 cfg[name] = cfg[name] * f
         enqueue.append(schemas.EnqueuedConfig.model_validate(cfg))
     return out.model_copy(update={"space": space, "enqueue": enqueue})
+
+
+def pinned(surface: Surface) -> tuple[bool, bool]:
+    """Whether a rung's surface pins down its optimum lr, and its weight decay too.
+
+    A coordinate is pinned when it matters (its F-test, p < 0.05) and the optimum lies
+    inside the box along it in 90% of refits; weight decay counts only with the lr. The
+    surface's verdict asks more (a valley's slope, walls on both sides), which the width fit
+    does not need.
+    """
+    lr_ok = (
+        surface.lr is not None
+        and surface.p_lr is not None
+        and surface.p_lr < ALPHA
+        and surface.lr_inside >= AGREE
+    )
+    wd_ok = (
+        lr_ok
+        and surface.p_weight_decay is not None
+        and surface.p_weight_decay < ALPHA
+        and surface.weight_decay_inside >= AGREE
+    )
+    return lr_ok, wd_ok
 
 
 def _width_problem(value: Any, rule: dict[str, Any]) -> str | None:
@@ -344,8 +368,7 @@ class Ladders:
                 )
                 continue
             surface, _best, sign = got
-            lr_ok = surface.verdict in ("valley", "lr_only") and surface.lr is not None
-            wd_ok = surface.verdict == "valley"
+            lr_ok, wd_ok = pinned(surface)
             d = surface.draws
             value = sign * d["value"] if lr_ok else None
             points.append(
@@ -376,6 +399,8 @@ class Ladders:
                     value=sign * surface.value.value if opt else None,
                     value_ci=sorted(sign * v for v in surface.value.pair()) if opt else None,
                     used=used,
+                    lr_inside=surface.lr_inside,
+                    weight_decay_inside=surface.weight_decay_inside,
                 )
             )
         spec = schemas.LadderSpec.model_validate(row.spec)
@@ -463,10 +488,11 @@ class Ladders:
             surface, best, _sign = got
             lr, wd = best.params["lr"], best.params["weight_decay"]
             source = wd_source = f"the best config of rung sweep {sweep.id}"
-            if surface.verdict in ("valley", "lr_only") and surface.lr is not None:
+            lr_ok, wd_ok = pinned(surface)
+            if lr_ok:
                 lr = surface.lr.value
                 source = f"the fitted optimum lr of rung sweep {sweep.id}"
-                if surface.verdict == "valley":
+                if wd_ok:
                     wd = surface.weight_decay.value
                     source = wd_source = f"the fitted optimum of rung sweep {sweep.id}"
             return Untransferred(lr, wd, best.params, source, wd_source)
@@ -502,7 +528,7 @@ class Ladders:
             source = largest.wd_source if largest else "the widest rung"
             notes.append(
                 f"the weight decay is that of {source}, unmoved: too few rungs pin its optimum "
-                "down (valley verdicts) to fit how it moves with width"
+                "down to fit how it moves with width"
             )
         value = at["value"]
         if value is not None and width > hi:

@@ -907,8 +907,16 @@ class RungFit(BaseModel):
     value: float | None = None
     value_ci: list[float] | None = None
     used: list[Literal["lr", "weight_decay", "value"]] = Field(
-        description="Which of the rung's estimates entered the fit (lr: valley or lr_only "
-        "verdict; weight_decay: valley only)."
+        description="Which of the rung's estimates entered the fit: a coordinate of the "
+        "optimum enters when it matters (F-test p < 0.05) and lies inside the box in 90% of "
+        "the surface's refits (weight decay only with the lr)."
+    )
+    lr_inside: float | None = Field(
+        default=None, description="Share of refits with the optimum lr inside the box."
+    )
+    weight_decay_inside: float | None = Field(
+        default=None,
+        description="Share of refits with the optimum off the weight-decay (or product) edges.",
     )
 
 

@@ -133,6 +133,10 @@ class Surface:
     p_weight_decay: float | None = None
     p_lr: float | None = None
     valley: list[dict[str, float]] = field(default_factory=list)
+    lr_inside: float = 0.0
+    """The share of bootstrap refits whose optimum lr lies inside the box (off its lr edges)."""
+    weight_decay_inside: float = 0.0
+    """The share of refits whose optimum lies off the box's edges of the second axis."""
     draws: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """The optimum across fits (index 0 the point estimate, then the bootstrap refits):
     ``ln_lr``, ``ln_wd`` and ``value`` (lower is better)."""
@@ -358,6 +362,10 @@ def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
     if curved[0] and share_curved >= AGREE:
         surface.slope = interval(slope_all)
         surface.valley = _valley(box, scale, coefs, curved)
+    refits = at_edges[1:] or at_edges
+    surface.lr_inside = float(np.mean([not {"lr_low", "lr_high"} & set(e) for e in refits]))
+    second = {f"{box.second}_low", f"{box.second}_high"}
+    surface.weight_decay_inside = float(np.mean([not second & set(e) for e in refits]))
     edge_share = share_on(edges0)
     consistent_edge = bool(edges0) and edge_share >= AGREE
     where = ", ".join(edges0)
