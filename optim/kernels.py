@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import threading
 from collections import defaultdict
 
 import torch
@@ -290,6 +291,71 @@ def _lion_flat_kernel_kahan(
     nonfinite.add_((~ok).sum())
 
 
+class _Readiness:
+    """Which compiled kernels are built in this process, building missing ones in a
+    background thread (the first compile takes 10–15 s on a CPU with an empty inductor
+    cache; the caller steps with foreach meanwhile)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[tuple, threading.Event] = {}
+        self.errors: dict[tuple, BaseException] = {}
+
+    def ready(
+        self,
+        device: torch.device,
+        dtype: torch.dtype,
+        momentum_dtype: torch.dtype,
+        kahan: bool,
+        block: bool,
+    ) -> bool:
+        """True once the kernel for this combination is compiled; starts compiling it (in the
+        background unless ``block``) the first time. A failed compile raises when ``block``,
+        else it stays not ready and :attr:`errors` holds why."""
+        key = (device.type, dtype, momentum_dtype, kahan)
+        with self._lock:
+            done = self._done.get(key)
+            start = done is None
+            if start:
+                done = self._done[key] = threading.Event()
+        if start:
+            if block:
+                self._build(key, device, done)
+            else:
+                threading.Thread(
+                    target=self._build, args=(key, device, done), daemon=True, name="lion-compile"
+                ).start()
+        if block:
+            done.wait()
+            if key in self.errors:
+                raise self.errors[key]
+        return done.is_set() and key not in self.errors
+
+    def _build(self, key: tuple, device: torch.device, done: threading.Event) -> None:
+        _, dtype, momentum_dtype, kahan = key
+        try:
+            n = 2 * _ALIGN
+            p = torch.zeros(n, dtype=dtype, device=device)
+            g = torch.zeros(n, dtype=dtype, device=device)
+            m = torch.zeros(n, dtype=momentum_dtype, device=device)
+            extra = [torch.zeros(n, dtype=dtype, device=device)] if kahan else []
+            for t in (p, g, m, *extra):
+                torch._dynamo.mark_dynamic(t, 0)
+            hp = hyperparameter_tensor(
+                lr=0.0, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False, device=device
+            )
+            count = torch.zeros((), dtype=torch.int64, device=device)
+            _compiled_kernel(kahan)(p, g, m, hp, count, *extra)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            self.errors[key] = exc
+        finally:
+            done.set()
+
+
+readiness = _Readiness()
+"""The process's compiled-kernel readiness (shared by every optimizer)."""
+
+
 @functools.cache
 def _compiled_kernel(kahan: bool = False):
     # One compiled function for the whole process: every optimizer (every
@@ -322,7 +388,8 @@ def _fused_lion(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    """The update rule as one compiled kernel per flat buffer (one per bucket)."""
+    """The update rule as one compiled kernel call per tensor: a flat buffer (one per bucket)
+    or a contiguous parameter of its own."""
     hp_by_device: dict[torch.device, Tensor] = {}
     for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
         hp = hp_by_device.get(param.device)
@@ -335,14 +402,35 @@ def _fused_lion(
                 maximize=maximize,
                 device=param.device,
             )
-        if comp is None:
-            _compiled_kernel(False)(param, grad, exp_avg, hp, nonfinite)
-        else:
-            _compiled_kernel(True)(param, grad, exp_avg, hp, nonfinite, comp)
+        # Flat views of whole tensors, their size marked dynamic: one graph serves them all.
+        flat = [t.view(-1) for t in (param, grad, exp_avg) + ((comp,) if comp is not None else ())]
+        for t in flat:
+            torch._dynamo.mark_dynamic(t, 0)
+        _compiled_kernel(comp is not None)(*flat[:3], hp, nonfinite, *flat[3:])
+
+
+def is_dtensor(t: Tensor) -> bool:
+    """Whether ``t`` is a DTensor (a sharded tensor of torch.distributed)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def local(t: Tensor | None) -> Tensor | None:
+    """A DTensor's local shard (sharing its storage), any other tensor itself: the update is
+    elementwise, so stepping the shards steps the whole."""
+    return t.to_local() if t is not None and is_dtensor(t) else t
+
+
+MIN_FUSED_NUMEL = 4096
+"""With ``impl="auto"`` smaller tensors take the foreach step: a compiled-kernel call costs
+more than they do."""
 
 
 def fused_supported(param: Tensor) -> bool:
-    """Whether the fused flat-buffer step can run for this parameter."""
+    """Whether the fused step can run for this parameter."""
     if param.is_sparse or param.layout != torch.strided or param.is_complex():
         return False
     if param.dtype not in (torch.float32, torch.bfloat16, torch.float16):

@@ -61,8 +61,18 @@ class Lion(Optimizer):
         betas: (β1, β2): β1 interpolates the update direction, β2 the momentum.
         weight_decay: decoupled weight decay λ (θ is multiplied by 1 − η·λ).
         impl: ``"reference"`` (per tensor), ``"foreach"``, ``"fused"`` (one
-            compiled kernel per group over flat buffers) or ``"auto"`` (fused
-            where it can run, else foreach).
+            compiled elementwise kernel per tensor; tensors under 4,096 elements
+            and non-contiguous ones take the foreach step) or ``"auto"`` (fused
+            where it can run, else foreach; while the kernel compiles in the
+            background — 10–15 s on a CPU with an empty cache — it steps with
+            foreach, where ``"fused"`` waits for it).
+        flatten: with ``"fused"`` or ``"auto"``, move each group's parameters,
+            gradients and momenta into flat buffers (one kernel per buffer) and
+            re-point every ``param.data`` at its slice. Fastest in a loop that
+            zeroes gradients in place, but every parameter then shares one
+            storage (``torch.save`` of one parameter writes them all; storage-
+            based tied-weight detection sees them as tied): opt in only where
+            you own the training loop. Off by default.
         momentum_dtype: dtype of the momentum state; ``None`` uses the
             parameter's dtype. Arithmetic is always fp32.
         maximize: maximize the objective instead of minimizing it.
@@ -89,6 +99,7 @@ class Lion(Optimizer):
         maximize: bool = False,
         kahan_sum: bool = False,
         nonfinite: str = "skip",
+        flatten: bool = False,
     ):
         _check_lr(lr)
         _check_betas(betas)
@@ -104,6 +115,11 @@ class Lion(Optimizer):
             raise ValueError(f"Invalid nonfinite: {nonfinite!r} (must be 'skip' or 'raise')")
         if not isinstance(kahan_sum, bool):
             raise ValueError(f"Invalid kahan_sum: {kahan_sum!r} (must be True or False)")
+        if not isinstance(flatten, bool):
+            raise ValueError(f"Invalid flatten: {flatten!r} (must be True or False)")
+        if flatten and impl not in ("auto", "fused"):
+            raise ValueError(f"Invalid flatten: True needs impl 'fused' or 'auto', not {impl!r}")
+        self.flatten = flatten
         self.impl = impl
         self.momentum_dtype = momentum_dtype
         self.kahan_sum = kahan_sum
@@ -139,6 +155,7 @@ class Lion(Optimizer):
         state["momentum_dtype"] = self.momentum_dtype
         state["kahan_sum"] = self.kahan_sum
         state["nonfinite"] = self.nonfinite
+        state["flatten"] = self.flatten
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -148,6 +165,7 @@ class Lion(Optimizer):
         self.__dict__.setdefault("_fused_failed", False)
         self.__dict__.setdefault("kahan_sum", False)
         self.__dict__.setdefault("nonfinite", "skip")
+        self.__dict__.setdefault("flatten", self.impl in ("auto", "fused"))
         self._nonfinite_counts = {}
         self._flat = {}
         for group in self.param_groups:
@@ -219,10 +237,14 @@ class Lion(Optimizer):
                 state["exp_avg"] = torch.zeros_like(
                     p, dtype=self._momentum_dtype(p), memory_format=torch.preserve_format
                 )
+            elif state["exp_avg"].device != p.device:  # the model moved after a step
+                state["exp_avg"] = state["exp_avg"].to(p.device)
             comp = None
             if self._compensated(p):
                 if "kahan_comp" not in state:
                     state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif state["kahan_comp"].device != p.device:
+                    state["kahan_comp"] = state["kahan_comp"].to(p.device)
                 comp = state["kahan_comp"]
             params_with_grad.append(p)
             grads.append(p.grad)
@@ -303,8 +325,10 @@ class Lion(Optimizer):
                 "weight_decay": float(group["weight_decay"]),
                 "maximize": bool(group["maximize"]),
             }
-            if self._uses_fused():
+            if self._uses_fused() and self.flatten:
                 self._fused_step(group, hyper)
+            elif self._uses_fused():
+                self._tensor_step(group, hyper)
             else:
                 params, grads, exp_avgs, comps = [], [], [], []
                 self._init_group(group, params, grads, exp_avgs, comps)
@@ -331,6 +355,10 @@ class Lion(Optimizer):
         """One kernel call per device (each device counts its own non-finite values)."""
         if not params:
             return
+        params, grads, exp_avgs = (
+            [kernels.local(t) for t in lst] for lst in (params, grads, exp_avgs)
+        )
+        comps = [kernels.local(c) for c in comps]
         devices = {p.device for p in params}
         if len(devices) == 1:
             counter = self._counter(params[0].device)
@@ -348,10 +376,59 @@ class Lion(Optimizer):
                 **hyper,
             )
 
+    def _kernel_ready(self, param: Tensor, momentum: Tensor, compensated: bool) -> bool:
+        """Whether the compiled kernel for these dtypes is built (``fused`` waits for it,
+        ``auto`` steps with foreach until it is; a failed build turns ``auto`` to foreach)."""
+        if self._fused_failed:
+            return False
+        try:
+            ok = kernels.readiness.ready(
+                param.device, param.dtype, momentum.dtype, compensated, block=self.impl == "fused"
+            )
+        except Exception as exc:
+            raise RuntimeError(f"Lion: the fused kernel did not compile: {exc}") from exc
+        key = (param.device.type, param.dtype, momentum.dtype, compensated)
+        if not ok and key in kernels.readiness.errors:
+            exc = kernels.readiness.errors[key]
+            warnings.warn(
+                f"Lion: the fused kernel did not compile ({type(exc).__name__}: {exc}); "
+                "using the foreach step from now on",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._fused_failed = True
+        return ok
+
+    def _tensor_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
+        """The fused kernel on each large contiguous tensor in place (nothing re-pointed),
+        foreach on the rest."""
+        params, grads, exp_avgs, comps = self._lists(group["params"])
+        fused, rest = [], []
+        for i, p in enumerate(params):
+            lp, lg, lm = kernels.local(p), kernels.local(grads[i]), kernels.local(exp_avgs[i])
+            # auto leaves small tensors to foreach (a kernel call costs more than they do);
+            # an explicit "fused" runs the kernel on every tensor it can (2+ elements).
+            least = kernels.MIN_FUSED_NUMEL if self.impl == "auto" else 2
+            big = lp.numel() >= least and kernels.fused_supported(lp)
+            dense = all(t.is_contiguous() for t in (lp, lg, lm)) and lg.dtype == lp.dtype
+            ok = big and dense and self._kernel_ready(lp, lm, comps[i] is not None)
+            if self.impl == "fused" and not kernels.fused_supported(lp):
+                raise RuntimeError(
+                    f"impl='fused' does not support {lp.dtype} parameters on {lp.device}"
+                )
+            (fused if ok else rest).append(i)
+        if fused:
+            pick = [params, grads, exp_avgs, comps]
+            self._run(*([lst[i] for i in fused] for lst in pick), "fused", hyper)
+        if rest:
+            pick = [params, grads, exp_avgs, comps]
+            self._run(*([lst[i] for i in rest] for lst in pick), "foreach", hyper)
+
     def _fused_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
         buckets, leftover = self._init_flat_group(group)
         for bucket in buckets:
-            if not self._fused_failed and bucket.sync_grads():
+            ready = self._kernel_ready(bucket.param, bucket.exp_avg, bucket.comp is not None)
+            if ready and bucket.sync_grads():
                 try:
                     kernels.lion(
                         [bucket.param],
