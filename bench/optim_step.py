@@ -97,6 +97,14 @@ def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
             "lion",
             lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, flatten=True),
         ),
+        "lion flat, nonfinite=mask": (
+            "lion",
+            lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, flatten=True, nonfinite="mask"),
+        ),
+        "lion auto, nonfinite=mask": (
+            "lion",
+            lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, nonfinite="mask"),
+        ),
         "lion fused (ours)": ("lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="fused")),
         "lion auto, bf16 params, kahan": (
             "lion-bf16-kahan",
@@ -296,12 +304,13 @@ def main(argv=None) -> int:
 
     # impl="auto" compiles its kernel in the background and steps with foreach meanwhile:
     # build the kernels first, so the rounds time the steady state.
-    for dtype, momentum, kahan in (
-        (torch.float32, torch.float32, False),
-        (torch.float32, torch.bfloat16, False),
-        (torch.bfloat16, torch.bfloat16, True),
+    for dtype, momentum, kahan, count in (
+        (torch.float32, torch.float32, False, True),
+        (torch.float32, torch.float32, False, False),
+        (torch.float32, torch.bfloat16, False, True),
+        (torch.bfloat16, torch.bfloat16, True, True),
     ):
-        kernels.readiness.ready(device, dtype, momentum, kahan, block=True)
+        kernels.readiness.ready(device, dtype, momentum, kahan, block=True, count=count)
     print(f"machine: {machine(torch, device)}; torch {torch.__version__}; device {device}")
     print(
         f"{args.repeats} rounds after {args.warmup} warm-up rounds; each round steps every "
@@ -317,9 +326,15 @@ def main(argv=None) -> int:
         entries = {"triad": Triad(torch, device, args.triad_mib)}
         runs = list(optimizers.items())
         # As after zero_grad() (set_to_none=True, torch's default) + backward: fresh .grad.
-        for base in ("lion flat (flatten=True)", "lion auto (ours, default)"):
+        for base in (
+            "lion flat (flatten=True)",
+            "lion auto (ours, default)",
+            "lion auto, nonfinite=mask",
+        ):
             if base in optimizers:
                 runs.insert(1, (base.split(" (")[0] + ", fresh .grad", optimizers[base]))
+        # the fresh-.grad run of "lion auto, nonfinite=mask" is named "lion auto, nonfinite=mask,
+        # fresh .grad" (no parenthesis to cut)
         families = {}
         for name, (family, factory) in runs:
             dtype = torch.bfloat16 if "bf16 params" in name else None

@@ -247,6 +247,17 @@ def test_sign_of_zero_is_zero_and_nonfinite_grads_are_skipped_and_counted(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_nonfinite_mask_skips_without_counting(impl):
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    opt = Lion([p], lr=0.5, impl=impl, nonfinite="mask")
+    p.grad = torch.tensor([1.0, float("nan"), -float("inf")])
+    opt.step()
+    assert p.detach().tolist() == [0.5, 2.0, 3.0]
+    assert torch.isfinite(opt.state[p]["exp_avg"]).all()
+    assert opt.nonfinite_grads == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_nonfinite_raise_reports_after_leaving_the_coordinates(impl):
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     opt = Lion([p], lr=0.5, impl=impl, nonfinite="raise")
