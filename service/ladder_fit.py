@@ -347,7 +347,7 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
         fit.verdict = "no_rule_fits"
         fit.best_rule = None
         fit.reason = (
-            f"no candidate rule fits the rungs (the best, '{best.name}', has p = "
+            f"no candidate rule fits the rungs (the best, '{best.name}', has "
             f"{_p(best.p_value)}); the fitted exponents are {fitted}{wd_note}"
         )
     elif rivals:
@@ -361,15 +361,15 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
     else:
         fit.verdict = "rule_identified"
         fit.reason = (
-            f"'{best.name}' fits the rungs (p = {_p(best.p_value)}) and every other rule is "
+            f"'{best.name}' fits the rungs ({_p(best.p_value)}) and every other rule is "
             f"over {LIKELIHOOD_RATIO:g}× less likely; the fitted exponents are {fitted}{wd_note}"
         )
     return fit
 
 
 def _p(p: float) -> str:
-    """A p-value as text (never rounded up to 1)."""
-    return "> 0.99" if p > 0.99 else f"{p:.2g}"
+    """A p-value as text, ``p = 0.12`` or ``p > 0.99`` (never rounded up to 1)."""
+    return "p > 0.99" if p > 0.99 else f"p = {p:.2g}"
 
 
 def _exp_text(what: str, e: Estimate | None) -> str:

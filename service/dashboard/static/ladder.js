@@ -424,7 +424,7 @@ function renderRules() {
   ));
   table.querySelector("tbody").replaceChildren(...rows);
   const wref = fmtWidth(Number(rule.reference_width.toPrecision(4)));
-  note.textContent = `w_ref = ${wref}, the geometric mean of the fitted rungs' widths. Each rule fixes the exponents `
+  note.textContent = `w_ref = ${wref}, the geometric mean of the ladder's widths. Each rule fixes the exponents `
     + "and fits only the intercepts; χ² of the rungs' optima against it; a rule fits when p ≥ 0.05; relative "
     + "likelihood exp(−Δχ²/2), 1 for the best.";
 }
