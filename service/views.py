@@ -62,7 +62,8 @@ class Views:
         try:
             bt = self.db.storage.get_best_trial(row.study_id)
             best = schemas.BestSoFar(trial_number=bt.number, value=bt.value, params=info.params(bt))
-        except (ValueError, KeyError):  # no complete trial yet, or deleted meanwhile
+        except (ValueError, KeyError, IndexError):  # no complete trial yet, or deleted
+            # meanwhile (Optuna's cached storage can then index a trial list that is gone)
             pass
         finished = counts.finished
         try:

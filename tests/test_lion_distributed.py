@@ -47,6 +47,8 @@ def _worker(rank: int, init: str, out: str, impl: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
+    # Compile in this process, not in a pool of compile workers that may outlive it.
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     try:
         # DDP: each rank sees half the batch; gradients are averaged across ranks.
