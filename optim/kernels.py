@@ -259,9 +259,18 @@ def hyperparameter_tensor(
 
 
 def _lion_flat_kernel(
-    param: Tensor, grad: Tensor, exp_avg: Tensor, hp: Tensor, nonfinite: Tensor | None
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    hp: Tensor,
+    nonfinite: Tensor | None,
+    comp: Tensor | None = None,
 ) -> None:
-    """The update rule over flat buffers; compiled into one elementwise kernel."""
+    """The update rule over a flat tensor; compiled into one elementwise kernel.
+
+    With ``comp`` (16-bit parameters, Kahan compensation) the rounding error of each update
+    is kept there and added to the next one.
+    """
     decay, neg_lr, beta1, one_minus_beta1, beta2, one_minus_beta2, grad_sign = hp.unbind()
     g = grad.float() * grad_sign
     m = exp_avg.float()
@@ -270,32 +279,14 @@ def _lion_flat_kernel(
     ok = torch.isfinite(g)
     # Inductor lowers sign(x) to (0 < x) - (x < 0): sign(0) = 0 and, as in
     # eager torch.sign, sign(NaN) = 0. A non-finite gradient leaves its coordinate.
-    param.copy_(torch.where(ok, p * decay + torch.sign(c) * neg_lr, p))
-    exp_avg.copy_(torch.where(ok, m * beta2 + g * one_minus_beta2, m))
-    if nonfinite is not None:
-        nonfinite.add_((~ok).sum())
-
-
-def _lion_flat_kernel_kahan(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    hp: Tensor,
-    nonfinite: Tensor | None,
-    comp: Tensor,
-) -> None:
-    """The flat update of 16-bit parameters with Kahan compensation: the rounding error of
-    each update is kept in ``comp`` and added to the next one."""
-    decay, neg_lr, beta1, one_minus_beta1, beta2, one_minus_beta2, grad_sign = hp.unbind()
-    g = grad.float() * grad_sign
-    m = exp_avg.float()
-    p = param.float()
-    c = m * beta1 + g * one_minus_beta1
-    ok = torch.isfinite(g)
-    exact = torch.where(ok, p * decay + torch.sign(c) * neg_lr, p) + comp.float()
-    rounded = exact.to(param.dtype)
-    param.copy_(rounded)
-    comp.copy_(exact - rounded.float())
+    new = torch.where(ok, p * decay + torch.sign(c) * neg_lr, p)
+    if comp is None:
+        param.copy_(new)
+    else:
+        exact = new + comp.float()
+        rounded = exact.to(param.dtype)
+        param.copy_(rounded)
+        comp.copy_(exact - rounded.float())
     exp_avg.copy_(torch.where(ok, m * beta2 + g * one_minus_beta2, m))
     if nonfinite is not None:
         nonfinite.add_((~ok).sum())
@@ -381,8 +372,9 @@ def _compiled_kernel(
     # size, inductor's C++ backend picks serial vs parallel from the size seen at the first
     # compile (a small model would leave a big one on one core), so the loop always gets an
     # OpenMP region and the runtime chooses the thread count.
-    base = _lion_flat_kernel_kahan if kahan else _lion_flat_kernel
-    name = f"{base.__name__}_{'count' if count else 'mask'}_{dtype}_{momentum_dtype}"
+    base = _lion_flat_kernel
+    kind = f"{'kahan' if kahan else 'plain'}_{'count' if count else 'mask'}"
+    name = f"{base.__name__}_{kind}_{dtype}_{momentum_dtype}"
     code = base.__code__.replace(co_name=name.replace(".", "_"))
     fn = types.FunctionType(code, base.__globals__, code.co_name, base.__defaults__)
     # Kahan's error term is exact − float(bf16(exact)): inductor must really round there

@@ -19,19 +19,12 @@ from service import schemas
 from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound
+from service.ladder_fit import RULES
 from service.surface import LEVEL, Box, Observations, Surface, fit_surface
 
-WIDTH_RULES: dict[str, tuple[float, float]] = {
-    "sqrt": (-0.5, 0.5),
-    "mup": (-1.0, 1.0),
-    "mup_sqrt": (-1.0, 0.5),
-}
-"""Named width rules: lr ∝ width^a and weight decay ∝ width^b, as (a, b).
-
-``sqrt`` is the theory this project builds on (η = α0·σ, λ = α0/(2σ), σ = width^-½);
-``mup`` is µP with a constant decay timescale 1/(ηλ); ``mup_sqrt`` is η ∝ 1/width with
-λ ∝ width^½. Which one holds is what a width ladder measures; one sweep cannot tell.
-"""
+WIDTH_RULES = RULES
+"""The named width rules (:data:`service.ladder_fit.RULES`). Which one holds is what a width
+ladder measures; one sweep cannot tell."""
 
 METHOD = (
     "quadratic response surface in (ln lr, ln weight decay), the other swept parameters "

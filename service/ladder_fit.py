@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-LEVEL = 0.90
-"""The coverage of every interval."""
+from service.surface import LEVEL, Interval
+
 MIN_RUNGS = 3
 """Rungs needed for a coordinate's line (two points fit any line exactly)."""
 SD_FLOOR = 0.02
@@ -54,7 +54,12 @@ RULES: dict[str, tuple[float, float]] = {
     "mup": (-1.0, 1.0),
     "mup_sqrt": (-1.0, 0.5),
 }
-"""The candidate rules: lr ∝ width^a and weight decay ∝ width^b, as (a, b)."""
+"""The candidate width rules: lr ∝ width^a and weight decay ∝ width^b, as (a, b).
+
+``sqrt`` is the theory this project builds on (η = α0·σ, λ = α0/(2σ), σ = width^-½);
+``mup`` is µP with a constant decay timescale 1/(ηλ); ``mup_sqrt`` is η ∝ 1/width with
+λ ∝ width^½.
+"""
 
 
 @dataclass
@@ -110,19 +115,6 @@ def rung_point(
 
 
 @dataclass
-class Estimate:
-    """A fitted quantity with its 90% interval."""
-
-    value: float
-    lo: float
-    hi: float
-
-    def pair(self) -> list[float]:
-        """``[lo, hi]``."""
-        return [self.lo, self.hi]
-
-
-@dataclass
 class Score:
     """A candidate rule's fit to the rungs."""
 
@@ -151,12 +143,12 @@ class LadderFit:
     reference_width: float
     n_lr: int = 0
     n_wd: int = 0
-    lr_exponent: Estimate | None = None
-    wd_exponent: Estimate | None = None
-    product_exponent: Estimate | None = None
+    lr_exponent: Interval | None = None
+    wd_exponent: Interval | None = None
+    product_exponent: Interval | None = None
     lr_intercept: float | None = None
     wd_intercept: float | None = None
-    value_slope: Estimate | None = None
+    value_slope: Interval | None = None
     scores: list[Score] = field(default_factory=list)
     best_rule: str | None = None
     _coef: np.ndarray | None = None
@@ -164,14 +156,14 @@ class LadderFit:
     _cols: dict[str, tuple[int, int]] = field(default_factory=dict)
     _quantile: float = 0.0
     _value_line: tuple[np.ndarray, np.ndarray, float] | None = None
-    _widest_value: tuple[float, Estimate] | None = None
+    _widest_value: tuple[float, Interval] | None = None
     """The widest rung with a value, and its value with a 90% interval."""
 
-    def predict(self, width: float) -> dict[str, Estimate | None]:
+    def predict(self, width: float) -> dict[str, Interval | None]:
         """ln η*, ln λ* and the objective at ``width`` with 90% intervals (None where the
         coordinate was not fitted)."""
         s = math.log(width / self.reference_width)
-        out: dict[str, Estimate | None] = {"ln_lr": None, "ln_wd": None, "value": None}
+        out: dict[str, Interval | None] = {"ln_lr": None, "ln_wd": None, "value": None}
         if self._coef is None:
             return out
         for name, (i, j) in self._cols.items():
@@ -179,7 +171,7 @@ class LadderFit:
             g[i], g[j] = 1.0, s
             y = float(g @ self._coef)
             half = self._quantile * math.sqrt(max(float(g @ self._cov @ g), 0.0))
-            out[name] = Estimate(y, y - half, y + half)
+            out[name] = Interval(y, y - half, y + half)
         if self._value_line is not None:
             coef, cov, q = self._value_line
             g = np.array([1.0, s])
@@ -193,7 +185,7 @@ class LadderFit:
                 # between the two; the straight line alone would be optimistic.
                 flat = self._widest_value[1]
                 lo, hi = min(lo, flat.lo), max(hi, flat.hi)
-            out["value"] = Estimate(y, lo, hi)
+            out["value"] = Interval(y, lo, hi)
         return out
 
 
@@ -266,10 +258,10 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
     cov = cov * birge2
     fit._coef, fit._cov, fit._cols, fit._quantile = coef, cov, cols, float(q)
 
-    def est(g: np.ndarray) -> Estimate:
+    def est(g: np.ndarray) -> Interval:
         m = float(g @ coef)
         half = float(q) * math.sqrt(max(float(g @ cov @ g), 0.0))
-        return Estimate(m, m - half, m + half)
+        return Interval(m, m - half, m + half)
 
     def unit(*idx: int) -> np.ndarray:
         g = np.zeros(len(coef))
@@ -300,12 +292,12 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
         z = stats.norm.ppf(0.5 + LEVEL / 2)
         fit._widest_value = (
             widest.width,
-            Estimate(
+            Interval(
                 widest.value, widest.value - z * widest.value_sd, widest.value + z * widest.value_sd
             ),
         )
         half = float(qv) * math.sqrt(float(covv[1, 1]))
-        fit.value_slope = Estimate(float(cv[1]), float(cv[1]) - half, float(cv[1]) + half)
+        fit.value_slope = Interval(float(cv[1]), float(cv[1]) - half, float(cv[1]) + half)
 
     # Each candidate rule: exponents fixed, intercepts fitted, scored by χ².
     for name, (a, b) in RULES.items():
@@ -372,7 +364,7 @@ def _p(p: float) -> str:
     return "p > 0.99" if p > 0.99 else f"p = {p:.2g}"
 
 
-def _exp_text(what: str, e: Estimate | None) -> str:
+def _exp_text(what: str, e: Interval | None) -> str:
     if e is None:
         return f"{what}: not fitted"
     return f"{what} ∝ width^{e.value:.2f} (90% CI {e.lo:.2f} to {e.hi:.2f})"

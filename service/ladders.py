@@ -18,7 +18,7 @@ from service.analysis import Analysis, group_configs, pooled_noise
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, field_error
-from service.ladder_fit import LadderFit, fit_ladder, rung_point
+from service.ladder_fit import RULES, LadderFit, fit_ladder, rung_point
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
@@ -70,9 +70,7 @@ def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
     out = schemas.SweepSpec.model_validate(data)
     if lad.scale_box == "shared":
         return out
-    from service.analysis import WIDTH_RULES
-
-    a, b = WIDTH_RULES[lad.scale_box]
+    a, b = RULES[lad.scale_box]
     r = width / min(lad.widths)
     fa, fb = r**a, r**b
     space = out.space.model_copy(
@@ -84,7 +82,6 @@ def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
     )
     enqueue = []
     for cfg in specs.enqueued_params(out):
-        cfg = {k: v for k, v in cfg.items()}
         for name, f in (("lr", fa), ("weight_decay", fb), ("lr_wd_product", fa * fb)):
             if name in cfg:
                 cfg[name] = cfg[name] * f

@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,6 +54,8 @@ from sqlalchemy import Connection, create_engine, make_url, text
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's Chromium, the browser the dashboard tests drive."""
 
 
 # ---- PostgreSQL --------------------------------------------------------------------------
@@ -478,3 +481,34 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
     """An HTTP client of the module's ``server``."""
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        why = "Debian's Chromium is not installed (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(why + " — mandatory because CI=true")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page whose console errors and uncaught exceptions are collected in ``.errors``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.errors = []
+    tab.on("console", lambda m: m.type == "error" and tab.errors.append(m.text))
+    tab.on("pageerror", lambda e: tab.errors.append(f"uncaught: {e}"))
+    yield tab
+    context.close()

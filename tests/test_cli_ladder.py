@@ -10,9 +10,7 @@ its task declares ``width`` as its width param, and its objective has a planted 
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import re
 import subprocess
 from pathlib import Path
@@ -22,64 +20,19 @@ import httpx
 import pytest
 import yaml
 from conftest import LiveServer, lionsweep_command
+from planted_ladder import claim, ladder_spec, run_all
 
 from lionsweep.cli import estimate_text, fmt, interval_text
 
 TASK = "cli-ladder"
 WIDTHS = [64, 128, 256]
-DECLARED = {
-    "width": {"type": "int", "default": 64, "low": 8, "high": 65536, "width": True},
-    "depth": {"type": "int", "default": 2, "low": 1, "high": 8},
-}
-SPEC: dict[str, Any] = {
-    "name": "cli ladder",
-    "task": {"name": TASK, "params": {"depth": 2}},
-    "space": {
-        "lr": {"low": 1e-5, "high": 1e-1, "log": True},
-        "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
-        "beta1": 0.9,
-        "beta2": 0.99,
-    },
-    "sampler": {"name": "random", "seed": 1},
-    "pruner": {"name": "none"},
-    "n_trials": 36,
-    "reevaluate": "off",
-    "ladder": {"param": "width", "widths": WIDTHS},
-}
+SPEC = ladder_spec(TASK, "cli ladder")
 
 
-def planted(params: dict[str, float], width: float) -> float:
-    """A valley along η·λ = 2e-5 whose optimum along it sits at η* = 1e-3·(w/64)^-½."""
-    lr_star = 1e-3 * (width / 64) ** -0.5
-    return (
-        math.log(params["lr"] * params["weight_decay"] / 2e-5) ** 2
-        + 0.25 * math.log(params["lr"] / lr_star) ** 2
-        + 3 * width**-0.5
-    )
-
-
-def claim(client: httpx.Client, task: str) -> dict | None:
-    """Claim a trial of ``task`` (announcing its params), or ``None`` when there is none."""
-    body = {"worker_id": "fake", "tasks": [task], "task_params": {task: DECLARED}}
-    r = client.post("/api/trials/claim", json=body)
-    if r.status_code == 204:
-        return None
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def run_all(url: str, task: str = TASK) -> int:
+def finish_all(url: str, task: str = TASK) -> int:
     """Finish every trial of ``task`` with the planted objective; returns how many."""
-    n = 0
     with httpx.Client(base_url=url, timeout=60) as client:
-        while (got := claim(client, task)) is not None:
-            noise = 0.05 * random.Random(got["seed"]).gauss(0, 1)
-            value = planted(got["params"], got["task"]["params"]["width"]) + noise
-            body = {"state": "complete", "value": value}
-            r = client.post(f"/api/trials/{got['trial_id']}/finish", json=body)
-            assert r.status_code == 200, r.text
-            n += 1
-    return n
+        return run_all(client, task)
 
 
 def lionsweep(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -142,7 +95,7 @@ def ladder(ladder_server: LiveServer, tmp_path_factory) -> dict[str, Any]:
     out = ok(lionsweep(ladder_server, "ladder", "submit", str(path)))
     found = re.search(r"Submitted ladder (\d+)", out)
     assert found, out
-    assert run_all(ladder_server.url) == len(WIDTHS) * SPEC["n_trials"]
+    assert finish_all(ladder_server.url) == len(WIDTHS) * SPEC["n_trials"]
     return {"id": int(found.group(1)), "submit": out}
 
 
@@ -243,7 +196,7 @@ def test_confirm_runs_the_prediction_and_rule_shows_the_outcome(ladder, ladder_s
 
     pending = flat(ok(lionsweep(ladder_server, "ladder", "rule", lid)))
     assert f"sweep {conf['sweep_id']} running: verdict pending" in pending
-    assert run_all(ladder_server.url) == 4
+    assert finish_all(ladder_server.url) == 4
 
     fit = get(ladder_server, f"/api/ladders/{lid}/rule")
     [c] = fit["confirmations"]

@@ -28,9 +28,6 @@ from service.dashboard import mount_dashboard, plotly_js_path, plotly_version
 from service.dashboard.optuna_mount import patched_bundle
 from service.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
 
 @pytest.fixture
 def optuna_db(tmp_path: Path) -> str:
@@ -124,25 +121,6 @@ def lionsweep_command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
-    if not CHROMIUM.exists():
-        why = "Debian's Chromium is not installed (apt-get install -y chromium)"
-        if IN_CI:
-            pytest.fail(why + " — mandatory because CI=true")
-        pytest.skip(why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def running(module_live_server: Any, make_sqlite_url: Any, tmp_path_factory: Any) -> Iterator[Any]:
     """A server, one CPU worker, and a submitted demo sweep (id in ``.sweep_id``)."""
     server = module_live_server(make_sqlite_url())
@@ -163,18 +141,6 @@ def running(module_live_server: Any, make_sqlite_url: Any, tmp_path_factory: Any
     except subprocess.TimeoutExpired:
         worker.kill()
         worker.wait(5)
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page whose console errors and uncaught exceptions are collected in ``.errors``."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.errors = []
-    tab.on("console", lambda m: m.type == "error" and tab.errors.append(m.text))
-    tab.on("pageerror", lambda e: tab.errors.append(f"uncaught: {e}"))
-    yield tab
-    context.close()
 
 
 def sweep(server: Any, sweep_id: int) -> dict[str, Any]:

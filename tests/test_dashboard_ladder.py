@@ -10,12 +10,9 @@ verdict, the rules, the confirmation, the index's ladder list and the rung's lin
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,79 +21,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from planted_ladder import claim, ladder_spec, run_all
 
 from service.dashboard import mount_dashboard, plotly_version
 from service.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-LN = math.log
-PRODUCT = 2e-5
-NOISE = 0.05
 WIDTHS = [64, 128, 256]
 CONFIRM_WIDTH = 1024
-DECLARED = {"width": {"type": "int", "default": 64, "low": 8, "high": 65536, "width": True}}
-
-
-def lr_star(width: float) -> float:
-    """The planted optimum lr: 1e-3 at width 64, ∝ width^-½."""
-    return 1e-3 * (width / 64) ** -0.5
-
-
-def planted(params: dict[str, Any], width: float, lr_only_at: float | None = None) -> float:
-    """A valley along η·λ = PRODUCT with its optimum along it at η*(w); at ``lr_only_at`` the
-    objective depends on the lr alone (so that rung's weight decay is not identified)."""
-    x = LN(params["lr"] / lr_star(width))
-    if width == lr_only_at:
-        return x**2 + 3 * width**-0.5
-    return LN(params["lr"] * params["weight_decay"] / PRODUCT) ** 2 + 0.25 * x**2 + 3 * width**-0.5
-
-
-def claim(client: httpx.Client, task: str) -> dict[str, Any] | None:
-    """Claim a trial of ``task``, declaring its width param (None when there is none)."""
-    r = client.post(
-        "/api/trials/claim",
-        json={"worker_id": "fake", "tasks": [task], "task_params": {task: DECLARED}},
-    )
-    if r.status_code == 204:
-        return None
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def run_all(client: httpx.Client, task: str, lr_only_at: float | None = None) -> int:
-    """Claim and finish every trial of ``task`` with the planted objective; returns how many."""
-    n = 0
-    while (got := claim(client, task)) is not None:
-        width = got["task"]["params"]["width"]
-        noise = NOISE * random.Random(got["seed"]).gauss(0, 1)
-        value = planted(got["params"], width, lr_only_at) + noise
-        r = client.post(
-            f"/api/trials/{got['trial_id']}/finish", json={"state": "complete", "value": value}
-        )
-        assert r.status_code == 200, r.text
-        n += 1
-    return n
-
-
-def ladder_spec(task: str, name: str) -> dict[str, Any]:
-    """A three-rung ladder over the planted task's width."""
-    return {
-        "name": name,
-        "task": {"name": task, "params": {}},
-        "space": {
-            "lr": {"low": 1e-5, "high": 1e-1, "log": True},
-            "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
-            "beta1": 0.9,
-            "beta2": 0.99,
-        },
-        "objective": {"metric": "val_loss", "direction": "minimize"},
-        "sampler": {"name": "random", "seed": 1},
-        "pruner": {"name": "none"},
-        "n_trials": 36,
-        "reevaluate": "off",
-        "ladder": {"param": "width", "widths": WIDTHS},
-    }
 
 
 def submit(client: httpx.Client, task: str, name: str) -> dict[str, Any]:
@@ -141,37 +72,6 @@ def ladders(module_live_server: Any, make_sqlite_url: Any) -> SimpleNamespace:
         mixed_rule=mixed_rule,
         empty=empty,
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
-    if not CHROMIUM.exists():
-        why = "Debian's Chromium is not installed (apt-get install -y chromium)"
-        if IN_CI:
-            pytest.fail(why + " — mandatory because CI=true")
-        pytest.skip(why)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page whose console errors and uncaught exceptions are collected in ``.errors``."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    tab.errors = []
-    tab.on("console", lambda m: m.type == "error" and tab.errors.append(m.text))
-    tab.on("pageerror", lambda e: tab.errors.append(f"uncaught: {e}"))
-    yield tab
-    context.close()
 
 
 def sig3(x: float) -> str:

@@ -13,70 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from planted_ladder import NOISE, PRODUCT, claim, ladder_spec, lr_star, run_all
 
 LN = math.log
-PRODUCT = 2e-5
-NOISE = 0.05
-
-
-def lr_star(width: float, a: float = -0.5) -> float:
-    return 1e-3 * (width / 64) ** a
-
-
-def planted(params: dict, width: float, a: float = -0.5) -> float:
-    """A valley along η·λ = PRODUCT whose optimum along it sits at η*(w), plus a value that
-    improves with width."""
-    x = LN(params["lr"] / lr_star(width, a))
-    return LN(params["lr"] * params["weight_decay"] / PRODUCT) ** 2 + 0.25 * x**2 + 3 * width**-0.5
-
-
-DECLARED = {
-    "width": {"type": "int", "default": 64, "low": 8, "high": 65536, "width": True},
-    "depth": {"type": "int", "default": 2, "low": 1, "high": 8},
-}
-
-
-def claim(client: httpx.Client, task: str) -> dict | None:
-    r = client.post(
-        "/api/trials/claim",
-        json={"worker_id": "fake", "tasks": [task], "task_params": {task: DECLARED}},
-    )
-    if r.status_code == 204:
-        return None
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def run_all(client: httpx.Client, task: str, a: float = -0.5) -> int:
-    """Claim and finish every trial there is with the planted objective; returns how many."""
-    n = 0
-    while (got := claim(client, task)) is not None:
-        width = got["task"]["params"]["width"]
-        value = planted(got["params"], width, a) + NOISE * random.Random(got["seed"]).gauss(0, 1)
-        r = client.post(
-            f"/api/trials/{got['trial_id']}/finish", json={"state": "complete", "value": value}
-        )
-        assert r.status_code == 200, r.text
-        n += 1
-    return n
-
-
-def ladder_spec(task: str, **ladder) -> dict:
-    return {
-        "name": "planted ladder",
-        "task": {"name": task, "params": {"depth": 2}},
-        "space": {
-            "lr": {"low": 1e-5, "high": 1e-1, "log": True},
-            "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
-            "beta1": 0.9,
-            "beta2": 0.99,
-        },
-        "sampler": {"name": "random", "seed": 1},
-        "pruner": {"name": "none"},
-        "n_trials": 36,
-        "reevaluate": "off",
-        "ladder": {"param": "width", "widths": [64, 128, 256], **ladder},
-    }
 
 
 @pytest.fixture
