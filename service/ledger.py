@@ -324,7 +324,8 @@ class Ledger:
         self.catalog.changed()
 
     def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
-        """Give the worker a trial of a running sweep whose task it runs, or None.
+        """Give the worker a trial of a running sweep whose task it runs (among
+        ``req.sweeps`` when given), or None.
 
         A claim repeated with the same ``request_id`` (a retry after a lost reply) returns
         the same assignment. A sweep whose sampler fails is skipped (and logged), so it
@@ -335,14 +336,13 @@ class Ledger:
             replay = self._replay(req)
             if replay is not None:
                 return replay
+        runnable = select(Sweep.id).where(
+            Sweep.status == "running", Sweep.task_name.in_(req.tasks)
+        )
+        if req.sweeps is not None:
+            runnable = runnable.where(Sweep.id.in_(req.sweeps))
         with self.db.session() as s:
-            sweep_ids = list(
-                s.scalars(
-                    select(Sweep.id)
-                    .where(Sweep.status == "running", Sweep.task_name.in_(req.tasks))
-                    .order_by(Sweep.id)
-                )
-            )
+            sweep_ids = list(s.scalars(runnable.order_by(Sweep.id)))
         for sweep_id in sweep_ids:
             try:
                 got = self._claim_in(sweep_id, req)

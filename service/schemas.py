@@ -771,6 +771,13 @@ class ClaimRequest(Strict):
         description="Made by the client per claim and sent again on retries of that claim: "
         "the same id returns the same assignment, never a second trial.",
     )
+    sweeps: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Claim only from these sweeps (ids); left out, from any running sweep "
+        "whose task the worker runs. An id that names no running sweep gives nothing (204).",
+    )
 
 
 class Assignment(BaseModel):

@@ -181,11 +181,12 @@ class Client:
         tasks: list[str],
         task_defaults: dict[str, dict[str, Any]] | None = None,
         task_params: dict[str, dict[str, dict[str, Any]]] | None = None,
+        sweeps: list[int] | None = None,
     ) -> dict[str, Any] | None:
         """Ask for a trial; return its assignment, or ``None`` when nothing is runnable.
 
         ``task_params``: ``{task: {param: {"type", "low", "high", "choices", "default"}}}``
-        for the tasks that declare their params.
+        for the tasks that declare their params. ``sweeps``: claim only from these sweep ids.
         One ``request_id`` per call, repeated by every retry of it: a retry after a lost
         answer gets back the trial the server already handed out.
         """
@@ -199,12 +200,19 @@ class Client:
             body["task_defaults"] = task_defaults
         if task_params:
             body["task_params"] = task_params
+        if sweeps is not None:
+            body["sweeps"] = list(sweeps)
         response = self.request("POST", "/api/trials/claim", json=body)
         if response.status_code == 204 or not response.content:
             return None
         assignment = response.json()
         self._holders[assignment["trial_id"]] = worker_id
         return assignment
+
+    def hold(self, trial_id: int, worker_id: str) -> None:
+        """Sign later calls about ``trial_id`` with ``worker_id``: a trial another process
+        claimed (the worker that launched this program) is reported and finished as its."""
+        self._holders[trial_id] = worker_id
 
     def _as_holder(self, trial_id: int, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` signed with the worker id that claimed the trial (the server refuses
