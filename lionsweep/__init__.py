@@ -34,8 +34,8 @@ from lionsweep.errors import (
     Refused,
     ServerUnreachable,
 )
+from lionsweep.loop import current_trial, optimize, trials
 from lionsweep.trial import Trial
-from lionsweep.trials import current_trial, optimize, trials
 
 __all__ = [
     "AuthError",

@@ -49,7 +49,7 @@ class LionsweepCallback(TrainerCallback):
         self, trial: Trial | None = None, metric: str | None = None, *, finish: bool = True
     ) -> None:
         if trial is None:
-            from lionsweep.trials import current_trial
+            from lionsweep.loop import current_trial
 
             trial = current_trial()
         self.trial = trial
