@@ -120,6 +120,28 @@ def test_changing_hyperparameters_and_model_size_does_not_recompile():
     assert counters["stats"]["calls_captured"] == calls  # nothing was traced again
 
 
+def test_the_kernel_is_compiled_ahead_of_time_and_serves_every_size():
+    """Calls skip dynamo's guards (a fixed cost per tensor per step) and stay exact for
+    sizes other than the one it was built with."""
+    from optim import kernels
+
+    sizes = [(4096,), (64, 97), (5, 3, 333)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in sizes]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    fused = Lion(params, lr=1e-3, weight_decay=0.1, impl="fused")
+    ref = Lion(twins, lr=1e-3, weight_decay=0.1, impl="reference")
+    for _ in range(3):
+        for p, t in zip(params, twins, strict=True):
+            p.grad = torch.randn_like(p)
+            t.grad = p.grad.clone()
+        fused.step()
+        ref.step()
+    kernel = kernels._compiled_kernel(False, True, torch.float32, torch.float32, "cpu")
+    assert kernel._precompiled is not None
+    for p, t in zip(params, twins, strict=True):
+        torch.testing.assert_close(p, t, rtol=0, atol=1e-6)
+
+
 def test_frozen_params_and_repointed_data_still_match_reference():
     def run(impl):
         torch.manual_seed(1)
