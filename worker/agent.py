@@ -10,9 +10,12 @@ shutdown``, which the server re-queues) and the agent exits 0. A step that outla
 hold the worker: the watchdog finishes the trial itself and, for a signal, exits at once
 (``os._exit``, same code 0); after a server stop the agent abandons the still-running
 training and takes no new trial before it has ended. Params that break a task's
-declaration fail the trial at once (``invalid task params: …``). With ``--gpus`` a
-supervisor (``worker.supervisor``) starts one agent per GPU (``CUDA_VISIBLE_DEVICES`` set
-for each), forwards signals and restarts agents that crash.
+declaration fail the trial at once (``invalid task params: …``). A command task
+(``--commands``, :mod:`worker.commands`) is claimed, heartbeated and finished the same way,
+its program run per trial by :mod:`worker.command_runner` in the training thread's place;
+a 409 to its finish means the program (or the server) already ended the trial. With
+``--gpus`` a supervisor (``worker.supervisor``) starts one agent per GPU
+(``CUDA_VISIBLE_DEVICES`` set for each), forwards signals and restarts agents that crash.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, tasks
+from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
 from worker.client import ApiError, Client, ServerUnreachable
+from worker.commands import CommandConfigError, CommandTask
 from worker.supervisor import (
     WORKER_INDEX_ENV,
     Supervisor,
@@ -87,6 +93,8 @@ class TrialSession:
         self.abandoned = threading.Event()
         self.training: threading.Thread | None = None
         self._interrupt: tuple[str, str | None] | None = None
+        #: Why the server refused this trial's heartbeat or report (it ended there), if it did.
+        self.refused: str | None = None
         self._stop_at: float | None = None  # when the server asked to stop (monotonic)
         self._stop_reason = STOPPED_REASON
         self._done = threading.Event()
@@ -122,6 +130,7 @@ class TrialSession:
                 self._answer(self.client.heartbeat(self.trial_id, deadline=2 * self.interval))
             except ApiError as exc:
                 log.warning("trial %d: heartbeat refused (%s); stopping it", self.trial_id, exc)
+                self.refused = self.refused or f"heartbeat refused: HTTP {exc.status_code}"
                 self._stop(f"heartbeat refused: HTTP {exc.status_code}")
             except ServerUnreachable as exc:
                 log.warning("trial %d: heartbeat not delivered: %s", self.trial_id, exc)
@@ -134,6 +143,7 @@ class TrialSession:
             action = self.client.report(self.trial_id, step, value, _finite(metrics))
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
+            self.refused = self.refused or f"report refused: HTTP {exc.status_code}"
             return "stop"
         except ServerUnreachable:
             if self.shutdown.is_set():  # the step boundary ends it as "worker shutdown"
@@ -213,8 +223,12 @@ class Agent:
         max_poll_interval: float = 5.0,
         stop_grace: float = DEFAULT_STOP_GRACE,
         hard_exit: Callable[[int], None] = os._exit,
+        commands: Mapping[str, CommandTask] | None = None,
+        token: str | None = None,
     ) -> None:
         self.client = client
+        self.commands = dict(commands or {})
+        self.token = token  # handed to command programs (LIONSWEEP_TOKEN)
         self.device = device
         index = os.environ.get(WORKER_INDEX_ENV, "0")
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{index}"
@@ -229,9 +243,13 @@ class Agent:
 
     def run(self) -> int:
         """Loop until shutdown, ``max_trials`` or ``idle_exit``; return the exit code."""
-        names = tasks.names()
-        defaults = {name: tasks.get(name).defaults.announce() for name in names}
-        declared = tasks.announce_params(names)
+        builtin = tasks.names()
+        defaults = {name: tasks.get(name).defaults.announce() for name in builtin}
+        declared = tasks.announce_params(builtin)
+        for name, command in self.commands.items():
+            if command.specs is not None:
+                declared[name] = command.announce()
+        names = sorted([*builtin, *self.commands])
         log.info(
             "worker %s on %s, server %s, tasks: %s",
             self.worker_id,
@@ -272,10 +290,56 @@ class Agent:
         log.info("shutting down")
         return 0
 
-    def run_assignment(self, assignment: dict[str, Any]) -> None:
-        """Train one claimed trial and finish it on the server (whatever happens), once."""
+    def _trainer(
+        self, task_name: Any, assignment: dict[str, Any]
+    ) -> tuple[dict[str, Any], Callable[[TrialSession], TrialResult], float]:
+        """``(config, train, watchdog grace)`` for a claimed trial: a built-in task trained
+        by the harness, or a command task's program (params checked first either way)."""
         from worker.harness import effective_config, run_trial
 
+        command = self.commands.get(task_name)
+        if command is None:
+            task = tasks.get(task_name)
+            trial_config = effective_config(task, assignment, self.device)
+            return trial_config.as_dict(), partial(run_trial, task, trial_config), self.stop_grace
+        from worker.command_runner import run_command
+
+        task_params = command.task_params(assignment)
+        grace = command.grace(self.stop_grace)
+        config = {
+            "task": command.name,
+            "task_params": task_params,
+            "command": list(command.argv),
+            "cwd": str(command.cwd),
+            "seed": int(assignment.get("seed", 0)),
+            "device": self.device,
+        }
+        env_for = partial(
+            commands.trial_env,
+            command,
+            assignment,
+            task_params,
+            server=self.client.server,
+            token=self.token,
+            worker_id=self.worker_id,
+            device=self.device,
+        )
+
+        def train(session: TrialSession) -> TrialResult:
+            return run_command(
+                command,
+                assignment,
+                session,
+                env_for=lambda path: env_for(trial_file=path),
+                grace=grace,
+            )
+
+        # The runner stops its program itself (SIGTERM, then SIGKILL after ``grace``, up
+        # to ``grace`` later when the server refused the trial); the watchdog is a backstop.
+        return config, train, 2 * grace + 10.0
+
+    def run_assignment(self, assignment: dict[str, Any]) -> None:
+        """Train one claimed trial and finish it on the server (whatever happens), once."""
         trial_id = int(assignment["trial_id"])
         number = assignment.get("trial_number")
         task_name = (assignment.get("task") or {}).get("name")
@@ -283,15 +347,13 @@ class Agent:
         started = time.perf_counter()
         session: TrialSession | None = None
         try:
-            task = tasks.get(task_name)
-            trial_config = effective_config(task, assignment, self.device)
-            config = trial_config.as_dict()
+            config, train, grace = self._trainer(task_name, assignment)
             if self.shutdown.is_set():
                 state, value, metrics, reason, timings = "failed", None, {}, SHUTDOWN_REASON, {}
             else:
-                session = TrialSession(self.client, assignment, self.shutdown, self.stop_grace)
+                session = TrialSession(self.client, assignment, self.shutdown, grace)
                 with session:
-                    result = session.run(lambda: run_trial(task, trial_config, session))
+                    result = session.run(partial(train, session))
                 state, value, metrics, reason = (
                     result.state,
                     result.value,
@@ -329,7 +391,10 @@ class Agent:
         try:
             self.client.finish(trial_id, state, value, metrics, config, reason, deadline=deadline)
         except ApiError as exc:
-            log.warning("trial %s: finish refused (%s)", number, exc)
+            if exc.status_code == 409 and task_name in self.commands:
+                log.info("trial %s: already ended on the server; that end stands (%s)", number, exc)
+            else:
+                log.warning("trial %s: finish refused (%s)", number, exc)
         except ServerUnreachable as exc:
             log.error("trial %s: finish not delivered (the server re-queues it): %s", number, exc)
         if session is not None and session.abandoned.is_set():
@@ -372,6 +437,7 @@ def run_agent(
     idle_exit: float | None,
     task_modules: list[str],
     stop_grace: float = DEFAULT_STOP_GRACE,
+    commands_path: str | None = None,
 ) -> int:
     """Run one agent in this process; return its exit code."""
     from worker.harness import resolve_device
@@ -389,6 +455,7 @@ def run_agent(
     with stop_signals(on_signal):
         try:
             names = tasks.load_all(task_modules)
+            registered = _load_commands(commands_path, names)
             resolved = resolve_device(device)
         except (ImportError, RuntimeError, TypeError, ValueError) as exc:
             log.error("%s", exc)
@@ -406,8 +473,20 @@ def run_agent(
                 idle_exit=idle_exit,
                 shutdown=shutdown,
                 stop_grace=stop_grace,
+                commands=registered,
+                token=token,
             )
             return agent.run()
+
+
+def _load_commands(path: str | None, task_names: list[str]) -> dict[str, CommandTask]:
+    """The command tasks of the ``--commands`` file (none without one); raises
+    :class:`CommandConfigError` for a bad file or a name a registered task has."""
+    if path is None:
+        return {}
+    registered = commands.load(path)
+    commands.check_clashes(registered, task_names, path)
+    return registered
 
 
 def agent_command(
@@ -417,9 +496,12 @@ def agent_command(
     idle_exit: float | None = None,
     task_modules: list[str] | None = None,
     stop_grace: float | None = None,
+    commands_path: str | None = None,
 ) -> list[str]:
     """The command line of one supervised agent (a token travels in its environment)."""
     cmd = lionsweep_command("worker", "--server", server, "--device", device)
+    if commands_path is not None:
+        cmd += ["--commands", str(Path(commands_path).resolve())]
     if stop_grace is not None:
         cmd += ["--stop-grace", str(stop_grace)]
     if max_trials is not None:
@@ -440,6 +522,7 @@ def main(
     idle_exit: float | None = None,
     task_modules: list[str] | None = None,
     stop_grace: float = DEFAULT_STOP_GRACE,
+    commands_path: str | None = None,
 ) -> int:
     """Entry point of ``lionsweep worker``: one agent, or with ``gpus`` one per GPU."""
     _setup_logging()
@@ -447,8 +530,15 @@ def main(
     if not stop_grace >= 0 or not math.isfinite(stop_grace):
         log.error("--stop-grace must be a finite number of seconds ≥ 0, not %s", stop_grace)
         return EXIT_CONFIG
+    try:  # checked here too, so that a bad file is reported once, before any agent starts
+        registered = commands.load(commands_path) if commands_path else {}
+    except CommandConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     if not gpus:
-        return run_agent(server, token, device, max_trials, idle_exit, task_modules, stop_grace)
+        return run_agent(
+            server, token, device, max_trials, idle_exit, task_modules, stop_grace, commands_path
+        )
     if device not in ("auto", "cpu", "cuda"):
         log.error("with --gpus, --device must be auto, cpu or cuda (each agent sees one GPU)")
         return EXIT_CONFIG
@@ -460,11 +550,15 @@ def main(
     if not slots:
         log.error("--gpus all: no CUDA device is visible")
         return EXIT_CONFIG
-    command = agent_command(server, device, max_trials, idle_exit, task_modules, stop_grace)
+    command = agent_command(
+        server, device, max_trials, idle_exit, task_modules, stop_grace, commands_path
+    )
+    # Room for the agent's own watchdog (a program's stop included) and its last finish.
+    graces = [stop_grace, *(2 * c.grace(stop_grace) + 10.0 for c in registered.values())]
     env = {**os.environ, "LIONSWEEP_TOKEN": token} if token else None
     with Supervisor() as supervisor:
         for child in agent_children(command, slots, cpu=device == "cpu", env=env):
             # Room for the agent's own watchdog and its last finish before escalating.
-            child.grace = max(child.grace, stop_grace + SHUTDOWN_FINISH_DEADLINE + 5.0)
+            child.grace = max(child.grace, max(graces) + SHUTDOWN_FINISH_DEADLINE + 5.0)
             supervisor.start(child)
         return supervisor.run()

@@ -136,6 +136,15 @@ def worker(
             "before the worker ends it itself (and, on a signal, exits).",
         ),
     ] = DEFAULT_STOP_GRACE,
+    commands: Annotated[
+        str | None,
+        typer.Option(
+            "--commands",
+            envvar="LIONSWEEP_WORKER_COMMANDS",
+            help="A TOML (or YAML) file registering command tasks: programs this worker runs "
+            "once per trial (see worker/commands.py).",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker agent: claim trials, train, report, finish."""
     from worker.agent import main as worker_main
@@ -150,5 +159,6 @@ def worker(
             idle_exit=idle_exit,
             task_modules=task_module or [],
             stop_grace=stop_grace,
+            commands_path=commands,
         )
     )
