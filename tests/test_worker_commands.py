@@ -1,0 +1,434 @@
+"""Command tasks: a real ``lionsweep worker --commands`` running real programs per trial,
+against a real ``lionsweep serve`` (SQLite).
+
+Most cases run ``PROGRAM`` below (Python, so that one file covers every behaviour; it
+reports with the stdout line protocol, not the Python client); the example in
+``examples/command_task`` is a sh + awk program.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import wait_for
+from test_worker_agent import (
+    FAST_LEASES,
+    lionsweep_command,
+    running_trial,
+    start_worker,  # noqa: F401 (the fixture behind new_worker)
+    submit,
+    trials,
+)
+
+ENDED = ("complete", "pruned", "failed")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "command_task"
+
+PROGRAM = textwrap.dedent(
+    """
+    import json, os, signal, subprocess, sys, time
+    from pathlib import Path
+
+    def param(name):
+        return json.loads(os.environ["LIONSWEEP_TASK_PARAM_" + name.upper()])
+
+    def say(message):
+        print("lionsweep: " + json.dumps(message), flush=True)
+
+    def record_pids():  # the program and a child in its process group
+        child = subprocess.Popen(["sleep", "600"])
+        (out / f"pids-{trial}.json").write_text(json.dumps([os.getpid(), child.pid]))
+
+    mode, lr = param("mode"), json.loads(os.environ["LIONSWEEP_PARAM_LR"])
+    trial, out = os.environ["LIONSWEEP_TRIAL_ID"], Path(os.environ["OUT_DIR"])
+    print(f"mode {mode}, lr {lr}", flush=True)
+    if param("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if mode == "ok":
+        for step in (1, 2, 3):
+            say({"step": step, "value": lr * (4 - step)})
+        say({"final": lr, "metrics": {"acc": 0.5}})
+    elif mode == "exit3":
+        print("\\n".join(f"context line {i}" for i in range(15)), file=sys.stderr)
+        print("ValueError: the data is gone", file=sys.stderr)
+        sys.exit(3)
+    elif mode == "silent":
+        print("trained, but never said so")
+    elif mode == "malformed":
+        say({"step": 1, "value": 0.5})
+        print("lionsweep: {step: 2, value: 0.4}", flush=True)
+        time.sleep(60)
+    elif mode == "nan":
+        say({"step": 1, "value": 0.5})
+        print('lionsweep: {"step": 2, "value": NaN}', flush=True)
+        time.sleep(60)
+    elif mode == "long":  # quiet for `seconds`, then done
+        record_pids()
+        time.sleep(param("seconds"))
+        say({"final": lr})
+    elif mode == "prunable":  # a large lr trains long
+        record_pids()
+        for step in range(1, 6 if lr < 1e-4 else 600):
+            say({"step": step, "value": lr})
+            time.sleep(0.1)
+        say({"final": lr})
+    elif mode == "self_finish":  # as a Python client would, as the worker's holder
+        import httpx
+
+        body = {"state": "complete", "value": 0.123, "worker_id": os.environ["LIONSWEEP_WORKER_ID"]}
+        url = f"{os.environ['LIONSWEEP_SERVER']}/api/trials/{trial}/finish"
+        httpx.post(url, json=body).raise_for_status()
+    elif mode == "record":
+        trial_file = Path(os.environ["LIONSWEEP_TRIAL_FILE"])
+        seen = {"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd()}
+        seen["trial"] = json.loads(trial_file.read_text())
+        (out / "record.json").write_text(json.dumps(seen))
+        say({"final": 1.0})
+    """
+)
+
+MODES = ["ok", "exit3", "silent", "malformed", "nan", "long", "prunable", "self_finish", "record"]
+PARAMS = {
+    "mode": {"type": "str", "default": "ok", "choices": MODES},
+    "seconds": {"type": "float", "default": 0.0, "low": 0.0, "high": 600.0},
+    "ignore_term": {"type": "bool", "default": False},
+    "note": {"type": "str", "default": ""},
+}
+
+
+def _toml(value: object) -> str:
+    """``value`` as a TOML value (JSON strings, numbers and bools are valid TOML)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_commands(tmp_path: Path) -> tuple[Path, Path]:
+    """The test program and a commands file registering it as ``prog`` and, with a 1 s
+    timeout, ``prog_timeout``; return (commands file, the program's output folder)."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    (work / "prog.py").write_text(PROGRAM)
+    lines = []
+    for name, extra in (("prog", ""), ("prog_timeout", "timeout = 1\n")):
+        lines.append(
+            f"[tasks.{name}]\n"
+            f"command = {_toml([sys.executable, 'prog.py', '--literal', '$(touch pwned)'])}\n"
+            'cwd = "work"\n'
+            f"env = {_toml({'OUT_DIR': str(out), 'EXTRA': 'from config'})}\n"
+            f"stop_grace = 1\n{extra}"
+            f"[tasks.{name}.params]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in PARAMS.items())
+        )
+    path = tmp_path / "commands.toml"
+    path.write_text("\n".join(lines))
+    return path, out
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pids(out: Path, trial_id: int) -> list[int]:
+    """The program's pid and its child's, as the program recorded them."""
+    return json.loads((out / f"pids-{trial_id}.json").read_text())
+
+
+def by_number(api: httpx.Client, sweep_id: int) -> dict[int, dict]:
+    """A sweep's trials by number."""
+    return {t["number"]: t for t in trials(api, sweep_id)}
+
+
+@pytest.fixture
+def new_worker(start_worker):  # noqa: F811
+    """``start_worker`` of the agent's tests: ``new_worker(url, *args, env=...)``."""
+    return start_worker
+
+
+# ---- a malformed config stops the worker at start -------------------------------------
+
+BAD_CONFIGS = {
+    "missing command": ('[tasks.a]\ncwd = "."\n', "task 'a': no command"),
+    "command not a list": (
+        '[tasks.a]\ncommand = "python3 train.py"\n',
+        "task 'a': command must be a list of strings (argv, run without a shell), "
+        "not str 'python3 train.py'",
+    ),
+    "program not found": (
+        '[tasks.a]\ncommand = ["no-such-program-x9"]\n',
+        "task 'a': program 'no-such-program-x9' not found on PATH",
+    ),
+    "not executable": ('[tasks.a]\ncommand = ["./data.txt"]\n', "data.txt' is not executable"),
+    "unknown key": (
+        '[tasks.a]\ncommand = ["true"]\nshell = true\n',
+        "task 'a': unknown key 'shell' (known: command, cwd, env, params, stop_grace, timeout)",
+    ),
+    "bad param": (
+        '[tasks.a]\ncommand = ["true"]\n'
+        '[tasks.a.params]\nlr = { type = "float", low = 1, high = 0 }\n',
+        "task 'a': param 'lr': low 1 is above high 0",
+    ),
+    "param type": (
+        '[tasks.a]\ncommand = ["true"]\nparams = { n = { type = "integer" } }\n',
+        "task 'a': param 'n': param type must be one of",
+    ),
+    "cwd missing": (
+        '[tasks.a]\ncommand = ["true"]\ncwd = "nowhere"\n',
+        "nowhere' is not a directory",
+    ),
+    "reserved env": (
+        '[tasks.a]\ncommand = ["true"]\nenv = { LIONSWEEP_TRIAL_ID = "1" }\n',
+        "task 'a': env LIONSWEEP_TRIAL_ID is set by the worker for each trial",
+    ),
+    "clash": (
+        '[tasks.quadratic]\ncommand = ["true"]\n',
+        "task 'quadratic': clashes with the built-in",
+    ),
+    "yaml": (
+        "tasks:\n  a:\n    command: [true]\n",
+        "task 'a': command must be a non-empty list of str",
+    ),
+}
+
+
+def test_a_malformed_command_config_stops_the_worker_with_one_line(tmp_path, free_port):
+    (tmp_path / "data.txt").write_text("not a program")
+    url = f"http://127.0.0.1:{free_port}"  # never reached: the worker stops before claiming
+    started = {}
+    for case, (text, _) in BAD_CONFIGS.items():
+        path = tmp_path / f"{case.replace(' ', '_')}.{'yaml' if case == 'yaml' else 'toml'}"
+        path.write_text(text)
+        started[case] = (
+            path,
+            subprocess.Popen(
+                [*lionsweep_command(), "worker", "--server", url, "--commands", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+        )
+    for case, (path, proc) in started.items():
+        output, _ = proc.communicate(timeout=60)
+        lines = output.strip().splitlines()
+        assert proc.returncode == 2, (case, output)
+        assert len(lines) == 1 and "ERROR" in lines[0], (case, output)
+        assert f"{path}: " in lines[0] and BAD_CONFIGS[case][1] in lines[0], (case, output)
+
+
+# ---- what a program is given, and how its end becomes the trial's ---------------------
+
+
+def test_outcomes_of_programs_and_the_worker_carries_on(
+    sqlite_url, live_server, new_worker, tmp_path
+):
+    commands, out = write_commands(tmp_path)
+    note = '$(touch pwned); rm -rf "$HOME" `touch pwned2` && echo x > pwned3 | cat; \\ \'"'
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+
+        def sweep(mode: str, task: str = "prog", **params: object) -> int:
+            return submit(api, 1, task=task, params={"mode": mode, **params}, max_retries=0)
+
+        sweeps = {
+            mode: sweep(mode)
+            for mode in ("exit3", "silent", "malformed", "nan", "self_finish", "ok")
+        }
+        sweeps["record"] = sweep("record", note=note)
+        sweeps["timeout"] = sweep("long", task="prog_timeout", seconds=60)
+        worker = new_worker(server.url, "--commands", str(commands), "--idle-exit", "1")
+        assert worker.wait(90) == 0, worker.log()
+        ended = {k: trials(api, s)[0] for k, s in sweeps.items()}
+        # The worker announced the declarations: a sweep that breaks them is refused.
+        bad = {"name": "x", "task": {"name": "prog", "params": {"mode": "rm -rf /"}}}
+        r = api.post("/api/sweeps", json=bad)
+        assert r.status_code == 422 and "must be one of" in r.text, r.text
+
+    def outcome(key: str) -> tuple[str, str | None]:
+        return ended[key]["state"], ended[key]["reason"]
+
+    ok = ended["ok"]
+    assert (ok["state"], ok["value"]) == ("complete", ok["params"]["lr"])
+    assert ok["intermediate_values"] == {str(s): ok["params"]["lr"] * (4 - s) for s in (1, 2, 3)}
+    assert ok["metrics"]["acc"] == 0.5 and ok["metrics"]["time_wall_s"] > 0
+    assert ok["config"]["task_params"] == {
+        "mode": "ok",
+        "seconds": 0.0,
+        "ignore_term": False,
+        "note": "",
+    }
+    state, reason = outcome("exit3")
+    assert state == "failed" and reason.startswith("exit code 3: context line 6 | context line 7")
+    assert reason.endswith("context line 14 | ValueError: the data is gone"), reason
+    assert outcome("silent") == ("failed", "program exited 0 without finishing trial 0")
+    state, reason = outcome("malformed")
+    assert state == "failed"
+    assert reason.startswith("malformed metric line 3: not JSON"), reason
+    assert reason.endswith(": lionsweep: {step: 2, value: 0.4}"), reason
+    assert ended["malformed"]["intermediate_values"] == {"1": 0.5}
+    state, reason = outcome("nan")
+    assert (state, reason.split(" (line")[0]) == ("failed", "non-finite value at step 2: NaN")
+    for key in ("malformed", "nan"):  # stopped at once, not after its 60 s sleep
+        assert ended[key]["metrics"]["time_wall_s"] < 10, ended[key]
+    assert outcome("timeout") == ("failed", "timed out after 1 s")
+    # The program finished its trial itself: the worker's own finish does not overwrite it.
+    finished = ended["self_finish"]
+    assert (finished["state"], finished["value"], finished["reason"]) == ("complete", 0.123, None)
+
+    # The params arrive as data, verbatim; the configured argv is run as is, with no shell.
+    seen = json.loads((out / "record.json").read_text())
+    env, record = seen["env"], ended["record"]
+    assert seen["argv"][1:] == ["--literal", "$(touch pwned)"]
+    assert json.loads(env["LIONSWEEP_TASK_PARAM_NOTE"]) == note
+    assert json.loads(env["LIONSWEEP_TASK_PARAM_MODE"]) == "record"
+    assert json.loads(env["LIONSWEEP_PARAM_LR"]) == record["params"]["lr"]
+    assert seen["trial"]["task"]["params"]["note"] == note
+    assert seen["trial"]["params"] == record["params"]
+    assert seen["trial"]["trial_id"] == int(env["LIONSWEEP_TRIAL_ID"])
+    assert int(env["LIONSWEEP_SEED"]) == seen["trial"]["seed"]
+    assert env["LIONSWEEP_SERVER"] == server.url and env["LIONSWEEP_WORKER_ID"]
+    assert env["LIONSWEEP_DEVICE"] == "cpu" and env["EXTRA"] == "from config"
+    assert "LIONSWEEP_TOKEN" not in env  # this server has no tokens
+    assert seen["cwd"] == str(tmp_path / "work")
+    assert not Path(env["LIONSWEEP_TRIAL_FILE"]).exists()  # removed after the trial
+    assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+    assert record["config"]["command"][1:] == ["prog.py", "--literal", "$(touch pwned)"]
+
+    log = worker.log()
+    assert "trial 0 | mode ok, lr" in log  # other stdout lines go to the log
+    assert "stderr | ValueError: the data is gone" in log
+    assert "already ended on the server" in log
+    assert "Traceback" not in log
+
+
+# ---- stopping a program: prune, cancel, worker SIGTERM, worker kill -9 -----------------
+
+
+def test_prune_and_cancel_stop_the_programs_process_group(
+    sqlite_url, live_server, new_worker, tmp_path
+):
+    commands, out = write_commands(tmp_path)
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        # Trial 1 reports 1e-3 against trial 0's 1e-5: pruned at its first report. It
+        # ignores SIGTERM (its child does not), so it ends by SIGKILL after stop_grace (1 s).
+        pruned = submit(
+            api,
+            2,
+            task="prog",
+            params={"mode": "prunable", "ignore_term": True},
+            pruner={"name": "median", "n_startup_trials": 1},
+            enqueue=[{"lr": 1e-5, "weight_decay": 0.1}, {"lr": 1e-3, "weight_decay": 0.1}],
+        )
+        worker = new_worker(server.url, "--commands", str(commands))
+        first, second = wait_for(
+            lambda: (
+                len(t := by_number(api, pruned)) == 2
+                and all(x["state"] in ENDED for x in t.values())
+                and (t[0], t[1])
+            ),
+            60,
+            "both trials to end",
+        )
+        assert (first["state"], first["value"]) == ("complete", 1e-5)
+        assert (second["state"], second["reason"]) == ("pruned", None)
+        assert list(second["intermediate_values"]) == ["1"]
+        assert second["metrics"]["time_wall_s"] < 6
+        assert not any(map(alive, pids(out, second["trial_id"])))
+        # The first program left its child running: stopped when the program exited.
+        assert not any(map(alive, pids(out, first["trial_id"])))
+        assert "program still running 1s after SIGTERM; SIGKILL" in worker.log()
+
+        cancelled = submit(api, 1, task="prog", params={"mode": "long", "seconds": 600})
+        victim = wait_for(lambda: running_trial(api, cancelled), 30, "a running trial")
+        wait_for(lambda: (out / f"pids-{victim['trial_id']}.json").exists(), 30, "the program")
+        assert api.post(f"/api/sweeps/{cancelled}/cancel").status_code == 200
+        ended = wait_for(
+            lambda: (t := by_number(api, cancelled)[0])["state"] != "running" and t,
+            30,
+            "the trial to end",
+        )
+        assert (ended["state"], ended["reason"]) == ("failed", "stopped by server")
+        assert not any(map(alive, pids(out, victim["trial_id"])))
+        assert worker.process.poll() is None  # the worker carries on
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.log()
+
+
+def test_sigterm_hands_the_trial_back_and_kill_9_is_requeued_by_the_reaper(
+    sqlite_url, live_server, new_worker, tmp_path
+):
+    commands, out = write_commands(tmp_path)
+    args = ("--commands", str(commands))
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 1, task="prog", params={"mode": "long", "seconds": 4})
+
+        def program_of(trial: dict) -> list[int]:
+            path = out / f"pids-{trial['trial_id']}.json"
+            wait_for(path.exists, 30, "the program to start")
+            return pids(out, trial["trial_id"])
+
+        worker = new_worker(server.url, *args)
+        first = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+        program = program_of(first)
+        worker.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(30) == 0, worker.log()
+        assert time.monotonic() - started < 5
+        assert not any(map(alive, program))
+        handed_back = by_number(api, sweep_id)[first["number"]]
+        assert (handed_back["state"], handed_back["reason"]) == ("failed", "worker shutdown")
+
+        doomed = new_worker(server.url, *args)
+        retry = wait_for(lambda: running_trial(api, sweep_id), 60, "the retry to run")
+        assert retry["retry_of"] == first["number"]
+        program = program_of(retry)
+        doomed.process.kill()
+        doomed.process.wait(10)
+        wait_for(lambda: not alive(program[0]), 10, "the program to die with its worker")
+        rescuer = new_worker(server.url, *args, "--idle-exit", "1")
+        assert rescuer.wait(60) == 0, rescuer.log()
+        done = by_number(api, sweep_id)
+        lost = done[retry["number"]]
+        assert lost["state"] == "failed" and "lease expired" in lost["reason"]
+        (last,) = [t for t in done.values() if t["retry_of"] == retry["number"]]
+        assert last["state"] == "complete" and last["value"] == last["params"]["lr"]
+
+
+# ---- the example ------------------------------------------------------------------------
+
+
+def test_the_awk_example_runs_a_sweep(sqlite_url, live_server, new_worker):
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        params = {"steps": 60, "report_every": 20}
+        sweep_id = submit(api, 3, task="awk_quadratic", params=params)
+        commands = str(EXAMPLE / "commands.toml")
+        worker = new_worker(server.url, "--commands", commands, "--idle-exit", "1")
+        assert worker.wait(60) == 0, worker.log()
+        done = trials(api, sweep_id)
+        assert [t["state"] for t in done] == ["complete"] * 3, done
+        for t in done:
+            assert list(t["intermediate_values"]) == ["20", "40", "60"]
+            assert t["value"] == t["intermediate_values"]["60"] > 0
+            assert t["config"]["task_params"] == {**params, "step_delay": 0.0}
+        r = api.post(
+            "/api/sweeps",
+            json={"name": "x", "task": {"name": "awk_quadratic", "params": {"steps": 0}}},
+        )
+        assert r.status_code == 422 and "steps" in r.text, r.text
+    assert f"trial 0 | trial {done[0]['trial_id']}: lr=" in worker.log()
