@@ -371,32 +371,48 @@ class Agent:
         metrics = _finite(
             {**metrics, **{f"time_{k}": v for k, v in timings.items() if v is not None}}
         )
-        log.info(
-            "trial %s (sweep %s, id %d) %s value=%s%s params=%s wall=%.2fs "
-            "setup=%s first_step=%s overhead=%s optimizer_share=%s",
-            number,
-            assignment.get("sweep_id"),
-            trial_id,
-            state,
-            value,
-            f" reason={reason}" if reason else "",
-            assignment.get("params"),
-            time.perf_counter() - started,
-            _fmt(timings.get("setup_s")),
-            _fmt(timings.get("first_step_s")),
-            _fmt(timings.get("first_step_overhead_s")),
-            _fmt(timings.get("optimizer_share")),
-        )
         deadline = SHUTDOWN_FINISH_DEADLINE if self.shutdown.is_set() else None
+        ended_elsewhere: str | None = None
         try:
             self.client.finish(trial_id, state, value, metrics, config, reason, deadline=deadline)
         except ApiError as exc:
             if exc.status_code == 409 and task_name in self.commands:
-                log.info("trial %s: already ended on the server; that end stands (%s)", number, exc)
+                ended_elsewhere = str(exc.detail)  # e.g. the program finished it itself
             else:
                 log.warning("trial %s: finish refused (%s)", number, exc)
         except ServerUnreachable as exc:
             log.error("trial %s: finish not delivered (the server re-queues it): %s", number, exc)
+        wall = time.perf_counter() - started
+        if ended_elsewhere is not None:
+            log.info(
+                "trial %s (sweep %s, id %d) already ended on the server (%s); the worker's "
+                "%s%s is not recorded; params=%s wall=%.2fs",
+                number,
+                assignment.get("sweep_id"),
+                trial_id,
+                ended_elsewhere,
+                state,
+                f" ({reason})" if reason else "",
+                assignment.get("params"),
+                wall,
+            )
+        else:
+            log.info(
+                "trial %s (sweep %s, id %d) %s value=%s%s params=%s wall=%.2fs "
+                "setup=%s first_step=%s overhead=%s optimizer_share=%s",
+                number,
+                assignment.get("sweep_id"),
+                trial_id,
+                state,
+                value,
+                f" reason={reason}" if reason else "",
+                assignment.get("params"),
+                wall,
+                _fmt(timings.get("setup_s")),
+                _fmt(timings.get("first_step_s")),
+                _fmt(timings.get("first_step_overhead_s")),
+                _fmt(timings.get("optimizer_share")),
+            )
         if session is not None and session.abandoned.is_set():
             self._after_abandoning(session, number)
 
