@@ -9,6 +9,7 @@ reports with the stdout line protocol, not the Python client); the example in
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -310,7 +311,7 @@ def test_outcomes_of_programs_and_the_worker_carries_on(
     log = worker.log()
     assert "trial 0 | mode ok, lr" in log  # other stdout lines go to the log
     assert "stderr | ValueError: the data is gone" in log
-    assert "already ended on the server" in log
+    assert "already ended on the server (trial " in log
     assert "Traceback" not in log
 
 
@@ -412,15 +413,28 @@ def test_sigterm_hands_the_trial_back_and_kill_9_is_requeued_by_the_reaper(
 # ---- the example ------------------------------------------------------------------------
 
 
-def test_the_awk_example_runs_a_sweep(sqlite_url, live_server, new_worker):
+def test_the_examples_run_sweeps_through_the_line_protocol_and_the_python_client(
+    sqlite_url, live_server, new_worker
+):
+    venv = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # its python3
     server = live_server(sqlite_url)
     with httpx.Client(base_url=server.url, timeout=30) as api:
         params = {"steps": 60, "report_every": 20}
-        sweep_id = submit(api, 3, task="awk_quadratic", params=params)
+        awk = submit(api, 3, task="awk_quadratic", params=params)
+        # Trial 1's lr is too small to move by step 25: its own report gets "prune".
+        python = submit(
+            api,
+            2,
+            task="torch_regression",
+            pruner={"name": "median", "n_startup_trials": 1},
+            enqueue=[{"lr": 1e-3, "weight_decay": 1e-3}, {"lr": 1e-5, "weight_decay": 1e-3}],
+        )
         commands = str(EXAMPLE / "commands.toml")
-        worker = new_worker(server.url, "--commands", commands, "--idle-exit", "1")
-        assert worker.wait(60) == 0, worker.log()
-        done = trials(api, sweep_id)
+        worker = new_worker(
+            server.url, "--commands", commands, "--idle-exit", "1", env={"PATH": venv}
+        )
+        assert worker.wait(90) == 0, worker.log()
+        done = trials(api, awk)
         assert [t["state"] for t in done] == ["complete"] * 3, done
         for t in done:
             assert list(t["intermediate_values"]) == ["20", "40", "60"]
@@ -431,4 +445,17 @@ def test_the_awk_example_runs_a_sweep(sqlite_url, live_server, new_worker):
             json={"name": "x", "task": {"name": "awk_quadratic", "params": {"steps": 0}}},
         )
         assert r.status_code == 422 and "steps" in r.text, r.text
-    assert f"trial 0 | trial {done[0]['trial_id']}: lr=" in worker.log()
+        # The Python program finished its trials itself; the worker recorded nothing over them.
+        complete, pruned = (by_number(api, python)[n] for n in (0, 1))
+        assert complete["state"] == "complete" and list(complete["intermediate_values"]) == [
+            "25",
+            "50",
+        ]
+        assert complete["value"] == complete["intermediate_values"]["50"]
+        assert complete["value"] < complete["intermediate_values"]["25"]
+        assert (pruned["state"], pruned["reason"]) == ("pruned", None)
+        assert list(pruned["intermediate_values"]) == ["25"]
+    log = worker.log()
+    assert f"trial 0 | trial {done[0]['trial_id']}: lr=" in log
+    assert "trial 1 | trial 1 pruned" in log
+    assert log.count("already ended on the server") == 2, log
