@@ -336,9 +336,7 @@ class Ledger:
             replay = self._replay(req)
             if replay is not None:
                 return replay
-        runnable = select(Sweep.id).where(
-            Sweep.status == "running", Sweep.task_name.in_(req.tasks)
-        )
+        runnable = select(Sweep.id).where(Sweep.status == "running", Sweep.task_name.in_(req.tasks))
         if req.sweeps is not None:
             runnable = runnable.where(Sweep.id.in_(req.sweeps))
         with self.db.session() as s:
