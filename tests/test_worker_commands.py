@@ -2,14 +2,15 @@
 against a real ``lionsweep serve`` (SQLite).
 
 Most cases run ``PROGRAM`` below (Python, so that one file covers every behaviour; it
-reports with the stdout line protocol, not the Python client); the example in
-``examples/command_task`` is a sh + awk program.
+reports with the stdout line protocol, not the Python client). ``examples/command_task``
+holds a sh + awk program on the line protocol and a Python one on ``current_trial()``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from test_worker_agent import (
     submit,
     trials,
 )
+
+from worker import commands
+from worker.command_runner import Final, ProtocolError, Report, parse_line
 
 ENDED = ("complete", "pruned", "failed")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "command_task"
@@ -222,12 +226,74 @@ def test_a_malformed_command_config_stops_the_worker_with_one_line(tmp_path, fre
                 text=True,
             ),
         )
+    # With --gpus the file is checked once, before any agent starts.
+    path = started["missing command"][0]
+    args = ["--gpus", "0,1", "--device", "cpu", "--commands", str(path)]
+    started["supervised"] = (
+        path,
+        subprocess.Popen(
+            [*lionsweep_command(), "worker", "--server", url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ),
+    )
+    expected = {k: v[1] for k, v in BAD_CONFIGS.items()}
+    expected["supervised"] = expected["missing command"]
     for case, (path, proc) in started.items():
         output, _ = proc.communicate(timeout=60)
         lines = output.strip().splitlines()
         assert proc.returncode == 2, (case, output)
         assert len(lines) == 1 and "ERROR" in lines[0], (case, output)
-        assert f"{path}: " in lines[0] and BAD_CONFIGS[case][1] in lines[0], (case, output)
+        assert f"{path}: " in lines[0] and expected[case] in lines[0], (case, output)
+
+
+def test_a_yaml_config_registers_the_same_tasks_as_toml(tmp_path):
+    (tmp_path / "work").mkdir()
+    toml = tmp_path / "c.toml"
+    toml.write_text(
+        '[tasks.t]\ncommand = ["sh", "-c", "exit 0"]\ncwd = "work"\nenv = { A = "1" }\n'
+        'timeout = 5\n[tasks.t.params]\nn = { type = "int", default = 2, low = 1 }\n'
+    )
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text(
+        "tasks:\n  t:\n    command: [sh, -c, exit 0]\n    cwd: work\n    env: {A: '1'}\n"
+        "    timeout: 5\n    params: {n: {type: int, default: 2, low: 1}}\n"
+    )
+    assert commands.load(toml) == commands.load(yaml)
+    (task,) = commands.load(yaml).values()
+    assert task.argv[0].endswith("/sh") and task.cwd == tmp_path / "work"
+    assert task.announce() == {
+        "n": {"type": "int", "low": 1, "high": None, "choices": None, "default": 2}
+    }
+    assert task.task_params({"task": {"params": {}}}) == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    ("line", "parsed"),
+    [
+        ("epoch 3 lionsweep: {}", None),
+        ('lionsweep: {"step": 0, "value": 1}', Report(0, 1.0)),
+        ('lionsweep:{"step": 2, "value": 0.5, "metrics": {"acc": 1}}', Report(2, 0.5, {"acc": 1})),
+        ('lionsweep: {"final": -3.5}', Final(-3.5)),
+        ('lionsweep: {"step": true, "value": 1}', "step must be an int ≥ 0, not true"),
+        ('lionsweep: {"step": -1, "value": 1}', "step must be an int ≥ 0, not -1"),
+        ('lionsweep: {"step": 1, "value": "0.5"}', 'value must be a number, not "0.5"'),
+        ('lionsweep: {"step": 1}', "no value"),
+        ('lionsweep: {"step": 1, "value": 1, "loss": 2}', "unknown key 'loss'"),
+        ('lionsweep: {"final": Infinity}', "non-finite final value: Infinity"),
+        ('lionsweep: {"step": 4, "value": -Infinity}', "non-finite value at step 4: -Infinity"),
+        ('lionsweep: {"final": 1, "metrics": {"a": NaN}}', "non-finite metric 'a': NaN"),
+        ("lionsweep: [1, 2]", "expected an object"),
+        ("lionsweep: 0.5", "expected an object"),
+    ],
+)
+def test_the_line_protocol(line, parsed):
+    if parsed is None or isinstance(parsed, Report | Final):
+        assert parse_line(line) == parsed
+    else:
+        with pytest.raises(ProtocolError, match=re.escape(parsed)):
+            parse_line(line)
 
 
 # ---- what a program is given, and how its end becomes the trial's ---------------------
@@ -249,6 +315,8 @@ def test_outcomes_of_programs_and_the_worker_carries_on(
             for mode in ("exit3", "silent", "malformed", "nan", "self_finish", "ok")
         }
         sweeps["record"] = sweep("record", note=note)
+        # Submitted before any worker declared the params: refused by the worker instead.
+        sweeps["undeclared"] = sweep("rm -rf /")
         sweeps["timeout"] = sweep("long", task="prog_timeout", seconds=60)
         worker = new_worker(server.url, "--commands", str(commands), "--idle-exit", "1")
         assert worker.wait(90) == 0, worker.log()
@@ -285,6 +353,8 @@ def test_outcomes_of_programs_and_the_worker_carries_on(
     for key in ("malformed", "nan"):  # stopped at once, not after its 60 s sleep
         assert ended[key]["metrics"]["time_wall_s"] < 10, ended[key]
     assert outcome("timeout") == ("failed", "timed out after 1 s")
+    state, reason = outcome("undeclared")
+    assert state == "failed" and reason.startswith("invalid task params: mode: must be one of")
     # The program finished its trial itself: the worker's own finish does not overwrite it.
     finished = ended["self_finish"]
     assert (finished["state"], finished["value"], finished["reason"]) == ("complete", 0.123, None)
@@ -417,8 +487,10 @@ def test_the_examples_run_sweeps_through_the_line_protocol_and_the_python_client
     sqlite_url, live_server, new_worker
 ):
     venv = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # its python3
-    server = live_server(sqlite_url)
-    with httpx.Client(base_url=server.url, timeout=30) as api:
+    # With tokens on: the Python program reports with the token the worker hands it.
+    server = live_server(sqlite_url, env={"LIONSWEEP_BOOTSTRAP_TOKEN": "s3cret"})
+    headers = {"Authorization": "Bearer s3cret"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as api:
         params = {"steps": 60, "report_every": 20}
         awk = submit(api, 3, task="awk_quadratic", params=params)
         # Trial 1's lr is too small to move by step 25: its own report gets "prune".
@@ -431,7 +503,14 @@ def test_the_examples_run_sweeps_through_the_line_protocol_and_the_python_client
         )
         commands = str(EXAMPLE / "commands.toml")
         worker = new_worker(
-            server.url, "--commands", commands, "--idle-exit", "1", env={"PATH": venv}
+            server.url,
+            "--commands",
+            commands,
+            "--idle-exit",
+            "1",
+            "--token",
+            "s3cret",
+            env={"PATH": venv},
         )
         assert worker.wait(90) == 0, worker.log()
         done = trials(api, awk)

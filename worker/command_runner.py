@@ -149,6 +149,7 @@ class Session(Protocol):
     """What the runner needs from the agent's trial session (``worker.agent.TrialSession``)."""
 
     refused: str | None
+    shutdown: threading.Event
 
     def report(self, step: int, value: float, metrics: dict[str, float]) -> str:
         """Deliver an intermediate value; return continue, prune or stop."""
@@ -290,8 +291,8 @@ class CommandRun:
 
     def _check(self, started: float) -> None:
         """Look at everything that can end the trial; schedule the stop it asks for."""
-        if self.session.interrupted() == ("failed", "worker shutdown"):
-            self._stop("failed", "worker shutdown")
+        if self.session.shutdown.is_set():
+            self._stop(*(self.session.interrupted() or ("failed", None)))
         elif self._outcome is not None:
             return
         elif self._problem is not None:
