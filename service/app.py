@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import ipaddress
 import json
 import logging
@@ -21,6 +22,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from optuna.exceptions import StorageInternalError
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -46,6 +48,8 @@ YAML_PATHS = ("/api/sweeps", "/api/ladders")
 YAML_MAX_BYTES = 64 * 1024
 """The largest YAML body (a sweep spec is a few hundred bytes; parsing YAML is slow)."""
 BODY_MAX_DEPTH = 32
+#: Swagger UI's and ReDoc's files (JS, CSS, icon), as the fastapi-offline package ships them.
+API_DOCS_STATIC = str(importlib.resources.files("fastapi_offline") / "static")
 """How deep a request body may nest (fields with free-form data allow less: see schemas)."""
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -491,15 +495,31 @@ def create_app(settings: Settings) -> FastAPI:
         """The OpenAPI schema (guarded like every read)."""
         return JSONResponse(app.openapi())
 
+    # Swagger UI's and ReDoc's files are served from this server (as the dashboard's plotly
+    # is): a GPU node often has no internet, and the pages would be blank without them.
+    app.mount("/api-docs-static", StaticFiles(directory=API_DOCS_STATIC), name="api-docs-static")
+
     @app.get("/docs", include_in_schema=False)
     def docs(_: ReadScope) -> HTMLResponse:
         """Swagger UI."""
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="lionsweep API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="lionsweep API",
+            swagger_js_url="/api-docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/api-docs-static/swagger-ui.css",
+            swagger_favicon_url="/api-docs-static/favicon.png",
+        )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(_: ReadScope) -> HTMLResponse:
         """ReDoc."""
-        return get_redoc_html(openapi_url="/openapi.json", title="lionsweep API")
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="lionsweep API",
+            redoc_js_url="/api-docs-static/redoc.standalone.js",
+            redoc_favicon_url="/api-docs-static/favicon.png",
+            with_google_fonts=False,
+        )
 
     from service.routes import ladders, scaling, sweeps, trials
 
