@@ -307,6 +307,7 @@ class CommandRun:
             self._stop("failed", f"timed out after {self.task.timeout:g} s")
 
     def _escalate(self, pgid: int) -> None:
+        """Send the scheduled SIGTERM, then SIGKILL once ``grace`` has passed since."""
         now = time.monotonic()
         if self._kill_at is None and self._term_at is not None and now >= self._term_at:
             _signal_group(pgid, signal.SIGTERM)
