@@ -62,6 +62,11 @@ SERVER_PACKAGES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "optuna", "pyd
 SERVER_EXTRA = "pip install 'lionsweep[server]'"
 
 
+def new_table(title: str) -> Table:
+    """A table under ``title``, at least as wide as the title so that it stays on one line."""
+    return Table(title=title, title_justify="left", min_width=len(title))
+
+
 def missing_server_package() -> str | None:
     """The first package of the ``server`` extra that cannot be imported, or ``None``."""
     for name in SERVER_PACKAGES:
@@ -202,7 +207,7 @@ def estimate_text(value: Any, ci: list[float] | None, stacked: bool = False) -> 
 
 def print_best(answer: dict[str, Any]) -> None:
     """Print the top configs (seed means, 90% intervals, ties) and the best one's kwargs."""
-    table = Table(title="Best configs (by seed mean)", title_justify="left")
+    table = new_table("Best configs (by seed mean)")
     for column in ("rank", "trial", "mean", "90% CI", "seeds", "optimizer", "lr", "weight_decay"):
         table.add_column(column, justify="left" if column == "optimizer" else "right")
     table.add_column("betas", justify="right")
@@ -307,11 +312,11 @@ def status(
     with api_errors(server), make_client(server, token) as client:
         if sweep_id is None:
             page = client.get("/api/sweeps", params={"limit": 100})
-            table = Table(title=f"Sweeps ({page['total']})", title_justify="left")
+            table = new_table(f"Sweeps ({page['total']})")
             table.add_column("id", justify="right")
             table.add_column("name", no_wrap=True)
             table.add_column("task", no_wrap=True)
-            table.add_column("status")
+            table.add_column("status", no_wrap=True)
             table.add_column("finished", justify="right")
             table.add_column("complete/pruned/failed/running", justify="right")
             table.add_column("best", justify="right")
@@ -321,7 +326,10 @@ def status(
                     str(sweep["id"]),
                     sweep["name"],
                     (sweep.get("task") or {}).get("name", "-"),
-                    sweep["status"],
+                    # the task is in its own column: "waiting for a worker with task X" short
+                    "no worker yet"
+                    if (sweep.get("activity") or "").startswith("waiting for a worker")
+                    else sweep["status"],
                     f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
                     "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
                     fmt((sweep.get("best") or {}).get("value")),
@@ -329,13 +337,13 @@ def status(
             console.print(table)
             return
         sweep = client.get(f"/api/sweeps/{sweep_id}")
-    table = Table(title=f"Sweep {sweep['id']}: {sweep['name']}", title_justify="left")
+    table = new_table(f"Sweep {sweep['id']}: {sweep['name']}")
     table.add_column("field")
     table.add_column("value")
     best = sweep.get("best") or {}
     eta = sweep.get("eta_seconds")
     rows = [
-        ("status", sweep["status"]),
+        ("status", sweep.get("activity") or sweep["status"]),
         ("task", (sweep.get("task") or {}).get("name", "-")),
         ("progress", f"{sweep.get('finished', 0)}/{sweep['n_trials']}"),
         *((k, str(v)) for k, v in (sweep.get("counts") or {}).items()),
@@ -388,7 +396,7 @@ def best(
 
 def rule_table(title: str, rows: dict[str, Any]) -> Table:
     """A two-column table of a rule's numbers."""
-    table = Table(title=title, title_justify="left")
+    table = new_table(title)
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in rows.items():
@@ -435,7 +443,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
     )
     if fit.get("width") is not None:
         rows["sweep width"] = f"{fmt(fit['width'])} ({fit.get('width_param')})"
-    table = Table(title="Fitted lr × weight-decay surface", title_justify="left")
+    table = new_table("Fitted lr × weight-decay surface")
     table.add_column("quantity")
     table.add_column("estimate (90% CI)")
     for key, value in rows.items():
@@ -571,7 +579,7 @@ def ladder_sweeps(ladder: dict[str, Any]) -> list[dict[str, Any]]:
 
 def sweeps_table(ladder: dict[str, Any]) -> Table:
     """A table of a ladder's rungs and confirmations and where each stands."""
-    table = Table(title="Rungs and confirmations", title_justify="left")
+    table = new_table("Rungs and confirmations")
     table.add_column(ladder["param"], justify="right")
     table.add_column("sweep", justify="right")
     table.add_column("role")
@@ -648,7 +656,7 @@ def ladder_status(
         else:
             ladder = client.get(f"/api/ladders/{ladder_id}")
     if ladder_id is None:
-        table = Table(title=f"Ladders ({page['total']})", title_justify="left")
+        table = new_table(f"Ladders ({page['total']})")
         table.add_column("id", justify="right")
         table.add_column("name", no_wrap=True)
         table.add_column("task", no_wrap=True)
@@ -698,7 +706,7 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
     if not fit["complete"]:
         warn("not every rung is complete: the answer may change")
 
-    table = Table(title="Rungs' optima (90% CI)", title_justify="left")
+    table = new_table("Rungs' optima (90% CI)")
     table.add_column(fit["param"], justify="right")
     table.add_column("verdict")
     table.add_column("lr", justify="right")
@@ -731,7 +739,7 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
         "product η·λ": ("product_exponent", "product_exponent_ci"),
     }
     if any(fit.get(key) is not None for key, _ in exponents.values()):
-        table = Table(title="Width exponents", title_justify="left")
+        table = new_table("Width exponents")
         table.add_column("quantity")
         table.add_column("exponent", justify="right")
         table.add_column("90% CI", justify="right")
@@ -750,7 +758,7 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
         )
 
     if fit["rules"]:
-        table = Table(title="Candidate rules", title_justify="left")
+        table = new_table("Candidate rules")
         for column in ("rule", "lr exp", "wd exp", "χ²", "dof", "p", "rel. lik.", "fits"):
             table.add_column(column, justify="left" if column in ("rule", "fits") else "right")
         for score in fit["rules"]:
@@ -781,7 +789,7 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
             "weight decay moved": "yes" if moved else "no: the widest rung's best, unmoved",
             "objective": estimate_text(pred.get("value"), pred.get("value_ci")),
         }
-        table = Table(title=f"Prediction at {width_text(lad, pred['width'])}", title_justify="left")
+        table = new_table(f"Prediction at {width_text(lad, pred['width'])}")
         table.add_column("quantity")
         table.add_column("estimate (90% CI)", justify="right")
         for key, value in rows.items():
@@ -804,7 +812,7 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
 def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
     """Print one confirmation: predicted against achieved objective per arm, the difference
     of the transferred and untransferred configs, the verdict and its note."""
-    table = Table(title=f"Confirmation at {width_text(lad, conf['width'])}", title_justify="left")
+    table = new_table(f"Confirmation at {width_text(lad, conf['width'])}")
     table.add_column("arm")
     table.add_column("lr", justify="right")
     table.add_column("weight decay", justify="right")
@@ -930,6 +938,38 @@ def ladder_delete(
     with api_errors(server), make_client(server, token) as client:
         client.delete(f"/api/ladders/{ladder_id}")
     console.print(f"deleted ladder {ladder_id}, its sweeps and their studies", highlight=False)
+
+
+# -- sweep lifecycle ------------------------------------------------------------------------
+
+SweepId = Annotated[int, typer.Argument(help="The sweep id.")]
+
+
+def set_sweep_status(sweep_id: int, action: str, server: str, token: str | None) -> None:
+    """POST a lifecycle ``action`` (cancel, resume) to a sweep and print where it stands."""
+    with api_errors(server), make_client(server, token) as client:
+        sweep = client.post(f"/api/sweeps/{sweep_id}/{action}")
+    console.print(f"sweep {sweep['id']} {sweep['status']}: {counts_text(sweep)}", highlight=False)
+
+
+@app.command()
+def cancel(sweep_id: SweepId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None) -> None:
+    """Cancel a sweep: no new trials; running ones are told to stop."""
+    set_sweep_status(sweep_id, "cancel", server, token)
+
+
+@app.command()
+def resume(sweep_id: SweepId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None) -> None:
+    """Resume a cancelled sweep."""
+    set_sweep_status(sweep_id, "resume", server, token)
+
+
+@app.command()
+def delete(sweep_id: SweepId, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None) -> None:
+    """Delete a sweep and its Optuna study (its trials and their values)."""
+    with api_errors(server), make_client(server, token) as client:
+        client.delete(f"/api/sweeps/{sweep_id}")
+    console.print(f"deleted sweep {sweep_id} and its study", highlight=False)
 
 
 # -- bench ----------------------------------------------------------------------------------

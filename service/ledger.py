@@ -571,14 +571,17 @@ class Ledger:
     ) -> bool:
         """Fail a running trial and re-queue it with the same params if a retry remains.
 
-        A trial that fails while its sweep is cancelled (told to stop, or its lease ran out)
-        is re-queued without using up a retry, so resuming the sweep runs it.
+        A trial that fails while its sweep is cancelled (told to stop, or its lease ran out),
+        or that its worker handed back on shutdown, is re-queued without using up a retry.
         """
         tid = trial._trial_id
-        retry_free = status == "cancelled"
+        handed_back = reason == schemas.HANDED_BACK_REASON
+        retry_free = status == "cancelled" or handed_back
         retries_left = retry_free or _retries_used(trial) < info.spec.max_retries
-        if retry_free:
+        if status == "cancelled":
             self.storage.set_trial_system_attr(tid, ot.STOPPED_BY_CANCEL, True)
+        elif handed_back:
+            self.storage.set_trial_system_attr(tid, ot.HANDED_BACK, True)
         elif not retries_left:
             self.storage.set_trial_system_attr(tid, ot.FINAL_FAILURE, True)
         if reason:

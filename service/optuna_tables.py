@@ -19,6 +19,7 @@ from sqlalchemy import (
     column,
     exists,
     func,
+    or_,
     select,
     table,
 )
@@ -30,6 +31,8 @@ RETRY_OF = "lionsweep:retry_of"
 FINAL_FAILURE = "lionsweep:final_failure"
 RETRY_HISTORY = "lionsweep:retry_history"
 STOPPED_BY_CANCEL = "lionsweep:stopped_by_cancel"
+#: Set on a trial its worker handed back (reason ``worker shutdown``): re-queued, not failed.
+HANDED_BACK = "lionsweep:handed_back"
 REEVAL_OF = "lionsweep:reevaluation_of"
 """On a re-evaluation trial: the number of the trial whose config it re-runs."""
 REEVALUATION = "lionsweep:reevaluation"
@@ -77,6 +80,9 @@ class Counts:
     )
     reeval_retries: int = 0
     reeval_final_failures: int = 0
+    #: Failed trials that were handed back (a worker shutdown, or stopped by a cancel) and
+    #: re-queued: counted in ``by_state["failed"]`` like Optuna does, shown apart.
+    handed_back: int = 0
 
     @property
     def total(self) -> int:
@@ -132,6 +138,9 @@ def counts(session: Session, study_id: int) -> Counts:
             case((_has_attr(REEVAL_OF), 1), else_=0).label("reeval"),
             case((_has_attr(RETRY_OF), 1), else_=0).label("retry"),
             case((_has_attr(FINAL_FAILURE), 1), else_=0).label("final"),
+            case((or_(_has_attr(HANDED_BACK), _has_attr(STOPPED_BY_CANCEL)), 1), else_=0).label(
+                "handed"
+            ),
         )
         .where(trials.c.study_id == study_id)
         .subquery()
@@ -142,17 +151,25 @@ def counts(session: Session, study_id: int) -> Counts:
             per_trial.c.reeval,
             per_trial.c.retry,
             per_trial.c.final,
+            per_trial.c.handed,
             func.count(),
             func.min(per_trial.c.start),
             func.max(per_trial.c.complete),
-        ).group_by(per_trial.c.state, per_trial.c.reeval, per_trial.c.retry, per_trial.c.final)
+        ).group_by(
+            per_trial.c.state,
+            per_trial.c.reeval,
+            per_trial.c.retry,
+            per_trial.c.final,
+            per_trial.c.handed,
+        )
     ).all()
     out = Counts(dict.fromkeys(schemas.STATES, 0), 0, 0, None, None)
-    for state, reeval, retry, final, n, start, complete in rows:
+    for state, reeval, retry, final, handed, n, start, complete in rows:
         name = STATE_NAMES.get(state)
         if name is None:
             continue
         out.by_state[name] += n
+        out.handed_back += n if handed and name == "failed" else 0
         out.retries += n if retry else 0
         is_final = bool(final) and name == "failed"
         out.final_failures += n if is_final else 0

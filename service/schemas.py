@@ -26,6 +26,9 @@ INT_PARAMS = ("warmup_steps", "batch_size")
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 STATES = ("complete", "pruned", "failed", "running", "waiting")
+#: The reason a worker (agent, Python client or command runner) gives when it hands a trial
+#: back on shutdown: the trial is re-queued without using up a retry, and shown as handed back.
+HANDED_BACK_REASON = "worker shutdown"
 
 INT32_MAX = 2**31 - 1
 """The largest SQL INTEGER (trial ids and numbers, Optuna's intermediate-value steps, counts)."""
@@ -494,6 +497,11 @@ class Counts(BaseModel):
     failed: int = 0
     running: int = 0
     waiting: int = 0
+    handed_back: int = Field(
+        default=0,
+        description="Trials a worker handed back on shutdown, or a cancel stopped: re-queued "
+        "with the same params (not failures, and not in ``failed``).",
+    )
 
 
 class BestSoFar(BaseModel):
@@ -521,6 +529,10 @@ class SweepOut(BaseModel):
     updated_at: datetime | None
     study_name: str
     task_announced: bool
+    activity: str = Field(
+        description="What the sweep is doing, in words: its status, or ``waiting for a worker "
+        "with task 'X'`` while it runs and no worker has announced its task."
+    )
     warnings: list[str]
     eta_seconds: float | None
     reevaluation: ReevaluationOut | None = None

@@ -24,6 +24,13 @@ PAGE_CACHE_SECONDS = 1.0
 PAGE_CACHE_ENTRIES = 256
 
 
+def counts_out(counts: ot.Counts) -> schemas.Counts:
+    """A study's counts as the API shows them: handed-back trials apart from the failed."""
+    by_state = dict(counts.by_state)
+    by_state["failed"] -= counts.handed_back
+    return schemas.Counts(**by_state, handed_back=counts.handed_back)
+
+
 def aware(dt: datetime | None) -> datetime | None:
     """A database time as an aware UTC datetime (SQLite returns naive ones)."""
     if dt is None or dt.tzinfo is not None:
@@ -85,6 +92,9 @@ class Views:
             announced = self.announced_tasks()
         is_announced = row.task_name in announced
         warns = [] if is_announced else [f"no worker has announced task {row.task_name!r} yet"]
+        activity = row.status
+        if row.status == "running" and not is_announced and not counts.by_state["running"]:
+            activity = f"waiting for a worker with task {row.task_name!r}"
         return schemas.SweepOut(
             id=row.id,
             name=row.name,
@@ -92,7 +102,7 @@ class Views:
             task=info.spec.task,
             spec=row.spec,
             n_trials=row.n_trials,
-            counts=schemas.Counts(**counts.by_state),
+            counts=counts_out(counts),
             finished=finished,
             progress=1.0 if row.status == "complete" else min(done / planned, 1.0),
             best=best,
@@ -100,6 +110,7 @@ class Views:
             updated_at=aware(row.updated_at),
             study_name=row.study_name,
             task_announced=is_announced,
+            activity=activity,
             warnings=warns,
             eta_seconds=eta,
             reevaluation=reevaluation,
@@ -167,6 +178,7 @@ class Views:
                 updated_at=aware(row.updated_at),
                 study_name=row.study_name or "",
                 task_announced=row.task_name in announced,
+                activity=row.status,
                 warnings=[f"this sweep cannot be read ({type(e).__name__}); see the server log"],
                 eta_seconds=None,
             )

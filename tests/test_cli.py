@@ -409,6 +409,55 @@ def test_submit_status_best_rule_on_a_live_server(
     assert "no complete Lion trial" in one_error_line(no_rule.output)
 
 
+def test_sweep_lifecycle_from_the_cli_and_the_waiting_state(
+    live_server, sqlite_url: str, tmp_path: Path
+) -> None:
+    server = live_server(sqlite_url)
+    spec = {**SMALL, "task": {"name": "nobody-runs-this", "params": {}}, "reevaluate": "off"}
+    assert runner.invoke(app, ["submit", str(write_spec(tmp_path, spec)), "--server", server.url])
+    waiting = runner.invoke(app, ["status", "1", "--server", server.url])
+    assert waiting.exit_code == 0, waiting.output
+    assert "waiting for a worker with task 'nobody-runs-this'" in waiting.output
+    listing = runner.invoke(app, ["status", "--server", server.url])
+    assert "no worker yet" in listing.output
+
+    # A worker appears, takes a trial and hands it back on shutdown: re-queued, not a failure.
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        body = {"worker_id": "w1", "tasks": ["nobody-runs-this"]}
+        got = c.post("/api/trials/claim", json=body).json()
+        sweep = c.get("/api/sweeps/1").json()
+        assert sweep["activity"] == "running"
+        finish = {"worker_id": "w1", "state": "failed", "reason": "worker shutdown"}
+        r = c.post(f"/api/trials/{got['trial_id']}/finish", json=finish)
+        assert r.status_code == 200 and r.json()["requeued"] is True
+        counts = c.get("/api/sweeps/1").json()["counts"]
+        assert counts["failed"] == 0 and counts["handed_back"] == 1, counts
+        # Handing back uses up no retry (max_retries defaults to 2): three in a row re-queue.
+        for _ in range(3):
+            got = c.post("/api/trials/claim", json=body).json()
+            r = c.post(f"/api/trials/{got['trial_id']}/finish", json=finish)
+            assert r.json()["requeued"] is True
+        counts = c.get("/api/sweeps/1").json()["counts"]
+        assert counts["failed"] == 0 and counts["handed_back"] == 4 and counts["waiting"] == 1
+
+    cancelled = runner.invoke(app, ["cancel", "1", "--server", server.url])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert cancelled.output.startswith("sweep 1 cancelled: ")
+    assert runner.invoke(app, ["status", "1", "--server", server.url]).output.count("cancelled")
+    resumed = runner.invoke(app, ["resume", "1", "--server", server.url])
+    assert resumed.exit_code == 0 and resumed.output.startswith("sweep 1 running: "), resumed.output
+    deleted = runner.invoke(app, ["delete", "1", "--server", server.url])
+    assert deleted.exit_code == 0, deleted.output
+    assert httpx.get(f"{server.url}/api/sweeps").json()["total"] == 0
+    for command in ("cancel", "resume", "delete", "status"):
+        gone = runner.invoke(app, [command, "1", "--server", server.url])
+        assert gone.exit_code == 1, (command, gone.output)
+        assert "not found" in one_error_line(gone.output)
+    offline = runner.invoke(app, ["cancel", "1", "--server", f"http://127.0.0.1:{unused_port()}"])
+    assert offline.exit_code == 2
+    one_error_line(offline.output)
+
+
 def _planted_sweep(url: str, objective, declared: dict | None = None) -> int:
     """A 30-trial sweep finished by a scripted worker with a planted objective."""
     task = "planted-cli"

@@ -78,7 +78,14 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
 
     got = client.get(f"/api/sweeps/{sweep['id']}").json()
     assert got["status"] == "complete" and got["progress"] == 1.0 and got["finished"] == 30
-    assert got["counts"] == {"complete": 30, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    assert got["counts"] == {
+        "complete": 30,
+        "pruned": 0,
+        "failed": 0,
+        "running": 0,
+        "waiting": 0,
+        "handed_back": 0,
+    }
     best_number = min(reported, key=lambda n: reported[n][1])
     assert got["best"]["trial_number"] == best_number
 

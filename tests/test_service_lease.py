@@ -42,7 +42,14 @@ def test_lease_expiry_requeues_with_same_params(database_url, live_server, wait_
         retry = c.get(f"/api/sweeps/{sweep['id']}/trials/{again['trial_number']}").json()
         assert retry["retry_of"] == lost["trial_number"] and retry["state"] == "running"
         counts = c.get(f"/api/sweeps/{sweep['id']}").json()["counts"]
-        assert counts == {"complete": 0, "pruned": 0, "failed": 1, "running": 2, "waiting": 0}
+        assert counts == {
+            "complete": 0,
+            "pruned": 0,
+            "failed": 1,
+            "running": 2,
+            "waiting": 0,
+            "handed_back": 0,
+        }
 
         # The retry also goes silent: retries are exhausted, so it stays failed for good.
         def kept_alive_until_retry_fails():

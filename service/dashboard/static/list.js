@@ -18,7 +18,7 @@ function row(sweep) {
     el("td", {}, sweep.id),
     el("td", {}, link, ladder),
     el("td", {}, sweep.task ? sweep.task.name : "–"),
-    el("td", {}, el("span", { class: `status ${sweep.status}` }, sweep.status)),
+    el("td", {}, el("span", { class: `status ${sweep.status}` }, sweep.activity || sweep.status)),
     el("td", { class: "wide" }, progressBar(sweep)),
     el("td", { class: "num" }, best),
     el("td", {}, age(sweep.created_at)),

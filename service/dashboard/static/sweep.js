@@ -36,7 +36,7 @@ function renderHeader(sweep) {
   document.title = `lionsweep · ${sweep.name}`;
   document.getElementById("sweep-name").textContent = sweep.name;
   const spec = sweep.spec || {};
-  const bits = [`#${sweep.id}`, `task ${sweep.task?.name}`, sweep.status];
+  const bits = [`#${sweep.id}`, `task ${sweep.task?.name}`, sweep.activity || sweep.status];
   if (spec.objective) bits.push(`${spec.objective.direction} ${spec.objective.metric}`);
   if (spec.sampler) bits.push(`sampler ${spec.sampler.name}`);
   if (spec.pruner) bits.push(`pruner ${spec.pruner.name}`);
@@ -54,8 +54,9 @@ function renderHeader(sweep) {
   const counts = sweep.counts || {};
   const dl = document.getElementById("counts");
   dl.replaceChildren();
-  for (const key of ["complete", "pruned", "failed", "running", "waiting"]) {
-    dl.append(el("div", { class: `count ${key}` }, el("dt", {}, key), el("dd", { "data-count": key }, counts[key] || 0)));
+  for (const key of ["complete", "pruned", "failed", "running", "waiting", "handed_back"]) {
+    const label = key.replace("_", " ");
+    dl.append(el("div", { class: `count ${key}` }, el("dt", {}, label), el("dd", { "data-count": key }, counts[key] || 0)));
   }
   const eta = document.getElementById("eta");
   if (sweep.status !== "running") eta.textContent = `sweep ${sweep.status}`;
