@@ -567,6 +567,11 @@ class TrialOut(BaseModel):
     duration_seconds: float | None
     retry_of: int | None
     reevaluation_of: int | None = None
+    handed_back: bool = Field(
+        default=False,
+        description="A failed trial its worker handed back on shutdown, or a cancel stopped: "
+        "re-queued with the same params, not a failure (counted in ``counts.handed_back``).",
+    )
 
     @field_validator("datetime_start", "datetime_complete")
     @classmethod

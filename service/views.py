@@ -202,6 +202,8 @@ class Views:
             duration_seconds=(end - start).total_seconds() if start and end else None,
             retry_of=t.system_attrs.get(ot.RETRY_OF),
             reevaluation_of=t.system_attrs.get(ot.REEVAL_OF),
+            handed_back=ot.STATE_NAMES[t.state] == "failed"
+            and any(k in t.system_attrs for k in (ot.HANDED_BACK, ot.STOPPED_BY_CANCEL)),
         )
 
     def trials(

@@ -305,6 +305,10 @@ def test_cancel_stops_workers_and_resume_requeues(client):
     assert retry["retry_of"] == a["trial_number"] and retry["worker_id"] == "w1"
     old = client.get(f"/api/sweeps/{sweep['id']}/trials/{a['trial_number']}").json()
     assert old["state"] == "failed" and old["reason"] == "worker shutdown"
+    # Handed back, not a failure: the trial says so, as the sweep's counts do.
+    assert old["handed_back"] is True and retry["handed_back"] is False
+    counts = client.get(f"/api/sweeps/{sweep['id']}").json()["counts"]
+    assert counts["handed_back"] == 1 and counts["failed"] == 0, counts
 
 
 def test_trials_stopped_by_a_cancel_run_again_on_resume_without_using_a_retry(client):
