@@ -119,7 +119,8 @@ def test_a_lease_expiring_while_cancelled_uses_no_retry(sqlite_url, live_server,
         url = f"/api/sweeps/{sweep['id']}"
         a = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["lc"]}).json()
         c.post(f"{url}/cancel")
-        wait_for(lambda: c.get(url).json()["counts"]["failed"] == 1)
+        # stopped while cancelled: handed back (re-queued, no retry used), not failed
+        wait_for(lambda: c.get(url).json()["counts"]["handed_back"] == 1)
         assert c.get(url).json()["counts"]["waiting"] == 1
         assert c.post(f"{url}/resume").json()["status"] == "running"
         b = c.post("/api/trials/claim", json={"worker_id": "w", "tasks": ["lc"]}).json()
