@@ -38,6 +38,23 @@ CSP = ";".join(
         "script-src 'self' 'unsafe-eval'",
     ]
 )
+#: optuna-dashboard's controls that write (create, rename, edit, delete, upload, fail a
+#: trial), which the read-only mount would refuse with 405: hidden. They are found by the
+#: ``aria-label`` optuna-dashboard gives them or by the ``data-testid`` that MUI puts on the
+#: icon each one carries ("AddBoxIcon" for "Create"), which do not change between builds as
+#: the generated class names do.
+WRITE_LABELS = ("delete study", "rename study", "delete artifact", "skip trial")
+WRITE_ICONS = ("AddBox", "Delete", "DriveFileRenameOutline", "Edit", "UploadFile", "StopCircle")
+READ_ONLY_CSS = (
+    ",\n".join(
+        [f'[aria-label="{label}"]' for label in WRITE_LABELS]
+        + [
+            f':is(button, a, [role="button"], [role="menuitem"]):has(svg[data-testid="{icon}Icon"])'
+            for icon in WRITE_ICONS
+        ]
+    )
+    + " { display: none !important; }"
+)
 # (original, replacement, minimum number of occurrences expected in the bundle)
 BUNDLE_PATCHES = [
     ("${this.baseURL}/api", "${this.baseURL}" + PREFIX + "/api", 1),
@@ -55,8 +72,13 @@ def _package_dir() -> Path:
 
 @cache
 def patched_index() -> str:
-    """optuna-dashboard's index.html with its bundle loaded from under the prefix."""
+    """optuna-dashboard's index.html with its bundle loaded from under the prefix, and a
+    stylesheet that hides the controls that would write (the mount refuses them)."""
     text = (_package_dir() / "index.html").read_text(encoding="utf-8")
+    if "</head>" not in text:
+        raise RuntimeError("optuna-dashboard index changed: no </head> to add the stylesheet to")
+    style = f'<style id="lionsweep-read-only">\n{READ_ONLY_CSS}\n</style>\n</head>'
+    text = text.replace("</head>", style, 1)
     return text.replace('src="/static/', f'src="{PREFIX}/static/')
 
 
