@@ -150,22 +150,11 @@ class Trial:
         default). ``kwargs`` go to the optimizer; Lion's ``impl`` defaults to
         ``$LIONSWEEP_LION_IMPL`` (else ``auto``), as in the built-in harness.
         """
-        import torch
+        from worker.harness import make_optimizer
 
-        config = self.config()
-        if isinstance(params, torch.nn.Module):
-            from worker.harness import param_groups
-
-            params = param_groups(config, params)
-        hyper = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
-        hyper["weight_decay"] = config.weight_decay
-        if config.optimizer == "lion":
-            from optim import Lion
-
-            return Lion(params, **hyper, **{"impl": config.lion_impl, **kwargs})
-        if config.optimizer == "adamw":
-            return torch.optim.AdamW(params, **hyper, **kwargs)
-        raise ValueError(f"optimizer must be 'lion' or 'adamw', not {config.optimizer!r}")
+        # A user's loop may let zero_grad() set gradients to None: no flat buffers unless asked.
+        flatten = kwargs.pop("flatten", False)
+        return make_optimizer(self.config(), params, flatten=flatten, **kwargs)
 
     def schedule(
         self, optimizer: torch.optim.Optimizer, total_steps: int

@@ -185,28 +185,33 @@ def param_groups(config: TrialConfig, model: torch.nn.Module) -> list[dict[str, 
     return [g for g in groups if g["params"]] or groups[:1]
 
 
-def make_optimizer(config: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """``optim.Lion`` (or AdamW for a baseline arm) over the model's trainable parameters,
-    grouped by :func:`param_groups` (weight decay on matrices only, unless ``decay_all``)."""
+def make_optimizer(
+    config: TrialConfig,
+    model: torch.nn.Module | Any,
+    *,
+    flatten: bool | None = None,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """``optim.Lion`` (or AdamW for a baseline arm) with the trial's lr, betas and weight decay.
+
+    ``model`` is a model, whose trainable parameters are grouped by :func:`param_groups`
+    (weight decay on matrices only, unless ``decay_all``), or parameters or param groups (the
+    trial's weight decay is their default). ``flatten`` (Lion): flat buffers; by default when
+    the step is fused, which is safe where the caller owns the loop and zeroes gradients in
+    place, as the harness does. ``kwargs`` go to the optimizer.
+    """
     betas = (config.beta1, config.beta2)
-    groups = param_groups(config, model)
+    groups = param_groups(config, model) if isinstance(model, torch.nn.Module) else model
+    hyper = {"lr": config.lr, "betas": betas, "weight_decay": config.weight_decay}
     if config.optimizer == "lion":
         from optim import Lion
 
-        return Lion(
-            groups,
-            lr=config.lr,
-            betas=betas,
-            weight_decay=config.weight_decay,
-            impl=config.lion_impl,
-            # The harness owns the model and zeroes gradients in place: flat buffers are safe
-            # here and the fastest step.
-            flatten=config.lion_impl in ("auto", "fused"),
-        )
+        if flatten is None:
+            flatten = config.lion_impl in ("auto", "fused")
+        options = {"impl": config.lion_impl, "flatten": flatten, **kwargs}
+        return Lion(groups, **hyper, **options)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=config.lr, betas=betas, weight_decay=config.weight_decay
-        )
+        return torch.optim.AdamW(groups, **hyper, **kwargs)
     raise ValueError(f"optimizer must be 'lion' or 'adamw', not {config.optimizer!r}")
 
 
