@@ -261,7 +261,7 @@ def up(
                 log_path=logs / "server.log",
             )
         )
-        console.print(f"lionsweep: database {db}; logs in {logs}", highlight=False)
+        console.print(f"lionsweep: database {db}; logs in {logs}", highlight=False, soft_wrap=True)
         if not wait_healthy(url, server, supervisor.stopping.is_set):
             if supervisor.stopping.is_set():
                 raise typer.Exit(0)
@@ -272,11 +272,19 @@ def up(
                 sweep = ensure_demo(client)
         for agent in agents:
             supervisor.start(agent)
-        console.print(f"[bold green]Dashboard:[/] {url}/", highlight=False)
+        console.print(f"[bold green]Dashboard:[/] {url}/", highlight=False, soft_wrap=True)
         if sweep is not None:
-            console.print(f"Demo sweep {sweep['id']}: {url}/sweeps/{sweep['id']}", highlight=False)
+            console.print(
+                f"Demo sweep {sweep['id']}: {url}/sweeps/{sweep['id']}",
+                highlight=False,
+                soft_wrap=True,
+            )
         described = ", ".join(a.where for a in agents) if agents else "none"
-        console.print(f"{len(agents)} worker(s): {described}. Press Ctrl-C to stop.")
+        console.print(
+            f"{len(agents)} worker(s): {described}. Press Ctrl-C to stop.",
+            highlight=False,
+            soft_wrap=True,
+        )
         with make_client(url, token) as client:
             supervisor.run(tick=progress_printer(client, server, sweep))
         supervisor.stop(agents)  # the agents hand their trials back while the server still runs

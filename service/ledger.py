@@ -445,14 +445,19 @@ class Ledger:
         return schemas.ActionOut(action=action)
 
     def heartbeat(self, trial_id: int, worker_id: str | None = None) -> schemas.ActionOut:
-        """Extend a running trial's lease; say stop when its sweep is cancelled."""
+        """Extend a running trial's lease; say stop when its sweep is cancelled, and prune when
+        its last report was answered prune (so a worker running a program for the trial learns
+        of a prune the program was told of, and can enforce it)."""
         info = self.catalog.of_trial(trial_id)
         with self.db.transaction(info.id) as tx:
             status = self._running_trial(tx, info, trial_id)
             lease = self._lease(tx, info, trial_id)
             _check_holder(lease, worker_id)
             lease.heartbeat_at = self.db.clock()
-        return schemas.ActionOut(action="stop" if status == "cancelled" else "continue")
+            pruned = lease.last_action == "prune"
+        if status == "cancelled":
+            return schemas.ActionOut(action="stop")
+        return schemas.ActionOut(action="prune" if pruned else "continue")
 
     def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
         """Complete, prune or fail a running trial (a failure is re-queued while retries remain).

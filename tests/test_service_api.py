@@ -251,9 +251,12 @@ def test_pruning_and_trial_state_rules(client):
 
     bad = claim(client, task)
     url = f"/api/trials/{bad['trial_id']}"
+    assert client.post(f"{url}/heartbeat", json={}).json() == {"action": "continue"}
     r = client.post(f"{url}/report", json={"step": 1, "value": 5.0})
     assert r.json() == {"action": "prune"}
     assert client.post(f"{url}/report", json={"step": 1, "value": 5.0}).status_code == 200
+    # The heartbeat relays it (a worker running a program learns of the program's prune).
+    assert client.post(f"{url}/heartbeat", json={}).json() == {"action": "prune"}
     r = client.post(f"{url}/finish", json={"state": "pruned"})
     assert r.json() == {"trial_id": bad["trial_id"], "state": "pruned", "requeued": False}
     # Retrying the same finish is harmless; a different end is a conflict.

@@ -302,7 +302,9 @@ class CommandRun:
         elif self.session.refused is not None:
             self._stop("failed", self.session.refused, delay=self.grace)
         elif (interrupt := self.session.interrupted()) is not None:
-            self._stop(*interrupt)
+            # A prune the heartbeat relays was answered to the program's own report (the
+            # Python client): the program gets the grace period to end the trial itself.
+            self._stop(*interrupt, delay=self.grace if interrupt[0] == "pruned" else 0.0)
         elif self.task.timeout is not None and time.monotonic() - started > self.task.timeout:
             self._stop("failed", f"timed out after {self.task.timeout:g} s")
 
