@@ -105,6 +105,17 @@ export function fmt(value) {
 }
 
 /**
+ * `value` (a number, or arrays and objects of them) with every non-integer number rounded to
+ * `digits` significant digits: what the page shows of optimizer kwargs (the exact ones are copied).
+ */
+export function rounded(value, digits = 4) {
+  if (typeof value === "number") return Number.isFinite(value) && !Number.isInteger(value) ? Number(value.toPrecision(digits)) : value;
+  if (Array.isArray(value)) return value.map((v) => rounded(v, digits));
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rounded(v, digits)]));
+  return value;
+}
+
+/**
  * A number with `digits` significant digits, trailing zeros kept ("2.80", "9.00e-4") and a
  * true minus sign, for the read-outs of a sweep's results (or "–").
  */
@@ -157,12 +168,14 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 /**
- * The stacked progress bar of a sweep: complete, pruned, failed, running out of n_trials plus
- * the re-runs of its leading configs with fresh seeds (counted in the states, planned apart).
+ * The stacked progress bar of a sweep: complete, pruned, failed, handed back (a worker's
+ * shutdown: re-queued, not failed) and running, out of n_trials plus the re-runs of its
+ * leading configs with fresh seeds (counted in the states, planned apart); when retries and
+ * handed-back trials make more trials than planned, out of all of them, so the parts add up.
  */
 export function progressBar(sweep) {
   const counts = sweep.counts || {};
-  const parts = ["complete", "pruned", "failed", "running"];
+  const parts = ["complete", "pruned", "failed", "handed_back", "running"];
   const re = sweep.reevaluation || {};
   const reruns = re.status === "queued" || re.status === "done" ? re.trials || 0 : 0;
   const planned = (sweep.n_trials || 0) + reruns;
@@ -171,10 +184,10 @@ export function progressBar(sweep) {
   for (const part of parts) {
     const n = counts[part] || 0;
     if (!n) continue;
-    bar.append(el("span", { class: `seg ${part}`, style: `width:${(100 * n) / total}%` }));
+    bar.append(el("span", { class: `seg ${part}`, "data-part": part, "data-n": n, style: `width:${(100 * n) / total}%` }));
   }
   const finished = sweep.finished ?? (counts.complete || 0) + (counts.pruned || 0) + (counts.failed || 0);
-  bar.title = parts.map((p) => `${p} ${counts[p] || 0}`).join(", ") + (reruns ? `; re-runs ${re.finished}/${reruns}` : "");
+  bar.title = parts.map((p) => `${p.replace("_", " ")} ${counts[p] || 0}`).join(", ") + (reruns ? `; re-runs ${re.finished}/${reruns}` : "");
   bar.append(el("em", {}, `${finished} / ${sweep.n_trials}${reruns ? ` + re-runs ${re.finished}/${reruns}` : ""}`));
   return bar;
 }

@@ -11,9 +11,52 @@ const BASE_LAYOUT = {
   legend: { orientation: "h", y: -0.22 },
 };
 
+/*
+ * plotly.js (4.8 MB) loads asynchronously (the page's <script id="plotly-js" async>): until it
+ * has, every chart's box says "loading charts…", and the figures asked for meanwhile wait
+ * here, the newest per chart, to be drawn the moment it arrives.
+ */
+const LOADING = "loading charts…";
+const UNAVAILABLE = "charts unavailable: plotly.js did not load";
+const pending = new Map();
+
+/** Put a placeholder line into every chart box not drawn yet. */
+function placeholders(text) {
+  for (const node of document.querySelectorAll(".plot:not([data-rendered])")) {
+    let line = node.querySelector(":scope > .placeholder");
+    if (!line) {
+      line = document.createElement("p");
+      line.className = "placeholder";
+      node.append(line);
+    }
+    line.textContent = text;
+  }
+}
+
+function drawPending() {
+  for (const [id, [data, layout]] of pending) draw(id, data, layout);
+  pending.clear();
+}
+
+if (!window.Plotly) {
+  const script = document.getElementById("plotly-js");
+  // The script's inline onerror marks a failure that came before this module ran.
+  placeholders(script && script.dataset.failed ? UNAVAILABLE : LOADING);
+  if (script) {
+    script.addEventListener("load", drawPending);
+    script.addEventListener("error", () => placeholders(UNAVAILABLE));
+  }
+}
+
 /** Draw (or update in place) one plot and mark its container as rendered. */
 export function draw(id, data, layout) {
   const node = document.getElementById(id);
+  if (!window.Plotly) {
+    pending.set(id, [data, layout]);
+    placeholders(document.getElementById("plotly-js")?.dataset.failed ? UNAVAILABLE : LOADING);
+    return;
+  }
+  node.querySelector(":scope > .placeholder")?.remove();
   window.Plotly.react(node, data, { ...BASE_LAYOUT, ...layout }, CONFIG);
   node.dataset.rendered = "1";
 }
@@ -55,11 +98,19 @@ export function isLogParam(spec, name) {
   return name === "lr" || name === "weight_decay";
 }
 
+/**
+ * A trial's state as the dashboard shows it: a failed trial its worker handed back on
+ * shutdown (or a cancel stopped) is "handed back": re-queued with the same params, not a failure.
+ */
+export function shownState(t) {
+  return t.state === "failed" && t.handed_back ? "handed back" : t.state;
+}
+
 function hover(t, metric) {
   const p = t.params || {};
-  const lines = [`trial ${t.number} (${t.state}${t.reason ? `: ${esc(t.reason)}` : ""})`];
+  const lines = [`trial ${t.number} (${shownState(t)}${t.reason ? `: ${esc(t.reason)}` : ""})`];
   if (finite(t.value)) lines.push(`${metric} = ${t.value.toPrecision(4)}`);
-  lines.push(`lr = ${p.lr}`, `weight decay = ${p.weight_decay}`);
+  lines.push(`lr = ${sig(p.lr, 4)}`, `weight decay = ${sig(p.weight_decay, 4)}`);
   return lines.join("<br>");
 }
 
@@ -77,10 +128,15 @@ export function lrWdMap(id, trials, sweep, rule, best) {
   const lion = trials.filter((t) => (t.params?.optimizer || "lion") !== "adamw");
   const placed = lion.filter((t) => finite(t.params?.lr) && finite(t.params?.weight_decay));
   const diverged = placed.filter((t) => t.reason === "diverged");
+  if (!placed.length) {
+    drawMessage(id, "no data yet: no Lion trial has started");
+    return;
+  }
   const groups = {
     complete: placed.filter((t) => t.state === "complete" && t.reason !== "diverged" && finite(t.value)),
     pruned: placed.filter((t) => t.state === "pruned" && t.reason !== "diverged"),
-    failed: placed.filter((t) => t.state === "failed" && t.reason !== "diverged"),
+    failed: placed.filter((t) => shownState(t) === "failed" && t.reason !== "diverged"),
+    handedBack: placed.filter((t) => shownState(t) === "handed back"),
     running: placed.filter((t) => t.state === "running"),
   };
   const xy = (list) => ({
@@ -110,6 +166,7 @@ export function lrWdMap(id, trials, sweep, rule, best) {
     { ...xy(groups.pruned), name: "pruned", marker: { symbol: "x", size: 8, color: "#8a8a8a" } },
     { ...xy(diverged), name: "diverged", marker: { symbol: "triangle-up-open", size: 10, color: "#d62728", line: { width: 2 } } },
     { ...xy(groups.failed), name: "failed", marker: { symbol: "square-open", size: 8, color: "#8c2d04" } },
+    { ...xy(groups.handedBack), name: "handed back", marker: { symbol: "diamond-open", size: 9, color: "#7a7a80" } },
     { ...xy(groups.running), name: "running", marker: { symbol: "circle-open", size: 9, color: "#1f77b4" } },
   ];
 
@@ -128,17 +185,25 @@ export function lrWdMap(id, trials, sweep, rule, best) {
   const xr = [log10(Math.min(...xs)) - pad, log10(Math.max(...xs)) + pad];
   const yr = [log10(Math.min(...ys)) - pad, log10(Math.max(...ys)) + pad];
 
-  // Iso-lines η·λ = 10^k for the decades crossing the visible window.
+  // Iso-lines η·λ = 10^k for the decades crossing the visible window, each labelled near
+  // its lower-right end but far enough inside the window for the whole label (drawn up and
+  // to the left of that point) to show; a line with no such room goes unlabelled.
   const iso = { x: [], y: [], text: [] };
   const labels = { x: [], y: [], text: [] };
+  const [xSpan, ySpan] = [xr[1] - xr[0], yr[1] - yr[0]];
   for (let k = Math.floor(xr[0] + yr[0]); k <= Math.ceil(xr[1] + yr[1]); k += 1) {
     const x0 = Math.max(xr[0], k - yr[1]);
     const x1 = Math.min(xr[1], k - yr[0]);
     if (x1 <= x0) continue;
     iso.x.push(10 ** x0, 10 ** x1, null);
     iso.y.push(10 ** (k - x0), 10 ** (k - x1), null);
-    labels.x.push(10 ** x1);
-    labels.y.push(10 ** (k - x1));
+    // Room: 2% of the width to the right, 3% of the height below, 14% of the width (the
+    // label's length) to the left and 9% of the height (its line) above.
+    const hi = Math.min(xr[1] - 0.02 * xSpan, k - yr[0] - 0.03 * ySpan);
+    const lo = Math.max(xr[0] + 0.14 * xSpan, k - yr[1] + 0.09 * ySpan);
+    if (hi < lo) continue;
+    labels.x.push(10 ** hi);
+    labels.y.push(10 ** (k - hi));
     labels.text.push(`ηλ=1e${k}`);
   }
   data.unshift({
@@ -147,7 +212,7 @@ export function lrWdMap(id, trials, sweep, rule, best) {
   });
   data.push({
     x: labels.x, y: labels.y, text: labels.text, type: "scatter", mode: "text", showlegend: false,
-    textposition: "top left", textfont: { size: 10, color: "#999" }, hoverinfo: "skip",
+    textposition: "top left", textfont: { size: 10, color: "#888" }, hoverinfo: "skip", cliponaxis: false,
   });
   const valley = rule && rule.verdict === "valley" && Array.isArray(rule.valley)
     ? rule.valley.filter((v) => [v.lr, v.weight_decay, v.weight_decay_lo, v.weight_decay_hi].every((x) => finite(x) && x > 0))
@@ -201,9 +266,10 @@ export function lrWdMap(id, trials, sweep, rule, best) {
       bgcolor: "rgba(255,255,255,0.8)",
     }]
     : [];
+  const [xaxis, yaxis] = logTicks(xr, yr);
   draw(id, data, {
-    xaxis: { type: "log", title: { text: "learning rate η" }, range: xr },
-    yaxis: { type: "log", title: { text: "weight decay λ" }, range: yr },
+    xaxis: { ...xaxis, title: { text: "learning rate η" } },
+    yaxis: { ...yaxis, title: { text: "weight decay λ" } },
     height: 420,
     annotations,
   });
@@ -222,6 +288,11 @@ export function history(id, trials, sweep) {
   const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const done = trials.filter((t) => t.state === "complete" && finite(t.value)).sort((a, b) => a.number - b.number);
+  if (!done.length) {
+    drawMessage(id, "no data yet: no complete trial");
+    return;
+  }
+  const values = done.map((t) => t.value);
   draw(
     id,
     [
@@ -236,7 +307,7 @@ export function history(id, trials, sweep) {
     ],
     {
       xaxis: { title: { text: "trial" } },
-      yaxis: { title: { text: metric }, type: wideRange(done.map((t) => t.value)) ? "log" : "linear" },
+      yaxis: wideRange(values) ? logAxis(values, { title: metric }) : { title: { text: metric } },
     },
   );
 }
@@ -270,26 +341,47 @@ export function parallel(id, trials, sweep) {
   const done = trials.filter((t) => t.state === "complete" && finite(t.value));
   const names = sweptParams(done);
   if (done.length < 2 || !names.length) {
-    drawMessage(id, "needs two complete trials");
+    drawMessage(id, done.length < 2 ? "no data yet: needs two complete trials" : "no parameter varies yet");
     return;
   }
+  // A log dimension: values in log10 units, with the round ticks of a log axis (labelled
+  // below in one format for the whole chart).
+  const logDims = [];
+  const logDim = (label, raw) => {
+    const range = [log10(Math.min(...raw)), log10(Math.max(...raw))];
+    const dim = { label: `${label} (log scale)`, values: raw.map(log10), range, tickvals: logTickValues(...range) };
+    logDims.push(dim);
+    return dim;
+  };
   const dims = names.map((name) => {
     const raw = done.map((t) => t.params[name]);
-    if (raw.every((v) => typeof v === "number")) {
+    // A parameter searched over choices gets one tick per choice (a categorical axis), the
+    // choices that no complete trial took included; a numeric range gets a continuous one.
+    const choices = sweep.spec?.space?.[name]?.choices;
+    if (raw.every((v) => typeof v === "number") && !Array.isArray(choices)) {
       const log = isLogParam(sweep.spec, name) && raw.every((v) => v > 0);
-      return { label: log ? `log10 ${esc(name)}` : esc(name), values: log ? raw.map(log10) : raw };
+      return log ? logDim(esc(name), raw) : { label: esc(name), values: raw };
     }
-    const cats = [...new Set(raw.map(String))].sort();
+    const taken = [...new Set(raw)];
+    const cats = Array.isArray(choices)
+      ? [...choices, ...taken.filter((v) => !choices.includes(v))].map(String)
+      : [...new Set(raw.map(String))].sort();
     return {
       label: esc(name),
       values: raw.map((v) => cats.indexOf(String(v))),
+      range: [0, Math.max(cats.length - 1, 1)],
       tickvals: cats.map((_, i) => i),
       ticktext: cats.map(esc),
     };
   });
   const logValues = wideRange(done.map((t) => t.value));
   const values = done.map((t) => (logValues ? log10(t.value) : t.value));
-  dims.push({ label: logValues ? `log10 ${metric}` : metric, values });
+  dims.push(logValues ? logDim(metric, done.map((t) => t.value)) : { label: metric, values });
+  const plain = logDims.every((d) => plainTicks(d.tickvals));
+  for (const d of logDims) {
+    d.ticktext = tickLabels(d.tickvals, plain);
+    d.tickvals = d.tickvals.map(log10);
+  }
   draw(
     id,
     [{
@@ -318,9 +410,21 @@ export function arms(historyId, boxId, trials, sweep) {
     });
     boxes.push({ y: done.map((t) => t.value), type: "box", name: arm, boxpoints: "all", jitter: 0.4, marker: { color: colors[arm] } });
   }
-  draw(historyId, lines, { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: `best ${metric}` } } });
   const all = boxes.flatMap((b) => b.y);
-  draw(boxId, boxes, { yaxis: { title: { text: metric }, type: wideRange(all) ? "log" : "linear" }, showlegend: false });
+  if (!all.length) {
+    drawMessage(historyId, "no data yet: no complete trial");
+    drawMessage(boxId, "no data yet: no complete trial");
+    return;
+  }
+  const bestLines = lines.flatMap((l) => l.y);
+  draw(historyId, lines, {
+    xaxis: { title: { text: "trial" } },
+    yaxis: wideRange(bestLines) ? logAxis(bestLines, { title: `best ${metric}` }) : { title: { text: `best ${metric}` } },
+  });
+  draw(boxId, boxes, {
+    yaxis: wideRange(all) ? logAxis(all, { title: metric }) : { title: { text: metric } },
+    showlegend: false,
+  });
 }
 
 /** Candidate tick mantissas per decade, coarsest first. */
@@ -346,17 +450,33 @@ function logTickValues(lo, hi) {
   return step > 1 ? ticks.filter((_, i) => i % step === 0) : ticks;
 }
 
+/** Whether ticks at `values` read well as plain decimals: all lie in [0.001, 1e5). */
+const plainTicks = (values) => values.every((v) => v >= 1e-3 && v < 1e5);
+
 /**
  * Tick labels in one format for the whole axis: plain decimals ("0.002", "0.05", "20") when
- * every tick lies in [0.001, 1e5), else mantissa and exponent for all ("3e-4", "1e-3").
+ * every tick lies in [0.001, 1e5), else mantissa and exponent for all ("3e-4", "1e-3"); or
+ * the format `plain` says (a chart with two log axes writes both alike).
  */
-export function tickLabels(values) {
-  const plain = values.every((v) => v >= 1e-3 && v < 1e5);
+export function tickLabels(values, plain = plainTicks(values)) {
   return values.map((v) => {
     if (plain) return Number(v.toPrecision(3)).toString();
     const k = Math.floor(log10(v) + 1e-9);
     return `${Number((v / 10 ** k).toPrecision(3))}e${k}`;
   });
+}
+
+/**
+ * Log axes over `ranges` (log10 units) with round ticks m·10^k, all labelled in one format
+ * (see tickLabels): plain decimals only when every axis's ticks read well so, else exponents.
+ * The sweep and ladder pages label every log axis this way, never plotly's SI prefixes ("100μ").
+ */
+export function logTicks(...ranges) {
+  const ticks = ranges.map((range) => logTickValues(...range));
+  const plain = ticks.every(plainTicks);
+  return ranges.map((range, i) => ({
+    type: "log", range, tickmode: "array", tickvals: ticks[i], ticktext: tickLabels(ticks[i], plain),
+  }));
 }
 
 /**

@@ -1,6 +1,6 @@
 // One sweep's page: polls the API every 2 s and updates counts, best config, plots and trials in place.
-import { ApiError, duration, el, fmt, getJson, initToken, interval, poll, progressBar, showContent, showNotice, sig } from "./api.js";
-import { arms, drawMessage, history, importances, lrWdMap, parallel } from "./plots.js";
+import { ApiError, duration, el, fmt, getJson, initToken, interval, poll, progressBar, rounded, showContent, showNotice, sig } from "./api.js";
+import { arms, drawMessage, history, importances, lrWdMap, parallel, shownState } from "./plots.js";
 
 initToken();
 const sweepId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -123,7 +123,12 @@ function renderBest(best) {
   note.textContent = best.note || "";
   note.hidden = !best.note;
   document.getElementById("best-reeval").textContent = reevaluationText(best.reevaluation);
-  document.getElementById("best-code").textContent = JSON.stringify(b.optimizer_kwargs);
+  // Shown with 4 significant digits; the exact values are the code's title and what Copy copies.
+  const code = document.getElementById("best-code");
+  const exact = JSON.stringify(b.optimizer_kwargs);
+  code.textContent = JSON.stringify(rounded(b.optimizer_kwargs));
+  code.title = exact;
+  code.dataset.exact = exact;
   const extra = [];
   if (b.warmup_steps !== null && b.warmup_steps !== undefined) extra.push(`warmup_steps = ${b.warmup_steps}`);
   if (b.batch_size !== null && b.batch_size !== undefined) extra.push(`batch_size = ${b.batch_size}`);
@@ -238,7 +243,7 @@ function bestMark() {
 }
 
 async function copyBest() {
-  const text = document.getElementById("best-code").textContent;
+  const text = document.getElementById("best-code").dataset.exact || "";
   try {
     await navigator.clipboard.writeText(text);
   } catch (_) {
@@ -258,7 +263,10 @@ async function copyBest() {
 
 function renderTrials(trials) {
   const shown = [...trials].sort((a, b) => b.number - a.number).slice(0, 500);
+  const bestNumber = bestAnswer?.best?.trial_number;
   const rows = shown.map((t) => {
+    const state = shownState(t);
+    const isBest = t.number === bestNumber;
     const p = t.params || {};
     const other = Object.entries(p)
       .filter(([k]) => !["optimizer", "lr", "weight_decay", "beta1", "beta2"].includes(k))
@@ -266,9 +274,18 @@ function renderTrials(trials) {
       .join(" ");
     return el(
       "tr",
-      { "data-trial": t.number, "data-state": t.state },
-      el("td", {}, t.number),
-      el("td", {}, el("span", { class: `state ${t.state}` }, t.state)),
+      {
+        "data-trial": t.number,
+        "data-state": t.state,
+        "data-handed-back": t.handed_back ? "1" : null,
+        "data-best": isBest ? "1" : null,
+        class: isBest ? "best" : null,
+      },
+      el("td", {}, t.number, isBest ? el("span", { class: "tag best", title: "the best config" }, "★ best") : null),
+      el("td", {}, el("span", {
+        class: `state ${state.replace(" ", "-")}`,
+        title: t.handed_back ? "handed back by its worker (shutdown) or stopped by a cancel: re-queued with the same params, not a failure" : null,
+      }, state)),
       el("td", { class: "num" }, fmt(t.value)),
       el("td", {}, p.optimizer || "lion"),
       el("td", { class: "num" }, fmt(p.lr)),
@@ -297,7 +314,7 @@ function renderArms(trials, sweep) {
     const mine = trials.filter((t) => (t.params?.optimizer || "lion") === arm);
     const done = mine.filter((t) => t.state === "complete" && typeof t.value === "number");
     const best = done.reduce((a, t) => (a === null || (minimize ? t.value < a.value : t.value > a.value) ? t : a), null);
-    const count = (s) => mine.filter((t) => t.state === s).length;
+    const count = (s) => mine.filter((t) => shownState(t) === s).length;
     return el(
       "tr",
       { "data-arm": arm },
@@ -353,7 +370,7 @@ async function refresh() {
     renderRule(fit);
     if (imp.conflict || !imp.importances || !Object.keys(imp.importances).length) {
       document.getElementById("importances-note").textContent = imp.conflict || "";
-      drawMessage("plot-importances", "not enough finished trials yet");
+      drawMessage("plot-importances", "no data yet: needs two complete trials");
     } else {
       document.getElementById("importances-note").textContent = "";
       importances("plot-importances", imp.importances);
