@@ -77,6 +77,8 @@ def test_optuna_dashboard_is_mounted_read_only_under_optuna(client: TestClient) 
     shell = client.get("/optuna/dashboard")
     assert shell.status_code == 200
     assert 'src="/optuna/static/bundle.js"' in shell.text
+    # The controls that would write are hidden (tests/test_dashboard_polish.py looks in a browser).
+    assert '<style id="lionsweep-read-only">' in shell.text and "delete study" in shell.text
     bundle = client.get("/optuna/static/bundle.js")
     assert bundle.status_code == 200
     assert "${this.baseURL}/optuna/api" in bundle.text
@@ -394,6 +396,14 @@ def test_worker_reasons_and_spec_names_show_literally_in_plots(
     finished = httpx.post(
         f"{server.url}/api/trials/{trial['trial_id']}/finish",
         json={"state": "pruned", "value": None, "metrics": {}, "config": {}, "reason": reason},
+        timeout=10,
+    )
+    assert finished.status_code == 200, finished.text
+    # A complete trial too: the history draws its axes (titled by the metric) only with data.
+    other = httpx.post(f"{server.url}/api/trials/claim", json=claim, timeout=10).json()
+    finished = httpx.post(
+        f"{server.url}/api/trials/{other['trial_id']}/finish",
+        json={"state": "complete", "value": 0.5},
         timeout=10,
     )
     assert finished.status_code == 200, finished.text
