@@ -302,7 +302,11 @@ def _lion_flat_kernel(
 class _Readiness:
     """Which compiled kernels are built in this process, building missing ones in a
     background thread (the first compile takes 10–15 s on a CPU with an empty inductor
-    cache; the caller steps with foreach meanwhile)."""
+    cache; the caller steps with foreach meanwhile).
+
+    The thread is not a daemon: a script that ends while it compiles waits for it at exit,
+    since a compile cut off by interpreter shutdown aborts the process (SIGABRT).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -332,7 +336,7 @@ class _Readiness:
                 self._build(key, device, done)
             else:
                 threading.Thread(
-                    target=self._build, args=(key, device, done), daemon=True, name="lion-compile"
+                    target=self._build, args=(key, device, done), daemon=False, name="lion-compile"
                 ).start()
         if block:
             done.wait()

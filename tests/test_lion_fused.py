@@ -220,6 +220,32 @@ def test_cuda_fused_matches_reference():
         torch.testing.assert_close(f, r, atol=1e-6, rtol=1e-6)
 
 
+def test_a_script_that_ends_while_the_kernel_compiles_exits_cleanly(tmp_path):
+    """A short script with the default Lion ends before the background compile (empty
+    inductor cache): the process waits for the compile and exits 0 (a daemon compile thread
+    made it abort with SIGABRT at interpreter exit)."""
+    code = (
+        "import torch\n"
+        "from optim import Lion\n"
+        "model = torch.nn.Linear(256, 256)\n"
+        "opt = Lion(model.parameters(), lr=1e-4)\n"
+        "model(torch.randn(4, 256)).sum().backward()\n"
+        "opt.step()\n"
+        "import threading\n"
+        "compiling = [t for t in threading.enumerate() if t.name == 'lion-compile']\n"
+        "print('stepped', [t.daemon for t in compiling], flush=True)\n"
+    )
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    env.pop("TORCHINDUCTOR_COMPILE_THREADS", None)  # the default: a pool of compile workers
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # still compiling when the script ended, in a thread the interpreter waits for
+    assert done.stdout.strip() == "stepped [False]"
+    assert "terminate called" not in done.stderr
+
+
 def test_auto_falls_back_to_foreach_without_a_compiler(tmp_path):
     """With no working C++ compiler, impl="auto" steps with foreach while the kernel compiles
     in the background, then warns once that it did not and keeps stepping with foreach."""
