@@ -320,6 +320,9 @@ def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     )
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert optuna.trial.TrialState.RUNNING not in states, states
+    # A trial stopped by the shutdown is handed back (re-queued), never a failure.
+    stopped = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    assert all(t.system_attrs.get("lionsweep:handed_back") for t in stopped), stopped
 
     second = start()
     try:
@@ -341,6 +344,7 @@ def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     assert second.returncode == 0, out
     assert resumed["id"] == sweep["id"]
     assert resumed["finished"] >= sweep["finished"]
+    assert resumed["counts"]["failed"] == 0, resumed["counts"]
     assert processes_mentioning(f"--port {port}") == []
 
 

@@ -104,10 +104,14 @@ def fmt(value: Any) -> str:
 
 
 def counts_text(sweep: dict[str, Any]) -> str:
-    """``12 complete · 3 pruned · 0 failed · 2 running`` for one sweep."""
+    """``12 complete · 3 pruned · 0 failed · 2 running`` for one sweep (and ``· 1 handed
+    back`` when a worker handed trials back)."""
     counts = sweep.get("counts") or {}
     parts = ("complete", "pruned", "failed", "running")
-    return " · ".join(f"{counts.get(k, 0)} {k}" for k in parts)
+    text = " · ".join(f"{counts.get(k, 0)} {k}" for k in parts)
+    if counts.get("handed_back"):
+        text += f" · {counts['handed_back']} handed back"
+    return text
 
 
 @app.command()
