@@ -208,29 +208,30 @@ def estimate_text(value: Any, ci: list[float] | None, stacked: bool = False) -> 
 def print_best(answer: dict[str, Any]) -> None:
     """Print the top configs (seed means, 90% intervals, ties) and the best one's kwargs."""
     table = new_table("Best configs (by seed mean)")
-    for column in ("rank", "trial", "mean", "90% CI", "seeds", "optimizer", "lr", "weight_decay"):
-        table.add_column(column, justify="left" if column == "optimizer" else "right")
-    table.add_column("betas", justify="right")
-    table.add_column("warmup", justify="right")
-    table.add_column("batch", justify="right")
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("mean [90% CI]", justify="right")
+    table.add_column("seeds", justify="right", no_wrap=True)
+    # one column for the config, which may wrap: the table fits an 80-column terminal
+    table.add_column("config", justify="left")
     top = answer.get("top") or [answer["best"]]
     tied = set(answer.get("tied") or [])
     for rank, cfg in enumerate(top, start=1):
         kw = cfg.get("optimizer_kwargs") or {}
         betas = ", ".join(fmt(b) for b in kw.get("betas", []))
         mark = "=" if cfg.get("trial_number") in tied and len(tied) > 1 else ""
+        ci = cfg.get("ci")
+        config = (
+            f"{cfg.get('optimizer', 'lion')} lr {fmt(kw.get('lr'))} "
+            f"wd {fmt(kw.get('weight_decay'))} betas ({betas}) "
+            f"warmup {fmt(cfg.get('warmup_steps'))} batch {fmt(cfg.get('batch_size'))}"
+        )
         table.add_row(
             f"{rank}{mark}",
             str(cfg.get("trial_number")),
-            fmt(cfg.get("mean", cfg.get("value"))),
-            interval_text(cfg.get("ci")),
+            fmt(cfg.get("mean", cfg.get("value"))) + (f" [{interval_text(ci)}]" if ci else ""),
             str(cfg.get("n_seeds", 1)),
-            cfg.get("optimizer", "lion"),
-            fmt(kw.get("lr")),
-            fmt(kw.get("weight_decay")),
-            f"({betas})",
-            fmt(cfg.get("warmup_steps")),
-            fmt(cfg.get("batch_size")),
+            config,
         )
     console.print(table)
     noise = answer.get("noise_sd")
@@ -318,7 +319,9 @@ def status(
             table.add_column("task", no_wrap=True)
             table.add_column("status", no_wrap=True)
             table.add_column("finished", justify="right")
-            table.add_column("complete/pruned/failed/running", justify="right")
+            table.add_column("c/p/f/r", justify="right", no_wrap=True)
+            table.caption = "c/p/f/r: complete/pruned/failed/running"
+            table.caption_justify = "left"
             table.add_column("best", justify="right")
             for sweep in page["items"]:
                 c = sweep.get("counts") or {}

@@ -58,6 +58,20 @@ def test_rule_for_a_width_matches_the_scaling_module() -> None:
     assert f"{wd:.4g}" in result.output
 
 
+def test_table_titles_stay_on_one_line() -> None:
+    from rich.console import Console
+
+    from lionsweep.cli import new_table
+
+    title = "Rungs' optima (90% CI) of a ladder with a long name"
+    table = new_table(title)
+    table.add_column("w")
+    table.add_row("64")
+    console = Console(width=80, record=True)
+    console.print(table)
+    assert title in console.export_text()
+
+
 def test_rule_from_adamw() -> None:
     result = runner.invoke(app, ["rule", "--adamw-lr", "3e-4", "--adamw-wd", "0.1"])
     assert result.exit_code == 0, result.output
@@ -400,6 +414,7 @@ def test_submit_status_best_rule_on_a_live_server(
 
     listing = runner.invoke(app, ["status", "--server", server.url])
     assert listing.exit_code == 0 and "cli-small" in listing.output
+    assert "…" not in listing.output and "c/p/f/r: complete/pruned/failed/running" in listing.output
     one = runner.invoke(app, ["status", "1", "--server", server.url])
     assert one.exit_code == 0 and "running" in one.output
     missing = runner.invoke(app, ["status", "99", "--server", server.url])
@@ -584,6 +599,8 @@ def test_submit_follow_shows_progress_then_the_best_config(
     assert "4/4" in done.stdout
     assert "complete" in done.stdout
     assert "Best configs" in done.stdout
+    # At 80 columns (a pipe) the table truncates nothing: the config column wraps instead.
+    assert "…" not in done.stdout[done.stdout.index("Best configs") :]
     best = httpx.get(f"{server.url}/api/sweeps/1/best").json()["best"]
     assert json.dumps(best["optimizer_kwargs"]) in done.stdout
     as_json = runner.invoke(app, ["best", "1", "--json", "--server", server.url])
