@@ -49,7 +49,7 @@ def run_claimers(
                 r = c.post(f"/api/trials/{tid}/report", json={"step": 1, "value": 1.0})
                 if not failed:
                     failed = True
-                    body = {"state": "failed", "reason": "worker shutdown"}
+                    body = {"state": "failed", "reason": "simulated crash"}
                     with lock:
                         failed_first.append(tid)
                 else:
