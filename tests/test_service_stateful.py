@@ -543,9 +543,19 @@ class LedgerMachine(RuleBasedStateMachine):
         n = self.n_trials
         by = {t["number"]: t for t in trials}
         counts = Counter(t["state"] for t in trials)
+        # A failed trial handed back (stopped by a cancel) is counted apart from the failed.
+        shown = {
+            **sweep["counts"],
+            "failed": sweep["counts"]["failed"] + sweep["counts"]["handed_back"],
+        }
         for s in STATES:
-            if sweep["counts"][s] != counts[s]:
-                p.append(f"counts[{s}] = {sweep['counts'][s]}, the trials list has {counts[s]}")
+            if shown[s] != counts[s]:
+                p.append(f"counts[{s}] = {shown[s]}, the trials list has {counts[s]}")
+        handed = sum(bool(t.get("handed_back")) for t in trials)
+        if sweep["counts"]["handed_back"] != handed:
+            p.append(
+                f"counts[handed_back] = {sweep['counts']['handed_back']}, the list has {handed}"
+            )
         retries: dict[int, list[int]] = defaultdict(list)
         for t in trials:
             if t["retry_of"] is not None:
