@@ -190,6 +190,12 @@ def _program(task: str, argv: list[str], cwd: Path, env: Mapping[str, str]) -> s
     return str(path)
 
 
+def _known_keys(where: str, table: dict[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise CommandConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+
+
 def _specs(task: str, value: Any) -> dict[str, ParamSpec]:
     if not isinstance(value, dict):
         raise CommandConfigError(f"task {task!r}: params must be a table of param declarations")
@@ -200,11 +206,7 @@ def _specs(task: str, value: Any) -> dict[str, ParamSpec]:
             raise CommandConfigError(f"{where}: a param name is letters, digits and _")
         if not isinstance(declared, dict):
             raise CommandConfigError(f'{where}: must be a table like {{ type = "float" }}')
-        unknown = sorted(set(declared) - set(PARAM_KEYS))
-        if unknown:
-            raise CommandConfigError(
-                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(PARAM_KEYS)})"
-            )
+        _known_keys(where, declared, PARAM_KEYS)
         if "type" not in declared:
             raise CommandConfigError(f"{where}: no type (one of int, float, bool, str)")
         try:
@@ -223,11 +225,7 @@ def parse_task(name: str, table: Any, base: Path) -> CommandTask:
         raise CommandConfigError(f"task {name!r}: a task name is 1-200 letters, digits and _ . : -")
     if not isinstance(table, dict):
         raise CommandConfigError(f"task {name!r}: must be a table with a command")
-    unknown = sorted(set(table) - set(TASK_KEYS))
-    if unknown:
-        raise CommandConfigError(
-            f"task {name!r}: unknown key {unknown[0]!r} (known: {', '.join(TASK_KEYS)})"
-        )
+    _known_keys(f"task {name!r}", table, TASK_KEYS)
     argv = _argv(name, table.get("command"))
     cwd = _cwd(name, table.get("cwd", "."), base)
     env = _env(name, table.get("env", {}))
