@@ -105,6 +105,14 @@ def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
             "lion",
             lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, nonfinite="mask"),
         ),
+        "lion auto, compiled": (
+            "lion",
+            lambda ps: WithoutNative(Lion(ps, lr=1e-4, weight_decay=0.1)),
+        ),
+        "lion flat, compiled kernel": (
+            "lion",
+            lambda ps: WithoutNative(Lion(ps, lr=1e-4, weight_decay=0.1, flatten=True)),
+        ),
         "lion fused (ours)": ("lion", lambda ps: Lion(ps, lr=1e-4, weight_decay=0.1, impl="fused")),
         "lion auto, bf16 params, kahan": (
             "lion-bf16-kahan",
@@ -140,6 +148,27 @@ def make_optimizers(torch) -> dict[str, tuple[str, Callable]]:
     except ImportError:
         print("lion-pytorch is not installed; skipping it", file=sys.stderr)
     return opts
+
+
+class WithoutNative:
+    """An optimizer stepped with the native CPU step turned off (``LIONSWEEP_NATIVE=0``), so
+    the compiled per-tensor kernel serves its fp32 tensors: the baseline the native step
+    replaced."""
+
+    def __init__(self, opt):
+        self.opt, self.state = opt, opt.state
+
+    def step(self) -> None:
+        """One step of the wrapped optimizer with the native step off."""
+        before = os.environ.get("LIONSWEEP_NATIVE")
+        os.environ["LIONSWEEP_NATIVE"] = "0"
+        try:
+            self.opt.step()
+        finally:
+            if before is None:
+                del os.environ["LIONSWEEP_NATIVE"]
+            else:
+                os.environ["LIONSWEEP_NATIVE"] = before
 
 
 def sync(torch, device):
@@ -237,6 +266,7 @@ def first_step_in_new_process(args, cold: bool, impl: str) -> float:
     if cold:
         tmp = tempfile.TemporaryDirectory(prefix="inductor-cold-")
         env["TORCHINDUCTOR_CACHE_DIR"] = tmp.name
+        env["LIONSWEEP_CACHE_DIR"] = tmp.name  # the native step is built anew too
     cmd = [sys.executable, __file__, "--probe-first-step", "--scale", str(args.scale)]
     cmd += ["--probe-impl", impl]
     if args.device:
@@ -290,6 +320,7 @@ def main(argv=None) -> int:
         return 0
     if args.cold_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
+        os.environ["LIONSWEEP_CACHE_DIR"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     import torch
 
     if args.threads:
@@ -330,6 +361,7 @@ def main(argv=None) -> int:
             "lion flat (flatten=True)",
             "lion auto (ours, default)",
             "lion auto, nonfinite=mask",
+            "lion auto, compiled",
         ):
             if base in optimizers:
                 runs.insert(1, (base.split(" (")[0] + ", fresh .grad", optimizers[base]))

@@ -20,6 +20,8 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from optim import native
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -454,9 +456,41 @@ def _fused_lion(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    """The update rule as one compiled kernel call per tensor: a flat buffer (one per bucket)
-    or a contiguous parameter of its own."""
+    """The update rule as one native call over every fp32 CPU tensor (see
+    :mod:`optim.native`) and one compiled kernel call per other tensor: a flat buffer (one
+    per bucket) or a contiguous parameter of its own."""
     hp_by_device: dict[torch.device, Tensor] = {}
+    lib = native.library() if any(p.device.type == "cpu" for p in params) else None
+    if lib is not None:
+        picked = [
+            i
+            for i, (p, g, m, c) in enumerate(zip(params, grads, exp_avgs, comps, strict=True))
+            if c is None and native.supports(p, g, m)
+        ]
+        if picked:
+            hp = hp_by_device[torch.device("cpu")] = hyperparameter_tensor(
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                device="cpu",
+            )
+            native.step(
+                lib,
+                [params[i] for i in picked],
+                [grads[i] for i in picked],
+                [exp_avgs[i] for i in picked],
+                hp,
+                nonfinite,
+            )
+            if len(picked) == len(params):
+                return
+            done = set(picked)
+            rest = [i for i in range(len(params)) if i not in done]
+            params, grads, exp_avgs, comps = (
+                [lst[i] for i in rest] for lst in (params, grads, exp_avgs, comps)
+            )
     for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
         hp = hp_by_device.get(param.device)
         if hp is None:

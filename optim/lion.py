@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optim import kernels
+from optim import kernels, native
 
 __all__ = ["Lion"]
 
@@ -387,6 +387,13 @@ class Lion(Optimizer):
         ``auto`` steps with foreach until it is; a failed build turns ``auto`` to foreach)."""
         if self._fused_failed:
             return False
+        if (
+            not compensated
+            and param.device.type == "cpu"
+            and param.dtype == momentum.dtype == torch.float32
+            and native.library() is not None
+        ):
+            return True  # the native step serves these (built in well under a second)
         try:
             count = self.nonfinite != "mask"
             ok = kernels.readiness.ready(
@@ -416,8 +423,12 @@ class Lion(Optimizer):
         foreach on the rest."""
         params, grads, exp_avgs, comps = self._lists(group["params"])
         fused, rest = [], []
+        lib = native.library()
         for i, p in enumerate(params):
             lp, lg, lm = kernels.local(p), kernels.local(grads[i]), kernels.local(exp_avgs[i])
+            if lib is not None and comps[i] is None and native.supports(lp, lg, lm):
+                fused.append(i)  # one native call steps them all, whatever their size
+                continue
             # auto leaves small tensors to foreach (a kernel call costs more than they do);
             # an explicit "fused" runs the kernel on every tensor it can (2+ elements).
             least = kernels.MIN_FUSED_NUMEL if self.impl == "auto" else 2

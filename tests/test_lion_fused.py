@@ -93,7 +93,8 @@ def test_set_to_none_then_backward_reattaches_grad_views():
     assert len({storage_ptr(p.grad) for p in params}) == 1  # copied in, views again
 
 
-def test_changing_hyperparameters_and_model_size_does_not_recompile():
+def test_changing_hyperparameters_and_model_size_does_not_recompile(monkeypatch):
+    monkeypatch.setenv("LIONSWEEP_NATIVE", "0")  # the compiled kernel serves fp32 too
     params = [torch.nn.Parameter(torch.randn(50, 3)), torch.nn.Parameter(torch.randn(7))]
     opt = Lion(params, lr=1e-3, impl="fused")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_inverse_time(2, 0.5))
@@ -120,9 +121,10 @@ def test_changing_hyperparameters_and_model_size_does_not_recompile():
     assert counters["stats"]["calls_captured"] == calls  # nothing was traced again
 
 
-def test_the_kernel_is_compiled_ahead_of_time_and_serves_every_size():
+def test_the_kernel_is_compiled_ahead_of_time_and_serves_every_size(monkeypatch):
     """Calls skip dynamo's guards (a fixed cost per tensor per step) and stay exact for
     sizes other than the one it was built with."""
+    monkeypatch.setenv("LIONSWEEP_NATIVE", "0")  # the compiled kernel serves fp32 too
     from optim import kernels
 
     sizes = [(4096,), (64, 97), (5, 3, 333)]
@@ -236,6 +238,7 @@ def test_a_script_that_ends_while_the_kernel_compiles_exits_cleanly(tmp_path):
         "print('stepped', [t.daemon for t in compiling], flush=True)\n"
     )
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    env["LIONSWEEP_NATIVE"] = "0"  # fp32 on the CPU would take the native step
     env.pop("TORCHINDUCTOR_COMPILE_THREADS", None)  # the default: a pool of compile workers
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
@@ -265,7 +268,8 @@ def test_auto_falls_back_to_foreach_without_a_compiler(tmp_path):
         "ours = [w for w in caught if 'did not compile' in str(w.message)]\n"
         "print(len(ours), opt._fused_failed, p.detach().unique().tolist() == [1 - 0.25 * k])\n"
     )
-    env = dict(os.environ, CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, CC="/bin/false", CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path))
+    env["LIONSWEEP_CACHE_DIR"] = str(tmp_path / "native")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
