@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _load() -> ctypes.CDLL | None:
         if not path.exists():
             try:
                 _build(compiler, path)
-            except PermissionError:
+            except OSError:  # an unwritable cache: build in the temp directory
                 path = Path(tempfile.gettempdir()) / f"lionsweep-{os.getuid()}" / path.name
                 if not path.exists():
                     _build(compiler, path)
@@ -180,3 +181,9 @@ def step(
         nonfinite.data_ptr() if nonfinite is not None else None,
         threads,
     )
+    # Written through pointers, as an in-place op would: autograd must know (a tensor saved
+    # for a backward and changed since then is an error, not a silently wrong gradient).
+    changed = params + exp_avgs
+    if nonfinite is not None:
+        changed.append(nonfinite)
+    increment_version(changed)

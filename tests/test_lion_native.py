@@ -5,6 +5,7 @@ fallback where it cannot be built."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -204,3 +205,30 @@ def test_without_a_c_compiler_lion_still_steps(tmp_path):
     first, reason = done.stdout.strip().splitlines()
     assert first.split()[:2] == ["False", "[0.75]"]
     assert reason.startswith("RuntimeError: false failed")
+
+
+def test_autograd_sees_the_native_update_as_an_in_place_change():
+    """A parameter saved for a backward and then stepped is an error, as with any in-place
+    update, not a silently wrong gradient."""
+    w = torch.nn.Parameter(torch.randn(100))
+    opt = Lion([w], lr=1e-3)
+    w.grad = torch.randn(100)
+    loss = (w * w).sum()  # saves w for the backward
+    version = w._version
+    opt.step()
+    assert w._version > version
+    assert opt.state[w]["exp_avg"]._version > 0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_an_unwritable_cache_falls_back_to_the_temp_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = STEP_ONCE + "print(native._loaded[0]._name)\n"
+    env = {**os.environ, "LIONSWEEP_CACHE_DIR": str(blocker / "cache")}
+    done = _run(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, path = done.stdout.strip().splitlines()
+    assert first.split()[:2] == ["True", "[0.75]"]
+    assert path.startswith(tempfile.gettempdir()) and path.endswith(".so")
