@@ -2,10 +2,11 @@
 
 All three step functions share one signature: parallel lists of params, grads
 and momenta (``exp_avgs``) positionally, hyperparameters keyword-only. For the
-fused path the lists hold one flat buffer per device/dtype bucket (see
-:class:`FlatBucket`), and the update is one compiled elementwise kernel per
-bucket whose hyperparameters arrive as a tensor, so changing them never
-recompiles.
+fused path the lists hold whole contiguous tensors or one flat buffer per
+device/dtype bucket (see :class:`FlatBucket`); fp32 CPU tensors are stepped by
+one native call for the whole list (:mod:`optim.native`), every other tensor by
+one compiled elementwise kernel call whose hyperparameters arrive as a tensor,
+so changing them never recompiles.
 """
 
 from __future__ import annotations

@@ -60,12 +60,15 @@ class Lion(Optimizer):
         lr: learning rate η.
         betas: (β1, β2): β1 interpolates the update direction, β2 the momentum.
         weight_decay: decoupled weight decay λ (θ is multiplied by 1 − η·λ).
-        impl: ``"reference"`` (per tensor), ``"foreach"``, ``"fused"`` (one
-            compiled elementwise kernel per tensor; tensors under 4,096 elements
-            and non-contiguous ones take the foreach step) or ``"auto"`` (fused
-            where it can run, else foreach; while the kernel compiles in the
-            background — 10–15 s on a CPU with an empty cache — it steps with
-            foreach, where ``"fused"`` waits for it).
+        impl: ``"reference"`` (per tensor), ``"foreach"``, ``"fused"`` or
+            ``"auto"`` (fused where it can run, else foreach). Fused steps every
+            contiguous fp32 CPU tensor with one native call for the whole list
+            (:mod:`optim.native`, built in under a second on first use) and every
+            other contiguous tensor with a compiled elementwise kernel per tensor
+            (with ``"auto"``, tensors under 4,096 elements take foreach instead);
+            while that kernel compiles in the background — 10–15 s on a CPU with
+            an empty cache — ``"auto"`` steps with foreach, where ``"fused"``
+            waits for it.
         flatten: with ``"fused"`` or ``"auto"``, move each group's parameters,
             gradients and momenta into flat buffers (one kernel per buffer) and
             re-point every ``param.data`` at its slice. Fastest in a loop that
@@ -84,7 +87,7 @@ class Lion(Optimizer):
             parameter and momentum for that step and is counted in
             :attr:`nonfinite_grads` (``"skip"``, the default); ``"raise"`` also
             raises ``FloatingPointError`` after such a step; ``"mask"`` skips
-            without counting (the count costs the fused step a third on a CPU).
+            without counting.
             In every mode no NaN reaches the momentum, where it would silently
             freeze the weight.
     """
