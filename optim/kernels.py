@@ -14,6 +14,10 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import types
 from collections import defaultdict
@@ -305,7 +309,9 @@ def _lion_flat_kernel(
 class _Readiness:
     """Which compiled kernels are built in this process, building missing ones in a
     background thread (the first compile takes 10–15 s on a CPU with an empty inductor
-    cache; the caller steps with foreach meanwhile).
+    cache; the caller steps with foreach meanwhile). The thread compiles in a child process
+    and loads the result (see :func:`_build_elsewhere`), so nothing is traced in this
+    process while the user's own compiled code may run.
 
     The thread is not a daemon: a script that ends while it compiles waits for it at exit,
     since a compile cut off by interpreter shutdown aborts the process (SIGABRT).
@@ -348,24 +354,90 @@ class _Readiness:
         return done.is_set() and key not in self.errors
 
     def _build(self, key: tuple, device: torch.device, done: threading.Event) -> None:
-        _, dtype, momentum_dtype, kahan, count = key
         try:
-            n = 2 * _ALIGN
-            p = torch.zeros(n, dtype=dtype, device=device)
-            g = torch.zeros(n, dtype=dtype, device=device)
-            m = torch.zeros(n, dtype=momentum_dtype, device=device)
-            extra = [torch.zeros(n, dtype=dtype, device=device)] if kahan else []
-            hp = hyperparameter_tensor(
-                lr=0.0, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False, device=device
-            )
-            counter = torch.zeros((), dtype=torch.int64, device=device) if count else None
-            kernel = _compiled_kernel(kahan, count, dtype, momentum_dtype, device.type)
-            with torch.no_grad():
-                kernel.build(p, g, m, hp, counter, *extra)
+            if threading.current_thread() is threading.main_thread():
+                _build_here(key, device)
+            else:
+                _build_elsewhere(key, device)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller
             self.errors[key] = exc
         finally:
             done.set()
+
+
+def _example_inputs(key: tuple, device: torch.device) -> list[Tensor | None]:
+    _, dtype, momentum_dtype, kahan, count = key
+    n = 2 * _ALIGN
+    return [
+        torch.zeros(n, dtype=dtype, device=device),
+        torch.zeros(n, dtype=dtype, device=device),
+        torch.zeros(n, dtype=momentum_dtype, device=device),
+        hyperparameter_tensor(
+            lr=0.0, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False, device=device
+        ),
+        torch.zeros((), dtype=torch.int64, device=device) if count else None,
+        *([torch.zeros(n, dtype=dtype, device=device)] if kahan else []),
+    ]
+
+
+def _build_here(key: tuple, device: torch.device) -> _Kernel:
+    """Compile the kernel for ``key`` in this thread."""
+    _, dtype, momentum_dtype, kahan, count = key
+    kernel = _compiled_kernel(kahan, count, dtype, momentum_dtype, device.type)
+    with torch.no_grad():
+        kernel.build(*_example_inputs(key, device))
+    return kernel
+
+
+def _build_elsewhere(key: tuple, device: torch.device) -> None:
+    """Compile the kernel for ``key`` in a child process and load the result here.
+
+    Compiling traces with torch.fx, which sets a process-wide flag: a user's
+    ``torch.compile``-d model called from another thread meanwhile fails ("Detected that you
+    are using FX to symbolically trace a dynamo-optimized function"). Loading a saved
+    ahead-of-time compiled function traces nothing. Where the child or the load fails, the
+    kernel is compiled in this thread after all (the child has warmed the inductor cache).
+    """
+    _, dtype, momentum_dtype, kahan, count = key
+    kernel = _compiled_kernel(kahan, count, dtype, momentum_dtype, device.type)
+    with tempfile.TemporaryDirectory(prefix="lion-kernel-") as tmp:
+        out = os.path.join(tmp, "kernel.bin")
+        args = [kahan, count, str(dtype).removeprefix("torch."), str(momentum_dtype)]
+        args = [*args[:3], args[3].removeprefix("torch."), str(device), out]
+        code = f"from optim.kernels import _save_kernel; _save_kernel(*{args!r})"
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise RuntimeError(f"compiling the Lion kernel failed: {last}")
+        try:
+            with open(out, "rb") as f:
+                fn = torch.compiler.load_compiled_function(f, f_globals=globals())
+            fn.disable_guard_check()
+            with torch.no_grad():
+                fn(*_example_inputs(key, device))
+        except Exception as exc:  # noqa: BLE001 - compiled here instead
+            log.debug("loading the precompiled Lion kernel failed: %r", exc)
+            _build_here(key, device)
+            return
+    kernel._precompiled = fn
+
+
+def _save_kernel(
+    kahan: bool, count: bool, dtype: str, momentum_dtype: str, device: str, out: str
+) -> None:
+    """Compile one kernel variant and save it to ``out`` (run in a child process by
+    :func:`_build_elsewhere`)."""
+    key = (torch.device(device).type, getattr(torch, dtype), getattr(torch, momentum_dtype))
+    key = (*key, kahan, count)
+    kernel = _build_here(key, torch.device(device))
+    if kernel._precompiled is None:
+        raise RuntimeError("ahead-of-time compiling is unavailable")
+    kernel._precompiled.save_compiled_function(out)
 
 
 readiness = _Readiness()

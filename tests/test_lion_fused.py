@@ -358,3 +358,36 @@ def test_grad_scaler_skips_overflowing_steps_and_then_trains(impl):
     assert opt.nonfinite_grads == 0  # the scaler kept every overflow from the optimizer
     assert all(torch.isfinite(opt.state[p]["exp_avg"]).all() for p in model.parameters())
     assert losses[-1] < 0.5 * losses[skipped]
+
+
+def test_a_compiled_model_keeps_training_while_the_kernel_compiles(tmp_path):
+    """The background build traces in a child process: tracing here would set torch.fx's
+    process-wide flag, and the user's compiled model, called meanwhile, would fail with
+    "Detected that you are using FX to symbolically trace a dynamo-optimized function"
+    (bf16 parameters take the compiled kernel; empty inductor cache)."""
+    code = (
+        "import threading, torch\n"
+        "from optim import Lion, kernels\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.GELU(),\n"
+        "                            torch.nn.Linear(256, 256)).bfloat16()\n"
+        "compiled = torch.compile(model)\n"
+        "opt = Lion(model.parameters(), lr=1e-4)\n"
+        "x = torch.randn(32, 256).bfloat16()\n"
+        "step, ready = 0, None\n"
+        "while ready is None or step < ready + 20:\n"
+        "    opt.zero_grad()\n"
+        "    compiled(x).float().square().mean().backward()\n"
+        "    opt.step(); step += 1\n"
+        "    if ready is None and not [t for t in threading.enumerate()\n"
+        "                              if t.name == 'lion-compile']:\n"
+        "        ready = step\n"
+        "k = kernels._compiled_kernel(False, True, torch.bfloat16, torch.bfloat16, 'cpu')\n"
+        "print(ready > 1, k._precompiled is not None, kernels.readiness.errors)\n"
+    )
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "{}"]
