@@ -39,6 +39,7 @@ _FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared"]
 # Below this many elements one thread does the whole call (waking a second one costs more).
 _SERIAL_BELOW = 1 << 16
 
+_PLAIN = (Tensor, torch.nn.Parameter)
 _lock = threading.Lock()
 _loaded: list[ctypes.CDLL | None] = []  # the one load attempt's result
 error: str | None = None
@@ -51,10 +52,17 @@ def enabled() -> bool:
 
 
 def supports(param: Tensor, grad: Tensor, exp_avg: Tensor) -> bool:
-    """Whether the native step can update this parameter: a contiguous fp32 CPU tensor whose
-    gradient and momentum are too."""
+    """Whether the native step can update this parameter: a plain contiguous fp32 CPU tensor
+    whose gradient and momentum are too (subclasses, fake and inference tensors, negative views
+    and a leaf that autograd would refuse to update in place take the other steps, which check
+    them)."""
+    tensors = (param, grad, exp_avg)
     return (
-        param.device.type == "cpu"
+        all(type(t) in _PLAIN for t in tensors)
+        and not any(t.is_neg() or t.is_conj() for t in tensors)
+        and not (any(t.is_inference() for t in tensors) and not torch.is_inference_mode_enabled())
+        and not (torch.is_grad_enabled() and param.requires_grad)
+        and param.device.type == "cpu"
         and param.dtype == grad.dtype == exp_avg.dtype == torch.float32
         and grad.device.type == "cpu"
         and exp_avg.device.type == "cpu"
@@ -72,6 +80,17 @@ def _cache_dir() -> Path:
         return Path(configured)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "lionsweep"
+
+
+def _private_temp_dir() -> Path:
+    """This user's directory in the temp directory, refused unless only this user can write
+    to it (a library another user could plant there would run in this process)."""
+    path = Path(tempfile.gettempdir()) / f"lionsweep-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise RuntimeError(f"{path} is not a private directory of this user")
+    return path
 
 
 def _compiler() -> str | None:
@@ -93,6 +112,10 @@ def _build(compiler: str, target: Path) -> None:
             cmd = [compiler, *_FLAGS, *openmp, str(_SOURCE), "-o", tmp]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())  # never a short file under the final name
+                os.chmod(tmp, 0o755)  # loadable by every user of a shared cache
+                ctypes.CDLL(tmp)  # a library that does not load is not kept
                 os.replace(tmp, target)
                 return
             errors.append(done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"])
@@ -125,14 +148,18 @@ def _load() -> ctypes.CDLL | None:
             _SOURCE.read_bytes() + " ".join([compiler, platform.machine(), *_FLAGS]).encode()
         ).hexdigest()[:16]
         path = _cache_dir() / f"lion_cpu-{digest}.so"
-        if not path.exists():
-            try:
+        try:
+            if not path.exists():
                 _build(compiler, path)
-            except OSError:  # an unwritable cache: build in the temp directory
-                path = Path(tempfile.gettempdir()) / f"lionsweep-{os.getuid()}" / path.name
-                if not path.exists():
-                    _build(compiler, path)
-        lib = ctypes.CDLL(str(path))
+        except OSError:  # an unwritable cache: build in a private temp directory
+            path = _private_temp_dir() / path.name
+            if not path.exists():
+                _build(compiler, path)
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # a damaged file in the cache: build it again
+            _build(compiler, path)
+            lib = ctypes.CDLL(str(path))
         fn = lib.lion_step_f32
         fn.restype = None
         fn.argtypes = [
@@ -152,6 +179,13 @@ def _load() -> ctypes.CDLL | None:
     return lib
 
 
+def _overlapping(tensors: list[Tensor]) -> bool:
+    spans = sorted(
+        (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in tensors if t.numel()
+    )
+    return any(start < end for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
 def step(
     lib: ctypes.CDLL,
     params: list[Tensor],
@@ -166,10 +200,14 @@ def step(
     n = len(params)
     if n == 0:
         return
+    if nonfinite is not None and (nonfinite.dtype != torch.int64 or nonfinite.device.type != "cpu"):
+        raise ValueError("nonfinite must be an int64 CPU tensor")
     pointers = ctypes.c_void_p * n
     sizes = [p.numel() for p in params]
     total = sum(sizes)
     threads = 1 if total < _SERIAL_BELOW else max(torch.get_num_threads(), 1)
+    if threads > 1 and _overlapping(params + exp_avgs):
+        threads = 1  # a parameter listed twice: stepped twice in turn, as tensor by tensor
     hp = hp.contiguous()
     lib.lion_step_f32(
         n,

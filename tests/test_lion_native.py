@@ -232,3 +232,52 @@ def test_an_unwritable_cache_falls_back_to_the_temp_directory(tmp_path):
     first, path = done.stdout.strip().splitlines()
     assert first.split()[:2] == ["True", "[0.75]"]
     assert path.startswith(tempfile.gettempdir()) and path.endswith(".so")
+
+
+def test_only_plain_tensors_that_autograd_lets_us_update_take_the_native_step():
+    class Sub(torch.Tensor):
+        pass
+
+    p, g, m = torch.zeros(10), torch.zeros(10), torch.zeros(10)
+    with torch.no_grad():
+        assert native.supports(p, g, m)
+        assert not native.supports(p.as_subclass(Sub), g, m)  # data_ptr may mean nothing
+        assert not native.supports(p, torch._neg_view(g), m)  # a lazily negated view
+        assert not native.supports(p, g.bfloat16(), m)
+        assert not native.supports(p[::2], g[::2], m[::2])
+        with torch.inference_mode():
+            inference = torch.zeros(10)
+        assert not native.supports(inference, g, m)  # foreach raises for it, as it should
+    leaf = torch.zeros(10, requires_grad=True)
+    assert not native.supports(leaf, g, m)  # grad mode on: an in-place update is refused
+    with torch.no_grad():
+        assert native.supports(leaf, g, m)
+
+
+def test_a_parameter_listed_twice_steps_the_same_on_every_run(lib):
+    """Two threads must not race on one tensor: overlapping tensors are stepped in turn."""
+    n = 1 << 20
+    results = []
+    for impl in ("native", "native", "foreach"):
+        gen = torch.Generator().manual_seed(3)
+        p, g, m = (torch.randn(n, generator=gen) for _ in range(3))
+        hyper = {"lr": 0.01, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.0, "maximize": False}
+        if impl == "native":
+            hp = kernels.hyperparameter_tensor(**hyper, device="cpu")
+            native.step(lib, [p, p], [g, g], [m, m], hp, None)
+        else:
+            kernels.lion([p, p], [g, g], [m, m], impl="foreach", **hyper)
+        results.append(p)
+    assert torch.equal(results[0], results[1])
+    torch.testing.assert_close(results[0], results[2], rtol=0, atol=1e-6)
+
+
+def test_a_damaged_library_in_the_cache_is_built_again(tmp_path):
+    env = {**os.environ, "LIONSWEEP_CACHE_DIR": str(tmp_path)}
+    assert _run(STEP_ONCE, env).stdout.split()[:2] == ["True", "[0.75]"]
+    (built,) = tmp_path.glob("*.so")
+    built.write_bytes(b"")  # as a full disk or an interrupted copy might leave it
+    again = _run(STEP_ONCE, env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split()[:2] == ["True", "[0.75]"]
+    assert built.stat().st_size > 1000 and built.stat().st_mode & 0o755 == 0o755
