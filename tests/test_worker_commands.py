@@ -471,6 +471,13 @@ def test_sigterm_hands_the_trial_back_and_kill_9_is_requeued_by_the_reaper(
         doomed.process.kill()
         doomed.process.wait(10)
         wait_for(lambda: not alive(program[0]), 10, "the program to die with its worker")
+        # The reaper re-queues the lost trial once its lease expires; a rescuer started
+        # sooner could find nothing to claim for its one idle second and exit.
+        wait_for(
+            lambda: by_number(api, sweep_id)[retry["number"]]["state"] == "failed",
+            60,
+            "the reaper to re-queue the lost trial",
+        )
         rescuer = new_worker(server.url, *args, "--idle-exit", "1")
         assert rescuer.wait(60) == 0, rescuer.log()
         done = by_number(api, sweep_id)
