@@ -402,8 +402,8 @@ def _build_elsewhere(key: tuple, device: torch.device) -> None:
     kernel = _compiled_kernel(kahan, count, dtype, momentum_dtype, device.type)
     with tempfile.TemporaryDirectory(prefix="lion-kernel-") as tmp:
         out = os.path.join(tmp, "kernel.bin")
-        args = [kahan, count, str(dtype).removeprefix("torch."), str(momentum_dtype)]
-        args = [*args[:3], args[3].removeprefix("torch."), str(device), out]
+        names = [str(t).removeprefix("torch.") for t in (dtype, momentum_dtype)]
+        args = [kahan, count, *names, str(device), out]
         code = f"from optim.kernels import _save_kernel; _save_kernel(*{args!r})"
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
@@ -432,9 +432,9 @@ def _save_kernel(
 ) -> None:
     """Compile one kernel variant and save it to ``out`` (run in a child process by
     :func:`_build_elsewhere`)."""
-    key = (torch.device(device).type, getattr(torch, dtype), getattr(torch, momentum_dtype))
-    key = (*key, kahan, count)
-    kernel = _build_here(key, torch.device(device))
+    where = torch.device(device)
+    key = (where.type, getattr(torch, dtype), getattr(torch, momentum_dtype), kahan, count)
+    kernel = _build_here(key, where)
     if kernel._precompiled is None:
         raise RuntimeError("ahead-of-time compiling is unavailable")
     kernel._precompiled.save_compiled_function(out)

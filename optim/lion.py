@@ -426,11 +426,12 @@ class Lion(Optimizer):
         foreach on the rest."""
         params, grads, exp_avgs, comps = self._lists(group["params"])
         fused, rest = [], []
-        lib = native.library()
         for i, p in enumerate(params):
             lp, lg, lm = kernels.local(p), kernels.local(grads[i]), kernels.local(exp_avgs[i])
-            if lib is not None and comps[i] is None and native.supports(lp, lg, lm):
-                fused.append(i)  # one native call steps them all, whatever their size
+            # one native call steps every fp32 CPU tensor, whatever its size (the library is
+            # asked for only when there is one: a CUDA model never builds it)
+            if comps[i] is None and native.supports(lp, lg, lm) and native.library():
+                fused.append(i)
                 continue
             # auto leaves small tensors to foreach (a kernel call costs more than they do);
             # an explicit "fused" runs the kernel on every tensor it can (2+ elements).

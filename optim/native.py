@@ -94,10 +94,8 @@ def _private_temp_dir() -> Path:
 
 
 def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    found = (shutil.which(name) for name in (os.environ.get("CC"), "cc", "gcc", "clang") if name)
+    return next(filter(None, found), None)
 
 
 def _build(compiler: str, target: Path) -> None:
