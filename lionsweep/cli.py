@@ -256,6 +256,56 @@ def print_best(answer: dict[str, Any]) -> None:
     console.print(json.dumps(best.get("optimizer_kwargs")), highlight=False, soft_wrap=True)
 
 
+def arms_text(arms: dict[str, Any]) -> list[str]:
+    """Lines on Lion against the AdamW baseline arm (none for a sweep without one)."""
+    if not arms.get("baseline"):
+        return []
+    verdict, ci = arms.get("verdict"), arms.get("difference_ci")
+    if verdict in ("lion_better", "adamw_better") and ci:
+        adv = sorted(abs(v) for v in ci)
+        who = "Lion" if verdict == "lion_better" else "AdamW"
+        head = f"{who} better by {fmt(abs(arms['difference']))} [{interval_text(adv)}]"
+    elif verdict == "tied" and ci:
+        head = f"tied: Lion − AdamW {fmt(arms['difference'])} [{interval_text(ci)}]"
+    else:
+        head = f"not measured: {arms.get('reason')}"
+    lines = [f"Lion vs AdamW: {head}"]
+    shown = []
+    for arm in (arms.get("lion"), arms.get("adamw")):
+        best = (arm or {}).get("best")
+        if best:
+            ci_text = f" [{interval_text(best['ci'])}]" if best.get("ci") else ""
+            name = "Lion" if arm["optimizer"] == "lion" else "AdamW"
+            shown.append(f"{name} {fmt(best['mean'])}{ci_text} ({best['n_seeds']} seeds)")
+    if shown:
+        lines.append("  " + ", ".join(shown))
+    for label, key in (("lr", "lr_ratio"), ("wd", "weight_decay_ratio")):
+        r = arms.get(key)
+        if r:
+            ci_text = f" [{interval_text(r['ci'])}]" if r.get("ci") else " (no CI)"
+            lo, hi = r["expected"]
+            lines.append(
+                f"  {label} AdamW/Lion {fmt(r['value'])}×{ci_text}, paper "
+                f"{fmt(lo)}–{fmt(hi)}×: {r['agreement']}"
+            )
+    if verdict != "not_measured" and arms.get("selection_note"):
+        lines.append(f"  {arms['selection_note']}")
+    return lines
+
+
+def print_arms(client: Client, sweep_id: int) -> None:
+    """Print the Lion-versus-AdamW answer of a sweep with a baseline arm (nothing otherwise,
+    nor from a server that predates /arms)."""
+    try:
+        arms = client.get(f"/api/sweeps/{sweep_id}/arms")
+    except ApiError as e:
+        if e.status_code in (404, 405):
+            return
+        raise
+    for line in arms_text(arms):
+        console.print(line, highlight=False)
+
+
 @app.command()
 def submit(
     spec_file: Annotated[Path, typer.Argument(help="Sweep spec, YAML or JSON.", metavar="FILE")],
@@ -385,13 +435,15 @@ def best(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
-    """Print a sweep's best configs (ready-to-use optimizer kwargs)."""
+    """Print a sweep's best configs (ready-to-use optimizer kwargs), and Lion against AdamW
+    when the sweep has a baseline arm."""
     with api_errors(server), make_client(server, token) as client:
         answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
-    if as_json:
-        typer.echo(json.dumps(answer, indent=2))
-    else:
+        if as_json:
+            typer.echo(json.dumps(answer, indent=2))
+            return
         print_best(answer)
+        print_arms(client, sweep_id)
 
 
 # -- the scaling rule ------------------------------------------------------------------------

@@ -392,9 +392,10 @@ LEFT_OUT_REASON = (
 
 
 def _rule_rows(
-    info: SweepInfo, trials: list[FrozenTrial]
+    info: SweepInfo, trials: list[FrozenTrial], optimizer: str = "lion"
 ) -> tuple[list[tuple[FrozenTrial, dict[str, Any]]], dict[str, int]]:
-    """The complete Lion trials the rule is fitted to, and counts of those left out."""
+    """The complete trials of one optimizer arm (Lion unless ``optimizer`` says otherwise) the
+    rule is fitted to, and counts of those left out."""
     left = {"pruned": 0, "failed": 0, "running": 0, "other": 0}
     rows = []
     for t in trials:
@@ -409,8 +410,8 @@ def _rule_rows(
             continue
         p = info.params(t)
         lr, wd = p.get("lr"), p.get("weight_decay")
-        lion = p.get("optimizer", "lion") == "lion"
-        if lion and lr and wd and lr > 0 and wd > 0 and math.isfinite(t.value):
+        arm = p.get("optimizer", "lion") == optimizer
+        if arm and lr and wd and lr > 0 and wd > 0 and math.isfinite(t.value):
             rows.append((t, p))
         else:
             left["other"] += 1

@@ -728,6 +728,79 @@ class ImportancesOut(BaseModel):
     importances: dict[str, float]
 
 
+class OptimizerArmOut(BaseModel):
+    """One optimizer arm of a sweep with a baseline: its best config and its lr and weight
+    decay optimum."""
+
+    optimizer: Literal["lion", "adamw"]
+    n_trials: int = Field(description="The arm's complete trials.")
+    n_configs: int = Field(description="Distinct configs its best was chosen from.")
+    best: ConfigOut | None = Field(
+        description="The arm's best config by seed mean (as /best ranks them), its ci from "
+        "noise_sd; None while the arm has no complete trial."
+    )
+    noise_sd: float | None = Field(
+        description="The seed noise used for this arm: its own pooled sd, or the sweep's (both "
+        "arms pooled) when the arm has no repeated config (noise_source says which)."
+    )
+    noise_df: int
+    noise_source: Literal["arm", "sweep", "none"]
+    fit_verdict: str | None = Field(
+        description="The verdict of the rule's surface fitted to this arm's trials alone."
+    )
+    fit_reason: str | None
+    lr: float | None
+    lr_ci: list[float] | None
+    lr_source: Literal["fit", "best_config"] | None = Field(
+        description="fit: the surface's optimum (verdict valley or lr_only); best_config: the "
+        "fit pins no optimum, so the best config's value (no interval)."
+    )
+    weight_decay: float | None
+    weight_decay_ci: list[float] | None
+    weight_decay_source: Literal["fit", "best_config"] | None = Field(
+        description="fit: the surface's optimum (verdict valley); else the best config's."
+    )
+
+
+class RatioOut(BaseModel):
+    """AdamW's optimum over Lion's, next to the Lion paper's expectation."""
+
+    value: float | None = Field(description="AdamW's value / Lion's.")
+    ci: list[float] | None = Field(
+        description="90% interval from the two arms' bootstrap refits (both values fitted)."
+    )
+    expected: list[float] = Field(description="The paper's range of AdamW's value / Lion's.")
+    agreement: Literal["agrees", "disagrees", "unclear"] = Field(
+        description="agrees: the estimate is in the expected range and its interval overlaps "
+        "it; disagrees: the interval lies outside it; unclear: neither, or no interval."
+    )
+    note: str
+
+
+class ArmsOut(BaseModel):
+    """Lion against its AdamW baseline arm: each arm's best, their difference with a verdict,
+    and how their lr and weight decay optima compare with the Lion paper's."""
+
+    baseline: Literal["adamw"] | None = Field(description="The sweep spec's baseline arm.")
+    verdict: Literal["lion_better", "adamw_better", "tied", "not_measured"]
+    reason: str
+    lion: OptimizerArmOut | None
+    adamw: OptimizerArmOut | None
+    difference: float | None = Field(
+        description="Lion's best mean − AdamW's best mean, in objective units."
+    )
+    difference_ci: list[float] | None = Field(
+        description="90% Welch interval of the difference (each arm's own seed noise)."
+    )
+    difference_df: float | None
+    selection_note: str = Field(
+        description="How far each arm's best mean is biased by having been picked as the best."
+    )
+    lr_ratio: RatioOut | None
+    weight_decay_ratio: RatioOut | None
+    paper: str
+
+
 class ParamDeclaration(Strict):
     """One task param a worker declares: its type, inclusive bounds or choices, and default."""
 

@@ -5,6 +5,7 @@
 - ``leases``: finding and expiring trials whose worker went silent;
 - ``views``: sweeps and trials in the API's shapes;
 - ``analysis``: best configs, the scaling rule, importances;
+- ``arms``: Lion against its AdamW baseline arm;
 - ``optuna_tables``: the one place that queries Optuna's tables directly.
 """
 
@@ -17,6 +18,7 @@ import optuna
 
 from service import schemas
 from service.analysis import Analysis
+from service.arms import Arms
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, ServiceError
@@ -44,6 +46,7 @@ class Sweeps:
         self.leases = Leases(db, settings, self.ledger)
         self.views = Views(db, self.catalog)
         self.analysis = Analysis(db, self.catalog, self.ledger.declared_params)
+        self.arms = Arms(self.analysis)
         self.ladders = Ladders(db, settings, self.catalog, self.ledger, self.views, self.analysis)
 
     # ---- sweeps ----
@@ -92,6 +95,10 @@ class Sweeps:
     def best(self, sweep_id: int, k: int) -> schemas.BestOut:
         """The top k distinct configs by seed mean, with intervals and the seed noise."""
         return self.analysis.best(self.views.row(sweep_id).id, k)
+
+    def arms_answer(self, sweep_id: int) -> schemas.ArmsOut:
+        """Lion against the AdamW baseline arm: each arm's best, the difference, a verdict."""
+        return self.arms.answer(self.views.row(sweep_id).id)
 
     def scaling_rule(
         self,

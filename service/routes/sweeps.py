@@ -106,6 +106,14 @@ def best(
     return sweeps.best(sweep_id, k)
 
 
+@router.get("/{sweep_id}/arms", response_model=schemas.ArmsOut)
+def arms(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ArmsOut:
+    """Lion against the AdamW baseline arm: each arm's best with its interval, the difference
+    with its 90% interval, a verdict, and each arm's lr and weight decay optimum next to the
+    Lion paper's ratios (verdict not_measured without a baseline; 409 with no complete trial)."""
+    return sweeps.arms_answer(sweep_id)
+
+
 @router.get("/{sweep_id}/scaling-rule", response_model=schemas.RuleOut)
 def scaling_rule(
     sweep_id: Id,

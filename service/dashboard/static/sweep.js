@@ -242,6 +242,38 @@ function bestMark() {
   return { trial_number: b.trial_number, lr: b.optimizer_kwargs.lr, weight_decay: b.optimizer_kwargs.weight_decay, value: b.mean };
 }
 
+const ARM_NAMES = { lion: "Lion", adamw: "AdamW" };
+
+/** The Lion-versus-AdamW verdict of a sweep with a baseline arm, in the best card. */
+function renderArmsVerdict(answer) {
+  const box = document.getElementById("arms-verdict");
+  box.hidden = !answer || Boolean(answer.conflict) || !answer.baseline;
+  if (box.hidden) return;
+  box.dataset.verdict = answer.verdict;
+  const ci = interval(answer.difference_ci);
+  let head;
+  if (answer.verdict === "lion_better" || answer.verdict === "adamw_better") {
+    const adv = answer.difference_ci.map(Math.abs).sort((a, b) => a - b);
+    const who = answer.verdict === "lion_better" ? "Lion" : "AdamW";
+    head = `${who} better by ${f3(Math.abs(answer.difference))} (90% CI ${interval(adv)})`;
+  } else if (answer.verdict === "tied" && ci) {
+    head = `tied: Lion − AdamW ${f3(answer.difference)} (90% CI ${ci})`;
+  } else {
+    head = `not measured: ${answer.reason}`;
+  }
+  document.getElementById("arms-verdict-text").textContent = head;
+  const bits = [];
+  for (const arm of [answer.lion, answer.adamw]) {
+    if (arm?.best) bits.push(`${ARM_NAMES[arm.optimizer]} ${f3(arm.best.mean)}${arm.best.ci ? ` (${interval(arm.best.ci)})` : ""}`);
+  }
+  for (const [label, r] of [["lr", answer.lr_ratio], ["weight decay", answer.weight_decay_ratio]]) {
+    if (r) bits.push(`${label} AdamW/Lion ${f3(r.value)}×${r.ci ? ` (${interval(r.ci)})` : ""}, paper ${f3(r.expected[0])}–${f3(r.expected[1])}×: ${r.agreement}`);
+  }
+  const detail = document.getElementById("arms-verdict-detail");
+  detail.textContent = bits.join(" · ");
+  detail.title = [answer.reason, answer.selection_note, answer.lr_ratio?.note, answer.weight_decay_ratio?.note].filter(Boolean).join("\n");
+}
+
 async function copyBest() {
   const text = document.getElementById("best-code").dataset.exact || "";
   try {
@@ -362,12 +394,14 @@ async function refresh() {
   if (finished !== lastFinished) {
     lastFinished = finished;
     const lionDone = trials.filter((t) => t.state === "complete" && (t.params?.optimizer || "lion") === "lion").length;
-    const [fit, imp] = await Promise.all([
+    const [fit, imp, armsAnswer] = await Promise.all([
       lionDone >= 1 ? optional(`${base}/scaling-rule`) : { conflict: "no complete Lion trial yet" },
       complete >= 2 ? optional(`${base}/importances`) : { conflict: "needs at least 2 complete trials" },
+      sweep.spec?.baseline && complete >= 1 ? optional(`${base}/arms`) : null,
     ]);
     rule = fit.conflict ? null : fit;
     renderRule(fit);
+    renderArmsVerdict(armsAnswer);
     if (imp.conflict || !imp.importances || !Object.keys(imp.importances).length) {
       document.getElementById("importances-note").textContent = imp.conflict || "";
       drawMessage("plot-importances", "no data yet: needs two complete trials");
