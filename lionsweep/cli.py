@@ -270,23 +270,23 @@ def arms_text(arms: dict[str, Any]) -> list[str]:
     else:
         head = f"not measured: {arms.get('reason')}"
     lines = [f"Lion vs AdamW: {head}"]
-    shown = []
     for arm in (arms.get("lion"), arms.get("adamw")):
         best = (arm or {}).get("best")
         if best:
             ci_text = f" [{interval_text(best['ci'])}]" if best.get("ci") else ""
             name = "Lion" if arm["optimizer"] == "lion" else "AdamW"
-            shown.append(f"{name} {fmt(best['mean'])}{ci_text} ({best['n_seeds']} seeds)")
-    if shown:
-        lines.append("  " + ", ".join(shown))
+            lines.append(
+                f"  {name:<5} {fmt(best['mean'])}{ci_text}, {best['n_seeds']} seeds "
+                f"(trial {best['trial_number']})"
+            )
     for label, key in (("lr", "lr_ratio"), ("wd", "weight_decay_ratio")):
         r = arms.get(key)
         if r:
-            ci_text = f" [{interval_text(r['ci'])}]" if r.get("ci") else " (no CI)"
+            ci_text = f" [{interval_text(r['ci'])}]" if r.get("ci") else " (best configs)"
             lo, hi = r["expected"]
             lines.append(
                 f"  {label} AdamW/Lion {fmt(r['value'])}×{ci_text}, paper "
-                f"{fmt(lo)}–{fmt(hi)}×: {r['agreement']}"
+                f"{lo:.2g}–{hi:.2g}×: {r['agreement']}"
             )
     if verdict != "not_measured" and arms.get("selection_note"):
         lines.append(f"  {arms['selection_note']}")

@@ -699,3 +699,37 @@ def test_settings_errors_never_echo_the_value(tmp_path: Path) -> None:
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert "LIONSWEEP_DATABASE_URL" in line and "hunter2" not in line
+
+
+def test_best_says_lion_vs_adamw_in_80_columns(live_server, sqlite_url) -> None:
+    from test_service_arms import OPTIMA, planted, run_sweep
+
+    server = live_server(sqlite_url)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        arms_id = run_sweep(
+            c,
+            planted(0.25, 0.0),
+            baseline="adamw",
+            sampler={"name": "random", "seed": 3},
+            n_trials=4,
+            enqueue=OPTIMA,
+            reevaluate={"top_k": 1, "seeds": 3},
+        )
+        plain_id = run_sweep(c, planted(0.0, 0.0), n_trials=2, reevaluate="off")
+        arms = c.get(f"/api/sweeps/{arms_id}/arms").json()
+    assert arms["verdict"] == "adamw_better", arms["reason"]
+    out = runner.invoke(app, ["best", str(arms_id), "--server", server.url], terminal_width=80)
+    assert out.exit_code == 0, out.output
+    assert all(len(line) <= 80 for line in out.output.splitlines()), out.output
+    lo, hi = sorted(abs(v) for v in arms["difference_ci"])
+    head = f"Lion vs AdamW: AdamW better by {fmt(arms['difference'])} [{fmt(lo)}–{fmt(hi)}]"
+    assert head in out.output, out.output
+    lion = arms["lion"]["best"]
+    assert f"Lion  {fmt(lion['mean'])} [{fmt(lion['ci'][0])}–{fmt(lion['ci'][1])}]" in out.output
+    lr = f"lr AdamW/Lion {fmt(arms['lr_ratio']['value'])}× (best configs), paper 3–10×: unclear"
+    assert lr in out.output
+    assert "wd AdamW/Lion 0.2× (best configs), paper 0.1–0.33×: unclear" in out.output
+    plain = runner.invoke(app, ["best", str(plain_id), "--server", server.url])
+    assert plain.exit_code == 0 and "Lion vs AdamW" not in plain.output, plain.output
+    as_json = runner.invoke(app, ["best", str(arms_id), "--json", "--server", server.url])
+    assert "Lion vs AdamW" not in as_json.output and json.loads(as_json.output)["best"]

@@ -267,7 +267,7 @@ function renderArmsVerdict(answer) {
     if (arm?.best) bits.push(`${ARM_NAMES[arm.optimizer]} ${f3(arm.best.mean)}${arm.best.ci ? ` (${interval(arm.best.ci)})` : ""}`);
   }
   for (const [label, r] of [["lr", answer.lr_ratio], ["weight decay", answer.weight_decay_ratio]]) {
-    if (r) bits.push(`${label} AdamW/Lion ${f3(r.value)}×${r.ci ? ` (${interval(r.ci)})` : ""}, paper ${f3(r.expected[0])}–${f3(r.expected[1])}×: ${r.agreement}`);
+    if (r) bits.push(`${label} AdamW/Lion ${f3(r.value)}×${r.ci ? ` (${interval(r.ci)})` : ""}, paper ${fmt(Number(r.expected[0].toPrecision(2)))}–${fmt(Number(r.expected[1].toPrecision(2)))}×: ${r.agreement}`);
   }
   const detail = document.getElementById("arms-verdict-detail");
   detail.textContent = bits.join(" · ");
