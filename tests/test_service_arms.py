@@ -40,7 +40,7 @@ def planted(lion_offset: float, adamw_offset: float):
     return objective
 
 
-def run_sweep(client: httpx.Client, objective, **spec) -> int:
+def run_sweep(client: httpx.Client, planted_value, **spec) -> int:
     """Submit a sweep and finish every trial it hands out; returns its id."""
     task = f"a{uuid.uuid4().hex[:10]}"
     body = {"name": "arms", "task": {"name": task}, "space": SPACE, "pruner": {"name": "none"}}
@@ -52,7 +52,7 @@ def run_sweep(client: httpx.Client, objective, **spec) -> int:
         if r.status_code == 204:
             return sweep
         a = r.json()
-        value = objective(a["params"]) + SD * random.Random(a["seed"]).gauss(0.0, 1.0)
+        value = planted_value(a["params"]) + SD * random.Random(a["seed"]).gauss(0.0, 1.0)
         r = client.post(
             f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": value}
         )
@@ -106,13 +106,19 @@ def test_adamw_clearly_better_with_each_arms_optimum_and_the_papers_ratios(clien
 
 
 @pytest.mark.parametrize(
-    ("offsets", "verdict", "planted_diff"),
-    [((0.0, 0.25), "lion_better", -0.25), ((0.0, 0.0), "tied", 0.0)],
+    ("offsets", "direction", "verdict", "planted_diff"),
+    [
+        ((0.0, 0.25), "minimize", "lion_better", -0.25),
+        ((0.0, 0.0), "minimize", "tied", 0.0),
+        ((0.0, 0.25), "maximize", "lion_better", 0.25),  # the objective negated: higher is better
+    ],
 )
-def test_lion_better_and_tied(client, offsets, verdict, planted_diff) -> None:
+def test_lion_better_and_tied(client, offsets, direction, verdict, planted_diff) -> None:
+    sign = 1 if direction == "minimize" else -1
     sweep = run_sweep(
         client,
-        planted(*offsets),
+        lambda p: sign * planted(*offsets)(p),
+        objective={"metric": "m", "direction": direction},
         baseline="adamw",
         sampler={"name": "random", "seed": 3},
         n_trials=12,
@@ -126,7 +132,8 @@ def test_lion_better_and_tied(client, offsets, verdict, planted_diff) -> None:
     if verdict == "tied":
         assert "cannot be told apart" in arms["reason"]
     else:
-        assert hi < 0 and "Lion's best config beats AdamW's" in arms["reason"]
+        assert max(sign * lo, sign * hi) < 0
+        assert "Lion's best config beats AdamW's" in arms["reason"]
     # Too few trials per arm for a fit: each arm's best config stands in, without interval.
     for arm in ("lion", "adamw"):
         assert arms[arm]["fit_verdict"] == "insufficient"
@@ -169,3 +176,15 @@ def test_without_a_baseline_or_a_measurable_difference_it_says_so(client) -> Non
     assert arms["difference"] is not None and arms["difference_ci"] is None
     assert arms["lion"]["best"]["ci"] is None and arms["lion"]["noise_source"] == "none"
     assert "biased towards looking good" in arms["selection_note"]
+
+
+def test_arms_needs_a_read_token_where_reads_do(live_server, sqlite_url) -> None:
+    token = "arms-read-token"
+    server = live_server(
+        sqlite_url, env={"LIONSWEEP_REQUIRE_READ_TOKEN": "true", "LIONSWEEP_BOOTSTRAP_TOKEN": token}
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+        sweep = run_sweep(c, planted(0.0, 0.0), n_trials=1, reevaluate="off")
+        assert c.get(f"/api/sweeps/{sweep}/arms").json()["verdict"] == "not_measured"
+    assert httpx.get(f"{server.url}/api/sweeps/{sweep}/arms").status_code == 401
