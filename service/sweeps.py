@@ -20,6 +20,7 @@ from service.analysis import Analysis
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, ServiceError
+from service.importing import Importer
 from service.ladders import Ladders
 from service.leases import Leases
 from service.ledger import Ledger
@@ -45,6 +46,7 @@ class Sweeps:
         self.views = Views(db, self.catalog)
         self.analysis = Analysis(db, self.catalog, self.ledger.declared_params)
         self.ladders = Ladders(db, settings, self.catalog, self.ledger, self.views, self.analysis)
+        self.importer = Importer(db, self.catalog)
 
     # ---- sweeps ----
 
@@ -76,6 +78,13 @@ class Sweeps:
     def delete(self, sweep_id: int) -> None:
         """Delete the sweep and its Optuna study."""
         self.ledger.delete(sweep_id)
+
+    def import_trials(
+        self, sweep_id: int, req: schemas.TrialImport, idempotency_key: str | None = None
+    ) -> schemas.ImportOut:
+        """Add finished runs made elsewhere as trials of the sweep, all or nothing (once per
+        ``idempotency_key``)."""
+        return self.importer.run(sweep_id, req, idempotency_key)
 
     # ---- reads ----
 
