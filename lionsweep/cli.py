@@ -981,6 +981,8 @@ def delete(sweep_id: SweepId, server: ServerOpt = DEFAULT_SERVER, token: TokenOp
 IMPORT_MAX_BYTES = 8 * 1024 * 1024
 """The largest file ``lionsweep import`` sends (the server's body cap may be lower: 1 MiB by
 default, LIONSWEEP_MAX_BODY_BYTES)."""
+IMPORT_TIMEOUT = 300.0
+"""Seconds ``lionsweep import`` waits for the server's answer (1000 rows take ~25 s on SQLite)."""
 IMPORT_ERRORS_SHOWN = 20
 """The most bad rows ``lionsweep import`` prints (the rest are counted)."""
 
@@ -1078,7 +1080,13 @@ def import_runs(
     }
     # One key per run of the command: a retry after a lost reply imports nothing twice.
     headers = {"Idempotency-Key": uuid.uuid4().hex}
-    with api_errors(server), make_client(server, token) as client:
+    import logging
+
+    from worker.client import Client
+
+    logging.getLogger("worker.client").setLevel(logging.ERROR)  # as make_client: no retry noise
+    client = Client(server, token, attempts=3, deadline=5.0, timeout=IMPORT_TIMEOUT)
+    with api_errors(server), client:
         try:
             out = client.post(f"/api/sweeps/{sweep}/trials:import", json=body, headers=headers)
         except ApiError as exc:
