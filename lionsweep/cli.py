@@ -3,9 +3,9 @@
 - ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``service.cli``),
   which need the ``server`` extra (``pip install 'lionsweep[server]'``);
 - ``worker``: the worker agent (``worker.cli``);
-- ``submit``, ``status``, ``best``, ``rule``, ``ladder …``, ``bench``: client commands (here)
-  that talk to a server through ``worker.client.Client``, built and its errors mapped to one-line
-  messages in one place (``worker.cli``).
+- ``submit``, ``status``, ``best``, ``rule``, ``import``, ``ladder …``, ``bench``: client
+  commands (here) that talk to a server through ``worker.client.Client``, built and its errors
+  mapped to one-line messages in one place (``worker.cli``).
 
 Sub-commands of other packages are imported only when named (or listed by ``--help``), so
 ``lionsweep worker`` and the client commands run on a worker-only install; a server command
@@ -40,6 +40,7 @@ from worker.cli import (
     counts_text,
     error_lines,
     fail,
+    fail_lines,
     fmt,
     make_client,
     warn,
@@ -1025,6 +1026,138 @@ def delete(sweep_id: SweepId, server: ServerOpt = DEFAULT_SERVER, token: TokenOp
     with api_errors(server), make_client(server, token) as client:
         client.delete(f"/api/sweeps/{sweep_id}")
     console.print(f"deleted sweep {sweep_id} and its study", highlight=False)
+
+
+# -- import ---------------------------------------------------------------------------------
+
+IMPORT_MAX_BYTES = 8 * 1024 * 1024
+"""The largest file ``lionsweep import`` sends (the server's body cap may be lower: 1 MiB by
+default, LIONSWEEP_MAX_BODY_BYTES)."""
+IMPORT_TIMEOUT = 300.0
+"""Seconds ``lionsweep import`` waits for the server's answer (1000 rows take ~25 s on SQLite)."""
+IMPORT_ERRORS_SHOWN = 20
+"""The most bad rows ``lionsweep import`` prints (the rest are counted)."""
+
+
+def pairs(items: list[str], option: str) -> dict[str, str]:
+    """``SRC=DEST`` options as a dict (the last ``=`` splits, so a source may contain one)."""
+    out = {}
+    for item in items:
+        src, eq, dest = item.rpartition("=")
+        if not eq or not src or not dest:
+            raise fail(f"{option} {item!r}: expected SRC=DEST", EXIT_CONFIG)
+        out[src] = dest
+    return out
+
+
+def import_error_lines(detail: Any) -> list[str]:
+    """One line per bad row of an import's 422 (``row 3, column lr: …``), at most
+    :data:`IMPORT_ERRORS_SHOWN` of them."""
+    if not isinstance(detail, list):
+        return error_lines(detail)
+    lines = []
+    for item in detail:
+        if isinstance(item, dict) and "row" in item:
+            where = [f"row {item['row']}"] if item.get("row") is not None else []
+            where += [f"column {item['column']}"] if item.get("column") is not None else []
+            lines.append(", ".join(where) + ": " + str(item["msg"]) if where else str(item["msg"]))
+        else:
+            lines.extend(error_lines([item]))
+    if len(lines) > IMPORT_ERRORS_SHOWN:
+        lines = [*lines[:IMPORT_ERRORS_SHOWN], f"… and {len(lines) - IMPORT_ERRORS_SHOWN} more"]
+    return lines
+
+
+@app.command("import")
+def import_runs(
+    file: Annotated[
+        Path, typer.Argument(help="Runs made elsewhere: CSV, JSON lines or a W&B runs CSV export.")
+    ],
+    sweep: Annotated[int, typer.Option("--sweep", help="The sweep to add them to.")],
+    fmt_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl or wandb (a W&B runs-table export); default from the file's suffix.",
+        ),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="SRC=DEST: read column SRC as DEST (lr, value, state…)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option("--ignore", help="A column to leave out.")
+    ] = None,
+    states: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="SRC=STATE: a source state as complete, diverged, failed or skip "
+            "(e.g. crashed=diverged).",
+        ),
+    ] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """Add finished runs made elsewhere to a sweep as trials, all or nothing.
+
+    Columns: lr, weight_decay, beta1, beta2 (or betas), warmup_steps, batch_size, seed, value,
+    state (complete, diverged or failed; complete when absent). A bad row writes nothing.
+    """
+    import uuid
+
+    kind = fmt_ or {".jsonl": "jsonl", ".ndjson": "jsonl"}.get(file.suffix.lower(), "csv")
+    if kind not in ("csv", "jsonl", "wandb"):
+        raise fail(f"--format must be csv, jsonl or wandb (got {kind!r})", EXIT_CONFIG)
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror or exc}", EXIT_CONFIG) from None
+    if size > IMPORT_MAX_BYTES:
+        raise fail(
+            f"{file} is {size} bytes; an import may be at most {IMPORT_MAX_BYTES} bytes "
+            "(split the file)"
+        )
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read {file}: {exc}", EXIT_CONFIG) from None
+    body = {
+        "format": kind,
+        "text": text,
+        "mapping": pairs(mapping or [], "--map"),
+        "ignore": ignore or [],
+        "states": pairs(states or [], "--state"),
+        "source": file.name[:200],
+    }
+    # One key per run of the command: a retry after a lost reply imports nothing twice.
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    import logging
+
+    from worker.client import Client
+
+    logging.getLogger("worker.client").setLevel(logging.ERROR)  # as make_client: no retry noise
+    client = Client(server, token, attempts=3, deadline=5.0, timeout=IMPORT_TIMEOUT)
+    with api_errors(server), client:
+        try:
+            out = client.post(f"/api/sweeps/{sweep}/trials:import", json=body, headers=headers)
+        except ApiError as exc:
+            if exc.status_code == 413:
+                raise fail(
+                    f"the server refuses a body this large ({exc.detail}): split the file, or "
+                    "raise the server's LIONSWEEP_MAX_BODY_BYTES"
+                ) from None
+            if exc.status_code != 422:
+                raise
+            raise fail_lines(import_error_lines(exc.detail)) from None
+    console.print(
+        f"imported {out['imported']} trials ({out['complete']} complete, {out['diverged']} "
+        f"diverged, {out['failed']} failed) into sweep {out['sweep_id']}"
+        + (f"; {out['skipped']} rows skipped" if out.get("skipped") else ""),
+        highlight=False,
+    )
+    if out.get("ignored_columns"):
+        warn(f"columns left out: {', '.join(out['ignored_columns'])}")
 
 
 # -- bench ----------------------------------------------------------------------------------

@@ -243,7 +243,9 @@ class Ledger:
             durations = sorted(
                 (t.datetime_complete - t.datetime_start).total_seconds()
                 for t in own
-                if t.datetime_complete is not None and t.datetime_start is not None
+                if t.datetime_complete is not None
+                and t.datetime_start is not None
+                and ot.IMPORTED not in t.system_attrs  # ran elsewhere: duration unknown
             )
             median = durations[len(durations) // 2] if durations else 0.0
             estimate = len(leaders) * cfg.seeds * median

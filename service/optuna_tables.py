@@ -4,6 +4,7 @@ failed trial already has its retry). Everything else goes through Optuna's stora
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,15 @@ REEVAL_OF = "lionsweep:reevaluation_of"
 """On a re-evaluation trial: the number of the trial whose config it re-runs."""
 REEVALUATION = "lionsweep:reevaluation"
 """On a study: what was decided about re-evaluating its leading configs."""
+IMPORTED = "lionsweep:imported"
+"""On a trial brought in from elsewhere (``POST /api/sweeps/{id}/trials:import``): where it
+came from, ``{"source": file name or null, "row": row number in it, "name": run name or null}``.
+Imported trials count as trials everywhere except the sweep's n_trials budget."""
+IMPORT_KEY = "lionsweep:import_key"
+"""On an imported trial: the Idempotency-Key of the import request that brought it, if any."""
+DIVERGED = "lionsweep:diverged"
+"""On an imported trial whose run diverged (``true``); its user attr ``reason`` is
+``diverged``, as a worker's diverged trial has."""
 
 
 trials = table(
@@ -83,6 +93,15 @@ class Counts:
     #: Failed trials that were handed back (a worker shutdown, or stopped by a cancel) and
     #: re-queued: counted in ``by_state["failed"]`` like Optuna does, shown apart.
     handed_back: int = 0
+    #: Trials imported from elsewhere, by state: counted in ``by_state``, not in the budget.
+    imported_by_state: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(schemas.STATES, 0)
+    )
+
+    @property
+    def imported(self) -> int:
+        """Trials imported from elsewhere."""
+        return sum(self.imported_by_state.values())
 
     @property
     def total(self) -> int:
@@ -96,15 +115,18 @@ class Counts:
 
     @property
     def originals(self) -> int:
-        """The sweep's own trials that are not a retry of another (re-evaluations apart)."""
-        return self.total - self.reeval_total - (self.retries - self.reeval_retries)
+        """The sweep's own trials that are not a retry of another (re-evaluations and imported
+        trials apart)."""
+        own = self.total - self.reeval_total - self.imported
+        return own - (self.retries - self.reeval_retries)
 
     @property
     def finished(self) -> int:
         """Own originals whose outcome is final: complete, pruned, or failed with no retry left."""
-        s, r = self.by_state, self.reeval_by_state
+        s, r, i = self.by_state, self.reeval_by_state, self.imported_by_state
         own_final = self.final_failures - self.reeval_final_failures
-        return s["complete"] - r["complete"] + s["pruned"] - r["pruned"] + own_final
+        complete = s["complete"] - r["complete"] - i["complete"]
+        return complete + s["pruned"] - r["pruned"] - i["pruned"] + own_final
 
     @property
     def reeval_planned(self) -> int:
@@ -141,6 +163,7 @@ def counts(session: Session, study_id: int) -> Counts:
             case((or_(_has_attr(HANDED_BACK), _has_attr(STOPPED_BY_CANCEL)), 1), else_=0).label(
                 "handed"
             ),
+            case((_has_attr(IMPORTED), 1), else_=0).label("imported"),
         )
         .where(trials.c.study_id == study_id)
         .subquery()
@@ -152,6 +175,7 @@ def counts(session: Session, study_id: int) -> Counts:
             per_trial.c.retry,
             per_trial.c.final,
             per_trial.c.handed,
+            per_trial.c.imported,
             func.count(),
             func.min(per_trial.c.start),
             func.max(per_trial.c.complete),
@@ -161,10 +185,11 @@ def counts(session: Session, study_id: int) -> Counts:
             per_trial.c.retry,
             per_trial.c.final,
             per_trial.c.handed,
+            per_trial.c.imported,
         )
     ).all()
     out = Counts(dict.fromkeys(schemas.STATES, 0), 0, 0, None, None)
-    for state, reeval, retry, final, handed, n, start, complete in rows:
+    for state, reeval, retry, final, handed, imported, n, start, complete in rows:
         name = STATE_NAMES.get(state)
         if name is None:
             continue
@@ -177,12 +202,34 @@ def counts(session: Session, study_id: int) -> Counts:
             out.reeval_by_state[name] += n
             out.reeval_retries += n if retry else 0
             out.reeval_final_failures += n if is_final else 0
+        if imported:
+            # An imported trial ran elsewhere: its times say when it was imported, not run.
+            out.imported_by_state[name] += n
+            continue
         if name in ("complete", "pruned", "failed"):
             if start is not None and (out.first_start is None or start < out.first_start):
                 out.first_start = start
             if complete is not None and (out.last_complete is None or complete > out.last_complete):
                 out.last_complete = complete
     return out
+
+
+def trial_count(session: Session, study_id: int) -> int:
+    """How many trials a study has (the next trial's number, as Optuna numbers them)."""
+    found = select(func.count()).select_from(trials).where(trials.c.study_id == study_id)
+    return session.scalar(found) or 0
+
+
+def numbers_with_attr(session: Session, study_id: int, key: str, value: Any) -> list[int]:
+    """The numbers of a study's trials whose system attr ``key`` is ``value``, ascending."""
+    a = trial_system_attrs
+    found = (
+        select(trials.c.number)
+        .join(a, a.c.trial_id == trials.c.trial_id)
+        .where(trials.c.study_id == study_id, a.c.key == key, a.c.value_json == json.dumps(value))
+        .order_by(trials.c.number)
+    )
+    return list(session.scalars(found))
 
 
 def study_of_trial(session: Session, trial_id: int) -> int | None:

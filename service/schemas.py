@@ -502,6 +502,11 @@ class Counts(BaseModel):
         description="Trials a worker handed back on shutdown, or a cancel stopped: re-queued "
         "with the same params (not failures, and not in ``failed``).",
     )
+    imported: int = Field(
+        default=0,
+        description="Trials imported from runs made elsewhere (counted in their states above, "
+        "not in the sweep's n_trials budget).",
+    )
 
 
 class BestSoFar(BaseModel):
@@ -571,6 +576,19 @@ class TrialOut(BaseModel):
         default=False,
         description="A failed trial its worker handed back on shutdown, or a cancel stopped: "
         "re-queued with the same params, not a failure (counted in ``counts.handed_back``).",
+    )
+    imported: bool = Field(
+        default=False,
+        description="A run made elsewhere, brought in by ``POST /api/sweeps/{id}/trials:import`` "
+        "(its times say when it was imported; its duration is unknown).",
+    )
+    import_source: str | None = Field(
+        default=None,
+        description="Where an imported trial came from: ``file row N`` (and the run's name).",
+    )
+    diverged: bool = Field(
+        default=False,
+        description="An imported run marked diverged (``reason`` is ``diverged``).",
     )
 
     @field_validator("datetime_start", "datetime_complete")
@@ -1115,3 +1133,82 @@ class LadderRuleOut(BaseModel):
     best_rule: WidthRule | None
     prediction: LadderPrediction | None
     confirmations: list[ConfirmationOut]
+
+
+# ---- importing runs made elsewhere ---------------------------------------------------------
+
+IMPORT_COLUMNS = (
+    "lr",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "betas",
+    "warmup_steps",
+    "batch_size",
+    "seed",
+    "optimizer",
+    "value",
+    "state",
+    "name",
+)
+"""The columns an imported row may have (after ``mapping``)."""
+IMPORT_STATES = ("complete", "diverged", "failed")
+IMPORT_MAX_ROWS = 1000
+"""The most rows one import may bring in: it is one transaction, and Optuna writes a trial in
+about 25 ms on SQLite, where the transaction holds the write lock that workers wait on."""
+
+
+class TrialImport(Strict):
+    """Finished runs made elsewhere, to add to a sweep as trials (all or nothing).
+
+    Either ``rows`` (JSON objects, ``format: rows``) or ``text``: the content of a CSV file
+    (``csv``), of a JSON-lines file (``jsonl``) or of a W&B runs-table CSV export (``wandb``).
+    """
+
+    format: Literal["rows", "csv", "jsonl", "wandb"] = "rows"
+    rows: list[dict[str, Any]] | None = Field(default=None, max_length=IMPORT_MAX_ROWS)
+    text: Text | None = None
+    mapping: dict[str, Literal[IMPORT_COLUMNS]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        max_length=100,
+        description='Source column → import column, e.g. ``{"summary.val_loss": "value"}`` '
+        "(nested JSON objects are flattened to ``a.b`` names first).",
+    )
+    ignore: list[Text] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Source columns to leave out (a W&B export leaves out unknown ones anyway).",
+    )
+    states: dict[str, Literal["complete", "diverged", "failed", "skip"]] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Source state → import state (``skip``: leave such rows out). A W&B "
+        "export's states default to finished → complete; crashed, failed, killed → failed.",
+    )
+    source: Text | None = Field(
+        default=None, max_length=200, description="A name for where the runs come from."
+    )
+
+    @model_validator(mode="after")
+    def _rows_or_text(self) -> TrialImport:
+        """``rows`` with format ``rows``; ``text`` with the file formats."""
+        if self.format == "rows" and (self.rows is None or self.text is not None):
+            raise ValueError("format 'rows' needs rows (a list of objects) and no text")
+        if self.format != "rows" and (self.text is None or self.rows is not None):
+            raise ValueError(f"format {self.format!r} needs text (the file's content) and no rows")
+        return self
+
+
+class ImportOut(BaseModel):
+    """What an import added to a sweep."""
+
+    sweep_id: int
+    imported: int = Field(description="Trials added (complete + diverged + failed).")
+    complete: int
+    diverged: int
+    failed: int
+    skipped: int = Field(description="Rows left out by a ``skip`` state mapping.")
+    trial_numbers: list[int]
+    ignored_columns: list[str] = Field(
+        description="Source columns that were left out (asked for, or unknown in a W&B export)."
+    )

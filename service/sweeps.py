@@ -22,6 +22,7 @@ from service.arms import Arms
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, ServiceError
+from service.importing import Importer
 from service.ladders import Ladders
 from service.leases import Leases
 from service.ledger import Ledger
@@ -48,6 +49,7 @@ class Sweeps:
         self.analysis = Analysis(db, self.catalog, self.ledger.declared_params)
         self.arms = Arms(self.analysis)
         self.ladders = Ladders(db, settings, self.catalog, self.ledger, self.views, self.analysis)
+        self.importer = Importer(db, self.catalog)
 
     # ---- sweeps ----
 
@@ -79,6 +81,13 @@ class Sweeps:
     def delete(self, sweep_id: int) -> None:
         """Delete the sweep and its Optuna study."""
         self.ledger.delete(sweep_id)
+
+    def import_trials(
+        self, sweep_id: int, req: schemas.TrialImport, idempotency_key: str | None = None
+    ) -> schemas.ImportOut:
+        """Add finished runs made elsewhere as trials of the sweep, all or nothing (once per
+        ``idempotency_key``)."""
+        return self.importer.run(sweep_id, req, idempotency_key)
 
     # ---- reads ----
 

@@ -28,7 +28,15 @@ def counts_out(counts: ot.Counts) -> schemas.Counts:
     """A study's counts as the API shows them: handed-back trials apart from the failed."""
     by_state = dict(counts.by_state)
     by_state["failed"] -= counts.handed_back
-    return schemas.Counts(**by_state, handed_back=counts.handed_back)
+    return schemas.Counts(**by_state, handed_back=counts.handed_back, imported=counts.imported)
+
+
+def import_source(imported: object) -> str | None:
+    """Where an imported trial came from, in words (``runs.csv row 4 (run-17)``)."""
+    if not isinstance(imported, dict):
+        return None
+    text = f"{imported.get('source') or 'import'} row {imported.get('row')}"
+    return text + (f" ({imported['name']})" if imported.get("name") else "")
 
 
 def aware(dt: datetime | None) -> datetime | None:
@@ -186,6 +194,7 @@ class Views:
     def trial(self, info: SweepInfo, t: FrozenTrial) -> schemas.TrialOut:
         """The API view of one trial."""
         start, end = t.datetime_start, t.datetime_complete
+        imported = t.system_attrs.get(ot.IMPORTED)
         return schemas.TrialOut(
             number=t.number,
             trial_id=t._trial_id,
@@ -199,11 +208,16 @@ class Views:
             worker_id=t.user_attrs.get("worker_id"),
             datetime_start=start,
             datetime_complete=end,
-            duration_seconds=(end - start).total_seconds() if start and end else None,
+            duration_seconds=(end - start).total_seconds()
+            if start and end and imported is None
+            else None,
             retry_of=t.system_attrs.get(ot.RETRY_OF),
             reevaluation_of=t.system_attrs.get(ot.REEVAL_OF),
             handed_back=ot.STATE_NAMES[t.state] == "failed"
             and any(k in t.system_attrs for k in (ot.HANDED_BACK, ot.STOPPED_BY_CANCEL)),
+            imported=imported is not None,
+            import_source=import_source(imported),
+            diverged=bool(t.system_attrs.get(ot.DIVERGED)),
         )
 
     def trials(

@@ -85,6 +85,7 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
         "running": 0,
         "waiting": 0,
         "handed_back": 0,
+        "imported": 0,
     }
     best_number = min(reported, key=lambda n: reported[n][1])
     assert got["best"]["trial_number"] == best_number

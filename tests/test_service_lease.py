@@ -49,6 +49,7 @@ def test_lease_expiry_requeues_with_same_params(database_url, live_server, wait_
             "running": 2,
             "waiting": 0,
             "handed_back": 0,
+            "imported": 0,
         }
 
         # The retry also goes silent: retries are exhausted, so it stays failed for good.

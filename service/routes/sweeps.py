@@ -92,6 +92,20 @@ def list_trials(
     return sweeps.trials(sweep_id, state, offset, limit)
 
 
+@router.post("/{sweep_id}/trials:import", response_model=schemas.ImportOut)
+def import_trials(
+    sweep_id: Id,
+    req: schemas.TrialImport,
+    sweeps: SweepsDep,
+    _: SubmitScope,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> schemas.ImportOut:
+    """Add finished runs made elsewhere (JSON rows, CSV, JSON lines or a W&B runs export) as
+    trials, all or nothing: a bad row is a 422 naming its row and column, and writes nothing.
+    An Idempotency-Key makes a retry add nothing and answer with the first import's trials."""
+    return sweeps.import_trials(sweep_id, req, idempotency_key)
+
+
 @router.get("/{sweep_id}/trials/{number}", response_model=schemas.TrialOut)
 def get_trial(sweep_id: Id, number: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.TrialOut:
     """One trial: params, intermediate values, state, reason, worker, timings."""
