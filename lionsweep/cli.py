@@ -154,6 +154,7 @@ def load_spec(path: Path) -> dict[str, Any]:
 def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
     """Show a rich progress bar until the sweep stops running; return its last state."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
 
     sweep = client.get(f"/api/sweeps/{sweep_id}")
     columns = (
@@ -161,7 +162,8 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[counts]}"),
-        TextColumn("best {task.fields[best]}"),
+        # the best config's seed mean and seed count wrap on a narrow terminal, not the bar
+        TextColumn("best {task.fields[best]}", table_column=Column(ratio=1, min_width=12)),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
@@ -176,7 +178,7 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
                 completed=sweep.get("finished", 0) + (re.get("finished") or 0),
                 total=sweep["n_trials"] + extra,
                 counts=counts_text(sweep),
-                best=best_text(sweep),
+                best=best_text(sweep, short=True),
             )
             if sweep["status"] != "running":
                 break
@@ -335,7 +337,7 @@ def status(
                     else sweep["status"],
                     f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
                     "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
-                    best_text(sweep),
+                    best_text(sweep, short=True),
                 )
             console.print(table)
             return
