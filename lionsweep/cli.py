@@ -36,6 +36,7 @@ from worker.cli import (
     ServerOpt,
     TokenOpt,
     api_errors,
+    best_text,
     console,
     counts_text,
     error_lines,
@@ -154,6 +155,7 @@ def load_spec(path: Path) -> dict[str, Any]:
 def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
     """Show a rich progress bar until the sweep stops running; return its last state."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
 
     sweep = client.get(f"/api/sweeps/{sweep_id}")
     columns = (
@@ -161,13 +163,13 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[counts]}"),
-        TextColumn("best {task.fields[best]}"),
+        # the best config's seed mean and seed count wrap on a narrow terminal, not the bar
+        TextColumn("best {task.fields[best]}", table_column=Column(ratio=1, min_width=12)),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(sweep["name"], total=sweep["n_trials"], counts="", best="-")
         while True:
-            best = (sweep.get("best") or {}).get("value")
             re = sweep.get("reevaluation") or {}
             extra = re.get("trials") or 0
             if re.get("status") == "pending":
@@ -177,7 +179,7 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
                 completed=sweep.get("finished", 0) + (re.get("finished") or 0),
                 total=sweep["n_trials"] + extra,
                 counts=counts_text(sweep),
-                best=fmt(best),
+                best=best_text(sweep, short=True),
             )
             if sweep["status"] != "running":
                 break
@@ -373,7 +375,7 @@ def status(
             table.add_column("c/p/f/r", justify="right", no_wrap=True)
             table.caption = "c/p/f/r: complete/pruned/failed/running"
             table.caption_justify = "left"
-            table.add_column("best", justify="right")
+            table.add_column("best (seed mean)", justify="right")
             for sweep in page["items"]:
                 c = sweep.get("counts") or {}
                 table.add_row(
@@ -386,7 +388,7 @@ def status(
                     else sweep["status"],
                     f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
                     "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
-                    fmt((sweep.get("best") or {}).get("value")),
+                    best_text(sweep, short=True),
                 )
             console.print(table)
             return
@@ -401,8 +403,15 @@ def status(
         ("task", (sweep.get("task") or {}).get("name", "-")),
         ("progress", f"{sweep.get('finished', 0)}/{sweep['n_trials']}"),
         *((k, str(v)) for k, v in (sweep.get("counts") or {}).items()),
-        ("best value", fmt(best.get("value"))),
+        ("best config (seed mean)", best_text(sweep)),
         ("best trial", fmt(best.get("trial_number"))),
+        (
+            "best single run",
+            "-"
+            if best.get("best_single_value") is None
+            else f"{fmt(best['best_single_value'])} (trial {best.get('best_single_trial_number')}"
+            "; one seed, not the config's value)",
+        ),
         ("re-evaluation", reevaluation_text(sweep.get("reevaluation"))),
         ("eta", "-" if eta is None else f"{eta:.0f} s"),
         ("created", str(sweep.get("created_at", "-"))),

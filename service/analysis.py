@@ -33,9 +33,28 @@ METHOD = (
 )
 
 
+BEST_METHOD = (
+    "configs are ranked on some of their runs and each config's value is the mean of its "
+    "other runs, which took no part in the ranking, so the value of the config ranked first "
+    "is not biased by having won (the winner's curse): a re-evaluated config is ranked on its "
+    "own run and the first half of its fresh seeds (rounded down, by trial number) and valued "
+    "on the rest; a config with n >= 2 runs and no re-runs is ranked on its first ceil(n/2) "
+    "runs and valued on the rest; configs with held-out runs rank first. A config that ran "
+    "once is valued on that one run, which is biased when it won a ranking (held_out false). "
+    "90% intervals: mean ± t(0.95, df) · pooled seed sd / sqrt(runs), the sd pooled over the "
+    "configs' repeated runs (their fresh seeds when re-evaluated)"
+)
+"""How /best ranks configs and estimates their values (its ``method`` field)."""
+
+
 @dataclass
 class ConfigRuns:
-    """One distinct config and the runs (seeds) it has."""
+    """One distinct config and the runs (seeds) it has.
+
+    Its runs are split in two (see :data:`BEST_METHOD`): those the ranking uses
+    (:attr:`ranked_on`) and those its value is estimated on (:attr:`held_out`), so that the
+    value of the config ranked first is not biased by having won the ranking.
+    """
 
     params: dict[str, Any]
     trials: list[FrozenTrial] = field(default_factory=list)
@@ -51,9 +70,16 @@ class ConfigRuns:
         return [t for t in self.trials if ot.REEVAL_OF in t.system_attrs]
 
     @property
+    def own(self) -> list[FrozenTrial]:
+        """The config's runs from the sweep itself (not re-evaluations), by trial number."""
+        return sorted(
+            (t for t in self.trials if ot.REEVAL_OF not in t.system_attrs), key=lambda t: t.number
+        )
+
+    @property
     def counted(self) -> list[FrozenTrial]:
-        """The runs its mean is over: the fresh seeds when there are any (the run that
-        selected the config won a selection, so its value is biased), else every run."""
+        """The runs its seed spread is measured on: the fresh seeds when there are any (the run
+        that selected the config won a selection, so its value is biased), else every run."""
         return sorted(self.fresh or self.trials, key=lambda t: t.number)
 
     @property
@@ -61,17 +87,48 @@ class ConfigRuns:
         """The counted runs' values."""
         return [float(t.value) for t in self.counted]
 
+    def _split(self) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        fresh = sorted(self.fresh, key=lambda t: t.number)
+        if fresh:
+            k = len(fresh) // 2
+            return self.own + fresh[:k], fresh[k:]
+        runs = sorted(self.trials, key=lambda t: t.number)
+        k = (len(runs) + 1) // 2
+        return runs[:k], runs[k:]
+
+    @property
+    def ranked_on(self) -> list[FrozenTrial]:
+        """The runs the ranking uses: a re-evaluated config's own run and its first half of
+        fresh seeds (rounded down); any other config's first half of runs (rounded up)."""
+        return self._split()[0]
+
+    @property
+    def held_out(self) -> list[FrozenTrial]:
+        """The runs that took no part in the ranking (the rest, by trial number); none for a
+        config that ran once."""
+        return self._split()[1]
+
+    @property
+    def estimated_on(self) -> list[FrozenTrial]:
+        """The runs the config's value is the mean of: the held-out ones, else its one run."""
+        return self.held_out or self.ranked_on
+
+    @property
+    def rank_value(self) -> float:
+        """Mean of the runs the ranking uses."""
+        return float(np.mean([t.value for t in self.ranked_on]))
+
     @property
     def mean(self) -> float:
-        """Mean of the counted values."""
-        return float(np.mean(self.values))
+        """The config's value: mean of :attr:`estimated_on`."""
+        return float(np.mean([t.value for t in self.estimated_on]))
 
     @property
     def selection_value(self) -> float | None:
         """The selecting run's value, when it is left out of the mean."""
         if not self.fresh:
             return None
-        own = [t for t in self.trials if ot.REEVAL_OF not in t.system_attrs]
+        own = self.own
         return float(own[0].value) if own else None
 
 
@@ -97,10 +154,12 @@ def group_configs(info: SweepInfo, done: list[FrozenTrial]) -> list[ConfigRuns]:
 
 
 def ranked_configs(info: SweepInfo, done: list[FrozenTrial]) -> tuple[list[ConfigRuns], Noise]:
-    """Distinct configs ranked best first — those confirmed by 2+ seeds first, each group by
-    mean — and the sweep's pooled seed noise."""
+    """Distinct configs ranked best first — those with held-out runs first, each group by the
+    mean of the runs the ranking uses (:attr:`ConfigRuns.ranked_on`) — and the sweep's pooled
+    seed noise. Each config's value (``mean``) is over its held-out runs: see
+    :data:`BEST_METHOD`."""
     groups = group_configs(info, done)
-    groups.sort(key=lambda g: (len(g.counted) < 2, info.sign * g.mean, g.first.number))
+    groups.sort(key=lambda g: (not g.held_out, info.sign * g.rank_value, g.first.number))
     return groups, pooled_noise(groups)
 
 
@@ -184,7 +243,8 @@ class Analysis:
     # ---- best ----
 
     def best(self, sweep_id: int, k: int) -> schemas.BestOut:
-        """The top k distinct configs ranked by seed mean, with intervals and the noise."""
+        """The top k distinct configs, ranked and valued on disjoint runs (:data:`BEST_METHOD`),
+        with intervals and the noise."""
         info = self.catalog.info(sweep_id)
         done = self.complete_trials(info)
         if not done:
@@ -197,20 +257,21 @@ class Analysis:
         if noise.sd is not None:
             tq = noise.t()
             for g in top[1:]:
-                se = noise.sd * math.sqrt(1 / len(g.values) + 1 / len(best.values))
+                se = noise.sd * math.sqrt(1 / len(g.estimated_on) + 1 / len(best.estimated_on))
                 if abs(g.mean - best.mean) <= tq * se:
                     tied.append(g.first.number)
         with self.db.session() as s:
             counts = ot.counts(s, info.study_id)
         attrs = self._study_attrs(info)
         return schemas.BestOut(
-            best=self._config(info, best, noise),
-            top=[self._config(info, g, noise) for g in top],
+            best=config_out(info, best, noise),
+            top=[config_out(info, g, noise) for g in top],
             noise_sd=noise.sd,
             noise_df=noise.df,
             tied=tied,
             note=_best_note(groups, best, noise, tied, sign),
             reevaluation=reevaluation_out(info, attrs, counts),
+            method=BEST_METHOD,
         )
 
     def _study_attrs(self, info: SweepInfo) -> dict[str, Any]:
@@ -218,28 +279,6 @@ class Analysis:
             return self.db.storage.get_study_system_attrs(info.study_id)
         except KeyError:
             raise NotFound(f"sweep {info.id} not found") from None
-
-    def _config(self, info: SweepInfo, g: ConfigRuns, noise: Noise) -> schemas.ConfigOut:
-        values = g.values
-        mean = g.mean
-        ci = None
-        if noise.sd is not None:
-            half = noise.t() * noise.sd / math.sqrt(len(values))
-            ci = [mean - half, mean + half]
-        out = config(info, g.first)
-        return out.model_copy(
-            update={
-                "value": mean,
-                "mean": mean,
-                "n_seeds": len(values),
-                "sd": float(np.std(values, ddof=1)) if len(values) >= 2 else None,
-                "ci": ci,
-                "values": values,
-                "trial_numbers": [t.number for t in g.counted],
-                "selection_value": g.selection_value,
-                "confirmed": len(values) >= 2,
-            }
-        )
 
     # ---- the rule ----
 
@@ -541,13 +580,28 @@ def transfer(
 def _best_note(
     groups: list[ConfigRuns], best: ConfigRuns, noise: Noise, tied: list[int], sign: float
 ) -> str:
-    """One plain sentence on how far the ranking can be trusted."""
+    """Plain sentences on how the best config's value was estimated and how far the ranking
+    can be trusted."""
+    parts = []
+    n = len(best.held_out)
+    if n:
+        ranked = ", ".join(str(t.number) for t in best.ranked_on)
+        parts.append(
+            f"the best config's value is the mean of its {n} run{'s' if n > 1 else ''} that took "
+            f"no part in ranking it (it was ranked on trial{'s' if len(best.ranked_on) > 1 else ''}"
+            f" {ranked}), so it is not biased by having won"
+        )
+    else:
+        parts.append(
+            "the best config ran once: its value is the run that ranked it first, likely "
+            "luckier than the config"
+        )
     if noise.sd is None:
-        return (
+        parts.append(
             "the seed noise is not measured (no config ran with more than one seed), so the "
             "ranking may be luck: re-evaluate the top configs (spec field reevaluate)"
         )
-    parts = []
+        return "; ".join(parts)
     if len(tied) > 1:
         parts.append(
             f"the top {len(tied)} configs cannot be told apart at this noise "
@@ -557,14 +611,65 @@ def _best_note(
         parts.append(
             f"the best config leads the others by more than the noise (seed sd {noise.sd:.3g})"
         )
-    luckier = [g for g in groups if len(g.counted) < 2 and sign * g.mean < sign * best.mean]
-    if luckier and len(best.counted) >= 2:
+    luckier = [g for g in groups if not g.held_out and sign * g.mean < sign * best.mean]
+    if luckier and best.held_out:
         g = min(luckier, key=lambda g: sign * g.mean)
         parts.append(
             f"trial {g.first.number} has a better single value ({g.mean:.4g}) but ran with "
             "one seed only"
         )
     return "; ".join(parts)
+
+
+def config_out(info: SweepInfo, g: ConfigRuns, noise: Noise) -> schemas.ConfigOut:
+    """A ranked config as /best shows it: its value over its held-out runs with a 90% interval
+    from the pooled seed noise, and the runs the ranking used."""
+    runs = g.estimated_on
+    values = [float(t.value) for t in runs]
+    mean = g.mean
+    ci = None
+    if noise.sd is not None:
+        half = noise.t() * noise.sd / math.sqrt(len(values))
+        ci = [mean - half, mean + half]
+    out = config(info, g.first)
+    return out.model_copy(
+        update={
+            "value": mean,
+            "mean": mean,
+            "n_seeds": len(values),
+            "sd": float(np.std(values, ddof=1)) if len(values) >= 2 else None,
+            "ci": ci,
+            "values": values,
+            "trial_numbers": [t.number for t in runs],
+            "selection_value": g.selection_value,
+            "confirmed": len(g.fresh) >= 2,
+            "held_out": bool(g.held_out),
+            "ranked_on": [t.number for t in g.ranked_on],
+            "rank_value": g.rank_value,
+        }
+    )
+
+
+def leader(info: SweepInfo, done: list[FrozenTrial]) -> schemas.BestSoFar | None:
+    """The config /best ranks first, in the short form sweep lists show (None before any
+    trial completed), and apart from it the best single run (often a lucky seed)."""
+    done = [t for t in done if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
+        return None
+    groups, noise = ranked_configs(info, done)
+    top = config_out(info, groups[0], noise)
+    single = min(done, key=lambda t: (info.sign * t.value, t.number))
+    return schemas.BestSoFar(
+        trial_number=top.trial_number,
+        value=top.mean,
+        params=top.params,
+        mean=top.mean,
+        n_seeds=top.n_seeds,
+        ci=top.ci,
+        held_out=top.held_out,
+        best_single_value=float(single.value),
+        best_single_trial_number=single.number,
+    )
 
 
 def config(info: SweepInfo, t: FrozenTrial) -> schemas.ConfigOut:

@@ -4,12 +4,13 @@ surface fitted to that arm's trials alone) compared with the Lion paper's expect
 
 How the difference is measured: each arm's best is the config ``/best`` would rank first
 among that arm's trials (:func:`service.analysis.ranked_configs`), its mean over the fresh
-seeds of a re-evaluation when it has them. The interval of Lion's mean − AdamW's mean is a
+seeds of a re-evaluation that took no part in ranking it (:data:`service.analysis.BEST_METHOD`).
+The interval of Lion's mean − AdamW's mean is a
 Welch t interval from each arm's own pooled seed noise (Welch–Satterthwaite degrees of
 freedom); when an arm has no repeated config, both arms use the sweep's pooled noise (equal
 noise assumed, said in the reason). Picking each arm's best is a selection: a mean over the
 runs that picked it is biased towards looking good, which the interval does not cover; the
-answer says which arm's mean is over fresh seeds and which is not.
+answer says which arm's mean is over held-out runs and which is not.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from service.analysis import (
     _box,
     _observations,
     _rule_rows,
+    config_out,
     group_configs,
     pooled_noise,
     ranked_configs,
@@ -173,7 +175,7 @@ class Arms:
             optimizer=arm.optimizer,
             n_trials=len(arm.done),
             n_configs=len(arm.groups),
-            best=self.analysis._config(info, best, noise) if best is not None else None,
+            best=config_out(info, best, noise) if best is not None else None,
             noise_sd=noise.sd,
             noise_df=noise.df,
             noise_source=source,
@@ -198,7 +200,7 @@ def _difference(
     diff = lion.mean - adamw.mean
     if source == "none":
         return diff, None, None
-    nl, na = len(lion.values), len(adamw.values)
+    nl, na = len(lion.estimated_on), len(adamw.estimated_on)
     if source == "arm":
         vl = noises["lion"].sd ** 2 / nl
         va = noises["adamw"].sd ** 2 / na
@@ -251,26 +253,20 @@ def _selection_note(arms: dict[str, _Arm]) -> str:
         if best is None:
             continue
         name = NAMES[opt]
-        if best.fresh:
-            rerun = sum(1 for g in arm.groups if g.fresh)
+        if best.held_out:
             part = (
-                f"{name}'s best mean is over {len(best.fresh)} fresh seeds that took no part in "
-                f"picking it"
+                f"{name}'s best mean is over {len(best.held_out)} runs that took no part in "
+                f"ranking it (ranked on {len(best.ranked_on)} others)"
             )
-            if rerun > 1:
-                part += (
-                    f" (ranking the {rerun} re-run configs by those means picks again: a "
-                    "smaller bias the interval does not cover)"
-                )
         else:
             part = (
                 f"{name}'s best is the best of {len(arm.groups)} configs and its mean is over "
-                "the runs that picked it, so it is biased towards looking good and its "
+                "the one run that picked it, so it is biased towards looking good and its "
                 "interval does not allow for that"
             )
         parts.append(part)
     note = "; ".join(parts)
-    if any(a.best is not None and not a.best.fresh for a in arms.values()):
+    if any(a.best is not None and not a.best.held_out for a in arms.values()):
         note += ": re-evaluate the top configs with fresh seeds (spec field reevaluate)"
     return note
 

@@ -23,11 +23,11 @@ from worker import EXIT_CONFIG
 from worker.cli import (
     TokenOpt,
     api_errors,
+    best_text,
     console,
     counts_text,
     fail,
     fail_lines,
-    fmt,
     make_client,
 )
 from worker.client import DEFAULT_HOST, DEFAULT_PORT, ApiError, ServerUnreachable
@@ -310,14 +310,13 @@ def progress_printer(
             current = client.get(f"/api/sweeps/{sweep['id']}")
         except (ApiError, ServerUnreachable):
             return
-        best = (current.get("best") or {}).get("value")
         re = current.get("reevaluation") or {}
         reruns = ""
         if re.get("status") in ("queued", "done"):
             reruns = f" + re-runs {re.get('finished')}/{re.get('trials')}"
         line = (
             f"{current['name']}: {current.get('finished', 0)}/{current['n_trials']}{reruns} "
-            f"finished ({counts_text(current)}), best {fmt(best)}, {current['status']}"
+            f"finished ({counts_text(current)}), best {best_text(current)}, {current['status']}"
         )
         if line != last:
             console.print(line, highlight=False, soft_wrap=True)

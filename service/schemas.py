@@ -510,11 +510,32 @@ class Counts(BaseModel):
 
 
 class BestSoFar(BaseModel):
-    """The best complete trial so far."""
+    """The config /best ranks first, with its value as /best estimates it; the best single
+    run apart (after re-evaluation often a lucky seed, and labelled as such)."""
 
-    trial_number: int
-    value: float
+    trial_number: int = Field(description="The config's first trial.")
+    value: float = Field(description="The same as mean.")
     params: dict[str, Any]
+    mean: float | None = Field(
+        default=None,
+        description="The config's value as /best estimates it: the mean of its runs that took "
+        "no part in ranking it (its one run when it ran once).",
+    )
+    n_seeds: int = Field(default=1, description="How many runs mean is over.")
+    ci: list[float] | None = Field(
+        default=None, description="90% interval of mean (None while the noise is unmeasured)."
+    )
+    held_out: bool = Field(
+        default=False, description="mean is over runs that took no part in ranking the configs."
+    )
+    best_single_value: float | None = Field(
+        default=None,
+        description="The best value any single run reached (lowest when minimizing, highest "
+        "when maximizing): one seed, not the config's value.",
+    )
+    best_single_trial_number: int | None = Field(
+        default=None, description="The trial of best_single_value."
+    )
 
 
 class SweepOut(BaseModel):
@@ -621,10 +642,11 @@ class ConfigOut(BaseModel):
     trial_number: int = Field(description="The config's first trial.")
     value: float = Field(description="The same as mean.")
     mean: float = Field(
-        description="Mean over the fresh seeds of a re-evaluated config (the run that selected "
-        "it is left out: it won a selection, so its value is biased), else over every run."
+        description="Mean over the config's held-out runs (those that took no part in ranking "
+        "it: the later half of a re-evaluated config's fresh seeds), else over its one run; "
+        "see BestOut.method."
     )
-    n_seeds: int
+    n_seeds: int = Field(description="How many runs mean is over.")
     sd: float | None = Field(description="This config's own sd over its seeds (n_seeds >= 2).")
     ci: list[float] | None = Field(
         description="90% interval of the mean, from the sweep's pooled seed noise (None while "
@@ -636,6 +658,20 @@ class ConfigOut(BaseModel):
         description="The value of the run that selected the config, when left out of the mean."
     )
     confirmed: bool = Field(description="Re-run with at least 2 fresh seeds.")
+    held_out: bool = Field(
+        default=False,
+        description="mean, values and trial_numbers are over runs that took no part in ranking "
+        "the configs, so the mean is not biased by the ranking; false for a config that ran "
+        "once (its value is the run that ranked it).",
+    )
+    ranked_on: list[int] = Field(
+        default_factory=list, description="Trial numbers of the runs the ranking used."
+    )
+    rank_value: float | None = Field(
+        default=None,
+        description="Mean of the ranked_on runs: what the configs are ordered by (biased by the "
+        "selection; not an estimate of the config's value).",
+    )
     optimizer: Literal["lion", "adamw"]
     optimizer_kwargs: OptimizerKwargs
     warmup_steps: int | None
@@ -655,7 +691,8 @@ class ReevaluationOut(BaseModel):
 
 
 class BestOut(BaseModel):
-    """The best config and the top k, ranked by seed mean, with the sweep's seed noise."""
+    """The best config and the top k, ranked on some runs and valued on the others (so the
+    winner's value is not biased by the ranking), with the sweep's seed noise."""
 
     best: ConfigOut
     top: list[ConfigOut]
@@ -669,6 +706,10 @@ class BestOut(BaseModel):
     )
     note: str
     reevaluation: ReevaluationOut
+    method: str = Field(
+        default="",
+        description="How configs are ranked and valued on disjoint runs, and the intervals.",
+    )
 
 
 class Estimate(BaseModel):

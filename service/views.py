@@ -7,12 +7,12 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
 
 from service import optuna_tables as ot
 from service import schemas
-from service.analysis import reevaluation_out
+from service.analysis import leader, reevaluation_out
 from service.catalog import Catalog, SweepInfo
 from service.db import Database
 from service.errors import NotFound
@@ -22,6 +22,7 @@ log = logging.getLogger("lionsweep.views")
 
 PAGE_CACHE_SECONDS = 1.0
 PAGE_CACHE_ENTRIES = 256
+LEADER_CACHE_ENTRIES = 1024
 
 
 def counts_out(counts: ot.Counts) -> schemas.Counts:
@@ -54,6 +55,7 @@ class Views:
         self.catalog = catalog
         self._lock = threading.Lock()
         self._pages: dict[tuple[int, int, str | None], tuple[float, int, schemas.SweepPage]] = {}
+        self._leaders: dict[int, tuple[tuple, schemas.BestSoFar | None]] = {}
 
     def row(self, sweep_id: int) -> Sweep:
         """The sweep's row (404 if unknown)."""
@@ -73,13 +75,7 @@ class Views:
         info = self.catalog.info(row.id)
         with self.db.session() as s:
             counts = ot.counts(s, row.study_id)
-        best = None
-        try:
-            bt = self.db.storage.get_best_trial(row.study_id)
-            best = schemas.BestSoFar(trial_number=bt.number, value=bt.value, params=info.params(bt))
-        except (ValueError, KeyError, IndexError):  # no complete trial yet, or deleted
-            # meanwhile (Optuna's cached storage can then index a trial list that is gone)
-            pass
+        best = self.leader(info, counts)
         finished = counts.finished
         try:
             attrs = self.db.storage.get_study_system_attrs(row.study_id)
@@ -125,6 +121,32 @@ class Views:
             ladder_id=row.ladder_id,
             ladder_role=row.ladder_role,
         )
+
+    def leader(self, info: SweepInfo, counts: ot.Counts) -> schemas.BestSoFar | None:
+        """The config /best ranks first (:func:`service.analysis.leader`), or None.
+
+        Kept per sweep while its complete trials stay the same (their count and the last
+        finish), so a list of many sweeps reads each sweep's trials only after it changed.
+        """
+        stamp = (info.study_id, counts.by_state["complete"], counts.last_complete)
+        with self._lock:
+            hit = self._leaders.get(info.id)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        if not counts.by_state["complete"]:
+            return None
+        try:
+            done = self.db.storage.get_all_trials(
+                info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+            )
+        except (KeyError, IndexError):  # deleted meanwhile (Optuna's cached storage can then
+            return None  # index a trial list that is gone)
+        best = leader(info, done)
+        with self._lock:
+            if len(self._leaders) >= LEADER_CACHE_ENTRIES:
+                self._leaders.clear()
+            self._leaders[info.id] = (stamp, best)
+        return best
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
         """A page of sweeps, newest first.

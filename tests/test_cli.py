@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -733,3 +734,47 @@ def test_best_says_lion_vs_adamw_in_80_columns(live_server, sqlite_url) -> None:
     assert plain.exit_code == 0 and "Lion vs AdamW" not in plain.output, plain.output
     as_json = runner.invoke(app, ["best", str(arms_id), "--json", "--server", server.url])
     assert "Lion vs AdamW" not in as_json.output and json.loads(as_json.output)["best"]
+
+
+def test_status_list_and_progress_show_the_seed_mean_best_with_its_seed_count(
+    live_server, sqlite_url: str, tmp_path: Path, capsys
+) -> None:
+    from types import SimpleNamespace
+
+    from service.cli import progress_printer
+    from worker.client import Client
+
+    server = live_server(sqlite_url)
+    spec = {**SMALL, "task": {"name": "scripted-best"}, "reevaluate": {"top_k": 2, "seeds": 3}}
+    assert runner.invoke(app, ["submit", str(write_spec(tmp_path, spec)), "--server", server.url])
+    rng = random.Random(2)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        body = {"worker_id": "w", "tasks": ["scripted-best"]}
+        while (got := c.post("/api/trials/claim", json=body)).status_code == 200:
+            a = got.json()
+            value = math.log(a["params"]["lr"] / 1e-3) ** 2 + rng.gauss(0, 0.3)
+            done = {"state": "complete", "value": value}
+            assert c.post(f"/api/trials/{a['trial_id']}/finish", json=done).status_code == 200
+        best = c.get("/api/sweeps/1/best").json()["best"]
+        sweep = c.get("/api/sweeps/1").json()
+    single = sweep["best"]["best_single_value"]
+    assert best["n_seeds"] == 2 and single != best["mean"]
+    lo, hi = best["ci"]
+    seed_mean = f"{fmt(best['mean'])} [{fmt(lo)}{' to ' if min(lo, hi) < 0 else '–'}{fmt(hi)}]"
+    shown = f"{seed_mean} (trial {best['trial_number']}, 2 seeds)"
+
+    listing = runner.invoke(app, ["status", "--server", server.url], terminal_width=200)
+    assert listing.exit_code == 0, listing.output
+    flat = " ".join(re.sub(r"[│┃]", " ", listing.output).split())
+    assert "best (seed" in flat and f"{fmt(best['mean'])} (2 seeds)" in flat, flat
+    assert fmt(single) not in flat
+    one = runner.invoke(app, ["status", "1", "--server", server.url], terminal_width=200)
+    assert one.exit_code == 0, one.output
+    assert f"best config (seed mean) │ {shown}" in one.output
+    number = sweep["best"]["best_single_trial_number"]
+    assert f"best single run         │ {fmt(single)} (trial {number}; one seed" in one.output
+
+    with Client(server.url) as client:
+        progress_printer(client, SimpleNamespace(done=False), {"id": 1})()
+    line = capsys.readouterr().out
+    assert f"best {shown}, complete" in " ".join(line.split()), line

@@ -117,24 +117,41 @@ def test_leaders_are_rerun_with_fresh_seeds_and_best_ranks_by_their_mean(client)
 
     best = client.get(f"/api/sweeps/{sweep['id']}/best", params={"k": 4}).json()
     groups = {
-        leader["trial_number"]: [a["value"] for a in reruns if a["params"] == leader["params"]]
+        leader["trial_number"]: sorted(
+            (a for a in reruns if a["params"] == leader["params"]), key=lambda a: a["trial_number"]
+        )
         for leader in leaders
     }
-    pooled = math.sqrt(sum(statistics.variance(v) * 2 for v in groups.values()) / 4)
+    fresh = {n: [a["value"] for a in runs] for n, runs in groups.items()}
+    pooled = math.sqrt(sum(statistics.variance(v) * 2 for v in fresh.values()) / 4)
     assert best["noise_sd"] == pytest.approx(pooled) and best["noise_df"] == 4
-    means = {n: statistics.mean(v) for n, v in groups.items()}
-    winner = min(means, key=means.get)
+    # Ranked on the selecting run and the first fresh seed; valued on the other two.
+    own = {a["trial_number"]: a["value"] for a in leaders}
+    rank = {n: (own[n] + v[0]) / 2 for n, v in fresh.items()}
+    held = {n: statistics.mean(v[1:]) for n, v in fresh.items()}
+    winner = min(rank, key=rank.get)
     b = best["best"]
-    assert b["trial_number"] == winner and b["confirmed"] and b["n_seeds"] == 3
-    assert b["mean"] == pytest.approx(means[winner]) and b["value"] == b["mean"]
-    assert sorted(b["values"]) == pytest.approx(sorted(groups[winner]))
-    selected = next(a for a in leaders if a["trial_number"] == winner)
-    assert b["selection_value"] == pytest.approx(selected["value"])
-    half = stats.t.ppf(0.95, 4) * pooled / math.sqrt(3)
-    assert b["ci"] == pytest.approx([means[winner] - half, means[winner] + half])
+    assert b["trial_number"] == winner and b["confirmed"] and b["held_out"]
+    assert b["n_seeds"] == 2 and b["ranked_on"] == [winner, groups[winner][0]["trial_number"]]
+    assert b["rank_value"] == pytest.approx(rank[winner])
+    assert b["mean"] == pytest.approx(held[winner]) and b["value"] == b["mean"]
+    assert b["values"] == pytest.approx(fresh[winner][1:])
+    assert b["trial_numbers"] == [a["trial_number"] for a in groups[winner][1:]]
+    assert b["selection_value"] == pytest.approx(own[winner])
+    half = stats.t.ppf(0.95, 4) * pooled / math.sqrt(2)
+    assert b["ci"] == pytest.approx([held[winner] - half, held[winner] + half])
+    assert [c["held_out"] for c in best["top"]] == [True, True, False, False]
     assert [c["confirmed"] for c in best["top"]] == [True, True, False, False]
     assert all(c["n_seeds"] == 1 and c["ci"] is not None for c in best["top"][2:])
     assert winner in best["tied"]
+    assert "took no part in ranking it" in best["note"] and "winner" in best["method"]
+    # The sweep's own view shows the same config, valued the same way.
+    listed = client.get(f"/api/sweeps/{sweep['id']}").json()["best"]
+    assert listed["trial_number"] == winner and listed["value"] == pytest.approx(b["mean"])
+    assert listed["n_seeds"] == 2 and listed["ci"] == pytest.approx(b["ci"])
+    single = min(first, key=lambda a: a["value"])
+    assert listed["best_single_value"] == pytest.approx(single["value"])
+    assert listed["best_single_trial_number"] == single["trial_number"]
 
 
 def test_reruns_are_never_pruned(client) -> None:

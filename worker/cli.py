@@ -114,6 +114,31 @@ def counts_text(sweep: dict[str, Any]) -> str:
     return text
 
 
+def best_text(sweep: dict[str, Any], single: bool = False, short: bool = False) -> str:
+    """``0.0091 [0.0026–0.0156] (trial 26, 3 seeds)``: the config /best ranks first, its value
+    (a seed mean) with its 90% interval and seed count, or ``-``; ``short``: ``0.0091 (3
+    seeds)``; with ``single``, the best single run after it, labelled as such."""
+    best = sweep.get("best") or {}
+    if best.get("value") is None:
+        return "-"
+    ci = best.get("ci")
+    n = best.get("n_seeds")
+    text = fmt(best.get("mean", best["value"]))
+    if short:
+        return text if n is None else f"{text} ({n} seed{'' if n == 1 else 's'})"
+    if ci:
+        sep = " to " if min(ci) < 0 else "–"
+        text += f" [{fmt(ci[0])}{sep}{fmt(ci[1])}]"
+    if n is not None:
+        text += f" (trial {best.get('trial_number')}, {n} seed{'' if n == 1 else 's'})"
+    if single and best.get("best_single_value") is not None:
+        text += (
+            f"; best single run {fmt(best['best_single_value'])} "
+            f"(trial {best.get('best_single_trial_number')})"
+        )
+    return text
+
+
 @app.command()
 def worker(
     server: ServerOpt = DEFAULT_SERVER,

@@ -1,9 +1,25 @@
 // The sweeps list, and the width ladders above it: polls the API and updates the tables in place.
-import { age, el, fmt, fractionBar, getJson, initToken, poll, progressBar, showContent } from "./api.js";
+import { age, el, fmt, fractionBar, getJson, initToken, interval, poll, progressBar, showContent } from "./api.js";
 
 initToken();
 const body = document.querySelector("#sweeps tbody");
 const ladderBody = document.querySelector("#ladders tbody");
+
+/** The config /best ranks first: its seed mean and seed count; the interval and the best
+ * single run (labelled as one) in the title. */
+function bestCell(best) {
+  if (!best) return "–";
+  const n = best.n_seeds ?? 1;
+  const ci = interval(best.ci);
+  const title = [
+    `trial ${best.trial_number}: mean of ${n} seed${n === 1 ? "" : "s"}${ci ? `, 90% CI ${ci}` : ""}`,
+    typeof best.best_single_value === "number"
+      ? `best single run ${fmt(best.best_single_value)} (trial ${best.best_single_trial_number}; one seed, not a config's value)`
+      : null,
+  ].filter(Boolean).join("\n");
+  return el("span", { class: "best-mean", title, "data-seeds": n },
+    fmt(best.mean ?? best.value), el("span", { class: "muted small" }, ` · ${n} seed${n === 1 ? "" : "s"}`));
+}
 
 function row(sweep) {
   const link = el("a", { href: `/sweeps/${sweep.id}` }, sweep.name);
@@ -11,7 +27,7 @@ function row(sweep) {
     ? el("a", { class: "tag ladder", href: `/ladders/${sweep.ladder_id}`, title: `${sweep.ladder_role} of width ladder #${sweep.ladder_id}` },
       `ladder #${sweep.ladder_id}`)
     : null;
-  const best = sweep.best ? fmt(sweep.best.value) : "–";
+  const best = bestCell(sweep.best);
   return el(
     "tr",
     { "data-sweep-id": sweep.id, "data-status": sweep.status },

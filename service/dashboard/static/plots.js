@@ -283,8 +283,10 @@ function bestSoFar(values, minimize) {
   });
 }
 
-/** Objective of each complete trial by trial number, with the best-so-far line. */
-export function history(id, trials, sweep) {
+/** Objective of each complete trial by trial number; the lowest (highest when maximizing) single
+ * value so far, labelled as single runs; and the config /best ranks first (`best`, a ConfigOut)
+ * as its seed mean with its 90% interval, drawn at the last trial its mean is over. */
+export function history(id, trials, sweep, best = null) {
   const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const done = trials.filter((t) => t.state === "complete" && finite(t.value)).sort((a, b) => a.number - b.number);
@@ -293,23 +295,35 @@ export function history(id, trials, sweep) {
     return;
   }
   const values = done.map((t) => t.value);
-  draw(
-    id,
-    [
-      {
-        x: done.map((t) => t.number), y: done.map((t) => t.value), type: "scatter", mode: "markers",
-        name: metric, marker: { color: "#1f77b4", size: 7 },
-      },
-      {
-        x: done.map((t) => t.number), y: bestSoFar(done.map((t) => t.value), minimize), type: "scatter",
-        mode: "lines", name: "best so far", line: { color: "#d62728", shape: "hv" },
-      },
-    ],
+  const data = [
     {
-      xaxis: { title: { text: "trial" } },
-      yaxis: wideRange(values) ? logAxis(values, { title: metric }) : { title: { text: metric } },
+      x: done.map((t) => t.number), y: done.map((t) => t.value), type: "scatter", mode: "markers",
+      name: metric, marker: { color: "#1f77b4", size: 7 },
     },
-  );
+    {
+      x: done.map((t) => t.number), y: bestSoFar(done.map((t) => t.value), minimize), type: "scatter",
+      mode: "lines", name: `${minimize ? "lowest" : "highest"} single value so far`,
+      line: { color: "#d62728", shape: "hv", dash: "dot", width: 1.5 },
+    },
+  ];
+  if (best && finite(best.mean)) {
+    const n = best.n_seeds ?? 1;
+    const at = Math.max(...(best.trial_numbers?.length ? best.trial_numbers : [best.trial_number]));
+    const ci = Array.isArray(best.ci) && best.ci.every(finite) ? best.ci : null;
+    const label = `best config (trial ${best.trial_number}): mean of ${n} seed${n === 1 ? "" : "s"}`;
+    data.push({
+      x: [at], y: [best.mean], type: "scatter", mode: "markers", name: label,
+      marker: { color: "#2ca02c", size: 12, symbol: "star" },
+      error_y: ci ? { type: "data", symmetric: false, array: [ci[1] - best.mean], arrayminus: [best.mean - ci[0]], color: "#2ca02c", thickness: 2 } : undefined,
+      text: [`${label}<br>${metric} = ${sig3(best.mean)}${ci ? `<br>90% CI ${sig3(ci[0])} to ${sig3(ci[1])}` : "<br>noise not measured"}`],
+      hoverinfo: "text",
+    });
+    if (ci) values.push(...ci.filter((v) => v > 0));
+  }
+  draw(id, data, {
+    xaxis: { title: { text: "trial" } },
+    yaxis: wideRange(values) ? logAxis(values, { title: metric }) : { title: { text: metric } },
+  });
 }
 
 /** Horizontal bars of Optuna's parameter importances. */

@@ -68,7 +68,7 @@ function renderHeader(sweep) {
 
 /** "2.88 ± 0.08 (90% CI 2.80–2.96, 4 seeds)", or "…, 1 seed, noise not measured". */
 function meanText(c) {
-  const seeds = plural(c.n_seeds, "seed");
+  const seeds = plural(c.n_seeds, "seed") + (c.held_out ? " that took no part in ranking it" : "");
   const ci = interval(c.ci);
   if (!ci) return { mean: f3(c.mean), detail: `(${seeds}, noise not measured)` };
   return { mean: `${f3(c.mean)} ± ${f3((c.ci[1] - c.ci[0]) / 2)}`, detail: `(90% CI ${ci}, ${seeds})` };
@@ -137,6 +137,15 @@ function renderBest(best) {
   renderTop(best);
 }
 
+/** The values a config's mean is over, and the runs that ranked it. */
+function seedsTitle(c) {
+  const over = c.values ? `mean over ${c.values.map((v) => f3(v)).join(", ")}` : "";
+  const ranked = c.held_out && c.ranked_on?.length
+    ? `; ranked on trial${c.ranked_on.length === 1 ? "" : "s"} ${c.ranked_on.join(", ")} (mean ${f3(c.rank_value)}), left out of the mean`
+    : "";
+  return over + ranked || null;
+}
+
 /** The top configs, ranked; those the data cannot tell apart from the best are marked. */
 function renderTop(best) {
   const tied = new Set(best.tied || []);
@@ -157,8 +166,7 @@ function renderTop(best) {
       el("td", {}, `#${c.trial_number}`),
       el("td", { class: "num" }, f3(c.mean)),
       el("td", { class: "num" }, interval(c.ci) || "–"),
-      el("td", { class: "num", title: c.values ? c.values.map((v) => f3(v)).join(", ") : null },
-        c.confirmed ? `${c.n_seeds} fresh` : c.n_seeds),
+      el("td", { class: "num", title: seedsTitle(c) }, c.held_out ? `${c.n_seeds} held out` : c.n_seeds),
       el("td", { class: "num" }, f3(kw.lr)),
       el("td", { class: "num" }, f3(kw.weight_decay)),
       el("td", {}, mark ? el("span", { class: `tag ${isBest ? "best" : "tied"}` }, mark) : ""),
@@ -411,7 +419,7 @@ async function refresh() {
     }
   }
   lrWdMap("plot-map", trials, sweep, rule, bestMark());
-  history("plot-history", trials, sweep);
+  history("plot-history", trials, sweep, bestAnswer?.best);
   parallel("plot-parallel", trials, sweep);
   renderArms(trials, sweep);
 }
