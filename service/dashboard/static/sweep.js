@@ -318,10 +318,14 @@ function renderTrials(trials) {
         "data-trial": t.number,
         "data-state": t.state,
         "data-handed-back": t.handed_back ? "1" : null,
+        "data-imported": t.imported ? "1" : null,
         "data-best": isBest ? "1" : null,
         class: isBest ? "best" : null,
       },
-      el("td", {}, t.number, isBest ? el("span", { class: "tag best", title: "the best config" }, "★ best") : null),
+      el("td", {}, t.number,
+        isBest ? el("span", { class: "tag best", title: "the best config" }, "★ best") : null,
+        t.imported ? el("span", { class: "tag imported", title: `imported: ${t.import_source || "run elsewhere"}` }, "imported") : null,
+        t.diverged ? el("span", { class: "tag diverged", title: "diverged: left out of the fit, used for the stability edge" }, "diverged") : null),
       el("td", {}, el("span", {
         class: `state ${state.replace(" ", "-")}`,
         title: t.handed_back ? "handed back by its worker (shutdown) or stopped by a cancel: re-queued with the same params, not a failure" : null,
@@ -334,7 +338,7 @@ function renderTrials(trials) {
       el("td", { class: "num" }, fmt(p.beta2)),
       el("td", {}, other),
       el("td", {}, t.reason || ""),
-      el("td", {}, t.worker_id || ""),
+      el("td", {}, t.imported ? "(imported)" : t.worker_id || ""),
       el("td", { class: "num" }, t.duration_seconds === null || t.duration_seconds === undefined ? "–" : duration(t.duration_seconds)),
     );
   });
