@@ -370,12 +370,13 @@ class Analysis:
 
 LEFT_OUT_REASON = (
     "diverged trials (a non-finite value, a 'diverged' reason, or a value beyond the basin: "
-    "above a gap in the sorted values wider than the whole basin below it) are left out of the "
-    "surface and estimate the stability edge instead; pruned trials enter with a final value "
-    "imputed from their last reported value (a straight line fitted on the complete trials' "
-    "values at that step, used only when it explains at least half their final values' "
-    "variance), and the rest are left out ('pruned'); failed, unfinished trials and those of "
-    "another optimizer arm are left out too ('other': not this arm, or no lr / weight decay)"
+    "above a gap in the sorted values at least twice as wide as the whole basin below it) "
+    "are left out of the surface and estimate the stability edge instead; pruned trials "
+    "enter with a final value imputed from their last reported value (a straight line "
+    "fitted on the complete trials' values at that step, used only when it explains at "
+    "least half their final values' variance), and the rest are left out ('pruned'); "
+    "failed and unfinished trials are left out too, and so are those of another optimizer "
+    "arm or without an lr / weight decay ('other')"
 )
 
 MIN_CALIBRATION = 6
@@ -455,7 +456,7 @@ def _rule_data(info: SweepInfo, trials: list[FrozenTrial], optimizer: str = "lio
         if far.any():
             data.notes.append(
                 f"{int(far.sum())} complete trial(s) with values beyond the basin (above a gap "
-                "wider than the basin itself) count as diverged"
+                "at least twice as wide as the basin itself) count as diverged"
             )
     data.rows = complete
     data.imputed, n_pruned_left = _impute(complete, pruned, info.sign)

@@ -26,9 +26,10 @@ Rules that keep the answer inside what the data can say:
   usable trials (:func:`service.verdict.min_trials`). A random/TPE/grid design too small for
   the full quadratic (6 coefficients) but large enough without the ``x·y`` interaction is
   fitted additively, and then says the trade-off is not estimated.
-- **Other swept parameters** enter only when they lower the BIC, one block at a time
-  (forward selection), never pushing the model past the size rule; a parameter with 2
-  levels gets one linear term, with 3 or more a linear and a quadratic one.
+- **Other swept parameters** enter only when they lower the BIC and pass a Bonferroni-
+  corrected partial F-test, one block at a time (forward selection), never pushing the model
+  past the size rule; a parameter with 2 levels gets one linear term, with 3 or more a
+  linear and a quadratic one.
 - **One-at-a-time designs** (each trial changes at most one parameter of a base config) get
   the additive model (no interaction: it is not identifiable from such a design), its
   intervals from a residual bootstrap (resampling trials could drop a whole level), and a
@@ -76,6 +77,8 @@ GRID = 81
 REWEIGHT_ROUNDS = 3
 BASIN_SHARE = 0.5
 """The basin (the non-diverged values) holds at least this share of the trials."""
+GAP_RATIO = 2.0
+"""A gap in the sorted values ends the basin when it is this many times the basin's spread."""
 DIVERGED_SHARE = 0.5
 """The stability edge is the lowest lr at and above which at least this share diverged."""
 
@@ -191,11 +194,11 @@ class Surface:
 
 
 def beyond_basin(value: np.ndarray) -> np.ndarray:
-    """Which values lie beyond the basin: above a gap in the sorted values that is wider than
-    the whole basin below it, the basin holding at least ``BASIN_SHARE`` of the trials, and
-    the values above it spread less than that gap (diverged runs sit on a plateau, such as
-    the loss of an untrained model; a heavy tail keeps spreading). Values are "lower is
-    better"; fewer than 6 trials are never split."""
+    """Which values lie beyond the basin: above a gap in the sorted values at least
+    ``GAP_RATIO`` times as wide as the whole basin below it, the basin holding at least
+    ``BASIN_SHARE`` of the trials, and the values above it spread less than that gap
+    (diverged runs sit on a plateau, such as the loss of an untrained model; a heavy tail
+    keeps spreading). Values are "lower is better"; fewer than 6 trials are never split."""
     v = np.sort(np.asarray(value, dtype=float))
     n = len(v)
     out = np.zeros(n, dtype=bool)
@@ -203,7 +206,7 @@ def beyond_basin(value: np.ndarray) -> np.ndarray:
         return np.zeros(len(value), dtype=bool)
     for k in range(max(math.ceil(n * BASIN_SHARE) - 1, 1), n - 1):
         gap, basin, above = v[k + 1] - v[k], v[k] - v[0], v[-1] - v[k + 1]
-        if gap > 0 and gap > basin and above < gap:
+        if gap > 0 and gap > GAP_RATIO * basin and above < gap:
             return np.asarray(value) > v[k]
     return out[: len(value)]
 
@@ -339,7 +342,9 @@ def select_terms(
 ) -> tuple[list[int], list[str]]:
     """Columns of ``z`` to add to the base design ``d``: forward selection by BIC, one
     parameter at a time, its linear term alone or with its quadratic; a candidate enters only
-    when it lowers the BIC and the model still meets :func:`service.verdict.min_trials`."""
+    when it lowers the BIC, its partial F-test has p < ALPHA / (candidates left) (Bonferroni:
+    in a one-at-a-time design a parameter's effect rests on one or two trials, where the BIC
+    alone lets noise in), and the model still meets :func:`service.verdict.min_trials`."""
     n = len(v)
     chosen: list[int] = []
     names: list[str] = []
@@ -354,7 +359,8 @@ def select_terms(
                 if n < min_trials(cand.shape[1]) or np.linalg.matrix_rank(cand) < cand.shape[1]:
                     continue
                 b = _bic(cand, v)
-                if b < base and (best is None or b < best[0]):
+                p = _partial_f(cand, v, list(range(current.shape[1], cand.shape[1])))
+                if b < base and p < ALPHA / len(left) and (best is None or b < best[0]):
                     best = (b, i, cols[:k])
         if best is None:
             break
