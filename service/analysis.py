@@ -535,6 +535,8 @@ def _design(info: SweepInfo, data: RuleData) -> None:
     dims.setdefault("lr", info.spec.space.lr)
     dims.setdefault("weight_decay", info.spec.space.weight_decay)
     params = [p for _, p in data.fitted + data.diverged]
+    if not params:
+        return
     names = [n for n in dims if all(n in p for p in params)]
     base = {}
     for name in names:

@@ -434,6 +434,9 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     nd = obs.nodecay if obs.nodecay is not None and obs.nodecay.any() else None
     pos = ~nd if nd is not None else np.ones(n, dtype=bool)
     wd_name = "weight decay" if box.second == "weight_decay" else "lr·weight decay"
+    smallest = 5 + (nd is not None)  # the additive model
+    if n < min_trials(smallest):
+        return _insufficient(n, smallest)
     if n == 0 or np.ptp(obs.x) <= 1e-9 or pos.sum() == 0 or np.ptp(obs.y[pos]) <= 1e-9:
         which = "lr" if n == 0 or np.ptp(obs.x) <= 1e-9 else wd_name
         return _insufficient(n, 6, f"every fitted trial has the same {which}")

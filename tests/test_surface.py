@@ -94,7 +94,7 @@ def test_pure_noise_is_insufficient() -> None:
 
 def test_too_few_trials_is_insufficient() -> None:
     s = fit_surface(*planted("valley", 1, n=8))
-    assert s.verdict == "insufficient" and "needs at least 14" in s.reason
+    assert s.verdict == "insufficient" and "needs at least 12" in s.reason
 
 
 def test_best_weight_decay_at_the_edge_of_the_box_is_a_boundary() -> None:
