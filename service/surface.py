@@ -514,18 +514,27 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     best = pred.argmin(axis=0)
     opt_x, opt_y = gx[best], gy[best]
 
-    # Off the grid: exact 1-D minimisations of the quadratic in y (at the point's lr) and in
-    # x (at its y), each kept only where it stays inside the region.
+    # Off the grid: where a fit's quadratic has a minimum (positive definite) inside the
+    # region, that exact point; elsewhere, from the grid's best point, exact 1-D minimisations
+    # in y (at the point's lr) and in x (at its y), each kept only inside the region.
     b, c, d2, e, g = col("u"), col("w"), col("uu"), col("uw"), col("ww")
     curved, curved_x = g > 0, d2 > 0
-    for _ in range(3):
+    det = 4 * d2 * g - e * e
+    bowl = curved & curved_x & (det > 0)
+    safe = np.where(bowl, det, 1.0)
+    u_star = (-2 * g * b + e * c) / safe
+    w_star = (-2 * d2 * c + e * b) / safe
+    x_star, y_star = scale.mx + scale.sx * u_star, scale.my + scale.sy * w_star
+    exact = bowl & region.inside(x_star, box.v_of(x_star, y_star))
+    opt_x, opt_y = np.where(exact, x_star, opt_x), np.where(exact, y_star, opt_y)
+    for _ in range(10):
         u = (opt_x - scale.mx) / scale.sx
         exact_y = scale.my + scale.sy * -(c + e * u) / np.where(curved, 2 * g, 1.0)
-        ok = curved & region.inside(opt_x, box.v_of(opt_x, exact_y))
+        ok = ~exact & curved & region.inside(opt_x, box.v_of(opt_x, exact_y))
         opt_y = np.where(ok, exact_y, opt_y)
         ww = (opt_y - scale.my) / scale.sy
         exact_x = scale.mx + scale.sx * -(b + e * ww) / np.where(curved_x, 2 * d2, 1.0)
-        ok = curved_x & region.inside(exact_x, box.v_of(exact_x, opt_y))
+        ok = ~exact & curved_x & region.inside(exact_x, box.v_of(exact_x, opt_y))
         opt_x = np.where(ok, exact_x, opt_x)
 
     # Which edges of the region each fit's optimum is pushed against: a step outward leaves
