@@ -472,7 +472,9 @@ def rule_table(title: str, rows: dict[str, Any]) -> Table:
 def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
     """Print a sweep's fitted lr × weight-decay answer: verdict, intervals, transfer."""
     verdict = fit["verdict"]
-    colour = {"valley": "green", "lr_only": "cyan", "boundary": "yellow"}.get(verdict, "red")
+    colour = {"valley": "green", "per_axis": "green", "lr_only": "cyan", "wd_only": "cyan"}.get(
+        verdict, "yellow" if verdict == "boundary" else "red"
+    )
     console.print(f"sweep {sweep_id}: verdict [bold {colour}]{verdict}[/]", highlight=False)
     console.print(fit["reason"], highlight=False)
     rows: dict[str, Any] = {}
@@ -484,12 +486,28 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         rows["η·λ at the optimum"] = f"{fmt(fit['product'])} ({interval_text(fit['product_ci'])})"
         rows["α0 = √(2ηλ)"] = f"{fmt(fit['alpha0'])} ({interval_text(fit['alpha0_ci'])})"
     opt = fit.get("optimum")
-    if opt:
-        rows["optimum lr"] = f"{fmt(opt['lr'])} ({interval_text(opt['lr_ci'])})"
-        rows["optimum weight decay"] = (
-            f"{fmt(opt['weight_decay'])} ({interval_text(opt['weight_decay_ci'])})"
+    if opt:  # only what the verdict shows: an axis or a value it rules out is null
+        if opt.get("lr") is not None:
+            rows["optimum lr"] = f"{fmt(opt['lr'])} ({interval_text(opt['lr_ci'])})"
+        if opt.get("weight_decay") is not None:
+            rows["optimum weight decay"] = (
+                f"{fmt(opt['weight_decay'])} ({interval_text(opt['weight_decay_ci'])})"
+            )
+        if opt.get("value") is not None:
+            rows["predicted objective"] = f"{fmt(opt['value'])} ({interval_text(opt['value_ci'])})"
+    stab = fit.get("stability")
+    if stab and stab.get("lr_diverged_min") is not None:
+        rows["training diverges"] = (
+            f"from lr {fmt(stab['lr_diverged_min'])} ({stab['n_diverged']} diverged; highest "
+            f"lr that trained below it {fmt(stab.get('lr_stable_max'))})"
         )
-        rows["predicted objective"] = f"{fmt(opt['value'])} ({interval_text(opt['value_ci'])})"
+    nd = fit.get("no_decay")
+    if nd:
+        rows["no decay (λ = 0) − optimum"] = (
+            f"{fmt(nd['difference'])} ({interval_text(nd['difference_ci'])})"
+        )
+    if fit.get("design") == "one_at_a_time":
+        rows["design"] = "one at a time (per-axis optimum; slope not identifiable)"
     if fit.get("on_boundary"):
         rows["on the box's edge"] = ", ".join(fit.get("boundary_edges") or [])
     best = fit.get("best")
@@ -500,6 +518,8 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         )
     rows["noise sd (seeds)"] = fmt(fit.get("noise_sd"))
     rows["residual sd (fit)"] = fmt(fit.get("residual_sd"))
+    if fit.get("n_imputed"):
+        rows["pruned trials imputed"] = str(fit["n_imputed"])
     left = fit.get("left_out") or {}
     rows["trials fitted"] = (
         f"{fit['n']} (left out: " + ", ".join(f"{v} {k}" for k, v in left.items() if v) + ")"

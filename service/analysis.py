@@ -20,16 +20,27 @@ from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound
 from service.ladder_fit import RULES
-from service.surface import LEVEL, Box, Observations, Surface, fit_surface
+from service.surface import (
+    LEVEL,
+    Box,
+    Observations,
+    Stability,
+    Surface,
+    beyond_basin,
+    fit_surface,
+    stability_edge,
+)
 
 WIDTH_RULES = RULES
 """The named width rules (:data:`service.ladder_fit.RULES`). Which one holds is what a width
 ladder measures; one sweep cannot tell."""
 
 METHOD = (
-    "quadratic response surface in (ln lr, ln weight decay), the other swept parameters "
-    "as additive terms, trials weighted down by their fitted excess over the optimum; "
-    "90% intervals from 400 bootstrap refits"
+    "quadratic response surface in (ln lr, ln weight decay) — additive, without the lr × "
+    "weight-decay term, for a one-at-a-time design or too few trials — with other swept "
+    "parameters entering only when they lower the BIC; trials weighted down by their fitted "
+    "excess over the optimum; answers only inside the fitted trials' region and below the lr "
+    "where training diverges; 90% intervals from 400 bootstrap refits"
 )
 
 
@@ -219,7 +230,7 @@ class Analysis:
         self.catalog = catalog
         self.declared = declared or (lambda _task: None)
         self._lock = threading.Lock()
-        self._surfaces: dict[int, tuple[Any, Surface]] = {}
+        self._surfaces: dict[tuple[int, str], tuple[Any, Surface]] = {}
 
     def all_trials(self, info: SweepInfo) -> list[FrozenTrial]:
         """Every trial of the sweep (404 once the sweep is deleted)."""
@@ -292,48 +303,19 @@ class Analysis:
         """The fitted lr × weight-decay surface's verdict, valley, optimum and intervals, and
         optionally the answer moved to ``to_width`` under ``width_rule``."""
         info = self.catalog.info(sweep_id)
-        trials = self.all_trials(info)
-        rows, left_out = _rule_rows(info, trials)
-        if not rows:
+        data = _rule_data(info, self.all_trials(info))
+        if not data.rows:
             raise Conflict(
-                f"sweep {sweep_id} has no complete Lion trial with lr > 0 and weight decay > 0 "
-                "to fit the rule to"
+                f"sweep {sweep_id} has no complete Lion trial with lr > 0 and weight decay >= 0 "
+                "that trained (did not diverge) to fit the rule to"
             )
         sign = info.sign
-        groups, noise = ranked_configs(info, [t for t, _ in rows])
+        groups, noise = ranked_configs(info, [t for t, _ in data.rows])
         best = groups[0]
-        box, box_out = _box(info, rows)
-        surface = self._surface(info, rows, best.params, box, sign)
-        opt = None
-        if surface.lr is not None:
-            opt = schemas.Estimate(
-                lr=surface.lr.value,
-                weight_decay=surface.weight_decay.value,
-                value=sign * surface.value.value,
-                lr_ci=surface.lr.pair(),
-                weight_decay_ci=surface.weight_decay.pair(),
-                value_ci=sorted(sign * v for v in surface.value.pair()),
-            )
-        width_param, width = self._width(info)
+        box, box_out = _box(info, data.fitted)
+        surface = self._surface(info, data, best, box, sign)
         out = schemas.RuleOut(
-            verdict=surface.verdict,
-            reason=surface.reason,
-            n=surface.n,
-            left_out={**left_out, "outlier": surface.n_outliers},
-            left_out_reason=LEFT_OUT_REASON,
-            method=METHOD,
-            slope=surface.slope.value if surface.slope else None,
-            slope_ci=surface.slope.pair() if surface.slope else None,
-            product=surface.product.value if surface.product else None,
-            product_ci=surface.product.pair() if surface.product else None,
-            alpha0=surface.alpha0.value if surface.alpha0 else None,
-            alpha0_ci=surface.alpha0.pair() if surface.alpha0 else None,
-            optimum=opt,
-            on_boundary=surface.on_boundary,
-            boundary_edges=surface.boundary_edges,
-            noise_sd=noise.sd,
-            residual_sd=surface.residual_sd,
-            valley=[schemas.ValleyPoint(**p) for p in surface.valley],
+            **_rule_fields(surface, data, sign, noise),
             box=box_out,
             best=schemas.BestPoint(
                 trial_number=best.first.number,
@@ -341,12 +323,13 @@ class Analysis:
                 weight_decay=best.params["weight_decay"],
                 value=best.mean,
             ),
-            width=width,
-            width_param=width_param,
+            width=None,
+            width_param=None,
             transfer=None,
         )
+        out.width_param, out.width = self._width(info)
         if to_width is not None:
-            start = from_width if from_width is not None else width
+            start = from_width if from_width is not None else out.width
             if start is None:
                 raise Invalid(
                     [
@@ -362,37 +345,40 @@ class Analysis:
             out.transfer = transfer(out, start, to_width, width_rule)
         return out
 
-    def fitted(self, sweep_id: int) -> tuple[Surface, ConfigRuns, float] | None:
-        """The sweep's fitted surface, its best Lion config and the objective's sign (+1:
-        lower is better), or None while it has no complete Lion trial to fit."""
+    def fitted(
+        self, sweep_id: int, optimizer: str = "lion"
+    ) -> tuple[Surface, ConfigRuns, float] | None:
+        """The sweep's fitted surface over one optimizer's trials, its best config and the
+        objective's sign (+1: lower is better), or None while it has no such trial to fit."""
         info = self.catalog.info(sweep_id)
-        rows, _ = _rule_rows(info, self.all_trials(info))
-        if not rows:
+        data = _rule_data(info, self.all_trials(info), optimizer)
+        if not data.rows:
             return None
-        groups, _ = ranked_configs(info, [t for t, _ in rows])
-        box, _ = _box(info, rows)
-        return self._surface(info, rows, groups[0].params, box, info.sign), groups[0], info.sign
+        groups, _ = ranked_configs(info, [t for t, _ in data.rows])
+        box, _ = _box(info, data.fitted)
+        return self._surface(info, data, groups[0], box, info.sign), groups[0], info.sign
 
     def _surface(
-        self,
-        info: SweepInfo,
-        rows: list[tuple[FrozenTrial, dict[str, Any]]],
-        ref: dict[str, Any],
-        box: Box,
-        sign: float,
+        self, info: SweepInfo, data: RuleData, best: ConfigRuns, box: Box, sign: float
     ) -> Surface:
-        """The fitted surface, kept while the sweep's complete trials stay the same."""
-        stamp = (len(rows), max(t.number for t, _ in rows), tuple(sorted(ref.items())))
+        """The fitted surface, kept while the sweep's trials stay the same."""
+        stamp = (
+            len(data.fitted),
+            len(data.diverged),
+            max(t.number for t, _ in data.fitted),
+            tuple(sorted(best.params.items())),
+        )
+        key = (info.id, data.optimizer)
         with self._lock:
-            hit = self._surfaces.get(info.id)
+            hit = self._surfaces.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        obs = _observations(info, rows, ref, sign)
+        obs = _observations(info, data, best, sign)
         surface = fit_surface(obs, box)
         with self._lock:
             if len(self._surfaces) > 256:
                 self._surfaces.clear()
-            self._surfaces[info.id] = (stamp, surface)
+            self._surfaces[key] = (stamp, surface)
         return surface
 
     def _width(self, info: SweepInfo) -> tuple[str | None, float | None]:
@@ -422,45 +408,224 @@ class Analysis:
 
 
 LEFT_OUT_REASON = (
-    "pruned trials are left out: their objective at the full budget is unknown (the pruner "
-    "stopped them early because they trailed, or they diverged), and a value from an earlier "
-    "step is not comparable; failed, unfinished, AdamW-arm trials and trials with weight "
-    "decay 0 are left out too ('other'), and so are values more than 10 interquartile "
-    "ranges above the upper quartile ('outlier': runs that went wrong without diverging)"
+    "diverged trials (a non-finite value, a 'diverged' reason, or a value beyond the basin: "
+    "above a gap in the sorted values at least twice as wide as the whole basin below it) "
+    "are left out of the surface and estimate the stability edge instead; pruned trials "
+    "enter with a final value imputed from their last reported value (a straight line "
+    "fitted on the complete trials' values at that step, used only when it explains at "
+    "least half their final values' variance), and the rest are left out ('pruned'); "
+    "failed and unfinished trials are left out too, and so are those of another optimizer "
+    "arm or without an lr / weight decay ('other')"
 )
+
+MIN_CALIBRATION = 6
+"""Complete trials with a value at a pruned trial's last step needed to impute its final."""
+MIN_CALIBRATION_R2 = 0.5
+
+
+@dataclass
+class RuleData:
+    """A sweep's trials as the rule sees them: the complete ones that trained, pruned ones
+    with an imputed final value, diverged ones, and counts of the rest."""
+
+    optimizer: str
+    rows: list[tuple[FrozenTrial, dict[str, Any]]] = field(default_factory=list)
+    imputed: list[tuple[FrozenTrial, dict[str, Any], float]] = field(default_factory=list)
+    diverged: list[tuple[FrozenTrial, dict[str, Any]]] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
+    stability: Stability | None = None
+    design: str = "surface"
+    design_note: str = ""
+    wd_scale: str = "log"
+    notes: list[str] = field(default_factory=list)
+    n_zero: int = 0
+
+    @property
+    def fitted(self) -> list[tuple[FrozenTrial, dict[str, Any]]]:
+        """Every trial the surface is fitted to (complete, then imputed)."""
+        return self.rows + [(t, p) for t, p, _ in self.imputed]
+
+    def values(self, sign: float) -> np.ndarray:
+        """The fitted trials' values, lower is better."""
+        own = [sign * float(t.value) for t, _ in self.rows]
+        return np.array(own + [sign * v for _, _, v in self.imputed])
 
 
 def _rule_rows(
     info: SweepInfo, trials: list[FrozenTrial], optimizer: str = "lion"
 ) -> tuple[list[tuple[FrozenTrial, dict[str, Any]]], dict[str, int]]:
-    """The complete trials of one optimizer arm (Lion unless ``optimizer`` says otherwise) the
-    rule is fitted to, and counts of those left out."""
-    left = {"pruned": 0, "failed": 0, "running": 0, "other": 0}
-    rows = []
+    """The complete trials of one optimizer that trained (did not diverge), and counts of
+    those left out (see :func:`_rule_data`)."""
+    data = _rule_data(info, trials, optimizer)
+    return data.rows, data.left_out
+
+
+def _rule_data(info: SweepInfo, trials: list[FrozenTrial], optimizer: str = "lion") -> RuleData:
+    """Sort one optimizer's trials for the rule: trained, diverged (non-finite, a 'diverged'
+    reason, or beyond the basin: :func:`service.surface.beyond_basin`), pruned (imputed where
+    the complete trials allow: :func:`_impute`), and the rest; then the stability edge and
+    the design (one-at-a-time or a surface design)."""
+    data = RuleData(optimizer)
+    left = {"pruned": 0, "failed": 0, "running": 0, "diverged": 0, "other": 0}
+    complete, pruned = [], []
     for t in trials:
-        if t.state == TrialState.PRUNED:
-            left["pruned"] += 1
-            continue
-        if t.state == TrialState.FAIL:
-            left["failed"] += 1
-            continue
-        if t.state != TrialState.COMPLETE or t.value is None:
-            left["running"] += 1
-            continue
         p = info.params(t)
         lr, wd = p.get("lr"), p.get("weight_decay")
-        arm = p.get("optimizer", "lion") == optimizer
-        if arm and lr and wd and lr > 0 and wd > 0 and math.isfinite(t.value):
-            rows.append((t, p))
-        else:
+        mine = p.get("optimizer", "lion") == optimizer
+        if not mine or lr is None or wd is None or not lr > 0 or not wd >= 0:
             left["other"] += 1
-    return rows, left
+            continue
+        said = t.user_attrs.get("reason") == "diverged" or bool(t.user_attrs.get("diverged"))
+        if t.state in (TrialState.PRUNED, TrialState.FAIL) and said:
+            data.diverged.append((t, p))
+        elif t.state == TrialState.PRUNED:
+            pruned.append((t, p))
+        elif t.state == TrialState.FAIL:
+            left["failed"] += 1
+        elif t.state != TrialState.COMPLETE or t.value is None:
+            left["running"] += 1
+        elif said or not math.isfinite(t.value):
+            data.diverged.append((t, p))
+        else:
+            complete.append((t, p))
+    if complete:
+        far = beyond_basin(np.array([info.sign * float(t.value) for t, _ in complete]))
+        data.diverged += [r for r, out in zip(complete, far, strict=True) if out]
+        complete = [r for r, out in zip(complete, far, strict=True) if not out]
+        if far.any():
+            data.notes.append(
+                f"{int(far.sum())} complete trial(s) with values beyond the basin (above a gap "
+                "at least twice as wide as the basin itself) count as diverged"
+            )
+    data.rows = complete
+    data.imputed, n_pruned_left = _impute(complete, pruned, info.sign)
+    left["pruned"] = n_pruned_left
+    left["diverged"] = len(data.diverged)
+    data.left_out = left
+    if data.imputed:
+        data.notes.append(
+            f"{len(data.imputed)} pruned trial(s) entered with a final value imputed from the "
+            "value they reported when pruned"
+        )
+    ok_lr = [p["lr"] for _, p in data.fitted]
+    data.stability = stability_edge(np.array(ok_lr), np.array([p["lr"] for _, p in data.diverged]))
+    data.n_zero = sum(1 for _, p in data.fitted if p["weight_decay"] == 0)
+    _design(info, data)
+    return data
+
+
+def _impute(
+    complete: list[tuple[FrozenTrial, dict[str, Any]]],
+    pruned: list[tuple[FrozenTrial, dict[str, Any]]],
+    sign: float,
+) -> tuple[list[tuple[FrozenTrial, dict[str, Any], float]], int]:
+    """Pruned trials with a final value imputed, and how many were left out.
+
+    A pruned trial stopped at its last reported step ``s`` because it trailed there. Its final
+    value is read off a straight line ``final ≈ a + b·value_at_s`` fitted on the complete
+    trials that reported at ``s`` (at least ``MIN_CALIBRATION`` of them, ``b > 0`` and
+    ``R² ≥ MIN_CALIBRATION_R2``): the pruner's own premise (the ranking at ``s`` predicts the
+    ranking at the end), checked on the trials that ran to the end. Without such a line the
+    trial is left out.
+    """
+    out, left = [], 0
+    lines: dict[int, tuple[float, float] | None] = {}
+    for t, p in pruned:
+        if not t.intermediate_values:
+            left += 1
+            continue
+        s = max(t.intermediate_values)
+        if s not in lines:
+            pairs = [
+                (float(c.intermediate_values[s]), float(c.value))
+                for c, _ in complete
+                if s in c.intermediate_values and math.isfinite(c.intermediate_values[s])
+            ]
+            lines[s] = None
+            if len(pairs) >= MIN_CALIBRATION:
+                a = np.array(pairs)
+                if np.ptp(a[:, 0]) > 0:
+                    b, c0 = np.polyfit(a[:, 0], a[:, 1], 1)
+                    r = np.corrcoef(a[:, 0], a[:, 1])[0, 1]
+                    if b > 0 and r * r >= MIN_CALIBRATION_R2:
+                        lines[s] = (float(c0), float(b))
+        line = lines[s]
+        v = t.intermediate_values[s]
+        if line is None or not math.isfinite(v):
+            left += 1
+            continue
+        out.append((t, p, line[0] + line[1] * float(v)))
+    return out, left
+
+
+def _design(info: SweepInfo, data: RuleData) -> None:
+    """One-at-a-time or a surface design, and the weight-decay scale, into ``data``.
+
+    One-at-a-time: every trial (diverged ones included) differs from a base config — each
+    swept parameter's most common value — in at most one parameter, and lr and weight decay
+    each vary. Its weight decay is fitted on a linear scale when the sweep searched it so
+    (a range without ``log``, or levels evenly spaced or including 0).
+    """
+    dims = {
+        name: dim
+        for name, dim in info.spec.space.dimensions().items()
+        if not dim.is_fixed and name != "lr_wd_product"
+    }
+    dims.setdefault("lr", info.spec.space.lr)
+    dims.setdefault("weight_decay", info.spec.space.weight_decay)
+    params = [p for _, p in data.fitted + data.diverged]
+    if not params:
+        return
+    names = [n for n in dims if all(n in p for p in params)]
+    base = {}
+    for name in names:
+        counts: dict[Any, int] = {}
+        for p in params:
+            counts[p[name]] = counts.get(p[name], 0) + 1
+        base[name] = max(counts, key=lambda v: counts[v])
+    varied = {n for n in names for p in params if p[n] != base[n]}
+    one_at_a_time = (
+        info.spec.space.lr_wd_product is None
+        and len(params) >= 3
+        and {"lr", "weight_decay"} <= varied
+        and all(sum(p[n] != base[n] for n in names) <= 1 for p in params)
+    )
+    if not one_at_a_time:
+        data.design = "surface"
+        data.design_note = "lr and weight decay vary together: the full surface is fitted"
+        data.wd_scale = "log"
+        return
+    data.design = "one_at_a_time"
+    data.wd_scale = "linear" if _linear(info.spec.space.weight_decay, params) else "log"
+    data.design_note = (
+        "one-at-a-time design: every trial changes at most one parameter of the base config "
+        + ", ".join(f"{n}={base[n]:g}" for n in names)
+        + "; each axis is fitted on its own (no lr × weight-decay term), so the valley's slope "
+        "is not identifiable — a small 2-D block of trials around the optimum (e.g. 3 lrs × 3 "
+        "weight decays) would identify it"
+    )
+
+
+def _linear(dim: schemas.Dimension | None, params: list[dict[str, Any]]) -> bool:
+    """Whether weight decay was searched on a linear scale: a range without ``log``, or
+    levels that include 0 or are closer to evenly spaced than to geometrically spaced."""
+    if dim is not None and dim.choices is None and dim.value is None:
+        return not dim.log
+    levels = sorted({float(p["weight_decay"]) for p in params})
+    if levels and levels[0] <= 0:
+        return True
+    if len(levels) < 3:
+        return False
+    lin, geo = np.diff(levels), np.diff(np.log(levels))
+    return float(lin.std() / lin.mean()) <= float(geo.std() / geo.mean())
 
 
 def _range(dim: schemas.Dimension | None, seen: list[float]) -> list[float]:
     """A dimension's positive range, widened to the values seen (a range starting at 0 starts
     at the smallest positive value seen)."""
     positive = [v for v in seen if v > 0]
+    if not positive:
+        return [0.0, 0.0]
     lo, hi = min(positive), max(positive)
     if dim is not None:
         vals = [v for v in dim.values() if v > 0]
@@ -485,46 +650,161 @@ def _box(
             _range(space.weight_decay, [p["weight_decay"] for _, p in rows]),
             ("weight_decay"),
         )
-    ln = [math.log(v) for v in (*lr, *second)]
+    ln = [math.log(v) if v > 0 else 0.0 for v in (*lr, *second)]
     return Box(*ln, name), {"lr": lr, name: second}
 
 
-def _observations(
-    info: SweepInfo,
-    rows: list[tuple[FrozenTrial, dict[str, Any]]],
-    ref: dict[str, Any],
-    sign: float,
-) -> Observations:
-    """Design data: ln lr, ln weight decay, the other swept params' columns, the objective."""
+def _level_transform(dim: schemas.Dimension, levels: list[float]) -> Callable[[float], float]:
+    """ln for a log range or positive, geometrically spaced levels; else the value itself."""
+    if dim.log:
+        return math.log
+    if dim.choices is not None and len(levels) >= 3 and min(levels) > 0:
+        lin, geo = np.diff(levels), np.diff(np.log(levels))
+        if float(geo.std() / geo.mean()) < float(lin.std() / lin.mean()):
+            return math.log
+    return float
+
+
+def _observations(info: SweepInfo, data: RuleData, best: ConfigRuns, sign: float) -> Observations:
+    """Design data: ln lr, the weight-decay coordinate, the other swept params' candidate
+    columns (a linear term, and a quadratic one for 3+ levels), the objective."""
+    rows = data.fitted
+    ref = best.params
     cols: list[np.ndarray] = []
     ref_cols: list[float] = []
+    blocks: list[tuple[str, list[int]]] = []
     for name, dim in info.spec.space.dimensions().items():
         if name in ("lr", "weight_decay", "lr_wd_product") or dim.is_fixed:
             continue
         raw = [p.get(name) for _, p in rows]
-        if any(v is None for v in raw):
+        if any(v is None for v in raw) or ref.get(name) is None:
             continue
-        if dim.choices is not None:
-            levels = sorted(set(raw))
-            for level in levels[1:]:
-                cols.append(np.array([1.0 if v == level else 0.0 for v in raw]))
-                ref_cols.append(1.0 if ref.get(name) == level else 0.0)
+        levels = sorted({float(v) for v in raw})
+        if len(levels) < 2:
             continue
-        f = math.log if dim.log else float
+        f = _level_transform(dim, levels)
         vals = np.array([f(v) for v in raw])
         centre, spread = float(vals.mean()), float(vals.std()) or 1.0
         u = (vals - centre) / spread
         r = (f(ref[name]) - centre) / spread
-        cols += [u, u * u]
-        ref_cols += [r, r * r]
+        start = len(cols)
+        cols.append(u)
+        ref_cols.append(r)
+        if len(levels) >= 3:
+            cols.append(u * u)
+            ref_cols.append(r * r)
+        blocks.append((name, list(range(start, len(cols)))))
     n = len(rows)
+    wd = np.array([float(p["weight_decay"]) for _, p in rows])
+    linear = data.wd_scale == "linear"
+    y = wd if linear else np.log(np.where(wd > 0, wd, 1.0))
+    if info.spec.space.lr_wd_product is not None:
+        y = np.log(np.where(wd > 0, wd, 1.0))
+    values = data.values(sign)
+    raw_values = sign * values
+    stab = data.stability
+    cap = stab.lr_stable_max if stab is not None else None
     return Observations(
         x=np.array([math.log(p["lr"]) for _, p in rows]),
-        y=np.array([math.log(p["weight_decay"]) for _, p in rows]),
+        y=y,
         z=np.column_stack(cols) if cols else np.zeros((n, 0)),
-        value=np.array([sign * t.value for t, _ in rows]),
+        value=values,
         z_ref=np.array(ref_cols),
+        z_blocks=blocks,
+        nodecay=None if linear else wd <= 0,
+        design=data.design,  # type: ignore[arg-type]
+        wd_scale="linear" if linear else "log",
+        x_cap=math.log(cap) if cap else None,
+        lr_diverged_min=stab.lr_diverged_min if stab is not None else None,
+        best_mean=sign * best.mean,
+        nonneg=sign > 0 and bool((raw_values >= 0).all()),
+        sign=sign,
     )
+
+
+def _rule_fields(surface: Surface, data: RuleData, sign: float, noise: Noise) -> dict[str, Any]:
+    """The RuleOut fields that come from the fit, showing only what its verdict allows."""
+    shown = surface.shown
+    opt = None
+    if surface.lr is not None and {"lr", "weight_decay"} & shown:
+        show_v = "value" in shown
+        opt = schemas.Estimate(
+            lr=surface.lr.value if "lr" in shown else None,
+            weight_decay=surface.weight_decay.value if "weight_decay" in shown else None,
+            value=sign * surface.value.value if show_v else None,
+            lr_ci=surface.lr.pair() if "lr" in shown else None,
+            weight_decay_ci=surface.weight_decay.pair() if "weight_decay" in shown else None,
+            value_ci=sorted(sign * v for v in surface.value.pair()) if show_v else None,
+        )
+    no_decay = None
+    nd = surface.no_decay
+    if nd is not None and opt is not None and "weight_decay" in shown:
+        no_decay = schemas.NoDecayOut(
+            n=nd["n"],
+            mean=sign * nd["mean"],
+            value=sign * nd["value"],
+            value_ci=sorted(sign * v for v in nd["value_ci"]),
+            difference=sign * nd["difference"],
+            difference_ci=sorted(sign * v for v in nd["difference_ci"]),
+            note=nd["note"],
+        )
+    notes = list(data.notes)
+    if no_decay is None and data.n_zero:
+        how = (
+            "as their own 'no decay' level"
+            if surface.wd_scale == "log"
+            else "as points of the linear weight-decay axis"
+        )
+        notes.append(f"{data.n_zero} trial(s) with weight decay 0 entered the fit {how}")
+    stab = data.stability
+    show_slope = surface.slope is not None and "slope" in shown
+    return {
+        "verdict": surface.verdict,
+        "reason": surface.reason,
+        "n": surface.n,
+        "left_out": data.left_out,
+        "left_out_reason": LEFT_OUT_REASON,
+        "method": METHOD,
+        "slope": surface.slope.value if show_slope else None,
+        "slope_ci": surface.slope.pair() if show_slope else None,
+        "product": surface.product.value if show_slope and surface.product else None,
+        "product_ci": surface.product.pair() if show_slope and surface.product else None,
+        "alpha0": surface.alpha0.value if show_slope and surface.alpha0 else None,
+        "alpha0_ci": surface.alpha0.pair() if show_slope and surface.alpha0 else None,
+        "optimum": opt,
+        "on_boundary": surface.on_boundary,
+        "boundary_edges": surface.boundary_edges,
+        "noise_sd": noise.sd,
+        "residual_sd": surface.residual_sd,
+        "valley": [schemas.ValleyPoint(**p) for p in surface.valley if "valley" in shown],
+        "stability": schemas.StabilityOut(
+            lr_diverged_min=stab.lr_diverged_min,
+            lr_stable_max=stab.lr_stable_max,
+            n_diverged=stab.n_diverged,
+            n_isolated=stab.n_isolated,
+            note=stab.note,
+        )
+        if stab is not None
+        else None,
+        "design": data.design,
+        "design_note": data.design_note,
+        "noise_source": (
+            f"repeated seeds: sd pooled over configs run more than once ({noise.df} df); the "
+            "intervals come from the bootstrap"
+            if noise.sd is not None
+            else "fit residuals: no config ran with more than one seed, so the noise is the "
+            "fit's residual sd"
+        ),
+        "n_imputed": len(data.imputed),
+        "n_coef": surface.n_coef,
+        "n_min": surface.n_min,
+        "terms": surface.terms,
+        "weight_decay_scale": surface.wd_scale,
+        "support": surface.support,
+        "no_decay": no_decay,
+        "value_note": surface.value_note if opt is not None and opt.value is not None else None,
+        "notes": notes,
+    }
 
 
 def transfer(
@@ -533,7 +813,8 @@ def transfer(
     """Move a sweep's answer from its width to ``to_width`` under a named width rule.
 
     With a ``valley`` verdict the fitted optimum's lr and weight decay both move. Otherwise
-    only the lr moves (the optimum's, or the best config's when the fit says nothing) and
+    only the lr moves (the optimum's when the verdict shows one, else the best config's —
+    both below the stability edge, never beyond it) and
     the weight decay stays the best config's, since the data did not pin down how it trades
     off with lr.
     """
@@ -557,10 +838,16 @@ def transfer(
             moved=["lr", "weight_decay"],
             note=note,
         )
-    if rule.verdict in ("lr_only", "boundary") and rule.optimum is not None:
+    if rule.optimum is not None and rule.optimum.lr is not None:
         base_lr, source = rule.optimum.lr, "the fitted optimum's lr"
     else:
         base_lr, source = best.lr, f"the best config's lr (trial {best.trial_number})"
+    if rule.stability is not None and rule.stability.lr_diverged_min is not None:
+        source += (
+            f"; at this width runs diverged from lr {rule.stability.lr_diverged_min:.3g} up, "
+            "and the moved lr keeps the same distance below that edge only if the width rule "
+            "moves the edge too"
+        )
     note = (
         f"only the lr moved ({source}, under the '{width_rule}' rule: {law}); the verdict is "
         f"'{rule.verdict}' — {rule.reason} — so the data do not say how weight decay trades "

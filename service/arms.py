@@ -16,9 +16,7 @@ answer says which arm's mean is over held-out runs and which is not.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from optuna.trial import FrozenTrial
@@ -29,9 +27,6 @@ from service.analysis import (
     Analysis,
     ConfigRuns,
     Noise,
-    _box,
-    _observations,
-    _rule_rows,
     config_out,
     group_configs,
     pooled_noise,
@@ -39,7 +34,7 @@ from service.analysis import (
 )
 from service.catalog import SweepInfo
 from service.errors import Conflict
-from service.surface import LEVEL, Surface, fit_surface
+from service.surface import LEVEL, Surface
 
 ARMS = ("lion", "adamw")
 NAMES = {"lion": "Lion", "adamw": "AdamW"}
@@ -74,8 +69,6 @@ class Arms:
 
     def __init__(self, analysis: Analysis) -> None:
         self.analysis = analysis
-        self._lock = threading.Lock()
-        self._fits: dict[tuple[int, str], tuple[Any, Surface]] = {}
 
     def answer(self, sweep_id: int) -> schemas.ArmsOut:
         """Each arm's best with its interval, Lion − AdamW with a 90% interval and a verdict,
@@ -133,29 +126,8 @@ class Arms:
     def _arm(self, info: SweepInfo, done: list[FrozenTrial], optimizer: str) -> _Arm:
         mine = [t for t in done if info.params(t).get("optimizer", "lion") == optimizer]
         groups, noise = ranked_configs(info, mine) if mine else ([], Noise(None, 0))
-        rows, _ = _rule_rows(info, mine, optimizer=optimizer)
-        surface = self._fit(info, optimizer, rows) if rows else None
-        return _Arm(optimizer, mine, groups, noise, surface)
-
-    def _fit(
-        self, info: SweepInfo, optimizer: str, rows: list[tuple[FrozenTrial, dict[str, Any]]]
-    ) -> Surface:
-        """The rule's surface fitted to one arm's rows, kept while they stay the same."""
-        groups, _ = ranked_configs(info, [t for t, _ in rows])
-        ref = groups[0].params
-        stamp = (len(rows), max(t.number for t, _ in rows), tuple(sorted(ref.items())))
-        key = (info.id, optimizer)
-        with self._lock:
-            hit = self._fits.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        box, _ = _box(info, rows)
-        surface = fit_surface(_observations(info, rows, ref, info.sign), box)
-        with self._lock:
-            if len(self._fits) > 256:
-                self._fits.clear()
-            self._fits[key] = (stamp, surface)
-        return surface
+        fit = self.analysis.fitted(info.id, optimizer) if mine else None
+        return _Arm(optimizer, mine, groups, noise, fit[0] if fit is not None else None)
 
     def _arm_out(
         self, info: SweepInfo, arm: _Arm, noise: Noise, source: str
@@ -163,11 +135,11 @@ class Arms:
         best = arm.best
         s = arm.surface
         lr = lr_ci = wd = wd_ci = lr_src = wd_src = None
-        if s is not None and s.lr is not None and s.verdict in ("valley", "lr_only"):
+        if s is not None and s.lr is not None and "lr" in s.shown:
             lr, lr_ci, lr_src = s.lr.value, s.lr.pair(), "fit"
         elif best is not None and best.params.get("lr") is not None:
             lr, lr_src = float(best.params["lr"]), "best_config"
-        if s is not None and s.weight_decay is not None and s.verdict == "valley":
+        if s is not None and s.weight_decay is not None and "weight_decay" in s.shown:
             wd, wd_ci, wd_src = s.weight_decay.value, s.weight_decay.pair(), "fit"
         elif best is not None and best.params.get("weight_decay") is not None:
             wd, wd_src = float(best.params["weight_decay"]), "best_config"

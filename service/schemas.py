@@ -713,11 +713,12 @@ class BestOut(BaseModel):
 
 
 class Estimate(BaseModel):
-    """The fitted optimum of the surface, with 90% intervals."""
+    """The fitted optimum of the surface, with 90% intervals; an axis the verdict says does not
+    matter, and a predicted value the fit refuses, are None."""
 
-    lr: float
-    weight_decay: float
-    value: float
+    lr: float | None
+    weight_decay: float | None
+    value: float | None
     lr_ci: list[float] | None
     weight_decay_ci: list[float] | None
     value_ci: list[float] | None
@@ -753,10 +754,41 @@ class Transfer(BaseModel):
     note: str
 
 
+class StabilityOut(BaseModel):
+    """Where training diverges along lr (estimated across weight decays)."""
+
+    lr_diverged_min: float | None = Field(
+        description="The lowest lr at and above which at least half the runs diverged."
+    )
+    lr_stable_max: float | None = Field(
+        description="The highest lr below it at which a run trained."
+    )
+    n_diverged: int
+    n_isolated: int = Field(description="Runs that diverged below the edge (not an edge).")
+    note: str
+
+
+class NoDecayOut(BaseModel):
+    """Trials with weight decay 0 against the fitted optimum."""
+
+    n: int
+    mean: float
+    value: float = Field(description="The fitted objective without decay at the optimum's lr.")
+    value_ci: list[float]
+    difference: float = Field(
+        description="No decay minus the optimum (positive: decay helps, for a minimised objective)."
+    )
+    difference_ci: list[float]
+    note: str
+
+
+RuleVerdict = Literal["valley", "per_axis", "lr_only", "wd_only", "insufficient", "boundary"]
+
+
 class RuleOut(BaseModel):
     """The lr-versus-weight-decay answer of a sweep: fitted surface, valley, optimum, verdict."""
 
-    verdict: Literal["valley", "lr_only", "insufficient", "boundary"]
+    verdict: RuleVerdict
     reason: str
     n: int
     left_out: dict[str, int]
@@ -779,6 +811,27 @@ class RuleOut(BaseModel):
     width: float | None
     width_param: str | None
     transfer: Transfer | None
+    stability: StabilityOut | None = None
+    design: Literal["surface", "one_at_a_time"] = "surface"
+    design_note: str = ""
+    noise_source: str = ""
+    n_imputed: int = Field(
+        default=0,
+        description="Pruned trials that entered with a final value imputed from "
+        "their last reported value.",
+    )
+    n_coef: int = 0
+    n_min: int = Field(default=0, description="The fewest usable trials the model is fitted to.")
+    terms: list[str] = Field(
+        default_factory=list, description="Other swept parameters' terms that entered the model."
+    )
+    weight_decay_scale: Literal["log", "linear"] = "log"
+    support: dict[str, list[float]] = Field(
+        default_factory=dict, description="The ranges of the fitted trials (answers lie inside)."
+    )
+    no_decay: NoDecayOut | None = None
+    value_note: str | None = None
+    notes: list[str] = Field(default_factory=list)
 
 
 class ImportancesOut(BaseModel):
@@ -1051,7 +1104,7 @@ class RungFit(BaseModel):
     width: float
     sweep_id: int
     status: str
-    verdict: Literal["valley", "lr_only", "insufficient", "boundary"] | None
+    verdict: RuleVerdict | None
     reason: str
     n: int
     lr: float | None = None

@@ -106,7 +106,7 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
     rule = client.get(f"/api/sweeps/{sweep['id']}/scaling-rule")
     assert rule.status_code == 200, rule.text
     fit = rule.json()
-    left_out = {"pruned": 0, "failed": 0, "running": 0, "other": 0, "outlier": 0}
+    left_out = {"pruned": 0, "failed": 0, "running": 0, "diverged": 0, "other": 0}
     assert fit["n"] == 30 and fit["left_out"] == left_out
     assert fit["best"]["trial_number"] == best_number
     # The planted bowl is a valley of slope -1 through lr·wd = 1e-5.

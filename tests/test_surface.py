@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from service.surface import Box, Observations, fit_surface
+from service.surface import Box, Observations, beyond_basin, fit_surface
 
 LN = math.log
 PRODUCT = 2e-5
@@ -94,7 +94,7 @@ def test_pure_noise_is_insufficient() -> None:
 
 def test_too_few_trials_is_insufficient() -> None:
     s = fit_surface(*planted("valley", 1, n=8))
-    assert s.verdict == "insufficient" and "needs at least 11" in s.reason
+    assert s.verdict == "insufficient" and "needs at least 12" in s.reason
 
 
 def test_best_weight_decay_at_the_edge_of_the_box_is_a_boundary() -> None:
@@ -118,11 +118,18 @@ def test_searching_along_the_product_axis_gives_the_same_answer() -> None:
     assert s.product.lo <= PRODUCT * 1.1 and s.product.hi >= PRODUCT / 1.1
 
 
-def test_a_gross_outlier_is_left_out_and_counted() -> None:
+def test_a_value_beyond_the_basin_is_found_and_the_rest_fits() -> None:
+    # Formerly left out inside the fit as an "outlier"; now the caller classifies values
+    # beyond the basin (a gap wider than the basin itself) as diverged before fitting.
     obs, box = planted("valley", 8)
     obs.value[3] = 3394.0  # a floor value, far off the surface
-    s = fit_surface(obs, box)
-    assert s.n_outliers == 1 and s.n == 39
+    out = beyond_basin(obs.value)
+    assert out.sum() == 1 and out[3]
+    keep = ~out
+    s = fit_surface(
+        Observations(obs.x[keep], obs.y[keep], obs.z[keep], obs.value[keep], obs.z_ref), box
+    )
+    assert s.n == 39
     assert s.verdict == "valley", s.reason
     assert s.slope.lo <= -1 <= s.slope.hi
 

@@ -253,7 +253,7 @@ export function lrWdMap(id, trials, sweep, rule, best) {
     data.push({
       x: [opt.lr], y: [opt.weight_decay], type: "scatter", mode: "markers", name: "fitted optimum",
       text: [`fitted optimum<br>lr = ${sig3(opt.lr)}${ci3(opt.lr_ci)}<br>weight decay = ${sig3(opt.weight_decay)}${ci3(opt.weight_decay_ci)}` +
-        `<br>predicted ${metric} = ${sig3(opt.value)}${ci3(opt.value_ci)}`],
+        `${finite(opt.value) ? `<br>predicted ${metric} = ${sig3(opt.value)}${ci3(opt.value_ci)}` : ""}`],
       hovertemplate: "%{text}<extra></extra>",
       marker: { symbol: "x-thin", size: 16, color: "#111", line: { width: 3, color: "#111" } },
     });

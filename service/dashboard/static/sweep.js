@@ -178,7 +178,9 @@ function renderTop(best) {
 
 const VERDICTS = {
   valley: "Valley: lr and weight decay trade off",
+  per_axis: "Both matter; their trade-off is not pinned down",
   lr_only: "Only the learning rate matters",
+  wd_only: "Only the weight decay matters",
   boundary: "Optimum on the edge of the search box",
   insufficient: "Not enough evidence for a rule",
 };
@@ -222,15 +224,19 @@ function renderRule(fit) {
   if (typeof fit.alpha0 === "number") add("α0 = √(2ηλ)", withCi(fit.alpha0, fit.alpha0_ci));
   const opt = fit.optimum;
   if (opt) {
-    add("optimum lr", withCi(opt.lr, opt.lr_ci));
-    add("optimum weight decay", withCi(opt.weight_decay, opt.weight_decay_ci));
-    add("predicted value", withCi(opt.value, opt.value_ci));
+    // Only what the verdict shows: an axis or a value it rules out is null.
+    if (typeof opt.lr === "number") add("optimum lr", withCi(opt.lr, opt.lr_ci));
+    if (typeof opt.weight_decay === "number") add("optimum weight decay", withCi(opt.weight_decay, opt.weight_decay_ci));
+    if (typeof opt.value === "number") add("predicted value", withCi(opt.value, opt.value_ci));
   }
+  const stab = fit.stability;
+  if (stab && typeof stab.lr_diverged_min === "number") add("training diverges", `from lr ${f3(stab.lr_diverged_min)}`, stab.note);
+  if (fit.no_decay) add("no decay − optimum", withCi(fit.no_decay.difference, fit.no_decay.difference_ci), fit.no_decay.note);
   if (fit.on_boundary && fit.boundary_edges?.length) add("on the box's edge", fit.boundary_edges.join(", ").replace(/_/g, " "));
   if (typeof fit.noise_sd === "number") add("seed noise sd", f3(fit.noise_sd));
   if (typeof fit.residual_sd === "number") add("residual sd", f3(fit.residual_sd));
   const lo = fit.left_out || {};
-  const order = ["pruned", "failed", "running", "outlier", "other"];
+  const order = ["pruned", "failed", "running", "diverged", "outlier", "other"];
   const keys = [...order, ...Object.keys(lo).filter((k) => !order.includes(k)).sort()];
   const leftOut = keys.filter((k) => lo[k]).map((k) => `${lo[k]} ${k.replace(/_/g, " ")}${k === "outlier" && lo[k] !== 1 ? "s" : ""}`);
   add("trials fitted", `${fit.n}${leftOut.length ? `; left out ${leftOut.join(", ")}` : "; none left out"}`, fit.left_out_reason);
