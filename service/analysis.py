@@ -749,6 +749,8 @@ def _rule_fields(surface: Surface, data: RuleData, sign: float, noise: Noise) ->
             note=nd["note"],
         )
     notes = list(data.notes)
+    if surface.scale_note:
+        notes.append(surface.scale_note)
     if no_decay is None and data.n_zero:
         how = (
             "as their own 'no decay' level"
@@ -798,6 +800,8 @@ def _rule_fields(surface: Surface, data: RuleData, sign: float, noise: Noise) ->
         "n_imputed": len(data.imputed),
         "n_coef": surface.n_coef,
         "n_min": surface.n_min,
+        "n_configs": surface.n_configs,
+        "value_scale": surface.value_scale,
         "terms": surface.terms,
         "weight_decay_scale": surface.wd_scale,
         "support": surface.support,

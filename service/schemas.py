@@ -821,7 +821,21 @@ class RuleOut(BaseModel):
         "their last reported value.",
     )
     n_coef: int = 0
-    n_min: int = Field(default=0, description="The fewest usable trials the model is fitted to.")
+    n_min: int = Field(
+        default=0,
+        description="The fewest distinct configs the model is fitted to (twice its coefficients "
+        "plus two).",
+    )
+    value_scale: Literal["linear", "log"] = Field(
+        default="linear",
+        description="The scale the objective was fitted on: ``log`` for a positive objective "
+        "spanning a decade or more (predicted values are reported on its own scale).",
+    )
+    n_configs: int = Field(
+        default=0,
+        description="Distinct configs among the fitted trials (``n``): the model-size rule counts "
+        "these, since repeated seeds measure the noise, not the surface's shape.",
+    )
     terms: list[str] = Field(
         default_factory=list, description="Other swept parameters' terms that entered the model."
     )
@@ -846,6 +860,11 @@ class OptimizerArmOut(BaseModel):
 
     optimizer: Literal["lion", "adamw"]
     n_trials: int = Field(description="The arm's complete trials.")
+    value_scale: Literal["linear", "log"] = Field(
+        default="linear",
+        description="The scale the objective was fitted on: ``log`` for a positive objective "
+        "spanning a decade or more (predicted values are reported on its own scale).",
+    )
     n_configs: int = Field(description="Distinct configs its best was chosen from.")
     best: ConfigOut | None = Field(
         description="The arm's best config by seed mean (as /best ranks them), its ci from "

@@ -52,7 +52,7 @@ statistics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -185,12 +185,17 @@ class Surface:
     design: str = "surface"
     additive: bool = False
     n_min: int = 0
+    n_configs: int = 0
+    """Distinct configs fitted (``n`` counts trials; the model-size rule counts configs)."""
     terms: list[str] = field(default_factory=list)
     """The other swept parameters' terms that entered the model."""
     value_note: str | None = None
     no_decay: dict[str, Any] | None = None
     support: dict[str, list[float]] = field(default_factory=dict)
     wd_scale: str = "log"
+    value_scale: str = "linear"
+    """``log`` when the objective was fitted on the log scale (:data:`LOG_SPAN`)."""
+    scale_note: str | None = None
 
 
 def beyond_basin(value: np.ndarray) -> np.ndarray:
@@ -419,9 +424,19 @@ class _Region:
         return gx[keep], gv[keep]
 
 
-def _insufficient(n: int, n_coef: int, reason: str | None = None, **extra: Any) -> Surface:
-    d = decide(FitStats(n=n, n_coef=n_coef))
-    return Surface("insufficient", reason or d.reason, n, n_coef, n_min=min_trials(n_coef), **extra)
+def _insufficient(
+    n: int, n_trials: int, n_coef: int, reason: str | None = None, **extra: Any
+) -> Surface:
+    d = decide(FitStats(n=n, n_coef=n_coef, n_trials=n_trials))
+    return Surface(
+        "insufficient",
+        reason or d.reason,
+        n_trials,
+        n_coef,
+        n_min=min_trials(n_coef),
+        n_configs=n,
+        **extra,
+    )
 
 
 def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> Surface:
@@ -430,19 +445,21 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     Values must be "lower is better" (negate a maximised objective first); diverged runs
     must already be left out. Deterministic: the bootstrap uses a fixed seed.
     """
-    n = len(obs.value)
+    original = obs
+    n_trials = len(obs.value)
+    n = distinct_configs(obs)
     nd = obs.nodecay if obs.nodecay is not None and obs.nodecay.any() else None
-    pos = ~nd if nd is not None else np.ones(n, dtype=bool)
+    pos = ~nd if nd is not None else np.ones(n_trials, dtype=bool)
     wd_name = "weight decay" if box.second == "weight_decay" else "lr·weight decay"
     smallest = 5 + (nd is not None)  # the additive model
     if n < min_trials(smallest):
-        return _insufficient(n, smallest)
+        return _insufficient(n, n_trials, smallest)
     if n == 0 or np.ptp(obs.x) <= 1e-9 or pos.sum() == 0 or np.ptp(obs.y[pos]) <= 1e-9:
         which = "lr" if n == 0 or np.ptp(obs.x) <= 1e-9 else wd_name
-        return _insufficient(n, 6, f"every fitted trial has the same {which}")
+        return _insufficient(n, n_trials, 6, f"every fitted trial has the same {which}")
     if obs.x_cap is not None and np.ptp(obs.x[obs.x <= obs.x_cap + 1e-12]) <= 1e-9:
         return _insufficient(
-            n, 6, "every trial below the lr where training diverges has the same lr"
+            n, n_trials, 6, "every trial below the lr where training diverges has the same lr"
         )
     additive = obs.design == "one_at_a_time"
     n_full = (5 if additive else 6) + (nd is not None)
@@ -450,9 +467,19 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
         additive = True  # too few trials for the interaction: the additive model
     scale = _Scale(obs.x, obs.y[pos])
     names, d = scale.design(obs.x, obs.y, additive, nd)
+    log_scale = obs.nonneg and _log_fits_better(d, obs.value)
+    if log_scale:
+        best = obs.best_mean
+        obs = replace(
+            obs,
+            value=np.log(obs.value),
+            best_mean=math.log(best) if best is not None and best > 0 else None,
+            nonneg=False,
+        )
+    back = np.exp if log_scale else (lambda a: a)
     k = d.shape[1]
     if n < min_trials(k):
-        return _insufficient(n, k)
+        return _insufficient(n, n_trials, k)
     blocks = obs.z_blocks
     if blocks is None:
         blocks = [(f"z{i}", [i]) for i in range(obs.z.shape[1])]
@@ -465,8 +492,8 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
 
     beta, w = _fit(d, obs.value, k)
     resid = obs.value - d @ beta
-    dof = max(n - n_coef, 1)
-    residual_sd = math.sqrt(float((w * resid * resid).sum() / w.sum()) * n / dof)
+    dof = max(n_trials - n_coef, 1)
+    residual_sd = math.sqrt(float((w * resid * resid).sum() / w.sum()) * n_trials / dof)
     lr_cols = [idx[c] for c in ("u", "uu", "uw") if c in idx]
     wd_cols = [idx[c] for c in ("w", "ww", "uw", "nd") if c in idx]
     p_wd = _partial_f(d, obs.value, wd_cols)
@@ -477,13 +504,13 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     rng = np.random.default_rng(0)
     betas = [beta]
     fitted = d @ beta
-    inflate = math.sqrt(n / dof)
+    inflate = math.sqrt(n_trials / dof)
     for _ in range(bootstrap):
         if obs.design == "one_at_a_time":
-            v_star = fitted + inflate * resid[rng.integers(0, n, n)]
+            v_star = fitted + inflate * resid[rng.integers(0, n_trials, n_trials)]
             betas.append(_fit(d, v_star, k)[0])
             continue
-        i = rng.integers(0, n, n)
+        i = rng.integers(0, n_trials, n_trials)
         if np.ptp(obs.x[i]) <= 1e-9 or np.ptp(obs.y[i][pos[i]]) <= 1e-9:
             continue
         betas.append(_fit(d[i], obs.value[i], k)[0])
@@ -508,7 +535,9 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     region = _Region(obs, box, pos)
     gx, gv = region.grid()
     if len(gx) == 0:
-        return _insufficient(n, n_coef, "the trials span no region to search an optimum in")
+        return _insufficient(
+            n, n_trials, n_coef, "the trials span no region to search an optimum in"
+        )
     gy = box.y_of(gx, gv)
     pred = predict(gx, gy)  # (grid, fits)
     best = pred.argmin(axis=0)
@@ -568,10 +597,10 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
 
     # The surface's height at the optimum found, across refits (the minimum of each refit
     # would be biased low: a minimum of noisy surfaces).
-    value_draws = predict(opt_x[:1], opt_y[:1]).ravel()
+    value_draws = back(predict(opt_x[:1], opt_y[:1]).ravel())
     vd = value_draws
     value = interval(value_draws)
-    value_refused, value_note = _value_check(value, obs)
+    value_refused, value_note = _value_check(value, original)
     slope_all = np.where(curved, -e / np.where(curved, 2 * g, 1.0) * scale.sy / scale.sx, np.nan)
     share_curved = float(curved[refits].mean())
     slope = None
@@ -594,6 +623,10 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
         lr_stable_max=math.exp(obs.x_cap) if obs.x_cap is not None else None,
         lr_diverged_min=obs.lr_diverged_min,
         value_refused=value_refused,
+        edge_contradicted=_edge_contradicted(
+            obs, region, box, lr_edges + wd_edges, residual_sd, back
+        ),
+        n_trials=n_trials,
         second=box.second,
     )
     decision = decide(stats_in)
@@ -601,8 +634,9 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     surface = Surface(
         decision.verdict,
         decision.reason,
-        n,
+        n_trials,
         n_coef,
+        n_configs=n,
         draws={"ln_lr": opt_x, "ln_wd": np.log(np.maximum(wd_of(opt_y), 1e-300)), "value": vd},
         lr=interval(np.exp(opt_x)),
         weight_decay=interval(wd_of(opt_y)),
@@ -642,8 +676,92 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
             )
     if "valley" in decision.show:
         surface.valley = _valley(region, box, scale, coefs, curved)
-    surface.no_decay = _no_decay(obs, nd, scale, col, shift, opt_x, here, predict_own)
+    surface.no_decay = _no_decay(obs, nd, scale, col, shift, opt_x, here, predict_own, back)
+    if log_scale:
+        surface.value_scale = "log"
+        span = math.log10(float(original.value.max() / original.value.min()))
+        surface.scale_note = (
+            f"the objective spans {span:.1f} decades and the model describes its log better "
+            "(Box–Cox likelihood), so the surface is fitted to its log (the residual sd is on "
+            "that scale); predicted values are back on the objective's own scale"
+        )
     return surface
+
+
+LOG_SPAN = 10.0
+"""Only a positive objective whose largest value is at least this many times its smallest
+is considered for the log scale."""
+
+
+def _log_fits_better(d: np.ndarray, value: np.ndarray) -> bool:
+    """Whether a positive objective spanning a decade or more (:data:`LOG_SPAN`) is better
+    described by the model on its log scale than on its own: Box–Cox's profile likelihood
+    at λ = 0 against λ = 1 (least squares on the full design; the log's likelihood carries
+    the Jacobian ``−Σ ln y``). A loss that spans decades is rarely a quadratic in its own units
+    (its worst trials dominate such a fit), and on the log scale predictions stay positive;
+    a surface that is quadratic in its own units keeps them."""
+    if not len(value) or not (value > 0).all() or value.max() < LOG_SPAN * value.min():
+        return False
+    n = len(value)
+    logs = np.log(value)
+    rss_raw, rss_log = _rss(d, value), _rss(d, logs)
+    if not (rss_raw > 0 and rss_log > 0):
+        return False
+    raw = -n / 2 * math.log(rss_raw / n)
+    log = -n / 2 * math.log(rss_log / n) - float(logs.sum())
+    return log > raw
+
+
+def distinct_configs(obs: Observations) -> int:
+    """How many distinct configs the observations hold (repeated seeds of one config count
+    once: they measure the noise, not the surface's shape)."""
+    if len(obs.value) == 0:
+        return 0
+    cols = [obs.x, obs.y, obs.z.reshape(len(obs.value), -1)]
+    if obs.nodecay is not None:
+        cols.append(obs.nodecay.astype(float))
+    return len(np.unique(np.round(np.column_stack(cols), 9), axis=0))
+
+
+EDGE_BAND = 1 / 3
+"""The share of the trials' range next to an edge that counts as "near" it."""
+EDGE_GAP_SDS = 2.0
+"""How many residual sds worse than the best config every trial near an edge must be for
+the data to contradict an optimum fitted at that edge."""
+
+
+def _edge_contradicted(
+    obs: Observations, region: _Region, box: Box, edges: list[str], sd: float, back: Any
+) -> str | None:
+    """Whether the trials near an edge the fit pushes the optimum against are all clearly
+    worse than the best config (by ``EDGE_GAP_SDS`` residual sds): then the optimum at that
+    edge is the quadratic's, not the data's. The divergence edge is never contradicted here
+    (its trials are by construction the ones just below it)."""
+    if obs.best_mean is None or not sd > 0:
+        return None
+    v = box.v_of(obs.x, obs.y)
+    for edge in edges:
+        if edge == "lr_stability":
+            continue
+        lr_axis = edge.startswith("lr_") and not edge.startswith("lr_wd")
+        coord, lo, hi = (
+            (obs.x, region.x_lo, region.x_hi) if lr_axis else (v, region.v_lo, region.v_hi)
+        )
+        band = EDGE_BAND * (hi - lo)
+        near = coord <= lo + band if edge.endswith("_low") else coord >= hi - band
+        if obs.nodecay is not None and not lr_axis:
+            near &= ~obs.nodecay
+        if not near.any():
+            continue
+        closest = float(obs.value[near].min())
+        if closest - obs.best_mean > EDGE_GAP_SDS * sd:
+            s = obs.sign
+            return (
+                f"every trial near that edge is worse than the best config (at best "
+                f"{s * float(back(closest)):.4g} against {s * float(back(obs.best_mean)):.4g}, "
+                f"a gap of more than {EDGE_GAP_SDS:g} residual sds)"
+            )
+    return None
 
 
 def _value_check(value: Interval, obs: Observations) -> tuple[str | None, str | None]:
@@ -675,6 +793,7 @@ def _no_decay(
     opt_x: np.ndarray,
     here: np.ndarray,
     predict: Any,
+    back: Any,
 ) -> dict[str, Any] | None:
     """Weight decay 0 against the optimum: the fitted objective without decay at the
     optimum's lr, and how much worse than the optimum it is (lower is better units)."""
@@ -691,6 +810,7 @@ def _no_decay(
         u = (opt_x - scale.mx) / scale.sx
         at_zero = col("1") + col("u") * u + col("uu") * u * u + col("nd") + shift
         how = "as their own 'no decay' level (an indicator term), since ln 0 is not a number"
+    at_zero, here = back(at_zero), back(here)
     diff = at_zero - here
     lo, hi = _percentiles(diff[1:] if len(diff) > 1 else diff)
     vlo, vhi = _percentiles(at_zero[1:] if len(at_zero) > 1 else at_zero)
@@ -702,7 +822,7 @@ def _no_decay(
         verdict = "no decay is not detectably worse than the optimum"
     return {
         "n": int(zero.sum()),
-        "mean": float(obs.value[zero].mean()),
+        "mean": float(back(obs.value[zero]).mean()),
         "value": float(at_zero[0]),
         "value_ci": [vlo, vhi],
         "difference": float(diff[0]),

@@ -67,6 +67,12 @@ class FitStats:
     lr_diverged_min: float | None = None
     value_refused: str | None = None
     """Why the predicted objective is not shown (None: it may be)."""
+    edge_contradicted: str | None = None
+    """Why the fitted optimum's edge contradicts the trials themselves (the trials near that
+    edge are clearly worse than the best config): then the quadratic does not describe them."""
+    n_trials: int | None = None
+    """Trials fitted, when ``n`` counts distinct configs (repeated seeds add noise
+    information, not curvature)."""
     second: str = "weight_decay"
 
 
@@ -99,10 +105,12 @@ def decide(s: FitStats) -> Decision:
     """The verdict, reason and shown numbers for a fit's statistics (pure; see the module)."""
     need = min_trials(s.n_coef)
     if s.n < need:
+        runs = f" ({s.n_trials} trials)" if s.n_trials is not None and s.n_trials != s.n else ""
         return Decision(
             "insufficient",
-            f"{s.n} trials fitted; the model has {s.n_coef} coefficients, so it needs at least "
-            f"{need} usable trials (twice its coefficients plus two)",
+            f"{s.n} distinct configs fitted{runs}; the model has {s.n_coef} coefficients, so it "
+            f"needs at least {need} distinct configs (twice its coefficients plus two; repeated "
+            "seeds of one config measure the noise, not the surface's shape)",
         )
     lr_m = s.p_lr is not None and s.p_lr < ALPHA
     wd_m = s.p_wd is not None and s.p_wd < ALPHA
@@ -125,6 +133,13 @@ def decide(s: FitStats) -> Decision:
         )
     edges = [s.lr_edge] if lr_m and s.lr_edge else []
     edges += [s.wd_edge] if wd_m and s.wd_edge else []
+    if edges and s.edge_contradicted:
+        return Decision(
+            "insufficient",
+            f"the fitted surface puts the optimum at the edge of the trials ({', '.join(edges)}), "
+            f"but {s.edge_contradicted}: the quadratic does not describe these trials, so no "
+            "optimum is given — more trials around the best config would show its shape",
+        )
     if edges:
         return Decision(
             "boundary",

@@ -407,6 +407,26 @@ WALLS = {"low": "shown", "high": "shown"}
             {"lr"},
             "too low",
         ),
+        (
+            FitStats(n=8, n_coef=5, n_trials=17),
+            "insufficient",
+            set(),
+            "8 distinct configs fitted (17 trials)",
+        ),
+        (
+            FitStats(
+                n=30,
+                n_coef=6,
+                p_lr=0.001,
+                p_wd=0.4,
+                lr_edge="lr_low",
+                edge_share=0.8,
+                edge_contradicted="every trial near that edge is worse",
+            ),
+            "insufficient",
+            set(),
+            "the quadratic does not describe these trials",
+        ),
     ],
 )
 def test_the_verdict_table(stats: FitStats, verdict: str, shown: set, says: str) -> None:
