@@ -170,9 +170,9 @@ def _valley(s: FitStats, wd_m: bool, p_lr: str, p_wd: str) -> Decision | None:
         return Decision(
             "boundary",
             f"weight decay matters (F-test p = {p_wd}), but the trials show no rise on the "
-            f"{side}-weight-decay side of the fitted valley: {more_or_less} weight decay is "
-            f"never worse within the trials, so the best weight decay is at or past their "
-            f"{side} edge ({s.second}_{side}) — extend the search that way",
+            f"{side}-weight-decay side of the fitted valley: within the trials, {more_or_less} "
+            f"weight decay is not detectably worse, so the best weight decay may lie at or past "
+            f"their {side} edge ({s.second}_{side}) — extend the search that way",
         )
     if any(w == "few" for w in s.walls.values()) or lo <= 0 <= hi:
         return None
