@@ -509,7 +509,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
     if fit.get("design") == "one_at_a_time":
         rows["design"] = "one at a time (per-axis optimum; slope not identifiable)"
     if fit.get("on_boundary"):
-        rows["on the box's edge"] = ", ".join(fit.get("boundary_edges") or [])
+        rows["at the trials' edge"] = ", ".join(fit.get("boundary_edges") or [])
     best = fit.get("best")
     if best:
         rows["best config"] = (
@@ -517,7 +517,10 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
             f"{fmt(best['weight_decay'])}, {fmt(best['value'])}"
         )
     rows["noise sd (seeds)"] = fmt(fit.get("noise_sd"))
-    rows["residual sd (fit)"] = fmt(fit.get("residual_sd"))
+    on_log = fit.get("value_scale") == "log"
+    rows["residual sd (fit, ln scale)" if on_log else "residual sd (fit)"] = fmt(
+        fit.get("residual_sd")
+    )
     if fit.get("n_imputed"):
         rows["pruned trials imputed"] = str(fit["n_imputed"])
     left = fit.get("left_out") or {}
@@ -534,6 +537,8 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
+    for note in fit.get("notes") or []:
+        console.print(note, highlight=False, style="dim")
     t = fit.get("transfer")
     if t:
         moved = " and ".join(t["moved"])
@@ -545,7 +550,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         console.print(t["note"], highlight=False, style="dim")
     if verdict != "valley":
         console.print(
-            "no lr–weight-decay rule is drawn or transferred: the verdict is not 'valley'",
+            "no lr–weight-decay trade-off is drawn or moved: the verdict is not 'valley'",
             highlight=False,
         )
 

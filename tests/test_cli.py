@@ -564,7 +564,7 @@ def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, s
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
     assert "verdict lr_only" in text and "only the lr moved" in text
-    assert "no lr–weight-decay rule is drawn or transferred" in text
+    assert "no lr–weight-decay trade-off is drawn or moved" in text
 
 
 @pytest.mark.slow

@@ -232,9 +232,10 @@ function renderRule(fit) {
   const stab = fit.stability;
   if (stab && typeof stab.lr_diverged_min === "number") add("training diverges", `from lr ${f3(stab.lr_diverged_min)}`, stab.note);
   if (fit.no_decay) add("no decay − optimum", withCi(fit.no_decay.difference, fit.no_decay.difference_ci), fit.no_decay.note);
-  if (fit.on_boundary && fit.boundary_edges?.length) add("on the box's edge", fit.boundary_edges.join(", ").replace(/_/g, " "));
+  if (fit.on_boundary && fit.boundary_edges?.length) add("at the trials' edge", fit.boundary_edges.join(", ").replace(/_/g, " "));
   if (typeof fit.noise_sd === "number") add("seed noise sd", f3(fit.noise_sd));
-  if (typeof fit.residual_sd === "number") add("residual sd", f3(fit.residual_sd));
+  if (typeof fit.residual_sd === "number") add(fit.value_scale === "log" ? "residual sd (ln scale)" : "residual sd", f3(fit.residual_sd));
+  if (fit.design === "one_at_a_time") add("design", "one at a time: per-axis optimum, slope not identifiable", fit.design_note);
   const lo = fit.left_out || {};
   const order = ["pruned", "failed", "running", "diverged", "outlier", "other"];
   const keys = [...order, ...Object.keys(lo).filter((k) => !order.includes(k)).sort()];
@@ -245,7 +246,7 @@ function renderRule(fit) {
   note.textContent =
     fit.verdict === "valley"
       ? "Shaded: the best weight decay for each lr with its 90% band; dashed: its centre."
-      : `No valley drawn (verdict ${fit.verdict}): ${fit.reason || ""}`;
+      : `No valley drawn (verdict ${fit.verdict}).${(fit.notes || []).length ? " " + fit.notes.join("; ") + "." : ""}`;
 }
 
 /** Where the best config sits on the map: the rule's `best`, else /best's when it is a Lion config. */
