@@ -98,13 +98,21 @@ def report(c: httpx.Client, title: str, sweep: dict, seconds: float) -> None:
     if rule["product"] is not None:
         print(f"η·λ at the optimum: {rule['product']:.3g}  90% CI {ci(rule['product_ci'])}")
         print(f"α0 = √(2ηλ): {rule['alpha0']:.3g}  90% CI {ci(rule['alpha0_ci'])}")
-    opt = rule["optimum"]
-    if opt:
-        print(
-            f"fitted optimum: lr {opt['lr']:.3g} {ci(opt['lr_ci'])}, weight decay "
-            f"{opt['weight_decay']:.3g} {ci(opt['weight_decay_ci'])}, predicted "
-            f"{opt['value']:.4g} {ci(opt['value_ci'], 4)}"
+    opt = rule["optimum"] or {}
+    shown = [
+        f"{name} {opt[key]:.{digits}g} {ci(opt[key + '_ci'], digits)}"
+        for key, name, digits in (
+            ("lr", "lr", 3),
+            ("weight_decay", "weight decay", 3),
+            ("value", "predicted", 4),
         )
+        if opt.get(key) is not None
+    ]
+    if shown:  # only what the verdict shows
+        print("fitted optimum: " + ", ".join(shown))
+    stab = rule.get("stability") or {}
+    if stab.get("lr_diverged_min") is not None:
+        print(f"stability: {stab['note']}")
     print(f"trials fitted: {rule['n']}, left out: {rule['left_out']}")
     b = best["best"]
     kw = b["optimizer_kwargs"]

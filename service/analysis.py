@@ -717,9 +717,19 @@ def _observations(info: SweepInfo, data: RuleData, best: ConfigRuns, sign: float
         x_cap=math.log(cap) if cap else None,
         lr_diverged_min=stab.lr_diverged_min if stab is not None else None,
         best_mean=sign * best.mean,
+        best_half=_half_width(info, data, best),
         nonneg=sign > 0 and bool((raw_values >= 0).all()),
         sign=sign,
     )
+
+
+def _half_width(info: SweepInfo, data: RuleData, best: ConfigRuns) -> float:
+    """The half-width of the best config mean's 90% interval from the pooled seed noise of
+    the trials that trained (0 when no config ran twice)."""
+    noise = pooled_noise(group_configs(info, [t for t, _ in data.rows]))
+    if noise.sd is None:
+        return 0.0
+    return noise.t() * noise.sd / math.sqrt(len(best.estimated_on))
 
 
 def _rule_fields(surface: Surface, data: RuleData, sign: float, noise: Noise) -> dict[str, Any]:
