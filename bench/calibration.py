@@ -100,12 +100,12 @@ def analyse(c: httpx.Client) -> None:
         rule = c.get(f"/api/sweeps/{s['id']}/scaling-rule").json()
         rules.append(rule)
         opt = rule.get("optimum")
-        where = "-"
-        if opt:
-            where = (
-                f"lr {opt['lr']:.3g} {fmt(opt.get('lr_ci'))}, wd {opt['weight_decay']:.3g} "
-                f"{fmt(opt.get('weight_decay_ci'))}"
-            )
+        shown = [
+            f"{name} {opt[key]:.3g} {fmt(opt.get(key + '_ci'))}"
+            for key, name in (("lr", "lr"), ("weight_decay", "wd"))
+            if opt and opt.get(key) is not None
+        ]
+        where = ", ".join(shown) or "-"
         print(f"sweep {s['id']} ({s['name']}, n={rule['n']}): {rule['verdict']}; {where}")
         print(f"    {rule['reason']}")
     for key in ("lr", "weight_decay"):

@@ -587,6 +587,15 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     share = {name: float(on_edge[name][refits].mean()) for name in on_edge}
     lr_edges = [x for x in edges0 if x.startswith("lr_") and share[x] >= EDGE_SHARE]
     wd_edges = [x for x in edges0 if x.startswith(box.second) and share[x] >= EDGE_SHARE]
+    # An edge of the trials' convex hull that is not the axis's extreme (a diagonal border
+    # of a random design): said as such, not as "the highest lr tried".
+    extreme = {
+        hi_lr: opt_x[0] >= region.x_hi - hx,
+        "lr_low": opt_x[0] <= region.x_lo + hx,
+        f"{box.second}_high": opt_v[0] >= region.v_hi - hv,
+        f"{box.second}_low": opt_v[0] <= region.v_lo + hv,
+    }
+    hull_edges = frozenset(x for x in lr_edges + wd_edges if not extreme[x])
     lr_any = on_edge[hi_lr] | on_edge["lr_low"]
     wd_any = on_edge[f"{box.second}_high"] | on_edge[f"{box.second}_low"]
 
@@ -633,6 +642,7 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
         lr_stable_max=math.exp(obs.x_cap) if obs.x_cap is not None else None,
         lr_diverged_min=obs.lr_diverged_min,
         value_refused=value_refused,
+        hull_edges=hull_edges,
         edge_contradicted=_edge_contradicted(
             obs, region, box, lr_edges + wd_edges, residual_sd, back
         ),

@@ -67,6 +67,9 @@ class FitStats:
     lr_diverged_min: float | None = None
     value_refused: str | None = None
     """Why the predicted objective is not shown (None: it may be)."""
+    hull_edges: frozenset[str] = frozenset()
+    """Of ``lr_edge``/``wd_edge``, those that are a border of the trials' convex hull rather
+    than the axis's extreme value tried."""
     edge_contradicted: str | None = None
     """Why the fitted optimum's edge contradicts the trials themselves (the trials near that
     edge are clearly worse than the best config): then the quadratic does not describe them."""
@@ -95,6 +98,13 @@ def _edge_text(edge: str, s: FitStats) -> str:
     axis, side = edge.rsplit("_", 1)
     name = {"lr": "lr", "weight_decay": "weight decay", "lr_wd_product": "lr·weight decay"}[axis]
     way = "higher" if side == "high" else "lower"
+    if edge in s.hull_edges:
+        return (
+            f"the optimum lies on the border of the region the trials cover, on its {side}-"
+            f"{name} side ({edge}), though not at the {'highest' if side == 'high' else 'lowest'} "
+            f"{name} tried: add trials beyond that border (towards {way} {name} around the best "
+            "configs)"
+        )
     return (
         f"the best {name} lies at the {side} edge of the trials run ({edge}): extend the "
         f"search to {way} {name}"

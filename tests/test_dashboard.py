@@ -554,7 +554,8 @@ def test_other_verdicts_draw_no_band_and_say_why(
     assert any(t["name"] == "best config" for t in traces)
     assert "lr_only" in page.locator("#rule-verdict").inner_text()
     assert rule["reason"] in page.locator("#rule-reason").inner_text()
-    assert rule["reason"] in page.locator("#rule-note").inner_text()
+    note = page.locator("#rule-note").inner_text()
+    assert "No valley drawn (verdict lr_only)" in note and rule["reason"] not in note  # said once
     assert "no valley drawn" in (page.locator("#plot-map .annotation").text_content() or "")
     assert page.errors == []
     shot = os.environ.get("LIONSWEEP_SCREENSHOT_DIR")

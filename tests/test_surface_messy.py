@@ -408,6 +408,21 @@ WALLS = {"low": "shown", "high": "shown"}
             "too low",
         ),
         (
+            FitStats(
+                n=30,
+                n_coef=6,
+                p_lr=0.001,
+                p_wd=0.4,
+                lr_edge="lr_high",
+                edge_share=0.9,
+                hull_edges=frozenset({"lr_high"}),
+            ),
+            "boundary",
+            set(),
+            "border of the region the trials cover, on its high-lr side (lr_high), though not "
+            "at the highest lr tried",
+        ),
+        (
             FitStats(n=8, n_coef=5, n_trials=17),
             "insufficient",
             set(),
