@@ -3,9 +3,11 @@
 Runs ``--seeds`` sweeps of the built-in ``charlm`` task that differ only in the random
 sampler's seed (same box, same budget, no pruning), through a real server and one real
 worker, then asks each sweep's ``/scaling-rule`` for its optimum lr and weight decay with
-their 90% intervals. An honest interval for the optimum lr holds the other sweeps' point
-estimates about 90% of the time (each is a fresh draw of the same estimate); far below 90%
-means the intervals are too narrow. Printed: each sweep's verdict and optimum, and for lr
+their 90% intervals. Each sweep's estimate is a fresh draw of the same estimate, so the
+other sweep's estimate differs from this one's by √2 times one estimate's spread: an honest
+90% interval (±1.645 sd) then holds it about 75% of the time (P(|Z| < 1.645/√2)), and an
+interval as wide as the true 90% spread of the estimate's difference would hold it 90%.
+Far below 75% means the intervals are too narrow. Printed: each sweep's verdict and optimum, and for lr
 and weight decay the share of ordered pairs (i, j ≠ i) whose interval i holds estimate j.
 
 Training takes the time, and the answers are
