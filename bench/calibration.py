@@ -7,8 +7,9 @@ their 90% intervals. Each sweep's estimate is a fresh draw of the same estimate,
 other sweep's estimate differs from this one's by √2 times one estimate's spread: an honest
 90% interval (±1.645 sd) then holds it about 75% of the time (P(|Z| < 1.645/√2)), and an
 interval as wide as the true 90% spread of the estimate's difference would hold it 90%.
-Far below 75% means the intervals are too narrow. Printed: each sweep's verdict and optimum, and for lr
-and weight decay the share of ordered pairs (i, j ≠ i) whose interval i holds estimate j.
+Far below 75% means the intervals are too narrow. Printed: each sweep's verdict and
+optimum, and for lr and weight decay the share of ordered pairs (i, j ≠ i) whose interval i
+holds estimate j.
 
 Training takes the time, and the answers are
 computed from the stored trials when asked, so a run's database can be kept (``--keep``)
