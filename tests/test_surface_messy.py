@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import math
 import random
-import uuid
 
 import httpx
 import pytest
+from test_service_answers import submit, task_name
 
 from service.verdict import VERDICTS, FitStats, decide, min_trials
 
 LN = math.log
-
-
-def task_name() -> str:
-    return f"m{uuid.uuid4().hex[:10]}"
-
-
-def submit(client: httpx.Client, **spec) -> dict:
-    r = client.post("/api/sweeps", json=spec)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def run_all(client: httpx.Client, task: str, objective, curve=None) -> int:
