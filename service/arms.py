@@ -61,6 +61,7 @@ class _Arm:
 
     @property
     def best(self) -> ConfigRuns | None:
+        """The arm's config ranked first (None without a complete trial)."""
         return self.groups[0] if self.groups else None
 
 
