@@ -79,10 +79,11 @@ def test_repeated_seeds_count_once_towards_the_model_size() -> None:
     assert s.lr is None
 
 
-def test_an_optimum_at_an_edge_where_every_trial_is_worse_is_refused() -> None:
-    # The real trials (a TPE sweep of a small MLP): the best configs sit in the middle of
-    # the lr range, the one trial at the lowest lr is far worse, yet a quadratic through
-    # these few points can put the optimum at that low-lr edge.
+def test_the_newcomer_mlp_sweep_of_8_configs_gives_no_optimum() -> None:
+    # The real trials of a TPE sweep of a small MLP (bench/newcomer.py), each config run
+    # twice: the best configs sit in the middle of the lr range and the one trial at the
+    # lowest lr is far worse, yet a quadratic through these few points put the optimum at that
+    # low-lr edge before repeated seeds counted once towards the model size.
     lr = [3.94e-4, 5.27e-4, 6.75e-4, 1.91e-3, 1.5e-3, 1.54e-3, 1.61e-3, 1.56e-4] * 2
     wd = [1.72e-3, 0.567, 3.46, 8.13, 1.72, 1.65e-3, 0.257, 1.32] * 2
     base = [0.089, 0.065, 0.081, 0.087, 0.105, 0.216, 0.228, 0.301]
@@ -90,7 +91,7 @@ def test_an_optimum_at_an_edge_where_every_trial_is_worse_is_refused() -> None:
     loss = np.array(base * 2) + 0.004 * rng.standard_normal(16)
     x, y = np.log(lr), np.log(wd)
     s = fit_surface(*observations(x, y, loss))
-    # Too few distinct configs for a surface: nothing is shown from the edge.
+    # Too few distinct configs for a surface: no optimum at all.
     assert s.verdict == "insufficient" and s.lr is None, s.reason
 
 
