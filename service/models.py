@@ -1,4 +1,5 @@
-"""Our own tables: sweeps, workers and API tokens (trials live in Optuna's tables)."""
+"""Our own tables: sweeps, ladders, leases, workers, API tokens and server liveness (trials
+live in Optuna's tables)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ class Lease(Base):
     """The step of the last report, with ``last_action`` the answer it got (a retried report
     of the same step gets the same answer)."""
     last_action: Mapped[str | None] = mapped_column(String(16))
+    token_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The API token the trial was claimed with (None on an open server): only calls signed
+    with it may report, heartbeat or finish the trial."""
 
 
 class Worker(Base):
@@ -107,3 +111,17 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the token was revoked (a revoked token authenticates nothing; its row stays, so
+    revoking the last token never opens the server)."""
+
+
+class Liveness(Base):
+    """One row: when a server last showed it was alive and could reach the database, on the
+    database clock (seconds since the epoch). A gap in it is time no server was serving, which
+    the reaper gives back to every lease before it judges one stale."""
+
+    __tablename__ = "lionsweep_liveness"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    alive_at: Mapped[float] = mapped_column(Float)

@@ -20,6 +20,7 @@ OURS = {
     "lionsweep_sweeps",
     "lionsweep_workers",
     "lionsweep_tokens",
+    "lionsweep_liveness",
     "lionsweep_leases",
     "lionsweep_alembic_version",
 }
@@ -55,7 +56,7 @@ def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
         engine.dispose()
     assert diff == []
     assert tables >= OURS and {"studies", "trials", "trial_heartbeats", "alembic_version"} <= tables
-    assert ours_version == "0003" and optuna_version != "0003"
+    assert ours_version == "0004" and optuna_version != "0004"
     assert optuna.load_study(study_name="plain-optuna", storage=database_url).trials == []
 
 
