@@ -42,7 +42,7 @@ log = logging.getLogger("lionsweep.app")
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
-ALL_SCOPES = ["submit", "worker", "read"]
+ALL_SCOPES = ["submit", "worker", "read", "admin"]
 YAML_PATHS = ("/api/sweeps", "/api/ladders")
 """The only endpoints that accept YAML bodies (a sweep or ladder spec)."""
 YAML_MAX_BYTES = 64 * 1024
@@ -521,12 +521,13 @@ def create_app(settings: Settings) -> FastAPI:
             with_google_fonts=False,
         )
 
-    from service.routes import ladders, scaling, sweeps, trials
+    from service.routes import ladders, scaling, sweeps, tokens, trials
 
     app.include_router(sweeps.router)
     app.include_router(ladders.router)
     app.include_router(trials.router)
     app.include_router(scaling.router)
+    app.include_router(tokens.router)
 
     from service.dashboard import mount_dashboard
 

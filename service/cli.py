@@ -2,7 +2,7 @@
 
 The top-level app (``lionsweep.cli``) composes them with the worker's and the client's
 commands, and loads this module only for these commands. Commands that open the database
-(``serve``, ``db upgrade``, ``token create``) exit 2 with one line for a malformed
+(``serve``, ``db upgrade``, ``token create|list|revoke``) exit 2 with one line for a malformed
 ``LIONSWEEP_*`` setting or a database that cannot be opened. ``up`` runs the server and
 local agents under the worker's supervisor (``worker.supervisor``).
 """
@@ -121,7 +121,8 @@ def db_upgrade() -> None:
 @token_app.command("create")
 def token_create(
     scope: Annotated[
-        list[str], typer.Option("--scope", help="submit, worker or read; repeat for several.")
+        list[str],
+        typer.Option("--scope", help="submit, worker, read or admin; repeat for several."),
     ],
     name: Annotated[str | None, typer.Option(help="A label for the token.")] = None,
 ) -> None:
@@ -135,6 +136,55 @@ def token_create(
         except ValueError as exc:
             raise fail(str(exc), EXIT_CONFIG) from None
     typer.echo(secret)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List the API tokens: id, name, scopes, when created and when revoked (never secrets)."""
+    from rich.table import Table
+
+    from service.auth import list_tokens
+    from service.db import Database, upgrade
+
+    settings = load_settings()
+    with database_errors():
+        upgrade(settings)
+        db = Database(settings)
+        try:
+            tokens = list_tokens(db)
+        finally:
+            db.dispose()
+    table = Table("id", "name", "scopes", "created", "revoked", box=None)
+    for t in tokens:
+        table.add_row(
+            str(t.id),
+            t.name or "",
+            ",".join(t.scopes),
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
+        )
+    console.print(table if tokens else "no tokens (the server is open on loopback)")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `lionsweep token list`).")],
+) -> None:
+    """Revoke a token at once: every server refuses its next request."""
+    from service.auth import revoke_token
+    from service.db import Database, upgrade
+
+    settings = load_settings()
+    with database_errors():
+        upgrade(settings)
+        db = Database(settings)
+        try:
+            found = revoke_token(db, token_id)
+        finally:
+            db.dispose()
+    if found is None:
+        raise fail(f"no token with id {token_id}")
+    typer.echo(f"revoked token {found.id} ({found.name or 'unnamed'}) at {found.revoked_at}")
 
 
 # -- up: the embedded mode -------------------------------------------------------------------

@@ -21,6 +21,12 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class Forbidden(ServiceError):
+    """The caller may not act on this object: e.g. a trial claimed with another token (403)."""
+
+    status_code = 403
+
+
 class Conflict(ServiceError):
     """The request conflicts with the current state (409)."""
 

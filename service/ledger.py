@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
 import optuna
+from optuna.exceptions import StorageInternalError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service import optuna_tables as ot
@@ -30,7 +32,7 @@ from service import schemas
 from service import spec as specs
 from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
-from service.errors import Conflict, Invalid, NotFound
+from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.models import Lease, Sweep, Worker
 from service.settings import Settings
 
@@ -51,6 +53,8 @@ class Ledger:
         self.settings = settings
         self.catalog = catalog
         self._workers_seen: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+        self._prune_locks: dict[int, threading.Lock] = {}
 
     @property
     def storage(self) -> optuna.storages.BaseStorage:
@@ -274,7 +278,11 @@ class Ledger:
                                 state=TrialState.WAITING,
                                 params=t.params,
                                 distributions=t.distributions,
-                                system_attrs={"fixed_params": t.params, ot.REEVAL_OF: t.number},
+                                system_attrs={
+                                    "fixed_params": t.params,
+                                    ot.REEVAL_OF: t.number,
+                                    ot.QUEUED: True,
+                                },
                             )
                         )
                         queued += 1
@@ -325,53 +333,87 @@ class Ledger:
         self._workers_seen[req.worker_id] = (key, now)
         self.catalog.changed()
 
-    def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+    def claim(
+        self, req: schemas.ClaimRequest, token_id: int | None = None
+    ) -> schemas.Assignment | None:
         """Give the worker a trial of a running sweep whose task it runs (among
-        ``req.sweeps`` when given), or None.
+        ``req.sweeps`` when given), or None; the trial is held by ``token_id`` (the caller's
+        token, None on an open server).
 
-        A claim repeated with the same ``request_id`` (a retry after a lost reply) returns
-        the same assignment. A sweep whose sampler fails is skipped (and logged), so it
-        cannot stop claims of the others.
+        A queued trial (sampled ahead) is taken without the sweep's lock; only when none is
+        queued does the claim take a sweep's lock to sample (and queue some ahead). A claim
+        repeated with the same ``request_id`` (a retry after a lost reply) returns the same
+        assignment. A sweep whose sampler fails is skipped (and logged), so it cannot stop
+        claims of the others; the database's own errors propagate (the route answers 503).
         """
         self.touch_worker(req)
         if req.request_id:
-            replay = self._replay(req)
+            replay = self._replay(req, token_id)
             if replay is not None:
                 return replay
         runnable = select(Sweep.id).where(Sweep.status == "running", Sweep.task_name.in_(req.tasks))
         if req.sweeps is not None:
             runnable = runnable.where(Sweep.id.in_(req.sweeps))
-        with self.db.session() as s:
-            sweep_ids = list(s.scalars(runnable.order_by(Sweep.id)))
-        for sweep_id in sweep_ids:
-            try:
-                got = self._claim_in(sweep_id, req)
-            except IntegrityError:
-                replay = self._replay(req) if req.request_id else None
-                if replay is None:
-                    raise
-                return replay
-            except NotFound:
-                continue
-            except Exception:
-                log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
-                continue
+        try:
+            got = self._take_queued(runnable, req, token_id)
             if got is not None:
                 return got
+            with self.db.session() as s:
+                sweep_ids = list(s.scalars(runnable.order_by(Sweep.id)))
+            for sweep_id in sweep_ids:
+                try:
+                    got = self._sample_in(sweep_id, req, token_id)
+                except (NotFound, IntegrityError, SQLAlchemyError, StorageInternalError):
+                    raise
+                except Exception:
+                    log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
+                    continue
+                if got is not None:
+                    return got
+        except IntegrityError:
+            replay = self._replay(req, token_id) if req.request_id else None
+            if replay is None:
+                raise
+            return replay
+        except NotFound:
+            return None
         return None
 
-    def _replay(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+    def _replay(self, req: schemas.ClaimRequest, token_id: int | None) -> schemas.Assignment | None:
         """The assignment already made for ``req.request_id``, if any."""
         with self.db.session() as s:
             lease = s.scalars(select(Lease).where(Lease.request_id == req.request_id)).first()
         if lease is None:
             return None
-        if lease.worker_id != req.worker_id:
+        if lease.worker_id != req.worker_id or lease.token_id != token_id:
             raise Conflict(f"request_id {req.request_id!r} was used by another worker")
         info = self.catalog.info(lease.sweep_id)
         return self.assignment(info, self.storage.get_trial(lease.trial_id))
 
-    def _claim_in(self, sweep_id: int, req: schemas.ClaimRequest) -> schemas.Assignment | None:
+    def _take_queued(
+        self, runnable: Any, req: schemas.ClaimRequest, token_id: int | None
+    ) -> schemas.Assignment | None:
+        """Claim the first queued trial of a runnable sweep no other claim is taking."""
+        studies = select(Sweep.study_id).where(Sweep.id.in_(runnable.scalar_subquery()))
+        with self.db.transaction() as tx:
+            found = ot.take_queued(tx, studies)
+            if found is None:
+                return None
+            trial_id, study_id = found
+            sweep_id = tx.scalar(select(Sweep.id).where(Sweep.study_id == study_id))
+            info = self.catalog.info(sweep_id)
+            if not self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                return None  # unreachable while we hold its row: it was waiting
+            frozen = self._hold(tx, info, trial_id, req, token_id)
+        self.catalog.changed()
+        return self.assignment(info, frozen)
+
+    def _sample_in(
+        self, sweep_id: int, req: schemas.ClaimRequest, token_id: int | None
+    ) -> schemas.Assignment | None:
+        """Under the sweep's lock: take a trial queued meanwhile, else ask the sampler for one
+        trial for this claim and queue more ahead (one per four running trials, at most the
+        server's ``claim_ahead_max``, never past the sweep's budget)."""
         info = self.catalog.info(sweep_id)
         with self.db.session() as s:  # no lock taken (on SQLite: no write lock) for no work
             if not _has_work(ot.counts(s, info.study_id), info):
@@ -379,28 +421,60 @@ class Ledger:
         with self.db.transaction(sweep_id) as tx:
             if _status(tx, sweep_id) != "running":
                 return None
-            counts = ot.counts(tx, info.study_id)
-            if not _has_work(counts, info):
-                return None
-            study = self.catalog.study(info, self.catalog.sampler(info, counts.total))
-            trial = study.ask(info.dists)
-            clock = tx.scalar(select(self.db.clock()))
-            tx.add(
-                Lease(
-                    trial_id=trial._trial_id,
-                    sweep_id=sweep_id,
-                    request_id=req.request_id,
-                    worker_id=req.worker_id,
-                    claimed_at=clock,
-                    heartbeat_at=clock,
+            studies = select(Sweep.study_id).where(Sweep.id == sweep_id)
+            found = ot.take_queued(tx, studies)
+            if found is not None and self.storage.set_trial_state_values(
+                found[0], TrialState.RUNNING
+            ):
+                frozen = self._hold(tx, info, found[0], req, token_id)
+            else:
+                counts = ot.counts(tx, info.study_id)
+                if not _has_work(counts, info):
+                    return None
+                queued = ot.queued_count(tx, info.study_id)
+                unqueued_waiting = counts.by_state["waiting"] - queued
+                room = unqueued_waiting + max(0, info.n_trials - counts.originals)
+                if room <= 0:  # only queued trials are left, each being taken by a claim
+                    return None
+                ahead = min(
+                    self.settings.claim_ahead_max, counts.by_state["running"] // 4, room - 1
                 )
-            )
-            tx.flush()
-            self.storage.set_trial_user_attr(trial._trial_id, "worker_id", req.worker_id)
-            self.storage.set_trial_user_attr(trial._trial_id, "device", req.device)
-            frozen = self.storage.get_trial(trial._trial_id)
+                asked = []
+                for i in range(1 + max(0, ahead)):
+                    sampler = self.catalog.sampler(info, counts.total + i)
+                    asked.append(self.catalog.study(info, sampler).ask(info.dists)._trial_id)
+                for trial_id in asked[1:]:
+                    self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
+                    self.storage.set_trial_system_attr(trial_id, ot.QUEUED, True)
+                frozen = self._hold(tx, info, asked[0], req, token_id)
         self.catalog.changed()
         return self.assignment(info, frozen)
+
+    def _hold(
+        self,
+        tx: Session,
+        info: SweepInfo,
+        trial_id: int,
+        req: schemas.ClaimRequest,
+        token_id: int | None,
+    ) -> FrozenTrial:
+        """Give the running trial a lease held by the claiming worker and token."""
+        clock = tx.scalar(select(self.db.clock()))
+        tx.add(
+            Lease(
+                trial_id=trial_id,
+                sweep_id=info.id,
+                request_id=req.request_id,
+                worker_id=req.worker_id,
+                token_id=token_id,
+                claimed_at=clock,
+                heartbeat_at=clock,
+            )
+        )
+        tx.flush()
+        self.storage.set_trial_user_attr(trial_id, "worker_id", req.worker_id)
+        self.storage.set_trial_user_attr(trial_id, "device", req.device)
+        return self.storage.get_trial(trial_id)
 
     def assignment(self, info: SweepInfo, trial: FrozenTrial) -> schemas.Assignment:
         """What a worker needs to run ``trial``."""
@@ -418,16 +492,20 @@ class Ledger:
 
     # ---- a running trial ----
 
-    def report(self, trial_id: int, req: schemas.ReportRequest) -> schemas.ActionOut:
+    def report(
+        self, trial_id: int, req: schemas.ReportRequest, token_id: int | None = None
+    ) -> schemas.ActionOut:
         """Record an intermediate value and a heartbeat; say continue, prune or stop.
 
-        A report of the step last reported (a retry after a lost reply) gets the same answer.
+        Only the trial's holder may report (its token; its worker id when it gives one). A
+        report locks the trial's lease, not its sweep. A report of the step last reported (a
+        retry after a lost reply) gets the same answer.
         """
         info = self.catalog.of_trial(trial_id)
-        with self.db.transaction(info.id) as tx:
-            status = self._running_trial(tx, info, trial_id)
+        with self.db.transaction() as tx:
             lease = self._lease(tx, info, trial_id)
-            _check_holder(lease, req.worker_id)
+            status = self._running_trial(tx, info, trial_id)
+            _check_holder(lease, req.worker_id, token_id)
             if lease.last_step == req.step and lease.last_action:
                 return schemas.ActionOut(action=lease.last_action)
             self.storage.set_trial_intermediate_value(trial_id, req.step, req.value)
@@ -437,52 +515,63 @@ class Ledger:
                 action = "stop"
             else:
                 trial = self.storage.get_trial(trial_id)
-                pruner = self.catalog.pruner(info, min(trial.intermediate_values))
                 # A re-evaluation measures the noise at the budget: it is never pruned.
                 reevaluation = ot.REEVAL_OF in trial.system_attrs
-                prune = not reevaluation and pruner.prune(self.catalog.study(info), trial)
+                prune = not reevaluation and self._prune(info, trial)
                 action = "prune" if prune else "continue"
             lease.heartbeat_at = self.db.clock()
             lease.last_step, lease.last_action = req.step, action
         return schemas.ActionOut(action=action)
 
-    def heartbeat(self, trial_id: int, worker_id: str | None = None) -> schemas.ActionOut:
+    def _prune(self, info: SweepInfo, trial: FrozenTrial) -> bool:
+        """The sweep's pruner's decision on ``trial`` (one report at a time per sweep in this
+        process: the pruner instance keeps state between calls)."""
+        with self._lock:
+            lock = self._prune_locks.setdefault(info.id, threading.Lock())
+        with lock:
+            pruner = self.catalog.pruner(info, min(trial.intermediate_values))
+            return pruner.prune(self.catalog.study(info), trial)
+
+    def heartbeat(
+        self, trial_id: int, worker_id: str | None = None, token_id: int | None = None
+    ) -> schemas.ActionOut:
         """Extend a running trial's lease; say stop when its sweep is cancelled, and prune when
         its last report was answered prune (so a worker running a program for the trial learns
-        of a prune the program was told of, and can enforce it)."""
+        of a prune the program was told of, and can enforce it). Only its holder may."""
         info = self.catalog.of_trial(trial_id)
-        with self.db.transaction(info.id) as tx:
-            status = self._running_trial(tx, info, trial_id)
+        with self.db.transaction() as tx:
             lease = self._lease(tx, info, trial_id)
-            _check_holder(lease, worker_id)
+            status = self._running_trial(tx, info, trial_id)
+            _check_holder(lease, worker_id, token_id)
             lease.heartbeat_at = self.db.clock()
             pruned = lease.last_action == "prune"
         if status == "cancelled":
             return schemas.ActionOut(action="stop")
         return schemas.ActionOut(action="prune" if pruned else "continue")
 
-    def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
+    def finish(
+        self, trial_id: int, req: schemas.FinishRequest, token_id: int | None = None
+    ) -> schemas.FinishOut:
         """Complete, prune or fail a running trial (a failure is re-queued while retries remain).
 
-        Finishing a trial again the same way (a retry after a lost reply) gives the same
-        answer; finishing it another way is a 409.
+        Only the trial's holder may. Finishing a trial again the same way with the same value
+        (a retry after a lost reply) gives the same answer; any other finish of an ended trial
+        is a 409. A complete or pruned finish locks only the trial's lease; a failure takes the
+        sweep's lock (its retry is a new trial of the study).
         """
         info = self.catalog.of_trial(trial_id)
         wanted = ot.STATE_BY_NAME[req.state]
-        with self.db.transaction(info.id) as tx:
+        sweep_lock = info.id if wanted == TrialState.FAIL else None
+        with self.db.transaction(sweep_lock) as tx:
+            lease = tx.get(Lease, trial_id, with_for_update=True)
             status = _status(tx, info.id)
             if status is None:
                 raise NotFound(f"trial {trial_id} does not belong to a sweep")
-            lease = tx.get(Lease, trial_id)
             if lease is not None:
-                _check_holder(lease, req.worker_id)
+                _check_holder(lease, req.worker_id, token_id)
             trial = self.storage.get_trial(trial_id)
             if trial.state != TrialState.RUNNING:
-                if trial.state != wanted:
-                    raise Conflict(
-                        f"trial {trial_id} is already {ot.STATE_NAMES[trial.state]}; "
-                        f"cannot mark it {req.state}"
-                    )
+                _check_repeat(trial, wanted, req)
                 requeued = ot.was_requeued(tx, info.study_id, trial.number)
                 return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
             for key, value in (("metrics", req.metrics), ("config", req.config)):
@@ -490,15 +579,34 @@ class Ledger:
                     self.storage.set_trial_user_attr(trial_id, key, value)
             if wanted == TrialState.FAIL:
                 requeued = self._fail(tx, info, status, trial, req.reason)
+                self._complete_if_done(tx, info)
             else:
                 if req.reason:
                     self.storage.set_trial_user_attr(trial_id, "reason", req.reason)
                 value = req.value if wanted == TrialState.COMPLETE else None
                 self._tell(info, trial.number, wanted, value)
                 requeued = False
-            self._complete_if_done(tx, info)
+        if wanted != TrialState.FAIL:
+            self.complete_if_done(info.id)
         self.catalog.changed()
         return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
+
+    def complete_if_done(self, sweep_id: int) -> None:
+        """Mark the sweep complete (or queue its re-evaluation) if its trials are all done.
+
+        Read first without a lock, so the finishes of a sweep's many trials do not queue on
+        its lock; the last finish to commit sees every other one, so none is missed.
+        """
+        info = self.catalog.info(sweep_id)
+        with self.db.session() as s:
+            if _status(s, sweep_id) != "running":
+                return
+            if ot.counts(s, info.study_id).finished < info.n_trials:
+                return
+        with self.db.transaction(sweep_id) as tx:
+            if _status(tx, sweep_id) == "running":
+                self._complete_if_done(tx, info)
+        self.catalog.changed()
 
     def expire(self, trial_id: int, sweep_id: int, grace: float) -> bool:
         """Fail (and re-queue) a running trial whose lease ran out; False if it was renewed.
@@ -508,7 +616,7 @@ class Ledger:
         info = self.catalog.info(sweep_id)
         with self.db.transaction(sweep_id) as tx:
             status = _status(tx, sweep_id)
-            lease = tx.get(Lease, trial_id)
+            lease = tx.get(Lease, trial_id, with_for_update=True)
             stale = lease is not None and tx.scalar(
                 select(lease.heartbeat_at < self.db.clock() - grace)
             )
@@ -544,9 +652,9 @@ class Ledger:
         return status
 
     def _lease(self, tx: Session, info: SweepInfo, trial_id: int) -> Lease:
-        """The trial's lease; one is made for a running trial that has none (from a version
-        that kept none), starting its lease now."""
-        lease = tx.get(Lease, trial_id)
+        """The trial's lease, locked; one is made for a running trial that has none (from a
+        version that kept none), starting its lease now."""
+        lease = tx.get(Lease, trial_id, with_for_update=True)
         if lease is None:
             clock = tx.scalar(select(self.db.clock()))
             worker = self.storage.get_trial(trial_id).user_attrs.get("worker_id") or UNKNOWN_WORKER
@@ -604,6 +712,7 @@ class Ledger:
             ot.RETRY_HISTORY: history,
             "failed_trial": history[0] if history else trial.number,
             "retry_history": history,
+            ot.QUEUED: True,
         }
         for key in ("fixed_params", ot.REEVAL_OF):
             if key in trial.system_attrs:
@@ -647,11 +756,29 @@ def _status(tx: Session, sweep_id: int) -> str | None:
     return tx.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
 
 
-def _check_holder(lease: Lease, worker_id: str | None) -> None:
-    """Refuse a call about a trial from a worker other than the one that claimed it."""
+def _check_holder(lease: Lease, worker_id: str | None, token_id: int | None) -> None:
+    """Refuse a call about a trial from a token (403) or a worker (409) other than the one
+    that claimed it. A trial claimed with a token answers to that token alone, whatever
+    worker id a call gives or leaves out."""
+    if lease.token_id is not None and token_id != lease.token_id:
+        raise Forbidden(f"trial {lease.trial_id} was claimed with another token")
     if worker_id is not None and lease.worker_id not in (worker_id, UNKNOWN_WORKER):
         raise Conflict(
             f"trial {lease.trial_id} was claimed by worker {lease.worker_id!r}, not {worker_id!r}"
+        )
+
+
+def _check_repeat(trial: FrozenTrial, wanted: TrialState, req: schemas.FinishRequest) -> None:
+    """Accept a finish of an ended trial only as a repeat of the finish that ended it (same
+    state, same value); anything else is a 409, so a worker never takes a dropped result for
+    a recorded one."""
+    name = ot.STATE_NAMES[trial.state]
+    if trial.state != wanted:
+        raise Conflict(f"trial {trial._trial_id} is already {name}; cannot mark it {req.state}")
+    if wanted == TrialState.COMPLETE and trial.value != req.value:
+        raise Conflict(
+            f"trial {trial._trial_id} is already complete with value {trial.value!r}; "
+            f"cannot record {req.value!r}"
         )
 
 

@@ -38,6 +38,9 @@ REEVAL_OF = "lionsweep:reevaluation_of"
 """On a re-evaluation trial: the number of the trial whose config it re-runs."""
 REEVALUATION = "lionsweep:reevaluation"
 """On a study: what was decided about re-evaluating its leading configs."""
+QUEUED = "lionsweep:queued"
+"""On a waiting trial whose params the sampler already chose (sampled ahead of claims, or a
+retry or re-evaluation of a run): a claim takes it as it is, without the sweep's lock."""
 IMPORTED = "lionsweep:imported"
 """On a trial brought in from elsewhere (``POST /api/sweeps/{id}/trials:import``): where it
 came from, ``{"source": file name or null, "row": row number in it, "name": run name or null}``.
@@ -212,6 +215,42 @@ def counts(session: Session, study_id: int) -> Counts:
             if complete is not None and (out.last_complete is None or complete > out.last_complete):
                 out.last_complete = complete
     return out
+
+
+def take_queued(session: Session, study_ids: Any) -> tuple[int, int] | None:
+    """Lock the first queued waiting trial of the studies ``study_ids`` (a SQL select of study
+    ids, in order of study, then trial) that no other transaction holds; (trial id, study id).
+
+    PostgreSQL skips rows other claims have locked (``FOR UPDATE SKIP LOCKED``), so concurrent
+    claims take different trials without waiting for each other; on SQLite the transaction
+    already holds the database's write lock.
+    """
+    found = session.execute(
+        select(trials.c.trial_id, trials.c.study_id)
+        .where(
+            trials.c.study_id.in_(study_ids),
+            trials.c.state == TrialState.WAITING,
+            _has_attr(QUEUED),
+        )
+        .order_by(trials.c.study_id, trials.c.trial_id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=trials)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+def queued_count(session: Session, study_id: int) -> int:
+    """How many of a study's waiting trials are queued (their params already chosen)."""
+    found = (
+        select(func.count())
+        .select_from(trials)
+        .where(
+            trials.c.study_id == study_id,
+            trials.c.state == TrialState.WAITING,
+            _has_attr(QUEUED),
+        )
+    )
+    return session.scalar(found) or 0
 
 
 def trial_count(session: Session, study_id: int) -> int:

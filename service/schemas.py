@@ -1061,6 +1061,16 @@ class FinishOut(BaseModel):
     requeued: bool
 
 
+class TokenOut(BaseModel):
+    """An API token as listed (never its secret or hash)."""
+
+    id: int
+    name: str | None
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 class HeartbeatRequest(FromHolder):
     """A heartbeat (its body may be empty)."""
 

@@ -127,21 +127,30 @@ class Sweeps:
 
     # ---- worker protocol ----
 
-    def claim(self, req: schemas.ClaimRequest) -> schemas.Assignment | None:
-        """Give the worker a trial of a running sweep whose task it runs, or None."""
-        return self.ledger.claim(req)
+    def claim(
+        self, req: schemas.ClaimRequest, token_id: int | None = None
+    ) -> schemas.Assignment | None:
+        """Give the worker a trial of a running sweep whose task it runs, or None; the trial
+        answers to ``token_id`` (the caller's token) alone."""
+        return self.ledger.claim(req, token_id)
 
-    def report(self, trial_id: int, req: schemas.ReportRequest) -> schemas.ActionOut:
+    def report(
+        self, trial_id: int, req: schemas.ReportRequest, token_id: int | None = None
+    ) -> schemas.ActionOut:
         """Record an intermediate value (and heartbeat); say continue, prune or stop."""
-        return self.ledger.report(trial_id, req)
+        return self.ledger.report(trial_id, req, token_id)
 
-    def heartbeat(self, trial_id: int, worker_id: str | None = None) -> schemas.ActionOut:
+    def heartbeat(
+        self, trial_id: int, worker_id: str | None = None, token_id: int | None = None
+    ) -> schemas.ActionOut:
         """Extend the trial's lease (only its claimant may)."""
-        return self.ledger.heartbeat(trial_id, worker_id)
+        return self.ledger.heartbeat(trial_id, worker_id, token_id)
 
-    def finish(self, trial_id: int, req: schemas.FinishRequest) -> schemas.FinishOut:
+    def finish(
+        self, trial_id: int, req: schemas.FinishRequest, token_id: int | None = None
+    ) -> schemas.FinishOut:
         """Complete, prune or fail a running trial (a failure is re-queued while retries remain)."""
-        return self.ledger.finish(trial_id, req)
+        return self.ledger.finish(trial_id, req, token_id)
 
     def reap(self) -> int:
         """Fail and re-queue running trials whose lease expired; returns how many."""

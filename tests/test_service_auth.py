@@ -143,4 +143,4 @@ def test_no_tokens_means_loopback_only(sqlite_url, live_server):
 
 def test_unknown_scope_is_rejected(sqlite_url):
     with pytest.raises(ValueError, match="scopes must be among"):
-        create_token(Settings(database_url=sqlite_url), scopes=["admin"], name=None)
+        create_token(Settings(database_url=sqlite_url), scopes=["root"], name=None)
