@@ -1,9 +1,12 @@
 """A model-based test of the trial ledger against a real server, on SQLite and PostgreSQL.
 
 Hypothesis drives random sequences of what workers and users do to one sweep — claim
-(sometimes repeating a claim's ``request_id``, as after a lost reply), report, heartbeat,
-finish, finish again (a retried finish), calls on finished trials, crash (the worker
-vanishes and stops heartbeating), reap, cancel, resume — and after every step checks the
+(sometimes repeating a claim's ``request_id``, as after a lost reply), up to 8 claims sent
+at the same moment (each trial to one claimant, as many as were available; with more than
+four running, the sampler queues trials ahead), report, heartbeat, finish, finish again (a
+retried finish), calls on finished trials, crash (the worker vanishes and stops
+heartbeating), reap, cancel, resume, and on PostgreSQL the database ending every
+connection (as in a failover) — and after every step checks the
 ledger the server shows (``GET /api/sweeps/{id}`` and its trials) against a model of it:
 
 - never more than ``n_trials`` originals; a failed trial has at most one retry, with the
@@ -50,6 +53,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +149,7 @@ class Backend:
     new_url: Callable[[], str]
     drop_url: Callable[[str], None]
     start_server: Callable[..., Any]
+    postgres: bool = False
 
 
 class Heartbeats:
@@ -172,6 +177,8 @@ class Heartbeats:
                     except httpx.HTTPError as e:
                         self.errors.append(f"heartbeat of trial {c.number}: {e!r}")
                         continue
+                    if r.status_code == 503:
+                        continue  # the database was unreachable: a worker retries
                     if r.status_code != 200:
                         self.errors.append(
                             f"heartbeat of trial {c.number}: {r.status_code} {r.text}"
@@ -301,7 +308,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.n_claims += 1
         request_id = f"claim-{self.n_claims}-{token}"
         sent = time.monotonic()
-        r = self._claim(request_id)
+        return self._took(self._claim(request_id), request_id, sent, lost_reply)
+
+    def _took(
+        self, r: httpx.Response, request_id: str, sent: float, lost_reply: bool = False
+    ) -> Claim | None:
+        """Check a claim's answer against the model and hold its trial; None on 204."""
         if r.status_code == 204:
             assert self.available == 0, (
                 f"claim found nothing, but the sweep was running with {self.available} "
@@ -348,6 +360,57 @@ class LedgerMachine(RuleBasedStateMachine):
         """``workers`` claims, each with a new request_id; a lost reply is asked for again."""
         for _ in range(workers):
             self._claim_one(token, lost_reply)
+
+    @rule(workers=st.integers(2, 8))
+    def claim_together(self, workers: int) -> None:
+        """``workers`` claims sent at the same moment (as many workers polling at once): each
+        trial goes to one of them, and exactly as many get one as the sweep had available."""
+        available = self.available
+        ids = []
+        for _ in range(workers):
+            self.n_claims += 1
+            ids.append(f"claim-{self.n_claims}-together")
+        sent = time.monotonic()
+        start = threading.Barrier(workers)
+
+        def one(request_id: str) -> httpx.Response:
+            with httpx.Client(base_url=self.server.url, timeout=30) as c:
+                start.wait()
+                body = {"worker_id": "w1", "tasks": [TASK], "request_id": request_id}
+                return c.post("/api/trials/claim", json=body)
+
+        with ThreadPoolExecutor(workers) as pool:
+            answers = list(pool.map(one, ids))
+        got = [a for a in answers if a.status_code == 200]
+        assert len(got) == min(workers, available), (
+            f"{workers} claims at once got {len(got)} trials; {available} were available: "
+            f"{[a.status_code for a in answers]}\n{self._table()}"
+        )
+        for request_id, r in zip(ids, answers, strict=True):
+            if r.status_code == 200:
+                self._took(r, request_id, sent)
+            else:
+                assert r.status_code == 204, f"claim: {r.status_code} {r.text}"
+
+    @precondition(lambda self: self.backend.postgres)
+    @rule()
+    def drop_connections(self) -> None:
+        """PostgreSQL ends every connection to the database (a failover, a restart of a
+        pooler): the server reconnects, and nothing the model knows changes."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                conn.commit()
+        finally:
+            engine.dispose()
 
     @rule(i=st.integers(0, 50))
     def claim_again(self, i: int) -> None:
@@ -711,5 +774,5 @@ def test_trial_ledger_model(backend: str, request: pytest.FixtureRequest, live_s
         b = Backend(request.getfixturevalue("make_sqlite_url"), lambda url: None, live_server)
     else:
         databases = request.getfixturevalue("make_postgres_db")
-        b = Backend(databases, databases.drop, live_server)
+        b = Backend(databases, databases.drop, live_server, postgres=True)
     run_state_machine_as_test(lambda: LedgerMachine(b), settings=settings.get_profile(PROFILE))
