@@ -257,11 +257,8 @@ class Analysis:
         """The top k distinct configs, ranked and valued on disjoint runs (:data:`BEST_METHOD`),
         with intervals and the noise."""
         info = self.catalog.info(sweep_id)
-        done = self.complete_trials(info)
-        if not done:
-            raise Conflict(f"sweep {sweep_id} has no complete trial yet")
+        groups, noise = self.shared(info, "ranking", lambda: self._ranking(info))
         sign = info.sign
-        groups, noise = ranked_configs(info, done)
         top = groups[:k]
         best = top[0]
         tied = [best.first.number]
@@ -285,6 +282,19 @@ class Analysis:
             method=BEST_METHOD,
         )
 
+    def shared(self, info: SweepInfo, what: str, compute: Callable[[], Any], *key: Any) -> Any:
+        """An answer about the sweep computed once per change of its trials and shared by
+        every caller meanwhile (:class:`service.catalog.SharedAnswers`)."""
+        stamp = self.catalog.fingerprint(info)
+        return self.catalog.answers.get((what, info.id, *key), stamp, compute)
+
+    def _ranking(self, info: SweepInfo) -> tuple[list[ConfigRuns], Noise]:
+        """The sweep's configs ranked (:func:`ranked_configs`); 409 with no complete trial."""
+        done = self.complete_trials(info)
+        if not done:
+            raise Conflict(f"sweep {info.id} has no complete trial yet")
+        return ranked_configs(info, done)
+
     def _study_attrs(self, info: SweepInfo) -> dict[str, Any]:
         try:
             return self.db.storage.get_study_system_attrs(info.study_id)
@@ -303,30 +313,7 @@ class Analysis:
         """The fitted lr × weight-decay surface's verdict, valley, optimum and intervals, and
         optionally the answer moved to ``to_width`` under ``width_rule``."""
         info = self.catalog.info(sweep_id)
-        data = _rule_data(info, self.all_trials(info))
-        if not data.rows:
-            raise Conflict(
-                f"sweep {sweep_id} has no complete Lion trial with lr > 0 and weight decay >= 0 "
-                "that trained (did not diverge) to fit the rule to"
-            )
-        sign = info.sign
-        groups, noise = ranked_configs(info, [t for t, _ in data.rows])
-        best = groups[0]
-        box, box_out = _box(info, data.fitted)
-        surface = self._surface(info, data, best, box, sign)
-        out = schemas.RuleOut(
-            **_rule_fields(surface, data, sign, noise),
-            box=box_out,
-            best=schemas.BestPoint(
-                trial_number=best.first.number,
-                lr=best.params["lr"],
-                weight_decay=best.params["weight_decay"],
-                value=best.mean,
-            ),
-            width=None,
-            width_param=None,
-            transfer=None,
-        )
+        out = self.shared(info, "rule", lambda: self._rule(info)).model_copy()
         out.width_param, out.width = self._width(info)
         if to_width is not None:
             start = from_width if from_width is not None else out.width
@@ -345,18 +332,49 @@ class Analysis:
             out.transfer = transfer(out, start, to_width, width_rule)
         return out
 
+    def _rule(self, info: SweepInfo) -> schemas.RuleOut:
+        """The rule at the sweep's own width (what :meth:`scaling_rule` shares between calls)."""
+        data = _rule_data(info, self.all_trials(info))
+        if not data.rows:
+            raise Conflict(
+                f"sweep {info.id} has no complete Lion trial with lr > 0 and weight decay >= 0 "
+                "that trained (did not diverge) to fit the rule to"
+            )
+        sign = info.sign
+        groups, noise = ranked_configs(info, [t for t, _ in data.rows])
+        best = groups[0]
+        box, box_out = _box(info, data.fitted)
+        surface = self._surface(info, data, best, box, sign)
+        return schemas.RuleOut(
+            **_rule_fields(surface, data, sign, noise),
+            box=box_out,
+            best=schemas.BestPoint(
+                trial_number=best.first.number,
+                lr=best.params["lr"],
+                weight_decay=best.params["weight_decay"],
+                value=best.mean,
+            ),
+            width=None,
+            width_param=None,
+            transfer=None,
+        )
+
     def fitted(
         self, sweep_id: int, optimizer: str = "lion"
     ) -> tuple[Surface, ConfigRuns, float] | None:
         """The sweep's fitted surface over one optimizer's trials, its best config and the
         objective's sign (+1: lower is better), or None while it has no such trial to fit."""
         info = self.catalog.info(sweep_id)
-        data = _rule_data(info, self.all_trials(info), optimizer)
-        if not data.rows:
-            return None
-        groups, _ = ranked_configs(info, [t for t, _ in data.rows])
-        box, _ = _box(info, data.fitted)
-        return self._surface(info, data, groups[0], box, info.sign), groups[0], info.sign
+
+        def fit() -> tuple[Surface, ConfigRuns, float] | None:
+            data = _rule_data(info, self.all_trials(info), optimizer)
+            if not data.rows:
+                return None
+            groups, _ = ranked_configs(info, [t for t, _ in data.rows])
+            box, _ = _box(info, data.fitted)
+            return self._surface(info, data, groups[0], box, info.sign), groups[0], info.sign
+
+        return self.shared(info, "fit", fit, optimizer)
 
     def _surface(
         self, info: SweepInfo, data: RuleData, best: ConfigRuns, box: Box, sign: float
@@ -396,15 +414,19 @@ class Analysis:
     def importances(self, sweep_id: int) -> schemas.ImportancesOut:
         """Optuna's parameter importances over complete trials."""
         info = self.catalog.info(sweep_id)
-        if len(self.complete_trials(info)) < 2:
-            raise Conflict("importances need at least 2 complete trials")
-        try:
-            imp = optuna.importance.get_param_importances(self.catalog.study(info))
-        except KeyError:  # deleted meanwhile
-            raise NotFound(f"sweep {sweep_id} not found") from None
-        except (ValueError, RuntimeError) as e:
-            raise Conflict(f"cannot compute importances: {e}") from None
-        return schemas.ImportancesOut(importances={k: float(v) for k, v in imp.items()})
+
+        def compute() -> schemas.ImportancesOut:
+            if len(self.complete_trials(info)) < 2:
+                raise Conflict("importances need at least 2 complete trials")
+            try:
+                imp = optuna.importance.get_param_importances(self.catalog.study(info))
+            except KeyError:  # deleted meanwhile
+                raise NotFound(f"sweep {sweep_id} not found") from None
+            except (ValueError, RuntimeError) as e:
+                raise Conflict(f"cannot compute importances: {e}") from None
+            return schemas.ImportancesOut(importances={k: float(v) for k, v in imp.items()})
+
+        return self.shared(info, "importances", compute)
 
 
 LEFT_OUT_REASON = (

@@ -76,6 +76,10 @@ class Arms:
         and each arm's lr and weight-decay optimum with their AdamW/Lion ratios (409 while the
         sweep has no complete trial)."""
         info = self.analysis.catalog.info(sweep_id)
+        return self.analysis.shared(info, "arms", lambda: self._answer(info))
+
+    def _answer(self, info: SweepInfo) -> schemas.ArmsOut:
+        sweep_id = info.id
         done = self.analysis.complete_trials(info)
         if not done:
             raise Conflict(f"sweep {sweep_id} has no complete trial yet")

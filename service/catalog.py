@@ -3,10 +3,14 @@ study — cached per process, and the Optuna studies built on it."""
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import logging
 import threading
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -17,6 +21,112 @@ from service import spec as specs
 from service.db import Database
 from service.errors import NotFound
 from service.models import Sweep
+
+log = logging.getLogger("lionsweep.answers")
+T = TypeVar("T")
+SHARED_ENTRIES = 1024
+SLOW_SECONDS = 1.0
+"""An answer that took this long to compute is logged at INFO (else at DEBUG)."""
+
+
+_how: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("answers", default=None)
+
+
+def track_answers() -> list[str]:
+    """Start noting, for the calling request, how each shared answer it asks for is obtained:
+    returns the list :meth:`SharedAnswers.get` appends to (``kept``, ``shared`` or
+    ``computed``, each with its milliseconds)."""
+    noted: list[str] = []
+    _how.set(noted)
+    return noted
+
+
+def server_timing(noted: list[str]) -> str:
+    """Noted answers as a ``Server-Timing`` header value (``answer;desc=computed;dur=812.4``)."""
+    return ", ".join(noted)
+
+
+def _note(how: str, started: float) -> None:
+    noted = _how.get()
+    if noted is not None:
+        noted.append(f"answer;desc={how};dur={1000 * (time.perf_counter() - started):.1f}")
+
+
+class _Flight:
+    """One computation in progress, and what it gave."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class SharedAnswers:
+    """Answers computed once per change and shared (safe to share between threads).
+
+    An answer is kept under its key with the stamp it was computed for (e.g. a sweep's
+    :func:`service.optuna_tables.fingerprint`): a caller with the same stamp gets it at once;
+    callers that arrive while it is being computed wait for that one computation instead of
+    starting their own (single flight); a new stamp computes it again.
+    """
+
+    def __init__(self, entries: int = SHARED_ENTRIES) -> None:
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._kept: dict[Hashable, tuple[Hashable, Any]] = {}
+        self._flights: dict[tuple[Hashable, Hashable], _Flight] = {}
+        self.computed = 0
+        """How many answers this process computed (not counting those it shared)."""
+
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> T:
+        """The answer kept under ``key`` for ``stamp``, computed by ``compute`` when missing
+        (once, however many callers ask meanwhile; its error reaches each of them)."""
+        started = time.perf_counter()
+        with self._lock:
+            hit = self._kept.get(key)
+            if hit is not None and hit[0] == stamp:
+                _note("kept", started)
+                return hit[1]
+            flight = self._flights.get((key, stamp))
+            mine = flight is None
+            if mine:
+                flight = self._flights[(key, stamp)] = _Flight()
+        if not mine:
+            flight.done.wait()
+            _note("shared", started)
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = compute()
+        except BaseException as e:
+            flight.error = e
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop((key, stamp), None)
+                self.computed += 1
+                if flight.error is None:
+                    if len(self._kept) >= self.entries:
+                        self._kept.clear()
+                    self._kept[key] = (stamp, flight.value)
+            flight.done.set()
+            _note("computed", started)
+        took = time.perf_counter() - started
+        log.log(
+            logging.INFO if took >= SLOW_SECONDS else logging.DEBUG,
+            "computed %s in %.3f s",
+            _name(key),
+            took,
+        )
+        return flight.value
+
+
+def _name(key: Hashable) -> str:
+    """A key in words for the log (``rule of sweep 3``)."""
+    if isinstance(key, tuple) and len(key) >= 2:
+        return f"{key[0]} of sweep {key[1]}" + "".join(f" ({k})" for k in key[2:])
+    return str(key)
 
 
 @dataclass
@@ -62,6 +172,8 @@ class Catalog:
         self.db = db
         self._lock = threading.Lock()
         self._infos: dict[int, SweepInfo] = {}
+        self.answers = SharedAnswers()
+        """Answers computed from a sweep's trials, once per change of its trials."""
         self.generation = 0
         """Bumped by every change of a sweep's status or counts made in this process."""
 
@@ -111,6 +223,12 @@ class Catalog:
         if found[1] is None:
             raise NotFound(f"trial {trial_id} does not belong to a sweep")
         return self.info(found[1])
+
+    def fingerprint(self, info: SweepInfo) -> tuple[Any, ...]:
+        """The sweep's trials' :func:`service.optuna_tables.fingerprint` (one cheap query):
+        answers kept under it stay right across changes made by any server process."""
+        with self.db.session() as s:
+            return optuna_tables.fingerprint(s, info.study_id)
 
     def changed(self) -> None:
         """Note that a sweep's status or counts changed (cached views are stale)."""

@@ -22,7 +22,6 @@ log = logging.getLogger("lionsweep.views")
 
 PAGE_CACHE_SECONDS = 1.0
 PAGE_CACHE_ENTRIES = 256
-LEADER_CACHE_ENTRIES = 1024
 
 
 def counts_out(counts: ot.Counts) -> schemas.Counts:
@@ -55,7 +54,6 @@ class Views:
         self.catalog = catalog
         self._lock = threading.Lock()
         self._pages: dict[tuple[int, int, str | None], tuple[float, int, schemas.SweepPage]] = {}
-        self._leaders: dict[int, tuple[tuple, schemas.BestSoFar | None]] = {}
 
     def row(self, sweep_id: int) -> Sweep:
         """The sweep's row (404 if unknown)."""
@@ -126,27 +124,22 @@ class Views:
         """The config /best ranks first (:func:`service.analysis.leader`), or None.
 
         Kept per sweep while its complete trials stay the same (their count and the last
-        finish), so a list of many sweeps reads each sweep's trials only after it changed.
+        finish), so a list of many sweeps reads each sweep's trials only after it changed;
+        computed once however many readers ask meanwhile.
         """
-        stamp = (info.study_id, counts.by_state["complete"], counts.last_complete)
-        with self._lock:
-            hit = self._leaders.get(info.id)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
         if not counts.by_state["complete"]:
             return None
+        stamp = (info.study_id, counts.by_state["complete"], counts.last_complete, counts.imported)
+        return self.catalog.answers.get(("leader", info.id), stamp, lambda: self._leader(info))
+
+    def _leader(self, info: SweepInfo) -> schemas.BestSoFar | None:
         try:
             done = self.db.storage.get_all_trials(
                 info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
             )
         except (KeyError, IndexError):  # deleted meanwhile (Optuna's cached storage can then
             return None  # index a trial list that is gone)
-        best = leader(info, done)
-        with self._lock:
-            if len(self._leaders) >= LEADER_CACHE_ENTRIES:
-                self._leaders.clear()
-            self._leaders[info.id] = (stamp, best)
-        return best
+        return leader(info, done)
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:
         """A page of sweeps, newest first.

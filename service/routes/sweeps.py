@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response, status
 
 from service import schemas
 from service.auth import ReadScope, SubmitScope
+from service.catalog import server_timing, track_answers
 from service.routes import ID_MAX, Id, SweepsDep
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 
 Offset = Annotated[int, Query(ge=0, le=ID_MAX)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+T = TypeVar("T")
+
+
+def timed(response: Response, answer: Callable[[], T]) -> T:
+    """``answer()``, its response saying in ``Server-Timing`` whether each answer it used was
+    computed, shared with a request computing it at the same time, or kept from before."""
+    noted = track_answers()
+    out = answer()
+    if noted:
+        response.headers["Server-Timing"] = server_timing(noted)
+    return out
 
 
 @router.post(
@@ -55,9 +68,11 @@ def list_sweeps(
 
 
 @router.get("/{sweep_id}", response_model=schemas.SweepOut)
-def get_sweep(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.SweepOut:
+def get_sweep(
+    sweep_id: Id, sweeps: SweepsDep, response: Response, _: ReadScope
+) -> schemas.SweepOut:
     """A sweep's status, counts per trial state, progress and best so far."""
-    return sweeps.get(sweep_id)
+    return timed(response, lambda: sweeps.get(sweep_id))
 
 
 @router.post("/{sweep_id}/cancel", response_model=schemas.SweepOut)
@@ -114,24 +129,29 @@ def get_trial(sweep_id: Id, number: Id, sweeps: SweepsDep, _: ReadScope) -> sche
 
 @router.get("/{sweep_id}/best", response_model=schemas.BestOut)
 def best(
-    sweep_id: Id, sweeps: SweepsDep, _: ReadScope, k: Annotated[int, Query(ge=1, le=100)] = 5
+    sweep_id: Id,
+    sweeps: SweepsDep,
+    response: Response,
+    _: ReadScope,
+    k: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> schemas.BestOut:
     """The best trial and the top k, as ready-to-use optimizer kwargs."""
-    return sweeps.best(sweep_id, k)
+    return timed(response, lambda: sweeps.best(sweep_id, k))
 
 
 @router.get("/{sweep_id}/arms", response_model=schemas.ArmsOut)
-def arms(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ArmsOut:
+def arms(sweep_id: Id, sweeps: SweepsDep, response: Response, _: ReadScope) -> schemas.ArmsOut:
     """Lion against the AdamW baseline arm: each arm's best with its interval, the difference
     with its 90% interval, a verdict, and each arm's lr and weight decay optimum next to the
     Lion paper's ratios (verdict not_measured without a baseline; 409 with no complete trial)."""
-    return sweeps.arms_answer(sweep_id)
+    return timed(response, lambda: sweeps.arms_answer(sweep_id))
 
 
 @router.get("/{sweep_id}/scaling-rule", response_model=schemas.RuleOut)
 def scaling_rule(
     sweep_id: Id,
     sweeps: SweepsDep,
+    response: Response,
     _: ReadScope,
     width: Annotated[
         float | None,
@@ -153,10 +173,12 @@ def scaling_rule(
 ) -> schemas.RuleOut:
     """The lr × weight-decay surface of the sweep: verdict, valley, optimum, 90% intervals
     (409 when it has no complete Lion trial); with ``width``, the answer moved there."""
-    return sweeps.scaling_rule(sweep_id, width, width_rule, from_width)
+    return timed(response, lambda: sweeps.scaling_rule(sweep_id, width, width_rule, from_width))
 
 
 @router.get("/{sweep_id}/importances", response_model=schemas.ImportancesOut)
-def importances(sweep_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.ImportancesOut:
+def importances(
+    sweep_id: Id, sweeps: SweepsDep, response: Response, _: ReadScope
+) -> schemas.ImportancesOut:
     """Parameter importances (409 when too few complete trials)."""
-    return sweeps.importances(sweep_id)
+    return timed(response, lambda: sweeps.importances(sweep_id))
