@@ -62,6 +62,31 @@ RULES: dict[str, tuple[float, float]] = {
 """
 
 
+class OutOfRange(ArithmeticError):
+    """A width too far from the rungs for floating point: its ``s = ln(w / w_ref)``, or
+    an lr or weight decay predicted there, over- or underflows."""
+
+
+def log_ratio(width: float, reference: float) -> float:
+    """``ln(width / reference)``; :class:`OutOfRange` when the ratio is not a finite
+    float > 0 (a subnormal width underflows to 0, a huge one overflows)."""
+    ratio = width / reference
+    if not 0.0 < ratio < math.inf:
+        raise OutOfRange(f"width {width:g} / reference width {reference:g} is {ratio:g}")
+    return math.log(ratio)
+
+
+def exp_in_range(x: float) -> float:
+    """``exp(x)``; :class:`OutOfRange` when that is not a finite float > 0."""
+    try:
+        y = math.exp(x)
+    except OverflowError:
+        raise OutOfRange(f"exp({x:g}) overflows") from None
+    if not 0.0 < y < math.inf:
+        raise OutOfRange(f"exp({x:g}) is {y:g}")
+    return y
+
+
 @dataclass
 class RungPoint:
     """One rung's optimum in ln units, with its covariance (what the fit uses of it)."""
@@ -161,8 +186,9 @@ class LadderFit:
 
     def predict(self, width: float) -> dict[str, Interval | None]:
         """ln η*, ln λ* and the objective at ``width`` with 90% intervals (None where the
-        coordinate was not fitted)."""
-        s = math.log(width / self.reference_width)
+        coordinate was not fitted); :class:`OutOfRange` for a width whose distance from the
+        reference width floating point cannot hold."""
+        s = log_ratio(width, self.reference_width)
         out: dict[str, Interval | None] = {"ln_lr": None, "ln_wd": None, "value": None}
         if self._coef is None:
             return out

@@ -18,7 +18,15 @@ from service.analysis import Analysis, group_configs, pooled_noise
 from service.catalog import Catalog
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound, field_error
-from service.ladder_fit import RULES, LadderFit, fit_ladder, rung_point
+from service.ladder_fit import (
+    RULES,
+    LadderFit,
+    OutOfRange,
+    exp_in_range,
+    fit_ladder,
+    log_ratio,
+    rung_point,
+)
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
@@ -57,6 +65,33 @@ def _scaled(dim: schemas.Dimension | None, f: float) -> schemas.Dimension | None
         return dim.model_copy(update={"choices": [c * f for c in dim.choices]})
     step = dim.step * f if dim.step is not None else None
     return dim.model_copy(update={"low": dim.low * f, "high": dim.high * f, "step": step})
+
+
+EXTRAPOLATION = 1e6
+"""How far beyond the rungs' widths, as a factor, a ladder predicts and confirms."""
+
+
+def _check_reach(loc: tuple[str, ...], width: float, rung_widths: list[float]) -> None:
+    """:class:`Invalid` (field ``loc``) unless ``width`` is within ``EXTRAPOLATION`` of the
+    rungs' widths."""
+    lo, hi = min(rung_widths), max(rung_widths)
+    if lo / EXTRAPOLATION <= width <= hi * EXTRAPOLATION:
+        return
+    msg = (
+        f"width must be within a factor of {EXTRAPOLATION:g} of the rungs' widths "
+        f"({lo:g} to {hi:g}), from {lo / EXTRAPOLATION:g} to {hi * EXTRAPOLATION:g}, "
+        f"not {width:g}"
+    )
+    raise Invalid([{"type": "value_error", "loc": loc, "msg": msg, "input": width}])
+
+
+def _beyond_floats(loc: tuple[str, ...], width: float, exc: OutOfRange) -> Invalid:
+    """The 422 for a width whose prediction floating point cannot hold (wild exponents)."""
+    msg = (
+        f"width {width:g} is too far from the rungs for the fitted lines: their lr or weight "
+        f"decay there is beyond floating point ({exc})"
+    )
+    return Invalid([{"type": "value_error", "loc": loc, "msg": msg, "input": width}])
 
 
 def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
@@ -408,37 +443,19 @@ class Ladders:
         """How η* and λ* move with width: exponents with 90% intervals, the candidate rules
         scored, a verdict, and with ``width`` the prediction there; plus confirmations."""
         row = self._row(ladder_id)
-        fit, fits, rungs, fitted = self._fit(row)
-        largest = self._largest_best(rungs, fitted)
-        rules = []
-        for sc in fit.scores:
-            at = None
-            if width is not None:
-                s = math.log(width / fit.reference_width)
-                at = (
-                    math.exp(sc.intercept_lr + sc.a * s),
-                    math.exp(sc.intercept_wd + sc.b * s) if sc.intercept_wd is not None else None,
-                )
-            rules.append(
-                schemas.RuleScore(
-                    name=sc.name,
-                    lr_exponent=sc.a,
-                    wd_exponent=sc.b,
-                    chi2=sc.chi2,
-                    dof=sc.dof,
-                    p_value=sc.p_value,
-                    relative_likelihood=sc.relative_likelihood,
-                    consistent=sc.consistent,
-                    lr_at_reference=math.exp(sc.intercept_lr),
-                    weight_decay_at_reference=(
-                        math.exp(sc.intercept_wd) if sc.intercept_wd is not None else None
-                    ),
-                    lr=at[0] if at else None,
-                    weight_decay=at[1] if at else None,
-                )
-            )
         spec = schemas.LadderSpec.model_validate(row.spec)
         rung_widths = [float(w) for w in spec.ladder.widths]
+        if width is not None:
+            _check_reach(("query", "width"), width, rung_widths)
+        fit, fits, rungs, fitted = self._fit(row)
+        largest = self._largest_best(rungs, fitted)
+        try:
+            rules = self._rule_scores(fit, width)
+            prediction = (
+                self._prediction(fit, width, rung_widths, largest) if width is not None else None
+            )
+        except OutOfRange as exc:
+            raise _beyond_floats(("query", "width"), width, exc) from None
         confirmations = [
             self._confirmation(row, s, fit, rung_widths, largest)
             for s in self._sweeps(row.id)
@@ -468,11 +485,43 @@ class Ladders:
             value_slope=fit.value_slope.value if fit.value_slope else None,
             rules=rules,
             best_rule=fit.best_rule,
-            prediction=(
-                self._prediction(fit, width, rung_widths, largest) if width is not None else None
-            ),
+            prediction=prediction,
             confirmations=confirmations,
         )
+
+    def _rule_scores(self, fit: LadderFit, width: float | None) -> list[schemas.RuleScore]:
+        """The candidate rules scored, each with its lr and weight decay at ``width``;
+        :class:`OutOfRange` when one of those is beyond floating point."""
+        rules = []
+        for sc in fit.scores:
+            at = None
+            if width is not None:
+                s = log_ratio(width, fit.reference_width)
+                at = (
+                    exp_in_range(sc.intercept_lr + sc.a * s),
+                    exp_in_range(sc.intercept_wd + sc.b * s)
+                    if sc.intercept_wd is not None
+                    else None,
+                )
+            rules.append(
+                schemas.RuleScore(
+                    name=sc.name,
+                    lr_exponent=sc.a,
+                    wd_exponent=sc.b,
+                    chi2=sc.chi2,
+                    dof=sc.dof,
+                    p_value=sc.p_value,
+                    relative_likelihood=sc.relative_likelihood,
+                    consistent=sc.consistent,
+                    lr_at_reference=math.exp(sc.intercept_lr),
+                    weight_decay_at_reference=(
+                        math.exp(sc.intercept_wd) if sc.intercept_wd is not None else None
+                    ),
+                    lr=at[0] if at else None,
+                    weight_decay=at[1] if at else None,
+                )
+            )
+        return rules
 
     def _largest_best(self, rungs: list[Sweep], fitted: dict[int, Any]) -> Untransferred | None:
         """What the widest rung that has trials recommends at its own width: its fitted
@@ -502,7 +551,8 @@ class Ladders:
         rung_widths: list[float],
         largest: Untransferred | None,
     ) -> schemas.LadderPrediction | None:
-        """The fitted lines' lr, weight decay and objective at ``width``."""
+        """The fitted lines' lr, weight decay and objective at ``width``;
+        :class:`OutOfRange` when a number of it is beyond floating point."""
         at = fit.predict(width)
         if at["ln_lr"] is None:
             return None
@@ -517,8 +567,8 @@ class Ladders:
             )
         if at["ln_wd"] is not None:
             wd = at["ln_wd"]
-            weight_decay, moved = math.exp(wd.value), True
-            wd_ci = [math.exp(wd.lo), math.exp(wd.hi)]
+            weight_decay, moved = exp_in_range(wd.value), True
+            wd_ci = [exp_in_range(wd.lo), exp_in_range(wd.hi)]
         else:
             weight_decay = largest.weight_decay if largest else math.nan
             wd_ci, moved = None, False
@@ -535,8 +585,8 @@ class Ladders:
             )
         return schemas.LadderPrediction(
             width=width,
-            lr=math.exp(lr.value),
-            lr_ci=[math.exp(lr.lo), math.exp(lr.hi)],
+            lr=exp_in_range(lr.value),
+            lr_ci=[exp_in_range(lr.lo), exp_in_range(lr.hi)],
             weight_decay=weight_decay,
             weight_decay_ci=wd_ci,
             weight_decay_moved=moved,
@@ -581,10 +631,14 @@ class Ladders:
                     f"{s.status} ({view.finished}/{view.n_trials} finished): a confirmation "
                     "needs every rung complete, so each has its rule"
                 )
+        rung_widths = [float(w) for w in spec.ladder.widths]
+        _check_reach(("body", "width"), width, rung_widths)
         fit, _fits, rungs, fitted = self._fit(row)
         largest = self._largest_best(rungs, fitted)
-        rung_widths = [float(w) for w in spec.ladder.widths]
-        prediction = self._prediction(fit, width, rung_widths, largest)
+        try:
+            prediction = self._prediction(fit, width, rung_widths, largest)
+        except OutOfRange as exc:
+            raise _beyond_floats(("body", "width"), width, exc) from None
         if prediction is None or largest is None:
             raise Conflict(
                 f"ladder {ladder_id} has no rule to confirm: {fit.verdict} — {fit.reason}"
@@ -703,7 +757,10 @@ class Ladders:
 
         t_arm = arm(arms_cfg[0], f"the ladder's prediction at width {width:g}")
         u_arm = arm(arms_cfg[1], largest.source if largest else "the widest rung, unmoved")
-        predicted = self._prediction(fit, width, rung_widths, largest)
+        try:
+            predicted = self._prediction(fit, width, rung_widths, largest)
+        except OutOfRange:  # the rungs were refitted since: no prediction there now
+            predicted = None
         diff = diff_ci = within = None
         verdict, note = "pending", f"sweep {sweep.id} is {sweep.status}"
         if t_arm.mean is not None and u_arm.mean is not None:

@@ -9,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from service.ladder_fit import RULES, RungPoint, fit_ladder, rung_point
+from service.ladder_fit import (
+    RULES,
+    OutOfRange,
+    RungPoint,
+    exp_in_range,
+    fit_ladder,
+    rung_point,
+)
 
 WIDTHS = [64.0, 128.0, 256.0]
 
@@ -120,6 +127,18 @@ def test_prediction_extrapolates_the_lines_with_wider_intervals_further_out() ->
         assert near[name].lo <= base + slope * math.log(8) <= near[name].hi
         assert far[name].hi - far[name].lo > near[name].hi - near[name].lo
     assert near["value"].value == pytest.approx(3.0 - 0.2 * math.log(8), abs=0.05)
+
+
+def test_a_width_floating_point_cannot_place_is_out_of_range_not_a_domain_error() -> None:
+    fit = fit_ladder(planted(np.random.default_rng(7), -0.5, 0.5, sd=0.05))
+    for width in (5e-324, 0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(OutOfRange):
+            fit.predict(width)
+    assert fit.predict(1e-300)["ln_lr"] is not None  # far, but representable
+    for x in (710.0, -746.0, math.nan):  # exp overflows, underflows to 0, is NaN
+        with pytest.raises(OutOfRange):
+            exp_in_range(x)
+    assert exp_in_range(-700.0) > 0
 
 
 def test_rung_points_read_spread_and_correlation_from_refits() -> None:

@@ -140,6 +140,35 @@ def test_lr_only_rungs_give_an_lr_exponent_and_leave_weight_decay_unmoved(client
     assert "unmoved" in pred["note"]
 
 
+def test_degenerate_widths_are_refused_naming_the_field_and_the_rule(client, task) -> None:
+    spec = ladder_spec(task)
+    spec["n_trials"] = 24
+    lid = client.post("/api/ladders", json=spec).json()["id"]
+    run_all(client, task)
+    assert client.get(f"/api/ladders/{lid}/rule", params={"width": 1024}).status_code == 200
+    far = "within a factor of 1e+06 of the rungs' widths (64 to 256)"
+    for width, rule in [
+        ("5e-324", far),  # the smallest subnormal: width / reference underflows to 0
+        ("1e-310", far),
+        ("1e308", far),
+        ("6e-5", far),
+        ("3e8", far),
+        ("0", "greater than 0"),
+        ("-1", "greater than 0"),
+        ("inf", "finite number"),
+        ("nan", "finite number"),
+    ]:
+        r = client.get(f"/api/ladders/{lid}/rule", params={"width": width})
+        assert r.status_code == 422, (width, r.text)
+        [err] = r.json()["detail"]
+        assert err["loc"] == ["query", "width"] and rule in err["msg"], (width, err)
+    for width in (6.4e-5 * 1.001, 2.56e8 / 1.001):  # just inside: a prediction, all finite
+        r = client.get(f"/api/ladders/{lid}/rule", params={"width": width})
+        assert r.status_code == 200, (width, r.text)
+        pred = r.json()["prediction"]
+        assert pred["lr"] > 0 and "extrapolated" in pred["note"], pred
+
+
 def test_a_scaled_box_moves_each_rung_by_the_rule(client, task) -> None:
     spec = ladder_spec(task, scale_box="mup")
     spec["enqueue"] = [{"lr": 1e-3, "weight_decay": 0.01}]

@@ -84,6 +84,20 @@ PROGRAM = textwrap.dedent(
             say({"step": step, "value": lr})
             time.sleep(0.1)
         say({"final": lr})
+    elif mode == "daemon":  # a grandchild in a session of its own outlives its parent
+        if os.fork() == 0:
+            if os.fork() == 0:
+                os.setsid()
+                tmp = out / f"daemon-{trial}.tmp"
+                tmp.write_text(json.dumps(os.getpid()))
+                tmp.rename(out / f"daemon-{trial}.json")
+                time.sleep(600)
+            os._exit(0)
+        os.wait()
+        while not (out / f"daemon-{trial}.json").exists():
+            time.sleep(0.01)
+        time.sleep(param("seconds"))
+        say({"final": lr})
     elif mode == "self_finish":  # as a Python client would, as the worker's holder
         import httpx
 
@@ -99,7 +113,18 @@ PROGRAM = textwrap.dedent(
     """
 )
 
-MODES = ["ok", "exit3", "silent", "malformed", "nan", "long", "prunable", "self_finish", "record"]
+MODES = [
+    "ok",
+    "exit3",
+    "silent",
+    "malformed",
+    "nan",
+    "long",
+    "prunable",
+    "daemon",
+    "self_finish",
+    "record",
+]
 PARAMS = {
     "mode": {"type": "str", "default": "ok", "choices": MODES},
     "seconds": {"type": "float", "default": 0.0, "low": 0.0, "high": 600.0},
@@ -485,6 +510,94 @@ def test_sigterm_hands_the_trial_back_and_kill_9_is_requeued_by_the_reaper(
         assert lost["state"] == "failed" and "lease expired" in lost["reason"]
         (last,) = [t for t in done.values() if t["retry_of"] == retry["number"]]
         assert last["state"] == "complete" and last["value"] == last["params"]["lr"]
+
+
+# ---- descendants that leave the program's process group die with the trial ----------
+
+
+def daemon_of(out: Path, trial_id: int) -> int:
+    """The pid of the trial's grandchild that called ``setsid()``, once it has written it."""
+    path = out / f"daemon-{trial_id}.json"
+    wait_for(path.exists, 30, "the grandchild to start")
+    return json.loads(path.read_text())
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended and been reaped (no zombie left behind)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture
+def no_stray_daemons(tmp_path):
+    """Kill, at teardown, any grandchild a failed test left running (this test's own)."""
+    yield
+    for path in (tmp_path / "out").glob("daemon-*.json"):
+        pid = json.loads(path.read_text())
+        try:
+            if "prog.py" in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_a_setsid_grandchild_ends_with_its_trial_however_the_trial_ends(
+    sqlite_url, live_server, new_worker, tmp_path, no_stray_daemons
+):
+    commands, out = write_commands(tmp_path)
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        worker = new_worker(server.url, "--commands", str(commands))
+        cases = {
+            "complete": submit(api, 1, task="prog", params={"mode": "daemon"}),
+            "timed out": submit(
+                api, 1, task="prog_timeout", params={"mode": "daemon", "seconds": 60}
+            ),
+        }
+        for case, sweep_id in cases.items():
+            ended = wait_for(
+                lambda s=sweep_id: (t := trials(api, s)) and t[0]["state"] in ENDED and t[0],
+                60,
+                f"the {case} trial to end",
+            )
+            expected = (
+                ("complete", None) if case == "complete" else ("failed", "timed out after 1 s")
+            )
+            assert (ended["state"], ended["reason"]) == expected, ended
+            assert gone(daemon_of(out, ended["trial_id"])), case
+
+        cancelled = submit(api, 1, task="prog", params={"mode": "daemon", "seconds": 600})
+        victim = wait_for(lambda: running_trial(api, cancelled), 30, "a running trial")
+        daemon = daemon_of(out, victim["trial_id"])
+        assert not gone(daemon)
+        assert api.post(f"/api/sweeps/{cancelled}/cancel").status_code == 200
+        ended = wait_for(
+            lambda: (t := trials(api, cancelled)[0])["state"] != "running" and t,
+            30,
+            "the trial to end",
+        )
+        assert (ended["state"], ended["reason"]) == ("failed", "stopped by server")
+        assert gone(daemon)
+        assert worker.process.poll() is None  # ended by the trial's end, not the worker's
+        assert "left processes behind; stopping them" in worker.log()
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.log()
+
+
+def test_a_setsid_grandchild_ends_when_the_worker_is_told_to_stop(
+    sqlite_url, live_server, new_worker, tmp_path, no_stray_daemons
+):
+    commands, out = write_commands(tmp_path)
+    server = live_server(sqlite_url, env=FAST_LEASES)
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        sweep_id = submit(api, 1, task="prog", params={"mode": "daemon", "seconds": 600})
+        worker = new_worker(server.url, "--commands", str(commands))
+        trial = wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
+        daemon = daemon_of(out, trial["trial_id"])
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.log()
+        assert not alive(daemon)
+        handed_back = trials(api, sweep_id)[0]
+        assert (handed_back["state"], handed_back["reason"]) == ("failed", "worker shutdown")
 
 
 # ---- the example ------------------------------------------------------------------------

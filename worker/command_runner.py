@@ -25,7 +25,10 @@ SIGINT), the task's ``timeout`` passes or a line breaks the protocol, the progra
 gets SIGTERM and, ``stop_grace`` seconds later, SIGKILL. When the server refuses the
 trial's heartbeat (the trial ended there, e.g. finished by a Python program itself), the
 program gets ``stop_grace`` seconds to exit on its own first. Processes the program leaves
-behind in its group when it exits are stopped the same way.
+behind when it exits are stopped the same way, before the trial is finished: on Linux every
+process it started, even one that left its group (``setsid()``) or whose parent exited (the
+worker adopts orphans, see :mod:`worker.proctree`, and reaps them); elsewhere those in its
+process group.
 
 **Outcome** (:func:`run_command`): pruned after a prune; failed with the server's reason
 after a stop, ``worker shutdown`` after a signal (the server re-queues it), ``timed out
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from worker.commands import CommandTask
+from worker.proctree import Tree, become_subreaper
 
 if TYPE_CHECKING:
     from worker.harness import TrialResult
@@ -69,6 +73,8 @@ STDERR_LINES = 10
 REASON_CHARS = 1000
 _POLL = 0.05
 _PR_SET_PDEATHSIG = 1
+#: Seconds to wait for SIGKILLed leftovers to die.
+_KILL_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -185,24 +191,17 @@ def _signal_group(pgid: int, signum: int) -> bool:
     return True
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` has a member that is not a zombie (which a container's
-    init may leave unreaped for a while)."""
-    if not _signal_group(pgid, 0):
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+def _signal_all(tree: Tree, signum: int) -> None:
+    """Send ``signum`` to the program's process group and to every process of its tree."""
+    _signal_group(tree.root, signum)
+    tree.signal(signum)
+
+
+def _leftovers(tree: Tree) -> bool:
+    """Whether a process of the program's tree (Linux) or group (elsewhere) still runs."""
+    if tree.since is None:  # no /proc: only the process group can be seen
+        return _signal_group(tree.root, 0)
+    return tree.alive()
 
 
 class CommandRun:
@@ -308,11 +307,11 @@ class CommandRun:
         elif self.task.timeout is not None and time.monotonic() - started > self.task.timeout:
             self._stop("failed", f"timed out after {self.task.timeout:g} s")
 
-    def _escalate(self, pgid: int) -> None:
+    def _escalate(self, tree: Tree) -> None:
         """Send the scheduled SIGTERM, then SIGKILL once ``grace`` has passed since."""
         now = time.monotonic()
         if self._kill_at is None and self._term_at is not None and now >= self._term_at:
-            _signal_group(pgid, signal.SIGTERM)
+            _signal_all(tree, signal.SIGTERM)
             self._kill_at = now + self.grace
         elif self._kill_at is not None and now >= self._kill_at:
             log.warning(
@@ -320,20 +319,28 @@ class CommandRun:
                 self.number,
                 self.grace,
             )
-            _signal_group(pgid, signal.SIGKILL)
+            _signal_all(tree, signal.SIGKILL)
             self._kill_at = math.inf
 
-    def _reap_group(self, pgid: int) -> None:
-        """Stop what the program left running in its process group."""
-        if not _group_alive(pgid):
+    def _stop_leftovers(self, tree: Tree) -> None:
+        """Stop every process the program left running, in its group or not, and reap
+        those the worker adopted: SIGTERM, then SIGKILL ``grace`` seconds later (at once
+        when the program itself needed a SIGKILL)."""
+        if not _leftovers(tree):
             return
         log.warning("trial %s: its program left processes behind; stopping them", self.number)
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline and _group_alive(pgid):
+        if self._kill_at != math.inf:
+            _signal_all(tree, signal.SIGTERM)
+            deadline = time.monotonic() + self.grace
+            while time.monotonic() < deadline and _leftovers(tree):
+                time.sleep(_POLL)
+        deadline = time.monotonic() + _KILL_WAIT
+        while _leftovers(tree) and time.monotonic() < deadline:
+            _signal_all(tree, signal.SIGKILL)  # again: one may have forked meanwhile
             time.sleep(_POLL)
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
+        tree.reap()
+        if _leftovers(tree):
+            log.error("trial %s: processes it left behind survive SIGKILL", self.number)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -341,6 +348,7 @@ class CommandRun:
         """Start the program, watch it until it exits, and return the trial's outcome."""
         from worker.harness import TrialResult
 
+        become_subreaper()
         started = time.monotonic()
         proc = subprocess.Popen(
             list(self.task.argv),
@@ -352,6 +360,7 @@ class CommandRun:
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
+        tree = Tree(proc.pid)
         log.info("trial %s: started %s (pid %d)", self.number, self.task.argv[0], proc.pid)
         readers = [
             threading.Thread(target=self._read, args=(stream, fn), daemon=True)
@@ -361,9 +370,9 @@ class CommandRun:
             reader.start()
         while proc.poll() is None:
             self._check(started)
-            self._escalate(proc.pid)
+            self._escalate(tree)
             time.sleep(_POLL)
-        self._reap_group(proc.pid)
+        self._stop_leftovers(tree)
         for reader in readers:
             reader.join(timeout=max(10.0, self.grace))
         wall = time.monotonic() - started

@@ -63,11 +63,18 @@ def ladder_rule(
     _: ReadScope,
     width: Annotated[
         float | None,
-        Query(gt=0, allow_inf_nan=False, description="Predict lr and weight decay here."),
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description="Predict lr and weight decay here (within a factor of 1e6 of the "
+            "rungs' widths).",
+        ),
     ] = None,
 ) -> schemas.LadderRuleOut:
     """Width exponents of the optimum lr and weight decay with 90% intervals, the candidate
-    rules scored, a verdict; with ``width``, the prediction there; the confirmations."""
+    rules scored, a verdict; with ``width``, the prediction there; the confirmations.
+    A width beyond a factor of 1e6 of the rungs' widths (or so far that the prediction
+    overflows) is a 422 naming ``width``."""
     return sweeps.ladders.rule(ladder_id, width)
 
 
