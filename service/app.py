@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import schemas
 from service.auth import Authenticator, ReadScope, add_token, count_tokens
 from service.db import Database, upgrade
+from service.leases import Leases, liveness_interval
 from service.metrics import Metrics
 from service.read_gate import ReadGate
 from service.settings import Settings
@@ -323,16 +325,22 @@ async def _send_json(send: Send, code: int, payload: Any) -> None:
 
 
 class Reaper:
-    """A background thread that fails stale RUNNING trials every ``interval`` seconds."""
+    """A background thread that records every liveness interval that this server is alive
+    (giving any downtime back to the leases) and fails stale RUNNING trials every reaper
+    interval."""
 
-    def __init__(self, sweeps: Sweeps, interval: float) -> None:
-        self.sweeps = sweeps
-        self.interval = interval
+    def __init__(self, leases: Leases, settings: Settings) -> None:
+        self.leases = leases
+        self.interval = settings.reaper_interval_seconds
+        self.beat = liveness_interval(settings)
+        self._unreachable = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lionsweep-reaper", daemon=True)
 
     def start(self) -> None:
-        """Start reaping."""
+        """Give back the downtime before this server started (before it serves anything),
+        then keep going in the background."""
+        self._pass(reap=False)
         self._thread.start()
 
     def stop(self) -> None:
@@ -341,13 +349,34 @@ class Reaper:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                n = self.sweeps.reap()
-                if n:
-                    log.info("reaper: failed %d stale trial(s)", n)
-            except Exception:
-                log.exception("reaper pass failed")
+        reap_at = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, min(self.beat, reap_at - time.monotonic()))):
+            due = time.monotonic() >= reap_at
+            if due:
+                reap_at = time.monotonic() + self.interval
+            self._pass(reap=due)
+
+    def _pass(self, reap: bool) -> None:
+        """Record liveness (and reap when ``reap``); a database outage is logged once."""
+        try:
+            n = self.leases.reap() if reap else self.leases.forgive_downtime()
+        except (OperationalError, InterfaceError) as e:
+            if not self._unreachable:
+                log.warning(
+                    "reaper: the database is unreachable (%s); no lease is judged until it is "
+                    "back, and the time until then is given back to every lease",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__,
+                )
+            self._unreachable = True
+            return
+        except Exception:
+            log.exception("reaper pass failed")
+            return
+        if self._unreachable:
+            log.warning("reaper: the database is reachable again")
+            self._unreachable = False
+        if reap and n:
+            log.info("reaper: failed %d stale trial(s)", n)
 
 
 def is_loopback(host: str) -> bool:
@@ -431,7 +460,7 @@ def create_app(settings: Settings) -> FastAPI:
             log.warning(
                 "no API tokens configured: every request is allowed (local mode, loopback only)"
             )
-        reaper = Reaper(app.state.sweeps, settings.reaper_interval_seconds)
+        reaper = Reaper(app.state.sweeps.leases, settings)
         reaper.start()
         try:
             yield

@@ -1,21 +1,60 @@
 """Leases and reaping: a running trial whose worker stopped sending signs of life is failed
 and re-queued. Staleness is decided by the database clock alone (written and compared in SQL),
-so neither a server's time zone nor its clock can make a live trial look dead."""
+so neither a server's time zone nor its clock can make a live trial look dead.
+
+Downtime is not held against workers. Every server records, every :func:`liveness_interval`,
+that it is alive and reaches the database (``lionsweep_liveness.alive_at``). A gap in that
+record longer than :func:`downtime_allowance` is time no server was serving (all were down,
+or none could reach the database): its excess is given back to every lease before any lease
+is judged, so a worker that kept running through an outage keeps its trial, while one that
+died stays silent afterwards and is reaped one grace later as usual.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from optuna.trial import TrialState
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from service import optuna_tables as ot
 from service.db import Database
 from service.ledger import Ledger
-from service.models import Lease, Sweep
+from service.models import Lease, Liveness, Sweep
 from service.settings import Settings
 
 log = logging.getLogger("lionsweep.leases")
+
+LIVENESS_ROW = 1
+"""The id of the one ``lionsweep_liveness`` row all servers share."""
+BEATS_PER_ALLOWANCE = 3
+"""A liveness record may be this many intervals late before the excess counts as downtime."""
+
+
+def liveness_interval(settings: Settings) -> float:
+    """How often a server records that it is alive: every reaper interval, or more often when
+    the grace needs it (at most a sixth of the grace left after one heartbeat interval)."""
+    spare = settings.heartbeat_grace_seconds - settings.heartbeat_interval_seconds
+    return min(settings.reaper_interval_seconds, spare / (2 * BEATS_PER_ALLOWANCE))
+
+
+def downtime_allowance(settings: Settings) -> float:
+    """How late a liveness record may be and still count as ordinary operation (a busy server
+    or database); the part of a gap beyond it is downtime, given back to every lease.
+
+    Three liveness intervals: beats run every interval, so a gap this long means at least two
+    passes in a row did not happen. It is at most half the grace left after one heartbeat
+    interval, so even an outage of any length ages a live lease by at most this much and a
+    worker whose last heartbeat came just before the outage still has half that spare time
+    to be heard from afterwards. Giving back only the excess (not the whole gap) keeps leases
+    ageing by at least the allowance per gap, so a server whose passes all run late still
+    reaps dead workers.
+    """
+    return BEATS_PER_ALLOWANCE * liveness_interval(settings)
 
 
 class Leases:
@@ -58,14 +97,75 @@ class Leases:
             except Exception:
                 log.exception("reaper: could not lease running trial %s", tid)
 
-    def reap(self) -> int:
-        """Fail and re-queue every trial whose lease expired; returns how many.
+    def forgive_downtime(self) -> float:
+        """Record that this server is alive and reaches the database; when no server had done
+        so for longer than the allowance, first give the excess back to every lease. Returns
+        the seconds given back (0.0 when none).
 
-        A failure on one trial or sweep is logged and the pass goes on with the others.
+        One transaction under the liveness row's lock (``FOR UPDATE`` on PostgreSQL, the write
+        lock on SQLite), so servers sharing a database give each gap back once. A lease renewed
+        during the gap is not pushed past now. Raises when the database cannot be reached.
         """
+        allowance = downtime_allowance(self.settings)
+        with self.db.transaction() as tx:
+            alive_at = self._locked_alive_at(tx)
+            now = float(tx.scalar(select(self.db.clock())))
+            gap = now - alive_at
+            forgiven = gap - allowance if gap > allowance else 0.0
+            if forgiven > 0:
+                extended = Lease.heartbeat_at + literal(forgiven)
+                tx.execute(
+                    update(Lease).values(
+                        heartbeat_at=case((extended > literal(now), literal(now)), else_=extended)
+                    )
+                )
+            tx.execute(update(Liveness).where(Liveness.id == LIVENESS_ROW).values(alive_at=now))
+        if forgiven > 0:
+            log.warning(
+                "downtime: no server was alive and reaching the database for %.1f s; every "
+                "lease was given %.1f s back",
+                gap,
+                forgiven,
+            )
+        return forgiven
+
+    def _locked_alive_at(self, tx: Session) -> float:
+        """The last liveness record, its row locked; a missing row is made first. A database
+        that never had one (new, or last served by a version without it) takes the freshest
+        lease's heartbeat as the last moment a server was surely alive."""
+        locked = select(Liveness.alive_at).where(Liveness.id == LIVENESS_ROW).with_for_update()
+        alive_at = tx.scalar(locked)
+        if alive_at is not None:
+            return alive_at
+        start = func.coalesce(
+            select(func.max(Lease.heartbeat_at)).scalar_subquery(), self.db.clock()
+        )
+        insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+        tx.execute(
+            insert(Liveness)
+            .from_select(["id", "alive_at"], select(literal(LIVENESS_ROW), start))
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        return tx.scalar(locked)
+
+    def reap(self) -> int:
+        """Give back any downtime, then fail and re-queue every trial whose lease expired;
+        returns how many.
+
+        Nothing is reaped while the downtime cannot be accounted for (the database is
+        unreachable: the error is raised). A long pass records liveness again every liveness
+        interval, so time it spends (or a pause of the whole process) is never taken for
+        missed heartbeats. A failure on one trial or sweep is logged and the pass goes on.
+        """
+        self.forgive_downtime()
+        beat_at = time.monotonic()
+        interval = liveness_interval(self.settings)
         grace = self.settings.heartbeat_grace_seconds
         n = 0
         for tid, sweep_id in self.stale():
+            if time.monotonic() - beat_at > interval:
+                self.forgive_downtime()
+                beat_at = time.monotonic()
             try:
                 n += self.ledger.expire(tid, sweep_id, grace)
             except Exception:
