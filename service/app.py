@@ -466,6 +466,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             reaper.stop()
+            app.state.sweeps.close()
             db.dispose()
 
     app = FastAPI(

@@ -236,7 +236,7 @@ class Database:
             conn.begin()
             conn.info[_WROTE] = False
             token = _current_tx.set(conn)
-            session = Session(bind=conn, join_transaction_mode="create_savepoint")
+            session = Session(bind=conn, join_transaction_mode="rollback_only")
             try:
                 if sweep_id is not None and not self.is_sqlite:
                     session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())

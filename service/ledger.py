@@ -35,6 +35,7 @@ from service.db import Database
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.models import Lease, Sweep, Worker
 from service.settings import Settings
+from service.topups import TopUps
 
 log = logging.getLogger("lionsweep.ledger")
 
@@ -55,6 +56,13 @@ class Ledger:
         self._workers_seen: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
         self._prune_locks: dict[int, threading.Lock] = {}
+        self._sampling = 0
+        """Claims of this process waiting for (or holding) a sweep's lock to sample."""
+        self.topups = TopUps(self.top_up)
+
+    def close(self) -> None:
+        """Stop the background work (topping up claim queues)."""
+        self.topups.close()
 
     @property
     def storage(self) -> optuna.storages.BaseStorage:
@@ -358,18 +366,13 @@ class Ledger:
             got = self._take_queued(runnable, req, token_id)
             if got is not None:
                 return got
-            with self.db.session() as s:
-                sweep_ids = list(s.scalars(runnable.order_by(Sweep.id)))
-            for sweep_id in sweep_ids:
-                try:
-                    got = self._sample_in(sweep_id, req, token_id)
-                except (NotFound, IntegrityError, SQLAlchemyError, StorageInternalError):
-                    raise
-                except Exception:
-                    log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
-                    continue
-                if got is not None:
-                    return got
+            with self._lock:
+                self._sampling += 1
+            try:
+                return self._sample(runnable, req, token_id)
+            finally:
+                with self._lock:
+                    self._sampling -= 1
         except IntegrityError:
             replay = self._replay(req, token_id) if req.request_id else None
             if replay is None:
@@ -377,6 +380,24 @@ class Ledger:
             return replay
         except NotFound:
             return None
+        return None
+
+    def _sample(
+        self, runnable: Any, req: schemas.ClaimRequest, token_id: int | None
+    ) -> schemas.Assignment | None:
+        """Sample a trial of the first runnable sweep that has work (see :meth:`_sample_in`)."""
+        with self.db.session() as s:
+            sweep_ids = list(s.scalars(runnable.order_by(Sweep.id)))
+        for sweep_id in sweep_ids:
+            try:
+                got = self._sample_in(sweep_id, req, token_id)
+            except (NotFound, SQLAlchemyError, StorageInternalError):
+                raise
+            except Exception:
+                log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
+                continue
+            if got is not None:
+                return got
         return None
 
     def _replay(self, req: schemas.ClaimRequest, token_id: int | None) -> schemas.Assignment | None:
@@ -406,14 +427,61 @@ class Ledger:
                 return None  # unreachable while we hold its row: it was waiting
             frozen = self._hold(tx, info, trial_id, req, token_id)
         self.catalog.changed()
+        self.topups.request(info.id)
         return self.assignment(info, frozen)
+
+    def _ahead(self, counts: ot.Counts) -> int:
+        """How many trials a sweep keeps queued ahead of claims: one per four running trials,
+        at most the server's ``claim_ahead_max``."""
+        return min(self.settings.claim_ahead_max, counts.by_state["running"] // 4)
+
+    def top_up(self, sweep_id: int) -> int:
+        """Queue trials ahead of claims for a running sweep whose queue is below half of what
+        it should hold (see :meth:`_ahead`); returns how many were queued.
+
+        Runs in the background after a claim took a queued trial, so claims rarely wait for
+        the sampler. The sweep's lock is taken only when there is something to queue.
+        """
+        try:
+            info = self.catalog.info(sweep_id)
+        except NotFound:
+            return 0
+        with self.db.session() as s:
+            counts, queued = ot.counts(s, info.study_id), ot.queued_count(s, info.study_id)
+        if 2 * queued >= self._ahead(counts) or not _has_work(counts, info):
+            return 0
+        with self.db.transaction(sweep_id) as tx:
+            if _status(tx, sweep_id) != "running":
+                return 0
+            counts, queued = ot.counts(tx, info.study_id), ot.queued_count(tx, info.study_id)
+            room = counts.by_state["waiting"] - queued + max(0, info.n_trials - counts.originals)
+            n = min(self._ahead(counts) - queued, room)
+            self._queue(info, counts, n)
+        if n > 0:
+            self.catalog.changed()
+        return max(0, n)
+
+    def _queue(self, info: SweepInfo, counts: ot.Counts, n: int, first: int = 0) -> list[int]:
+        """Ask the sampler for ``n`` trials (inside the sweep's transaction) and queue all but
+        the first ``first`` of them as waiting trials with their params chosen; returns the ids
+        of every trial asked."""
+        asked = []
+        for i in range(max(0, n)):
+            sampler = self.catalog.sampler(info, counts.total + i)
+            asked.append(self.catalog.study(info, sampler).ask(info.dists)._trial_id)
+        for trial_id in asked[first:]:
+            self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
+            self.storage.set_trial_system_attr(trial_id, ot.QUEUED, True)
+        return asked
 
     def _sample_in(
         self, sweep_id: int, req: schemas.ClaimRequest, token_id: int | None
     ) -> schemas.Assignment | None:
         """Under the sweep's lock: take a trial queued meanwhile, else ask the sampler for one
-        trial for this claim and queue more ahead (one per four running trials, at most the
-        server's ``claim_ahead_max``, never past the sweep's budget)."""
+        trial for this claim and queue more ahead: as many as there are other claims of this
+        process waiting to sample, or one per four running trials up to the server's
+        ``claim_ahead_max`` if that is more; never past the sweep's budget. The claims that
+        waited behind it then take those trials without sampling."""
         info = self.catalog.info(sweep_id)
         with self.db.session() as s:  # no lock taken (on SQLite: no write lock) for no work
             if not _has_work(ot.counts(s, info.study_id), info):
@@ -436,16 +504,10 @@ class Ledger:
                 room = unqueued_waiting + max(0, info.n_trials - counts.originals)
                 if room <= 0:  # only queued trials are left, each being taken by a claim
                     return None
-                ahead = min(
-                    self.settings.claim_ahead_max, counts.by_state["running"] // 4, room - 1
-                )
-                asked = []
-                for i in range(1 + max(0, ahead)):
-                    sampler = self.catalog.sampler(info, counts.total + i)
-                    asked.append(self.catalog.study(info, sampler).ask(info.dists)._trial_id)
-                for trial_id in asked[1:]:
-                    self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
-                    self.storage.set_trial_system_attr(trial_id, ot.QUEUED, True)
+                with self._lock:
+                    waiting = self._sampling - 1
+                ahead = min(max(self._ahead(counts), waiting), room - 1)
+                asked = self._queue(info, counts, 1 + max(0, ahead), first=1)
                 frozen = self._hold(tx, info, asked[0], req, token_id)
         self.catalog.changed()
         return self.assignment(info, frozen)
@@ -513,6 +575,8 @@ class Ledger:
                 self.storage.set_trial_user_attr(trial_id, "metrics", req.metrics)
             if status == "cancelled":
                 action = "stop"
+            elif info.spec.pruner.name == "none":
+                action = "continue"
             else:
                 trial = self.storage.get_trial(trial_id)
                 # A re-evaluation measures the noise at the budget: it is never pruned.
@@ -569,22 +633,23 @@ class Ledger:
                 raise NotFound(f"trial {trial_id} does not belong to a sweep")
             if lease is not None:
                 _check_holder(lease, req.worker_id, token_id)
-            trial = self.storage.get_trial(trial_id)
-            if trial.state != TrialState.RUNNING:
-                _check_repeat(trial, wanted, req)
-                requeued = ot.was_requeued(tx, info.study_id, trial.number)
+            state, number = ot.state_and_number(tx, trial_id)
+            if state != TrialState.RUNNING:
+                _check_repeat(self.storage.get_trial(trial_id), wanted, req)
+                requeued = ot.was_requeued(tx, info.study_id, number)
                 return schemas.FinishOut(trial_id=trial_id, state=req.state, requeued=requeued)
             for key, value in (("metrics", req.metrics), ("config", req.config)):
                 if value:
                     self.storage.set_trial_user_attr(trial_id, key, value)
             if wanted == TrialState.FAIL:
+                trial = self.storage.get_trial(trial_id)
                 requeued = self._fail(tx, info, status, trial, req.reason)
                 self._complete_if_done(tx, info)
             else:
                 if req.reason:
                     self.storage.set_trial_user_attr(trial_id, "reason", req.reason)
                 value = req.value if wanted == TrialState.COMPLETE else None
-                self._tell(info, trial.number, wanted, value)
+                self._tell(info, number, wanted, value)
                 requeued = False
         if wanted != TrialState.FAIL:
             self.complete_if_done(info.id)

@@ -281,6 +281,14 @@ def trial_state(session: Session, trial_id: int) -> TrialState | None:
     return session.scalar(select(trials.c.state).where(trials.c.trial_id == trial_id))
 
 
+def state_and_number(session: Session, trial_id: int) -> tuple[TrialState | None, int]:
+    """A trial's state and number as stored now ((None, -1) for an unknown trial)."""
+    found = session.execute(
+        select(trials.c.state, trials.c.number).where(trials.c.trial_id == trial_id)
+    ).first()
+    return (None, -1) if found is None else (found[0], found[1])
+
+
 def running_trials(session: Session) -> list[tuple[int, int]]:
     """(trial id, study id) of every RUNNING trial."""
     rows = session.execute(

@@ -152,6 +152,10 @@ class Sweeps:
         """Complete, prune or fail a running trial (a failure is re-queued while retries remain)."""
         return self.ledger.finish(trial_id, req, token_id)
 
+    def close(self) -> None:
+        """Stop background work (before the database is disposed)."""
+        self.ledger.close()
+
     def reap(self) -> int:
         """Fail and re-queue running trials whose lease expired; returns how many."""
         return self.leases.reap()
