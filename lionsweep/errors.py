@@ -55,6 +55,17 @@ def translated(server: str, what: str) -> Iterator[None]:
         raise from_api_error(exc, server, what) from None
 
 
+def waiting_message(server: str, exc: http.ServerUnreachable, what: str) -> str:
+    """What a client waiting through an outage says: the server answers 503 (and why), or
+    nothing answers at ``server``; ``what`` it waits to do."""
+    if exc.status is not None:
+        why = _one_line(exc.detail) if exc.detail else "no reason given"
+        problem = f"answers {exc.status}: {why}"
+    else:
+        problem = f"cannot be reached ({_cause(exc)})"
+    return f"the lionsweep server at {server} {problem}; retrying to {what}"
+
+
 def from_api_error(exc: http.ApiError, server: str, what: str) -> ClientError:
     """The :class:`ClientError` for an HTTP error answer about ``what``."""
     code, detail = exc.status_code, _one_line(exc.detail)

@@ -11,12 +11,14 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from lionsweep import distributed
-from lionsweep.errors import NoTrial, check_url, translated
+from lionsweep.errors import NoTrial, check_url, translated, waiting_message
 from lionsweep.trial import SHUTDOWN_REASON, Trial
 from worker import DEFAULT_STOP_GRACE
 from worker import client as http
@@ -26,10 +28,13 @@ log = logging.getLogger("lionsweep")
 #: The reason a trial ends with when the ``for`` loop over :func:`trials` is left before it
 #: finished (an exception in the loop body without ``with trial:``, or a ``break``).
 LEFT_REASON = "the loop over lionsweep.trials() ended before the trial finished"
-#: Seconds :func:`trials` keeps trying to reach the server when it starts, before it
-#: raises :class:`lionsweep.ServerUnreachable`.
+#: Seconds :func:`trials` keeps trying to reach a server when nothing has answered at its
+#: address yet, before it raises :class:`lionsweep.ServerUnreachable` (a wrong URL).
 CONNECT_DEADLINE = 5.0
+#: How often a loop waiting through an outage says again what it waits for.
+NOTICE_EVERY = 60.0
 _TICK = 0.1
+T = TypeVar("T")
 
 
 def trials(
@@ -55,9 +60,14 @@ def trials(
     the process (code 143). The iteration ends when the sweep is no longer running, after
     ``max_trials`` trials, or after ``idle_exit`` s without a trial to claim.
 
+    While the server answers 503 (its database is down) or, once it has answered, cannot be
+    reached, the loop waits for it as long as that lasts, saying what it waits for (once,
+    then every minute); time spent so does not count towards ``idle_exit``.
+
     Under ``torch.distributed`` (process group initialized first) every rank iterates:
     rank 0 claims and the others receive the same trial. Raises :class:`lionsweep.ClientError`
-    subclasses when the server is unreachable, refuses the token or has no such sweep.
+    subclasses when nothing answers at ``server`` within 5 s of the start, when the server
+    refuses the token, or when it has no such sweep.
     """
     if distributed.active() and distributed.rank() != 0:
         yield from _follow()
@@ -190,10 +200,58 @@ def _assignment_from_env(env: os._Environ[str] | dict[str, str], raw_id: str) ->
     return {"trial_id": trial_id, "params": params, "seed": int(env.get("LIONSWEEP_SEED", "0"))}
 
 
-def _sweep_task(client: http.Client, server: str, sweep: int) -> str:
+class _Patience:
+    """Calls the server until it answers, through outages of any length: a server that
+    answers 503 (its database is away), or one that answered before and no longer does.
+    Says what it waits for once, then every :data:`NOTICE_EVERY` s. Gives up (raises
+    :class:`worker.client.ServerUnreachable`) on shutdown, or when nothing ever answered at
+    the address within :data:`CONNECT_DEADLINE` s (a wrong URL fails fast)."""
+
+    def __init__(self, server: str, shutdown: threading.Event) -> None:
+        self.server = server
+        self.shutdown = shutdown
+        self.backoff = http.Backoff()
+        self.reached = False
+        self.started = time.monotonic()
+        #: Seconds spent waiting for the server so far.
+        self.waited = 0.0
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` (one attempt at a request), retried with backoff until the server answers;
+        ``what`` the call is for, in words ("claim a trial of sweep 3")."""
+        attempt = 0
+        said_at: float | None = None
+        while True:
+            try:
+                result = fn()
+            except http.ServerUnreachable as exc:
+                if exc.status is not None:
+                    self.reached = True
+                elif not self.reached and time.monotonic() - self.started >= CONNECT_DEADLINE:
+                    raise
+                if self.shutdown.is_set():
+                    raise
+                if said_at is None or time.monotonic() - said_at >= NOTICE_EVERY:
+                    log.warning("%s", waiting_message(self.server, exc, what))
+                    said_at = time.monotonic()
+                pause = self.backoff.delay(attempt)
+                self.shutdown.wait(pause)
+                self.waited += pause
+                attempt += 1
+                continue
+            self.reached = True
+            if said_at is not None:
+                log.warning("the lionsweep server at %s answers again", self.server)
+            return result
+
+
+def _sweep_task(client: http.Client, patience: _Patience, sweep: int) -> str:
     """The name of ``sweep``'s task (raises unless the sweep exists and the token may read)."""
-    with translated(server, f"sweep {sweep}"):
-        response = client.request("GET", f"/api/sweeps/{int(sweep)}", deadline=CONNECT_DEADLINE)
+    with translated(patience.server, f"sweep {sweep}"):
+        response = patience.call(
+            lambda: client.request("GET", f"/api/sweeps/{int(sweep)}", deadline=0),
+            f"read sweep {sweep}",
+        )
     return str(response.json()["task"]["name"])
 
 
@@ -214,10 +272,11 @@ class _Claimer:
         self.client = client
         self.server = server
         self.sweep = int(sweep)
-        self.task = _sweep_task(client, server, self.sweep)
+        self.shutdown: threading.Event = options["shutdown"]
+        self.patience = _Patience(server, self.shutdown)
+        self.task = _sweep_task(client, self.patience, self.sweep)
         self.device = _device()
         self.worker_id: str = options["worker_id"]
-        self.shutdown: threading.Event = options["shutdown"]
         self.idle_exit: float | None = options["idle_exit"]
         self.poll_interval: float = options["poll_interval"]
         self.max_poll_interval: float = options["max_poll_interval"]
@@ -228,18 +287,33 @@ class _Claimer:
         idle_since = time.monotonic()
         wait = self.poll_interval
         while not self.shutdown.is_set():
+            request_id = uuid.uuid4().hex  # repeated by every retry of this claim
             with translated(self.server, f"sweep {self.sweep}"):
                 try:
-                    assignment = self.client.claim(
-                        self.worker_id, self.device, [self.task], sweeps=[self.sweep]
+                    waited = self.patience.waited
+                    claim = partial(
+                        self.client.claim,
+                        self.worker_id,
+                        self.device,
+                        [self.task],
+                        sweeps=[self.sweep],
+                        request_id=request_id,
+                        deadline=0,
+                    )
+                    assignment = self.patience.call(claim, f"claim a trial of sweep {self.sweep}")
+                    if assignment is not None:
+                        return assignment
+                    status = self.patience.call(
+                        lambda: self.client.request(
+                            "GET", f"/api/sweeps/{self.sweep}", deadline=0
+                        ).json()["status"],
+                        f"read sweep {self.sweep}",
                     )
                 except http.ServerUnreachable:
                     if self.shutdown.is_set():
                         return None
                     raise
-                if assignment is not None:
-                    return assignment
-                status = self.client.get(f"/api/sweeps/{self.sweep}")["status"]
+                idle_since += self.patience.waited - waited  # waiting for the server: not idle
             if status != "running":
                 log.info("sweep %d is %s: no more trials", self.sweep, status)
                 return None

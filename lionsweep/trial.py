@@ -32,6 +32,8 @@ SHUTDOWN_REASON = "worker shutdown"
 STOPPED_REASON = "stopped by server"
 #: How long a shutting-down process keeps trying to hand its trial back.
 SHUTDOWN_FINISH_DEADLINE = 20.0
+#: The server's default heartbeat interval, for an assignment that does not say.
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 # What rank 0 broadcasts after a report: why (or whether) the trial must stop.
 _CONTINUE, _PRUNE, _STOP, _SHUTDOWN, _ENDED = range(5)
@@ -77,6 +79,9 @@ class Trial:
         self.max_steps: int | None = (assignment.get("budget") or {}).get("max_steps")
         self.worker_id = worker_id
         self._client = client
+        interval = float(assignment.get("heartbeat_interval") or DEFAULT_HEARTBEAT_INTERVAL)
+        # Reports the server could not take (it is away) wait here while training goes on.
+        self._reports = http.Reports(client, self.id, 2 * interval) if client else None
         self._shutdown = shutdown or threading.Event()
         self._decided = False  # the last stop decision broadcast to every rank
         self._lock = threading.Lock()
@@ -197,6 +202,10 @@ class Trial:
         """Report the objective's ``value`` at ``step`` (and other numbers as ``metrics``);
         return :attr:`should_stop`, the server's answer included.
 
+        While the server (or its database) is away the report is kept, the answer is
+        "go on", and kept reports are delivered in order once it is back (at the latest
+        before the trial's finish).
+
         A non-finite value fails the trial at once (the answer is then True). Under
         ``torch.distributed`` call it on every rank at the same steps: rank 0 reports its
         value and every rank gets rank 0's answer.
@@ -222,17 +231,18 @@ class Trial:
             self.fail(f"non-finite value {value} reported at step {step}")
             return
         self._last_value = value
-        assert self._client is not None
+        assert self._client is not None and self._reports is not None
         try:
             with translated(self._client.server, self._what):
-                action = self._client.report(self.id, step, value, _finite(metrics))
+                action = self._reports.send(step, value, _finite(metrics))
         except ClientError as exc:
             if getattr(exc, "status_code", None) != 409:
                 raise
             log.warning("trial %d: report refused (%s); stopping it", self.number, exc)
             self._ended = "failed"  # someone else ended it (the lease ran out, a worker)
             return
-        self._answer(action)
+        if action is not None:  # None: kept until the server is back; training goes on
+            self._answer(action)
 
     def _answer(self, action: str) -> None:
         """Take the server's ``continue``/``prune``/``stop`` answer."""
@@ -274,7 +284,9 @@ class Trial:
         ``complete`` with ``value`` (default: the last reported value) unless the server
         asked to prune (``pruned``) or stop, or a shutdown is under way (``failed``, reason
         ``stopped by server`` / ``worker shutdown``). A non-finite value, or none at all,
-        fails the trial with a reason saying so. Finishing again changes nothing.
+        fails the trial with a reason saying so. Finishing again changes nothing. The end is
+        retried until the server takes it, however long it is away (during a shutdown, for
+        20 s at most).
         """
         if value is not None:
             value = float(value)
@@ -323,6 +335,12 @@ class Trial:
             value,
             f" reason={reason}" if reason else "",
         )
+        if self._reports is not None and self._reports.kept:
+            try:  # the reports kept while the server was away go first
+                with translated(self._client.server, self._what):
+                    self._reports.flush(deadline)
+            except ClientError as exc:
+                log.warning("trial %d: reports kept for later not delivered (%s)", self.number, exc)
         try:
             with translated(self._client.server, self._what):
                 self._client.finish(

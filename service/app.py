@@ -26,7 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from optuna.exceptions import StorageInternalError
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -426,13 +427,21 @@ async def http_error(request: Request, exc: Exception) -> Any:
     return await http_exception_handler(request, exc)
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or dropped the connection (as
+    opposed to a bug or a constraint): retrying later will do."""
+    if isinstance(exc, StorageInternalError):
+        return exc.__cause__ is not None and _unavailable(exc.__cause__)
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    """A database that cannot be reached (or dropped the connection) is a 503 with Retry-After,
-    so clients retry, rather than a 500. Nothing was committed: every change is one
-    transaction."""
-    if isinstance(exc, StorageInternalError) and not isinstance(
-        exc.__cause__, OperationalError | InterfaceError
-    ):
+    """A database that cannot be reached (or dropped the connection, or has no connection free)
+    is a 503 with Retry-After, so clients retry, rather than a 500; the database's own error is
+    logged. Nothing was committed: every change is one transaction."""
+    if not _unavailable(exc):
         log.error("storage error", exc_info=exc)
         return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
     log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
@@ -496,7 +505,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for error in (OperationalError, InterfaceError, StorageInternalError):
+    for error in (DBAPIError, PoolTimeout, StorageInternalError):
         app.add_exception_handler(error, database_unavailable)
 
     @app.get("/healthz", tags=["ops"], responses={503: {"description": "The database is down"}})

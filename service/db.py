@@ -244,13 +244,25 @@ class Database:
                 session.commit()
                 conn.commit()
             except BaseException:
-                conn.rollback()
-                if conn.info[_WROTE]:
-                    self.storage = optuna.storages.get_storage(self.rdb)
+                self._abandon(conn)
                 raise
             finally:
                 session.close()
                 _current_tx.reset(token)
+
+    def _abandon(self, conn: Connection) -> None:
+        """Roll back ``conn``'s failed transaction and, if anything may have been written,
+        drop Optuna's trial cache. Never raises: the error being handled is the one to report.
+
+        A connection the database dropped (a failover, a terminated backend) was invalidated,
+        which resets its ``info``: whether it wrote is then unknown, so the cache goes too.
+        """
+        try:
+            conn.rollback()
+        except Exception as exc:  # the connection is gone: the transaction ended with it
+            log.warning("rollback failed: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        if conn.invalidated or conn.info.get(_WROTE, True):
+            self.storage = optuna.storages.get_storage(self.rdb)
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import get_free_port
 
-from worker.client import ApiError, Backoff, Client, ServerUnreachable
+from worker.client import ApiError, Backoff, Client, Reports, ServerUnreachable
 
 FAST = Backoff(base=0.02, cap=0.2)
 
@@ -208,3 +208,47 @@ def test_retries_of_a_claim_repeat_its_request_id_and_a_new_claim_has_a_new_one(
     assert ids[0] == ids[1] == ids[2]
     assert ids[3] != ids[0]
     assert all(isinstance(i, str) and 1 <= len(i) <= 100 for i in ids)
+
+
+def test_unreachable_says_whether_the_server_answered(scripted):
+    server = scripted([(503, {"detail": "the database is unavailable; retry shortly"})])
+    with (
+        Client(server.url, backoff=FAST, attempts=2) as client,
+        pytest.raises(ServerUnreachable) as err,
+    ):
+        client.get("/api/sweeps")
+    assert (err.value.status, err.value.detail) == (
+        503,
+        "the database is unavailable; retry shortly",
+    )
+    nowhere = f"http://127.0.0.1:{get_free_port()}"
+    with (
+        Client(nowhere, backoff=FAST, attempts=2) as client,
+        pytest.raises(ServerUnreachable) as err,
+    ):
+        client.get("/api/sweeps")
+    assert err.value.status is None
+
+
+def test_reports_are_kept_while_the_server_is_away_and_delivered_in_order(scripted):
+    port = get_free_port()
+    with Client(f"http://127.0.0.1:{port}", backoff=FAST) as client:
+        reports = Reports(client, 41, patience=0.3)
+        started = time.monotonic()
+        assert reports.send(10, 0.5, {}) is None  # waited its patience, then kept
+        assert reports.send(20, 0.4, {}) is None  # one attempt: training is not held up
+        assert reports.kept == 2 and time.monotonic() - started < 2
+        server = scripted([(503, {"detail": "database"}), (200, {"action": "continue"})], port)
+        assert reports.flush() == "continue"  # retried through the 503
+        assert reports.send(30, 0.3, {"a": 1.0}) == "continue"
+        assert reports.kept == 0
+    steps = [body["step"] for method, path, _, body in server.requests if body and method == "POST"]
+    assert steps[-3:] == [10, 20, 30]
+    assert all(path == "/api/trials/41/report" for _, path, _, _ in server.requests)
+
+
+def test_a_finish_outlasts_the_delivery_deadline(scripted):
+    server = scripted([(503, {"detail": "database"})] * 8 + [(200, {"requeued": False})])
+    with Client(server.url, backoff=FAST, delivery_deadline=0.1) as client:
+        assert client.finish(41, "complete", 0.5) == {"requeued": False}
+    assert len(server.requests) == 9

@@ -13,7 +13,10 @@ training and takes no new trial before it has ended. Params that break a task's
 declaration fail the trial at once (``invalid task params: …``). A command task
 (``--commands``, :mod:`worker.commands`) is claimed, heartbeated and finished the same way,
 its program run per trial by :mod:`worker.command_runner` in the training thread's place;
-a 409 to its finish means the program (or the server) already ended the trial. With
+a 409 to its finish means the program (or the server) already ended the trial. While the
+server (or its database: a 503) is away, training goes on: heartbeats and reports that
+cannot be delivered are logged, reports are kept and sent in order once it is back, a
+finish is retried until delivered, and time spent waiting to claim is not idle time. With
 ``--gpus`` a supervisor (``worker.supervisor``) starts one agent per GPU
 (``CUDA_VISIBLE_DEVICES`` set for each), forwards signals and restarts agents that crash.
 """
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
-from worker.client import ApiError, Client, ServerUnreachable
+from worker.client import ApiError, Client, Reports, ServerUnreachable
 from worker.commands import CommandConfigError, CommandTask
 from worker.supervisor import (
     WORKER_INDEX_ENV,
@@ -90,6 +93,8 @@ class TrialSession:
         self.interval = float(assignment["heartbeat_interval"])  # the server's setting
         self.shutdown = shutdown
         self.stop_grace = stop_grace
+        #: Reports not yet delivered while the server is away (training goes on meanwhile).
+        self.reports = Reports(client, self.trial_id, patience=2 * self.interval)
         self.abandoned = threading.Event()
         self.training: threading.Thread | None = None
         self._interrupt: tuple[str, str | None] | None = None
@@ -136,19 +141,18 @@ class TrialSession:
                 log.warning("trial %d: heartbeat not delivered: %s", self.trial_id, exc)
 
     def report(self, step: int, value: float, metrics: dict[str, float]) -> str:
-        """Deliver an intermediate value (retried until delivered); return the action."""
+        """Deliver an intermediate value; return the action (``continue`` while the server
+        is away: the report is kept and delivered later, in order)."""
         if self.abandoned.is_set():
             return "stop"  # the watchdog finished this trial; nothing more is sent for it
         try:
-            action = self.client.report(self.trial_id, step, value, _finite(metrics))
+            action = self.reports.send(step, value, _finite(metrics))
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
             self.refused = self.refused or f"report refused: HTTP {exc.status_code}"
             return "stop"
-        except ServerUnreachable:
-            if self.shutdown.is_set():  # the step boundary ends it as "worker shutdown"
-                return "continue"
-            raise
+        if action is None:  # kept until the server is back: training goes on
+            return "continue"
         if action == "stop":
             self._stop(STOPPED_REASON)
         return action
@@ -268,7 +272,9 @@ class Agent:
                     self.worker_id, self.device, names, defaults, declared
                 )
             except ServerUnreachable as exc:
-                log.warning("claim failed: %s", exc)
+                # The server is away (or its database is): waiting for it is not idling.
+                log.warning("claim failed, waiting for the server: %s", exc)
+                idle_since = time.monotonic()
                 assignment = None
             except ApiError as exc:
                 if exc.status_code in (401, 403):
@@ -372,6 +378,11 @@ class Agent:
             {**metrics, **{f"time_{k}": v for k, v in timings.items() if v is not None}}
         )
         deadline = SHUTDOWN_FINISH_DEADLINE if self.shutdown.is_set() else None
+        if session is not None and session.reports.kept and not session.abandoned.is_set():
+            try:  # the reports kept while the server was away go first
+                session.reports.flush(deadline)
+            except (ApiError, ServerUnreachable) as exc:
+                log.warning("trial %s: reports kept for later not delivered: %s", number, exc)
         ended_elsewhere: str | None = None
         try:
             self.client.finish(trial_id, state, value, metrics, config, reason, deadline=deadline)
@@ -380,7 +391,7 @@ class Agent:
                 ended_elsewhere = str(exc.detail)  # e.g. the program finished it itself
             else:
                 log.warning("trial %s: finish refused (%s)", number, exc)
-        except ServerUnreachable as exc:
+        except ServerUnreachable as exc:  # only on shutdown: a finish is retried until delivered
             log.error("trial %s: finish not delivered (the server re-queues it): %s", number, exc)
         wall = time.perf_counter() - started
         if ended_elsewhere is not None:

@@ -1,16 +1,21 @@
 """httpx client for the lionsweep REST API (the worker protocol; the CLI reuses it).
 
-Connection errors and 502/503/504 answers are retried with exponential backoff. Calls
-whose loss would lose work (report, finish, heartbeat) keep retrying until a long
-deadline, which is safe because the server treats repeats idempotently. Other 4xx/5xx
-answers raise :class:`ApiError` at once; exhausted retries raise :class:`ServerUnreachable`.
-A claim carries a ``request_id`` that its retries repeat, so a claim whose answer was lost
-gets the same trial again rather than a second one.
+Connection errors and 502/503/504 answers (a 503 is the server saying its database is
+unavailable) are retried with exponential backoff. Calls whose loss would lose work keep
+retrying: a finish until it is delivered, reports and heartbeats until a deadline, which is
+safe because the server treats repeats idempotently. Other 4xx/5xx answers raise
+:class:`ApiError` at once; exhausted retries raise :class:`ServerUnreachable`, which says
+whether the server answered (and what) or could not be reached at all. A claim carries a
+``request_id`` that its retries repeat, so a claim whose answer was lost gets the same trial
+again rather than a second one. :class:`Reports` lets training go on while reports cannot be
+delivered, and delivers them, in order, once the server is back.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import random
 import threading
 import time
@@ -39,7 +44,16 @@ class ApiError(Exception):
 
 
 class ServerUnreachable(Exception):
-    """The server could not be reached (or kept answering 502/503/504) until retries ran out."""
+    """The server could not be reached (or kept answering 502/503/504) until retries ran out.
+
+    ``status`` is the last HTTP status the server answered with (its ``detail`` alongside),
+    or ``None`` when nothing answered at all (connection refused, timeout).
+    """
+
+    def __init__(self, message: str, status: int | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,8 @@ class Client:
         give_up = time.monotonic() + deadline
         graced = False
         attempt = 0
+        status: int | None = None
+        detail: Any = None
         while True:
             if deliver and not graced and self.cancel is not None and self.cancel.is_set():
                 give_up = min(give_up, time.monotonic() + self.cancel_grace)
@@ -139,19 +155,23 @@ class Client:
                 )
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                status, detail = None, None
             else:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRY_STATUS:
                     raise ApiError(response.status_code, _detail(response))
                 problem = f"HTTP {response.status_code}"
+                status, detail = response.status_code, _detail(response)
             attempt += 1
             wait = self.backoff.delay(attempt - 1)
             out_of_attempts = not deliver and attempt >= self.attempts
             cancelled = not deliver and self.cancel is not None and self.cancel.is_set()
             if out_of_attempts or cancelled or time.monotonic() + wait > give_up:
                 raise ServerUnreachable(
-                    f"{method} {self.server}{path}: {problem} (gave up after {attempt} attempts)"
+                    f"{method} {self.server}{path}: {problem} (gave up after {attempt} attempts)",
+                    status,
+                    detail,
                 )
             log.warning("%s %s: %s; retrying in %.1fs", method, path, problem, wait)
             if self.cancel is not None and not deliver:
@@ -182,19 +202,22 @@ class Client:
         task_defaults: dict[str, dict[str, Any]] | None = None,
         task_params: dict[str, dict[str, dict[str, Any]]] | None = None,
         sweeps: list[int] | None = None,
+        request_id: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any] | None:
         """Ask for a trial; return its assignment, or ``None`` when nothing is runnable.
 
         ``task_params``: ``{task: {param: {"type", "low", "high", "choices", "default"}}}``
         for the tasks that declare their params. ``sweeps``: claim only from these sweep ids.
-        One ``request_id`` per call, repeated by every retry of it: a retry after a lost
-        answer gets back the trial the server already handed out.
+        One ``request_id`` per call (or the one given: a caller retrying the claim itself
+        passes the same one), repeated by every retry of it: a retry after a lost answer gets
+        back the trial the server already handed out. ``deadline``: as :meth:`request`.
         """
         body: dict[str, Any] = {
             "worker_id": worker_id,
             "device": device,
             "tasks": tasks,
-            "request_id": uuid.uuid4().hex,
+            "request_id": request_id or uuid.uuid4().hex,
         }
         if task_defaults:
             body["task_defaults"] = task_defaults
@@ -202,7 +225,7 @@ class Client:
             body["task_params"] = task_params
         if sweeps is not None:
             body["sweeps"] = list(sweeps)
-        response = self.request("POST", "/api/trials/claim", json=body)
+        response = self.request("POST", "/api/trials/claim", json=body, deadline=deadline)
         if response.status_code == 204 or not response.content:
             return None
         assignment = response.json()
@@ -221,11 +244,19 @@ class Client:
         return {**body, "worker_id": holder} if holder else body
 
     def report(
-        self, trial_id: int, step: int, value: float, metrics: dict[str, float] | None = None
+        self,
+        trial_id: int,
+        step: int,
+        value: float,
+        metrics: dict[str, float] | None = None,
+        deadline: float | None = None,
     ) -> str:
-        """Deliver an intermediate value; return the server's action (continue/prune/stop)."""
+        """Deliver an intermediate value (retried until ``deadline``, default
+        ``delivery_deadline``); return the server's action (continue/prune/stop)."""
         body = self._as_holder(trial_id, {"step": step, "value": value, "metrics": metrics or {}})
-        response = self.request("POST", f"/api/trials/{trial_id}/report", json=body, deliver=True)
+        response = self.request(
+            "POST", f"/api/trials/{trial_id}/report", json=body, deliver=True, deadline=deadline
+        )
         return response.json()["action"]
 
     def heartbeat(self, trial_id: int, deadline: float | None = None) -> str:
@@ -249,7 +280,11 @@ class Client:
         reason: str | None = None,
         deadline: float | None = None,
     ) -> dict[str, Any]:
-        """End a trial as complete, pruned or failed; return the server's answer."""
+        """End a trial as complete, pruned or failed; return the server's answer.
+
+        Retried until delivered, however long the server is away, unless ``deadline`` is
+        given; once ``cancel`` is set, for ``cancel_grace`` seconds more at most.
+        """
         body = self._as_holder(
             trial_id,
             {
@@ -261,6 +296,68 @@ class Client:
             },
         )
         response = self.request(
-            "POST", f"/api/trials/{trial_id}/finish", json=body, deliver=True, deadline=deadline
+            "POST",
+            f"/api/trials/{trial_id}/finish",
+            json=body,
+            deliver=True,
+            deadline=math.inf if deadline is None else deadline,
         )
         return response.json()
+
+
+class Reports:
+    """The reports of one trial, delivered in order without holding training up for long.
+
+    :meth:`send` tries for ``patience`` seconds; when the server cannot be reached (or keeps
+    answering 503) the report is kept, training goes on, and later sends make one attempt
+    each to deliver everything kept before them, oldest first. :meth:`flush` delivers what
+    is left (before a finish). A refusal (:class:`ApiError`) is raised to the caller.
+    """
+
+    def __init__(self, client: Client, trial_id: int, patience: float) -> None:
+        self.client = client
+        self.trial_id = trial_id
+        self.patience = patience
+        self._kept: collections.deque[tuple[int, float, dict[str, Any]]] = collections.deque()
+        self._lock = threading.Lock()
+
+    @property
+    def kept(self) -> int:
+        """How many reports wait for the server."""
+        return len(self._kept)
+
+    def send(self, step: int, value: float, metrics: dict[str, Any]) -> str | None:
+        """Deliver this report (and any kept before it); return the server's action for it,
+        or ``None`` when it was kept for later because the server is away."""
+        with self._lock:
+            away = bool(self._kept)
+            self._kept.append((step, value, metrics))
+            try:
+                return self._deliver(0.0 if away else self.patience)
+            except ServerUnreachable as exc:
+                if not away:  # said once per outage, not at every report
+                    log.warning(
+                        "trial %d: report of step %d kept for later, training goes on: %s",
+                        self.trial_id,
+                        step,
+                        exc,
+                    )
+                return None
+
+    def flush(self, deadline: float | None = None) -> str | None:
+        """Deliver every kept report, retrying until ``deadline`` (default: until delivered;
+        :class:`ServerUnreachable` after it); return the last action, ``None`` if none."""
+        with self._lock:
+            return self._deliver(math.inf if deadline is None else deadline)
+
+    def _deliver(self, deadline: float) -> str | None:
+        action = None
+        while self._kept:
+            step, value, metrics = self._kept[0]
+            try:
+                action = self.client.report(self.trial_id, step, value, metrics, deadline)
+            except ApiError:
+                self._kept.clear()  # the trial was refused: nothing more is sent for it
+                raise
+            self._kept.popleft()
+        return action
