@@ -266,6 +266,7 @@ def main() -> None:
     ap.add_argument("--pg-servers", type=int, default=2)
     ap.add_argument("--token", help="run the servers in token mode with this bootstrap token")
     ap.add_argument("--json", type=Path, help="write every figure to this file")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (printed)")
     args = ap.parse_args()
     sizes = QUICK if args.quick else FULL
     for name, size in sizes.items():
@@ -303,7 +304,10 @@ def main() -> None:
             print("\n".join(log.read_text(errors="replace").splitlines()[-20:]), file=sys.stderr)
         raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep_logs:
+            print(f"server logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     print()
     for what, value, met in verdicts(phases):
         print(f"{what}: {value} — {'met' if met else 'NOT met'}")

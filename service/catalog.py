@@ -148,7 +148,12 @@ class SweepInfo:
     def params(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """A trial's full parameters: the sweep's fixed values plus what Optuna sampled, and
         ``weight_decay = lr_wd_product / lr`` in a sweep that searches the product."""
-        p = {**self.fixed, **trial.params}
+        return self.full_params(trial.params)
+
+    def full_params(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """The full parameters of a trial whose sampled params are ``sampled`` (see
+        :meth:`params`)."""
+        p = {**self.fixed, **sampled}
         product, lr = p.get("lr_wd_product"), p.get("lr")
         if product is not None and lr:
             p["weight_decay"] = product / lr

@@ -89,7 +89,11 @@ class Leases:
                 select(ot.trials.c.trial_id, Sweep.id)
                 .join(Sweep, Sweep.study_id == ot.trials.c.study_id)
                 .outerjoin(Lease, Lease.trial_id == ot.trials.c.trial_id)
-                .where(ot.trials.c.state == TrialState.RUNNING, Lease.trial_id.is_(None))
+                .where(
+                    ot.trials.c.state == TrialState.RUNNING,
+                    Lease.trial_id.is_(None),
+                    ~ot.queued_clause(),  # asked ahead of claims: nobody holds it yet
+                )
             ).all()
         for tid, sweep_id in rows:
             try:

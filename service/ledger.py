@@ -42,6 +42,10 @@ log = logging.getLogger("lionsweep.ledger")
 WORKER_TOUCH_SECONDS = 30.0
 """A worker's row is rewritten at most this often when nothing about it changed."""
 CREATE_ATTEMPTS = 3
+TOP_UP_BATCH = 4
+"""Trials asked per transaction when topping up a queue (the sweep's lock is held that long)."""
+NON_LEARNING_SAMPLERS = ("random", "qmc", "grid")
+"""Samplers whose next point does not depend on results: queueing ahead costs them nothing."""
 UNKNOWN_WORKER = "unknown"
 """The holder of a lease made for a running trial whose claimant is not recorded."""
 
@@ -286,11 +290,7 @@ class Ledger:
                                 state=TrialState.WAITING,
                                 params=t.params,
                                 distributions=t.distributions,
-                                system_attrs={
-                                    "fixed_params": t.params,
-                                    ot.REEVAL_OF: t.number,
-                                    ot.QUEUED: True,
-                                },
+                                system_attrs={"fixed_params": t.params, ot.REEVAL_OF: t.number},
                             )
                         )
                         queued += 1
@@ -409,7 +409,9 @@ class Ledger:
         if lease.worker_id != req.worker_id or lease.token_id != token_id:
             raise Conflict(f"request_id {req.request_id!r} was used by another worker")
         info = self.catalog.info(lease.sweep_id)
-        return self.assignment(info, self.storage.get_trial(lease.trial_id))
+        with self.db.session() as s:
+            number, params = ot.number_and_params(s, lease.trial_id)
+        return self.assignment(info, lease.trial_id, number, params)
 
     def _take_queued(
         self, runnable: Any, req: schemas.ClaimRequest, token_id: int | None
@@ -423,17 +425,18 @@ class Ledger:
             trial_id, study_id = found
             sweep_id = tx.scalar(select(Sweep.id).where(Sweep.study_id == study_id))
             info = self.catalog.info(sweep_id)
-            if not self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
-                return None  # unreachable while we hold its row: it was waiting
-            frozen = self._hold(tx, info, trial_id, req, token_id)
+            held = self._hold(tx, info, trial_id, req, token_id, queued=True)
         self.catalog.changed()
         self.topups.request(info.id)
-        return self.assignment(info, frozen)
+        return self.assignment(info, trial_id, *held)
 
-    def _ahead(self, counts: ot.Counts) -> int:
-        """How many trials a sweep keeps queued ahead of claims: one per four running trials,
-        at most the server's ``claim_ahead_max``."""
-        return min(self.settings.claim_ahead_max, counts.by_state["running"] // 4)
+    def _ahead(self, info: SweepInfo, counts: ot.Counts) -> int:
+        """How many trials a sweep keeps queued ahead of claims, at most the server's
+        ``claim_ahead_max``: one per running trial for a sampler that does not learn from
+        results (random, QMC, grid: sampling ahead costs them nothing), one per four running
+        trials for one that does (TPE, CMA-ES, GP)."""
+        per = 1 if info.spec.sampler.name in NON_LEARNING_SAMPLERS else 4
+        return min(self.settings.claim_ahead_max, counts.by_state["running"] // per)
 
     def top_up(self, sweep_id: int) -> int:
         """Queue trials ahead of claims for a running sweep whose queue is below half of what
@@ -447,30 +450,38 @@ class Ledger:
         except NotFound:
             return 0
         with self.db.session() as s:
-            counts, queued = ot.counts(s, info.study_id), ot.queued_count(s, info.study_id)
-        if 2 * queued >= self._ahead(counts) or not _has_work(counts, info):
+            counts = ot.counts(s, info.study_id)
+        if 2 * counts.queued >= self._ahead(info, counts) or not _has_work(counts, info):
             return 0
-        with self.db.transaction(sweep_id) as tx:
-            if _status(tx, sweep_id) != "running":
-                return 0
-            counts, queued = ot.counts(tx, info.study_id), ot.queued_count(tx, info.study_id)
-            room = counts.by_state["waiting"] - queued + max(0, info.n_trials - counts.originals)
-            n = min(self._ahead(counts) - queued, room)
-            self._queue(info, counts, n)
-        if n > 0:
+        total = 0
+        while True:  # in small batches: a claim that finds the queue empty waits for one batch
+            with self.db.transaction(sweep_id) as tx:
+                if _status(tx, sweep_id) != "running":
+                    break
+                counts = ot.counts(tx, info.study_id)
+                want = min(self._ahead(info, counts) - counts.queued, _room(counts, info))
+                n = min(want, TOP_UP_BATCH)
+                self._queue(info, counts, n)
+            if n <= 0:
+                break
+            total += n
             self.catalog.changed()
-        return max(0, n)
+            if n == want:
+                break
+        return total
 
     def _queue(self, info: SweepInfo, counts: ot.Counts, n: int, first: int = 0) -> list[int]:
         """Ask the sampler for ``n`` trials (inside the sweep's transaction) and queue all but
-        the first ``first`` of them as waiting trials with their params chosen; returns the ids
-        of every trial asked."""
+        the first ``first`` of them for claims to take; returns the ids of every trial asked.
+
+        A queued trial stays what Optuna made it, asked and not told (RUNNING), so the
+        sampler's next asks see it pending (TPE's constant liar) and never hand it out again.
+        """
         asked = []
         for i in range(max(0, n)):
             sampler = self.catalog.sampler(info, counts.total + i)
             asked.append(self.catalog.study(info, sampler).ask(info.dists)._trial_id)
         for trial_id in asked[first:]:
-            self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
             self.storage.set_trial_system_attr(trial_id, ot.QUEUED, True)
         return asked
 
@@ -491,26 +502,25 @@ class Ledger:
                 return None
             studies = select(Sweep.study_id).where(Sweep.id == sweep_id)
             found = ot.take_queued(tx, studies)
-            if found is not None and self.storage.set_trial_state_values(
-                found[0], TrialState.RUNNING
-            ):
-                frozen = self._hold(tx, info, found[0], req, token_id)
+            if found is not None:
+                trial_id = found[0]
+                held = self._hold(tx, info, trial_id, req, token_id, queued=True)
             else:
                 counts = ot.counts(tx, info.study_id)
                 if not _has_work(counts, info):
                     return None
-                queued = ot.queued_count(tx, info.study_id)
-                unqueued_waiting = counts.by_state["waiting"] - queued
-                room = unqueued_waiting + max(0, info.n_trials - counts.originals)
+                room = _room(counts, info)
                 if room <= 0:  # only queued trials are left, each being taken by a claim
                     return None
                 with self._lock:
                     waiting = self._sampling - 1
-                ahead = min(max(self._ahead(counts), waiting), room - 1)
+                ahead = min(max(self._ahead(info, counts), waiting), room - 1, TOP_UP_BATCH)
                 asked = self._queue(info, counts, 1 + max(0, ahead), first=1)
-                frozen = self._hold(tx, info, asked[0], req, token_id)
+                trial_id = asked[0]
+                held = self._hold(tx, info, trial_id, req, token_id)
         self.catalog.changed()
-        return self.assignment(info, frozen)
+        self.topups.request(info.id)
+        return self.assignment(info, trial_id, *held)
 
     def _hold(
         self,
@@ -519,8 +529,10 @@ class Ledger:
         trial_id: int,
         req: schemas.ClaimRequest,
         token_id: int | None,
-    ) -> FrozenTrial:
-        """Give the running trial a lease held by the claiming worker and token."""
+        queued: bool = False,
+    ) -> tuple[int, dict[str, Any]]:
+        """Give the running trial (a ``queued`` one: taken from the queue) a lease held by the
+        claiming worker and token; returns the trial's number and params."""
         clock = tx.scalar(select(self.db.clock()))
         tx.add(
             Lease(
@@ -534,21 +546,25 @@ class Ledger:
             )
         )
         tx.flush()
+        if queued:
+            self.storage.set_trial_system_attr(trial_id, ot.QUEUED, False)
         self.storage.set_trial_user_attr(trial_id, "worker_id", req.worker_id)
         self.storage.set_trial_user_attr(trial_id, "device", req.device)
-        return self.storage.get_trial(trial_id)
+        return ot.number_and_params(tx, trial_id)
 
-    def assignment(self, info: SweepInfo, trial: FrozenTrial) -> schemas.Assignment:
-        """What a worker needs to run ``trial``."""
+    def assignment(
+        self, info: SweepInfo, trial_id: int, number: int, params: dict[str, Any]
+    ) -> schemas.Assignment:
+        """What a worker needs to run trial ``number`` (its sampled ``params``)."""
         return schemas.Assignment(
             sweep_id=info.id,
-            trial_id=trial._trial_id,
-            trial_number=trial.number,
-            params=info.params(trial),
+            trial_id=trial_id,
+            trial_number=number,
+            params=info.full_params(params),
             task=info.spec.task,
             objective=info.spec.objective,
             budget=info.spec.budget,
-            seed=specs.trial_seed(info.spec, info.id, trial.number),
+            seed=specs.trial_seed(info.spec, info.id, number),
             heartbeat_interval=self.settings.heartbeat_interval_seconds,
         )
 
@@ -634,6 +650,8 @@ class Ledger:
             if lease is not None:
                 _check_holder(lease, req.worker_id, token_id)
             state, number = ot.state_and_number(tx, trial_id)
+            if lease is None:
+                _refuse_queued(tx, trial_id)
             if state != TrialState.RUNNING:
                 _check_repeat(self.storage.get_trial(trial_id), wanted, req)
                 requeued = ot.was_requeued(tx, info.study_id, number)
@@ -666,6 +684,8 @@ class Ledger:
         with self.db.session() as s:
             if _status(s, sweep_id) != "running":
                 return
+            if ot.ended_count(s, info.study_id) < info.n_trials:  # cheap: an upper bound
+                return
             if ot.counts(s, info.study_id).finished < info.n_trials:
                 return
         with self.db.transaction(sweep_id) as tx:
@@ -697,7 +717,8 @@ class Ledger:
         """Give a running trial that has no lease (left by an older version) one from now."""
         info = self.catalog.info(sweep_id)
         with self.db.transaction(sweep_id) as tx:
-            if ot.trial_state(tx, trial_id) == TrialState.RUNNING:
+            running = ot.trial_state(tx, trial_id) == TrialState.RUNNING
+            if running and not ot.queued(tx, trial_id):
                 self._lease(tx, info, trial_id)
 
     # ---- inside a transaction ----
@@ -721,6 +742,7 @@ class Ledger:
         version that kept none), starting its lease now."""
         lease = tx.get(Lease, trial_id, with_for_update=True)
         if lease is None:
+            _refuse_queued(tx, trial_id)
             clock = tx.scalar(select(self.db.clock()))
             worker = self.storage.get_trial(trial_id).user_attrs.get("worker_id") or UNKNOWN_WORKER
             lease = Lease(
@@ -777,7 +799,6 @@ class Ledger:
             ot.RETRY_HISTORY: history,
             "failed_trial": history[0] if history else trial.number,
             "retry_history": history,
-            ot.QUEUED: True,
         }
         for key in ("fixed_params", ot.REEVAL_OF):
             if key in trial.system_attrs:
@@ -791,6 +812,12 @@ class Ledger:
             )
         )
         return True
+
+
+def _room(counts: ot.Counts, info: SweepInfo) -> int:
+    """How many trials the sampler may still be asked for: the waiting trials not yet queued
+    (asking pops them) plus the originals the budget has room for."""
+    return counts.by_state["waiting"] - counts.queued + max(0, info.n_trials - counts.originals)
 
 
 def _has_work(counts: ot.Counts, info: SweepInfo) -> bool:
@@ -831,6 +858,12 @@ def _check_holder(lease: Lease, worker_id: str | None, token_id: int | None) -> 
         raise Conflict(
             f"trial {lease.trial_id} was claimed by worker {lease.worker_id!r}, not {worker_id!r}"
         )
+
+
+def _refuse_queued(tx: Session, trial_id: int) -> None:
+    """Refuse a call about a trial no worker has claimed yet (queued ahead of claims)."""
+    if ot.queued(tx, trial_id):
+        raise Conflict(f"trial {trial_id} is waiting, not running: no worker has claimed it")
 
 
 def _check_repeat(trial: FrozenTrial, wanted: TrialState, req: schemas.FinishRequest) -> None:

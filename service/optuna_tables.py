@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.distributions import json_to_distribution
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import (
     DateTime,
     Enum,
+    Float,
     Integer,
     String,
     case,
@@ -39,8 +41,9 @@ REEVAL_OF = "lionsweep:reevaluation_of"
 REEVALUATION = "lionsweep:reevaluation"
 """On a study: what was decided about re-evaluating its leading configs."""
 QUEUED = "lionsweep:queued"
-"""On a waiting trial whose params the sampler already chose (sampled ahead of claims, or a
-retry or re-evaluation of a run): a claim takes it as it is, without the sweep's lock."""
+"""``true`` on a trial the sampler asked for ahead of claims (Optuna's state: RUNNING, asked
+and not told) that no worker has claimed yet; lionsweep shows it as waiting. A claim takes it
+without the sweep's lock and sets this to ``false``."""
 IMPORTED = "lionsweep:imported"
 """On a trial brought in from elsewhere (``POST /api/sweeps/{id}/trials:import``): where it
 came from, ``{"source": file name or null, "row": row number in it, "name": run name or null}``.
@@ -100,6 +103,8 @@ class Counts:
     imported_by_state: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(schemas.STATES, 0)
     )
+    #: Trials asked ahead of claims, not yet claimed: counted in ``by_state["waiting"]``.
+    queued: int = 0
 
     @property
     def imported(self) -> int:
@@ -153,6 +158,26 @@ def _has_attr(key: str) -> Any:
     return exists().where(a.c.trial_id == trials.c.trial_id, a.c.key == key).correlate(trials)
 
 
+def queued_clause() -> Any:
+    """SQL: the trial is queued (asked ahead, not yet claimed)."""
+    a = trial_system_attrs.alias()
+    return (
+        exists()
+        .where(a.c.trial_id == trials.c.trial_id, a.c.key == QUEUED, a.c.value_json == "true")
+        .correlate(trials)
+    )
+
+
+def is_queued(trial: FrozenTrial) -> bool:
+    """Whether a trial was asked ahead of claims and no worker has claimed it yet."""
+    return trial.state == TrialState.RUNNING and trial.system_attrs.get(QUEUED) is True
+
+
+def state_name(trial: FrozenTrial) -> str:
+    """A trial's state as lionsweep shows it: a queued trial is ``waiting``."""
+    return "waiting" if is_queued(trial) else STATE_NAMES[trial.state]
+
+
 def counts(session: Session, study_id: int) -> Counts:
     """Count a study's trials by state, its retries, final failures and re-evaluations."""
     per_trial = (
@@ -167,6 +192,7 @@ def counts(session: Session, study_id: int) -> Counts:
                 "handed"
             ),
             case((_has_attr(IMPORTED), 1), else_=0).label("imported"),
+            case((queued_clause(), 1), else_=0).label("queued"),
         )
         .where(trials.c.study_id == study_id)
         .subquery()
@@ -179,6 +205,7 @@ def counts(session: Session, study_id: int) -> Counts:
             per_trial.c.final,
             per_trial.c.handed,
             per_trial.c.imported,
+            per_trial.c.queued,
             func.count(),
             func.min(per_trial.c.start),
             func.max(per_trial.c.complete),
@@ -189,13 +216,17 @@ def counts(session: Session, study_id: int) -> Counts:
             per_trial.c.final,
             per_trial.c.handed,
             per_trial.c.imported,
+            per_trial.c.queued,
         )
     ).all()
     out = Counts(dict.fromkeys(schemas.STATES, 0), 0, 0, None, None)
-    for state, reeval, retry, final, handed, imported, n, start, complete in rows:
+    for state, reeval, retry, final, handed, imported, queued, n, start, complete in rows:
         name = STATE_NAMES.get(state)
         if name is None:
             continue
+        if queued and name == "running":
+            name = "waiting"
+            out.queued += n
         out.by_state[name] += n
         out.handed_back += n if handed and name == "failed" else 0
         out.retries += n if retry else 0
@@ -218,39 +249,36 @@ def counts(session: Session, study_id: int) -> Counts:
 
 
 def take_queued(session: Session, study_ids: Any) -> tuple[int, int] | None:
-    """Lock the first queued waiting trial of the studies ``study_ids`` (a SQL select of study
-    ids, in order of study, then trial) that no other transaction holds; (trial id, study id).
+    """Lock the first queued trial of the studies ``study_ids`` (a SQL select of study ids; in
+    order of study, then trial) that no other transaction holds; (trial id, study id).
 
     PostgreSQL skips rows other claims have locked (``FOR UPDATE SKIP LOCKED``), so concurrent
     claims take different trials without waiting for each other; on SQLite the transaction
-    already holds the database's write lock.
+    already holds the database's write lock. A trial whose claim committed between this
+    statement's snapshot and its lock is read again and passed over.
     """
-    found = session.execute(
-        select(trials.c.trial_id, trials.c.study_id)
-        .where(
-            trials.c.study_id.in_(study_ids),
-            trials.c.state == TrialState.WAITING,
-            _has_attr(QUEUED),
-        )
-        .order_by(trials.c.study_id, trials.c.trial_id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=trials)
-    ).first()
-    return None if found is None else (found[0], found[1])
+    while True:
+        found = session.execute(
+            select(trials.c.trial_id, trials.c.study_id)
+            .where(
+                trials.c.study_id.in_(study_ids),
+                trials.c.state == TrialState.RUNNING,
+                queued_clause(),
+            )
+            .order_by(trials.c.study_id, trials.c.trial_id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=trials)
+        ).first()
+        if found is None:
+            return None
+        if queued(session, found[0]):  # a new statement: sees claims committed meanwhile
+            return found[0], found[1]
 
 
-def queued_count(session: Session, study_id: int) -> int:
-    """How many of a study's waiting trials are queued (their params already chosen)."""
-    found = (
-        select(func.count())
-        .select_from(trials)
-        .where(
-            trials.c.study_id == study_id,
-            trials.c.state == TrialState.WAITING,
-            _has_attr(QUEUED),
-        )
-    )
-    return session.scalar(found) or 0
+def queued(session: Session, trial_id: int) -> bool:
+    """Whether a trial is queued (asked ahead, not yet claimed)."""
+    found = select(trials.c.trial_id).where(trials.c.trial_id == trial_id, queued_clause())
+    return session.scalar(found) is not None
 
 
 def trial_count(session: Session, study_id: int) -> int:
@@ -287,6 +315,50 @@ def state_and_number(session: Session, trial_id: int) -> tuple[TrialState | None
         select(trials.c.state, trials.c.number).where(trials.c.trial_id == trial_id)
     ).first()
     return (None, -1) if found is None else (found[0], found[1])
+
+
+trial_params = table(
+    "trial_params",
+    column("trial_id", Integer),
+    column("param_name", String),
+    column("param_value", Float),
+    column("distribution_json", String),
+)
+
+
+def number_and_params(session: Session, trial_id: int) -> tuple[int, dict[str, Any]]:
+    """A trial's number and its params in their external form (one query; what
+    ``FrozenTrial.params`` holds)."""
+    rows = session.execute(
+        select(
+            trials.c.number,
+            trial_params.c.param_name,
+            trial_params.c.param_value,
+            trial_params.c.distribution_json,
+        )
+        .outerjoin(trial_params, trial_params.c.trial_id == trials.c.trial_id)
+        .where(trials.c.trial_id == trial_id)
+    ).all()
+    params = {
+        name: json_to_distribution(dist).to_external_repr(value)
+        for _, name, value, dist in rows
+        if name is not None
+    }
+    return rows[0][0], params
+
+
+def ended_count(session: Session, study_id: int) -> int:
+    """How many of a study's trials are complete, pruned or failed (an upper bound of the
+    sweep's finished count, in one cheap query)."""
+    found = (
+        select(func.count())
+        .select_from(trials)
+        .where(
+            trials.c.study_id == study_id,
+            trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]),
+        )
+    )
+    return session.scalar(found) or 0
 
 
 def running_trials(session: Session) -> list[tuple[int, int]]:

@@ -213,7 +213,7 @@ class Views:
         return schemas.TrialOut(
             number=t.number,
             trial_id=t._trial_id,
-            state=ot.STATE_NAMES[t.state],
+            state=ot.state_name(t),
             value=t.value,
             params=info.params(t),
             intermediate_values={str(k): v for k, v in sorted(t.intermediate_values.items())},
@@ -240,12 +240,20 @@ class Views:
     ) -> schemas.TrialPage:
         """A page of a sweep's trials by number."""
         info = self.catalog.info(self.row(sweep_id).id)
-        states = (ot.STATE_BY_NAME[state],) if state else None
+        # A queued trial is RUNNING to Optuna and waiting to lionsweep.
+        states = None
+        if state in ("waiting", "running"):
+            states = (TrialState.WAITING, TrialState.RUNNING)
+        elif state:
+            states = (ot.STATE_BY_NAME[state],)
         try:
             found = self.db.storage.get_all_trials(info.study_id, deepcopy=False, states=states)
         except KeyError:  # deleted meanwhile
             raise NotFound(f"sweep {sweep_id} not found") from None
-        found = sorted(found, key=lambda t: t.number)
+        found = sorted(
+            (t for t in found if state is None or ot.state_name(t) == state),
+            key=lambda t: t.number,
+        )
         return schemas.TrialPage(
             items=[self.trial(info, t) for t in found[offset : offset + limit]],
             total=len(found),
