@@ -46,7 +46,8 @@ def all_trials(c: httpx.Client, sweep_id: int) -> list[dict]:
 
 
 def test_concurrent_finishes_of_one_trial_have_one_winner(database_url, live_server):
-    server = live_server(database_url)
+    # Nothing sampled ahead, so each claim takes the trial the test expects next.
+    server = live_server(database_url, env={"LIONSWEEP_CLAIM_AHEAD_MAX": "0"})
     n = 20
     with httpx.Client(base_url=server.url, timeout=60) as c:
         sweep = submit(c, "t", n)
