@@ -234,10 +234,7 @@ class Analysis:
 
     def all_trials(self, info: SweepInfo) -> list[FrozenTrial]:
         """Every trial of the sweep (404 once the sweep is deleted)."""
-        try:
-            return self.db.storage.get_all_trials(info.study_id, deepcopy=False)
-        except KeyError:
-            raise NotFound(f"sweep {info.id} not found") from None
+        return self.catalog.trials(info)
 
     def complete_trials(self, info: SweepInfo) -> list[FrozenTrial]:
         """The sweep's complete trials (404 once the sweep is deleted).
