@@ -3,6 +3,7 @@ answer with intervals and a verdict, its transfer to another width, and importan
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable
@@ -58,6 +59,11 @@ BEST_METHOD = (
 """How /best ranks configs and estimates their values (its ``method`` field)."""
 
 
+def _mean(values: list[float]) -> float:
+    """The mean of ``values`` as numpy computes it (one value is itself, the common case)."""
+    return float(values[0]) if len(values) == 1 else float(np.mean(values))
+
+
 @dataclass
 class ConfigRuns:
     """One distinct config and the runs (seeds) it has.
@@ -99,6 +105,11 @@ class ConfigRuns:
         return [float(t.value) for t in self.counted]
 
     def _split(self) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        return self._parts
+
+    @functools.cached_property
+    def _parts(self) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """The split, made once, on first use (after :func:`group_configs` added every run)."""
         fresh = sorted(self.fresh, key=lambda t: t.number)
         if fresh:
             k = len(fresh) // 2
@@ -127,12 +138,12 @@ class ConfigRuns:
     @property
     def rank_value(self) -> float:
         """Mean of the runs the ranking uses."""
-        return float(np.mean([t.value for t in self.ranked_on]))
+        return _mean([t.value for t in self.ranked_on])
 
     @property
     def mean(self) -> float:
         """The config's value: mean of :attr:`estimated_on`."""
-        return float(np.mean([t.value for t in self.estimated_on]))
+        return _mean([t.value for t in self.estimated_on])
 
     @property
     def selection_value(self) -> float | None:
@@ -234,10 +245,7 @@ class Analysis:
 
     def all_trials(self, info: SweepInfo) -> list[FrozenTrial]:
         """Every trial of the sweep (404 once the sweep is deleted)."""
-        try:
-            return self.db.storage.get_all_trials(info.study_id, deepcopy=False)
-        except KeyError:
-            raise NotFound(f"sweep {info.id} not found") from None
+        return self.catalog.trials(info)
 
     def complete_trials(self, info: SweepInfo) -> list[FrozenTrial]:
         """The sweep's complete trials (404 once the sweep is deleted).
@@ -344,7 +352,7 @@ class Analysis:
         groups, noise = ranked_configs(info, [t for t, _ in data.rows])
         best = groups[0]
         box, box_out = _box(info, data.fitted)
-        surface = self._surface(info, data, best, box, sign)
+        surface = self._surface(info, data, best, box, sign, noise)
         return schemas.RuleOut(
             **_rule_fields(surface, data, sign, noise),
             box=box_out,
@@ -370,14 +378,21 @@ class Analysis:
             data = _rule_data(info, self.all_trials(info), optimizer)
             if not data.rows:
                 return None
-            groups, _ = ranked_configs(info, [t for t, _ in data.rows])
+            groups, noise = ranked_configs(info, [t for t, _ in data.rows])
             box, _ = _box(info, data.fitted)
-            return self._surface(info, data, groups[0], box, info.sign), groups[0], info.sign
+            surface = self._surface(info, data, groups[0], box, info.sign, noise)
+            return surface, groups[0], info.sign
 
         return self.shared(info, "fit", fit, optimizer)
 
     def _surface(
-        self, info: SweepInfo, data: RuleData, best: ConfigRuns, box: Box, sign: float
+        self,
+        info: SweepInfo,
+        data: RuleData,
+        best: ConfigRuns,
+        box: Box,
+        sign: float,
+        noise: Noise,
     ) -> Surface:
         """The fitted surface, kept while the sweep's trials stay the same."""
         stamp = (
@@ -391,7 +406,7 @@ class Analysis:
             hit = self._surfaces.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        obs = _observations(info, data, best, sign)
+        obs = _observations(info, data, best, sign, noise)
         surface = fit_surface(obs, box)
         with self._lock:
             if len(self._surfaces) > 256:
@@ -687,9 +702,12 @@ def _level_transform(dim: schemas.Dimension, levels: list[float]) -> Callable[[f
     return float
 
 
-def _observations(info: SweepInfo, data: RuleData, best: ConfigRuns, sign: float) -> Observations:
+def _observations(
+    info: SweepInfo, data: RuleData, best: ConfigRuns, sign: float, noise: Noise
+) -> Observations:
     """Design data: ln lr, the weight-decay coordinate, the other swept params' candidate
-    columns (a linear term, and a quadratic one for 3+ levels), the objective."""
+    columns (a linear term, and a quadratic one for 3+ levels), the objective (``noise``: the
+    pooled seed noise of the trials that trained, :func:`pooled_noise`)."""
     rows = data.fitted
     ref = best.params
     cols: list[np.ndarray] = []
@@ -739,16 +757,15 @@ def _observations(info: SweepInfo, data: RuleData, best: ConfigRuns, sign: float
         x_cap=math.log(cap) if cap else None,
         lr_diverged_min=stab.lr_diverged_min if stab is not None else None,
         best_mean=sign * best.mean,
-        best_half=_half_width(info, data, best),
+        best_half=_half_width(noise, best),
         nonneg=sign > 0 and bool((raw_values >= 0).all()),
         sign=sign,
     )
 
 
-def _half_width(info: SweepInfo, data: RuleData, best: ConfigRuns) -> float:
+def _half_width(noise: Noise, best: ConfigRuns) -> float:
     """The half-width of the best config mean's 90% interval from the pooled seed noise of
     the trials that trained (0 when no config ran twice)."""
-    noise = pooled_noise(group_configs(info, [t for t, _ in data.rows]))
     if noise.sd is None:
         return 0.0
     return noise.t() * noise.sd / math.sqrt(len(best.estimated_on))

@@ -52,6 +52,10 @@ def _note(how: str, started: float) -> None:
         noted.append(f"answer;desc={how};dur={1000 * (time.perf_counter() - started):.1f}")
 
 
+def _quiet(how: str, started: float) -> None:
+    pass
+
+
 class _Flight:
     """One computation in progress, and what it gave."""
 
@@ -78,14 +82,19 @@ class SharedAnswers:
         self.computed = 0
         """How many answers this process computed (not counting those it shared)."""
 
-    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> T:
+    def get(
+        self, key: Hashable, stamp: Hashable, compute: Callable[[], T], noted: bool = True
+    ) -> T:
         """The answer kept under ``key`` for ``stamp``, computed by ``compute`` when missing
-        (once, however many callers ask meanwhile; its error reaches each of them)."""
+        (once, however many callers ask meanwhile; its error reaches each of them). With
+        ``noted`` false, how it was obtained is not noted for the request (an input of
+        answers, not an answer)."""
         started = time.perf_counter()
+        note = _note if noted else _quiet
         with self._lock:
             hit = self._kept.get(key)
             if hit is not None and hit[0] == stamp:
-                _note("kept", started)
+                note("kept", started)
                 return hit[1]
             flight = self._flights.get((key, stamp))
             mine = flight is None
@@ -93,7 +102,7 @@ class SharedAnswers:
                 flight = self._flights[(key, stamp)] = _Flight()
         if not mine:
             flight.done.wait()
-            _note("shared", started)
+            note("shared", started)
             if flight.error is not None:
                 raise flight.error
             return flight.value
@@ -111,7 +120,7 @@ class SharedAnswers:
                         self._kept.clear()
                     self._kept[key] = (stamp, flight.value)
             flight.done.set()
-            _note("computed", started)
+            note("computed", started)
         took = time.perf_counter() - started
         log.log(
             logging.INFO if took >= SLOW_SECONDS else logging.DEBUG,
@@ -234,6 +243,20 @@ class Catalog:
         answers kept under it stay right across changes made by any server process."""
         with self.db.session() as s:
             return optuna_tables.fingerprint(s, info.study_id)
+
+    def trials(self, info: SweepInfo) -> list[optuna.trial.FrozenTrial]:
+        """Every trial of the sweep by number (:func:`service.optuna_tables.study_trials`), read
+        once per change of its trials and shared by every answer computed from them (404 once
+        the sweep is deleted). Callers must not change them."""
+
+        def read() -> list[optuna.trial.FrozenTrial]:
+            try:
+                with self.db.session() as s:
+                    return optuna_tables.study_trials(s, info.study_id)
+            except KeyError:
+                raise NotFound(f"sweep {info.id} not found") from None
+
+        return self.answers.get(("trials", info.id), self.fingerprint(info), read, noted=False)
 
     def changed(self) -> None:
         """Note that a sweep's status or counts changed (cached views are stale)."""

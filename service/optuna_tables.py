@@ -1,15 +1,17 @@
 """The one module that reads Optuna's tables directly, for the aggregate queries that Optuna's
 storage API has no call for (counts per state, which trial belongs to which study, whether a
-failed trial already has its retry). Everything else goes through Optuna's storage API."""
+failed trial already has its retry), and a bulk read of a study's trials for the answers computed
+from all of them. Everything else goes through Optuna's storage API."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from optuna.distributions import json_to_distribution
+from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import (
     DateTime,
@@ -56,6 +58,7 @@ DIVERGED = "lionsweep:diverged"
 ``diverged``, as a worker's diverged trial has."""
 
 
+studies = table("studies", column("study_id", Integer))
 trials = table(
     "trials",
     column("trial_id", Integer),
@@ -67,9 +70,42 @@ trials = table(
 )
 trial_system_attrs = table(
     "trial_system_attributes",
+    column("trial_system_attribute_id", Integer),
     column("trial_id", Integer),
     column("key", String),
     column("value_json", String),
+)
+
+trial_user_attrs = table(
+    "trial_user_attributes",
+    column("trial_user_attribute_id", Integer),
+    column("trial_id", Integer),
+    column("key", String),
+    column("value_json", String),
+)
+trial_params = table(
+    "trial_params",
+    column("param_id", Integer),
+    column("trial_id", Integer),
+    column("param_name", String),
+    column("param_value", Float),
+    column("distribution_json", String),
+)
+trial_values = table(
+    "trial_values",
+    column("trial_value_id", Integer),
+    column("trial_id", Integer),
+    column("objective", Integer),
+    column("value", Float),
+    column("value_type", String),
+)
+trial_intermediate_values = table(
+    "trial_intermediate_values",
+    column("trial_intermediate_value_id", Integer),
+    column("trial_id", Integer),
+    column("step", Integer),
+    column("intermediate_value", Float),
+    column("intermediate_value_type", String),
 )
 
 STATE_NAMES = {
@@ -318,15 +354,6 @@ def state_and_number(session: Session, trial_id: int) -> tuple[TrialState | None
     return (None, -1) if found is None else (found[0], found[1])
 
 
-trial_params = table(
-    "trial_params",
-    column("trial_id", Integer),
-    column("param_name", String),
-    column("param_value", Float),
-    column("distribution_json", String),
-)
-
-
 def number_and_params(session: Session, trial_id: int) -> tuple[int, dict[str, Any]]:
     """A trial's number and its params in their external form (one query; what
     ``FrozenTrial.params`` holds)."""
@@ -404,3 +431,111 @@ def fingerprint(session: Session, study_id: int) -> tuple[Any, ...]:
         .group_by(trials.c.state)
     ).all()
     return (study_id, *sorted((str(s), n, i, str(c)) for s, n, i, c in rows))
+
+
+_STORED_FLOATS = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+"""Optuna's stored types of a value that is not finite (its value column is then NULL)."""
+
+
+def _stored(value: float | None, kind: str) -> float:
+    """A trial value or intermediate value as Optuna reads it back from its stored form."""
+    kind = getattr(kind, "name", kind)  # a database enum may come back as a Python enum
+    return _STORED_FLOATS[kind] if kind in _STORED_FLOATS else float(value)  # type: ignore[arg-type]
+
+
+def study_trials(
+    session: Session,
+    study_id: int,
+    states: tuple[TrialState, ...] | None = None,
+    steps: bool = True,
+) -> list[FrozenTrial]:
+    """A study's trials (of ``states``, all when None) by number, as Optuna's storage gives
+    them: state, values, params and their distributions, user and system attrs, times, and the
+    intermediate values (left empty when ``steps`` is false). One query per table, however
+    many trials: for answers computed from every trial, where reading them through Optuna's
+    storage takes seconds at 10,000 trials. KeyError for an unknown study, as Optuna's."""
+    chosen = [trials.c.study_id == study_id]
+    if states is not None:
+        chosen.append(trials.c.state.in_(states))
+    ids = select(trials.c.trial_id).where(*chosen).scalar_subquery()
+
+    def rows(t: Any, *cols: Any, order: Any) -> Any:
+        return session.execute(
+            select(t.c.trial_id, *cols).where(t.c.trial_id.in_(ids)).order_by(order)
+        )
+
+    found = session.execute(
+        select(
+            trials.c.trial_id,
+            trials.c.number,
+            trials.c.state,
+            trials.c.datetime_start,
+            trials.c.datetime_complete,
+        )
+        .where(*chosen)
+        .order_by(trials.c.number, trials.c.trial_id)
+    ).all()
+    if (
+        not found
+        and session.scalar(select(studies.c.study_id).where(studies.c.study_id == study_id)) is None
+    ):
+        raise KeyError(f"no study {study_id}")
+    parts: dict[int, tuple[list, dict, dict, dict, dict, dict]] = {
+        r[0]: ([], {}, {}, {}, {}, {}) for r in found
+    }
+    v = trial_values
+    for tid, objective, value, kind in rows(
+        v, v.c.objective, v.c.value, v.c.value_type, order=v.c.trial_value_id
+    ):
+        if tid in parts:
+            parts[tid][0].append((objective, _stored(value, kind)))
+    p = trial_params
+    dists: dict[str, BaseDistribution] = {}
+    for tid, name, value, dist_json in rows(
+        p, p.c.param_name, p.c.param_value, p.c.distribution_json, order=p.c.param_id
+    ):
+        if tid not in parts:
+            continue
+        dist = dists.get(dist_json)
+        if dist is None:
+            dist = dists[dist_json] = json_to_distribution(dist_json)
+        parts[tid][1][name] = dist.to_external_repr(value)
+        parts[tid][2][name] = dist
+    for where, attrs, order in (
+        (3, trial_user_attrs, trial_user_attrs.c.trial_user_attribute_id),
+        (4, trial_system_attrs, trial_system_attrs.c.trial_system_attribute_id),
+    ):
+        for tid, key, value_json in rows(attrs, attrs.c.key, attrs.c.value_json, order=order):
+            if tid in parts:
+                parts[tid][where][key] = json.loads(value_json)
+    if steps:
+        iv = trial_intermediate_values
+        for tid, step, value, kind in rows(
+            iv,
+            iv.c.step,
+            iv.c.intermediate_value,
+            iv.c.intermediate_value_type,
+            order=iv.c.trial_intermediate_value_id,
+        ):
+            if tid in parts:
+                parts[tid][5][step] = _stored(value, kind)
+    out = []
+    for tid, number, state, start, complete in found:
+        values, params, distributions, user, system, intermediate = parts[tid]
+        out.append(
+            FrozenTrial(
+                number=number,
+                state=state,
+                value=None,
+                values=[x for _, x in sorted(values)] if values else None,
+                datetime_start=start,
+                datetime_complete=complete,
+                params=params,
+                distributions=distributions,
+                user_attrs=user,
+                system_attrs=system,
+                intermediate_values=intermediate,
+                trial_id=tid,
+            )
+        )
+    return out

@@ -134,11 +134,9 @@ class Views:
 
     def _leader(self, info: SweepInfo) -> schemas.BestSoFar | None:
         try:
-            done = self.db.storage.get_all_trials(
-                info.study_id, deepcopy=False, states=(TrialState.COMPLETE,)
-            )
-        except (KeyError, IndexError):  # deleted meanwhile (Optuna's cached storage can then
-            return None  # index a trial list that is gone)
+            done = self.catalog.trials(info)
+        except NotFound:  # deleted meanwhile
+            return None
         return leader(info, done)
 
     def page(self, offset: int, limit: int, status: str | None) -> schemas.SweepPage:

@@ -129,3 +129,19 @@ def test_a_light_read_does_not_wait_for_heavy_ones(live_server: Any, make_sqlite
     t.join()
     assert all(r.status_code == 200 for r in out), [r.text[:200] for r in out]
     assert took and took[0] < 1.0, took
+
+
+def test_batched_bootstrap_refits_equal_one_at_a_time_refits() -> None:
+    import numpy as np
+
+    from service import surface as sf
+
+    rng = np.random.default_rng(1)
+    n = sf.GRAM_ROWS
+    x, y = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+    _, d = sf._Scale(x, y).design(x, y, False, None)
+    v = 0.3 * x * x + 0.2 * y * y + 0.1 * x * y + rng.normal(0, 0.1, n)
+    picks = [rng.integers(0, n, n) for _ in range(sf.BATCH + 3)]
+    one = np.array([sf._fit(d[i], v[i], 6)[0] for i in picks])
+    many = np.array(sf._resampled_fits(d, v, 6, picks))
+    assert np.allclose(one, many, rtol=1e-8, atol=1e-10)
