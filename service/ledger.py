@@ -44,6 +44,8 @@ WORKER_TOUCH_SECONDS = 30.0
 CREATE_ATTEMPTS = 3
 TOP_UP_BATCH = 4
 """Trials asked per transaction when topping up a queue (the sweep's lock is held that long)."""
+AHEAD_FROM_RUNNING = 4
+"""A sweep queues trials ahead of claims only while at least this many of its trials run."""
 NON_LEARNING_SAMPLERS = ("random", "qmc", "grid")
 """Samplers whose next point does not depend on results: queueing ahead costs them nothing."""
 UNKNOWN_WORKER = "unknown"
@@ -436,11 +438,15 @@ class Ledger:
 
     def _ahead(self, info: SweepInfo, counts: ot.Counts) -> int:
         """How many trials a sweep keeps queued ahead of claims, at most the server's
-        ``claim_ahead_max``: one per running trial for a sampler that does not learn from
-        results (random, QMC, grid: sampling ahead costs them nothing), one per four running
-        trials for one that does (TPE, CMA-ES, GP)."""
-        per = 1 if info.spec.sampler.name in NON_LEARNING_SAMPLERS else 4
-        return min(self.settings.claim_ahead_max, counts.by_state["running"] // per)
+        ``claim_ahead_max``: none while fewer than ``AHEAD_FROM_RUNNING`` trials run (a sweep
+        of a few workers samples exactly as it is claimed); then one per two running trials
+        for a sampler that does not learn from results (random, QMC, grid: sampling ahead
+        costs them nothing), one per four for one that does (TPE, CMA-ES, GP)."""
+        running = counts.by_state["running"]
+        if running < AHEAD_FROM_RUNNING:
+            return 0
+        per = 2 if info.spec.sampler.name in NON_LEARNING_SAMPLERS else 4
+        return min(self.settings.claim_ahead_max, running // per)
 
     def top_up(self, sweep_id: int) -> int:
         """Queue trials ahead of claims for a running sweep whose queue is below half of what

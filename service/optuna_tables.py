@@ -416,6 +416,18 @@ def was_requeued(session: Session, study_id: int, number: int) -> bool:
     return bool(session.scalar(select(requeued(study_id, number))))
 
 
+def numbered_states(session: Session, study_id: int) -> list[tuple[int, str]]:
+    """(number, state as lionsweep shows it) of every trial of a study, by number."""
+    rows = session.execute(
+        select(trials.c.number, trials.c.state, case((queued_clause(), 1), else_=0))
+        .where(trials.c.study_id == study_id)
+        .order_by(trials.c.number)
+    ).all()
+    return [
+        (n, "waiting" if q and st == TrialState.RUNNING else STATE_NAMES[st]) for n, st, q in rows
+    ]
+
+
 def fingerprint(session: Session, study_id: int) -> tuple[Any, ...]:
     """What changes whenever a study's trials change state or are added: per state its count,
     last trial id and last finish time (a finished trial never changes again), cheaply read.
@@ -448,8 +460,10 @@ def study_trials(
     study_id: int,
     states: tuple[TrialState, ...] | None = None,
     steps: bool = True,
+    numbers: list[int] | None = None,
 ) -> list[FrozenTrial]:
-    """A study's trials (of ``states``, all when None) by number, as Optuna's storage gives
+    """A study's trials (of ``states``, all when None; only ``numbers`` when given) by number,
+    as committed (never a cache's copy of a write not yet committed), as Optuna's storage gives
     them: state, values, params and their distributions, user and system attrs, times, and the
     intermediate values (left empty when ``steps`` is false). One query per table, however
     many trials: for answers computed from every trial, where reading them through Optuna's
@@ -457,6 +471,8 @@ def study_trials(
     chosen = [trials.c.study_id == study_id]
     if states is not None:
         chosen.append(trials.c.state.in_(states))
+    if numbers is not None:
+        chosen.append(trials.c.number.in_(numbers))
     ids = select(trials.c.trial_id).where(*chosen).scalar_subquery()
 
     def rows(t: Any, *cols: Any, order: Any) -> Any:

@@ -35,10 +35,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     claim_ahead_max: int = Field(default=16, ge=0, le=1000)
     """The most trials a sweep's sampler queues ahead of claims (asked trials that a claim
-    takes without the sweep's lock). A sweep queues ahead one per running trial with a sampler
-    that does not learn from results (random, QMC, grid), one per four running trials with one
-    that does (TPE, CMA-ES, GP), up to this; a TPE sweep run by one to three workers samples
-    exactly as it is claimed."""
+    takes without the sweep's lock). With at least 4 trials running, a sweep queues one per two
+    running trials with a sampler that does not learn from results (random, QMC, grid), one
+    per four with one that does (TPE, CMA-ES, GP), up to this; with fewer, none."""
     read_concurrency: int = Field(default=2, ge=1, le=1000)
     """At most this many read requests (GET/HEAD, not the worker protocol) run at once per
     server process; more wait without holding a thread, so reads never starve workers."""

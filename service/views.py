@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from sqlalchemy import func, select
 
 from service import optuna_tables as ot
@@ -238,23 +238,17 @@ class Views:
     ) -> schemas.TrialPage:
         """A page of a sweep's trials by number."""
         info = self.catalog.info(self.row(sweep_id).id)
-        # A queued trial is RUNNING to Optuna and waiting to lionsweep.
-        states = None
-        if state in ("waiting", "running"):
-            states = (TrialState.WAITING, TrialState.RUNNING)
-        elif state:
-            states = (ot.STATE_BY_NAME[state],)
-        try:
-            found = self.db.storage.get_all_trials(info.study_id, deepcopy=False, states=states)
-        except KeyError:  # deleted meanwhile
-            raise NotFound(f"sweep {sweep_id} not found") from None
-        found = sorted(
-            (t for t in found if state is None or ot.state_name(t) == state),
-            key=lambda t: t.number,
-        )
+        # Read from the tables (what is committed), not Optuna's in-process cache, which holds
+        # trials a transaction of this process is still writing.
+        with self.db.session() as s:
+            numbers = [
+                n for n, name in ot.numbered_states(s, info.study_id) if state in (None, name)
+            ]
+            page = numbers[offset : offset + limit]
+            found = ot.study_trials(s, info.study_id, numbers=page) if page else []
         return schemas.TrialPage(
-            items=[self.trial(info, t) for t in found[offset : offset + limit]],
-            total=len(found),
+            items=[self.trial(info, t) for t in found],
+            total=len(numbers),
             offset=offset,
             limit=limit,
         )
@@ -263,7 +257,10 @@ class Views:
         """One trial by number."""
         info = self.catalog.info(self.row(sweep_id).id)
         try:
-            tid = self.db.storage.get_trial_id_from_study_id_trial_number(info.study_id, number)
-        except KeyError:
-            raise NotFound(f"sweep {sweep_id} has no trial {number}") from None
-        return self.trial(info, self.db.storage.get_trial(tid))
+            with self.db.session() as s:
+                found = ot.study_trials(s, info.study_id, numbers=[number])
+        except KeyError:  # deleted meanwhile
+            found = []
+        if not found:
+            raise NotFound(f"sweep {sweep_id} has no trial {number}")
+        return self.trial(info, found[0])
