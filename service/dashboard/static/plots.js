@@ -516,7 +516,8 @@ export function parallel(id, trials, sweep) {
   // The objective: trained trials' values clamped into the colour range; diverged ones at a
   // place of their own a tenth of the axis beyond its bad end.
   const shade = objectiveColours(ok.map((t) => t.value));
-  const objective = shade.log ? logDim(metric, shade.colours) : linearDim(metric, shade.colours);
+  const label = shade.clipped ? `${metric}, ${shade.clipped} off scale at its end` : metric;
+  const objective = shade.log ? logDim(label, shade.colours) : linearDim(label, shade.colours);
   dims.push(objective);
   const plain = logDims.every((d) => plainTicks(d.tickvals));
   for (const d of logDims) {
@@ -534,7 +535,9 @@ export function parallel(id, trials, sweep) {
     objective.tickvals = minimize ? [...objective.tickvals, slot] : [slot, ...objective.tickvals];
     objective.ticktext = minimize ? [...objective.ticktext, "diverged"] : ["diverged", ...objective.ticktext];
     [colour.cmin, colour.cmax] = objective.range;
-    colour.tickvals = objective.tickvals;
+    // On the colour bar, "diverged" labels the middle of its band (clear of the bar's title).
+    const middle = minimize ? (hi + slot) / 2 : (lo + slot) / 2;
+    colour.tickvals = objective.tickvals.map((v) => (v === slot ? middle : v));
     colour.ticktext = objective.ticktext;
   }
   const lineColours = [...shade.colours, ...bad.map(() => slot)];
@@ -551,7 +554,7 @@ export function parallel(id, trials, sweep) {
         showscale: true,
         colorbar: {
           thickness: 12,
-          title: { text: colourTitle(metric, shade), side: "top" },
+          title: { text: colourTitle(metric, { ...shade, clipped: 0 }), side: "top" },
           tickmode: "array",
           tickvals: colour.tickvals,
           ...(colour.ticktext ? { ticktext: colour.ticktext } : {}),
