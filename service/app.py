@@ -552,10 +552,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/redoc", include_in_schema=False)
     def redoc(_: ReadScope) -> HTMLResponse:
         """ReDoc."""
+        from service.dashboard import REDOC_JS_URL
+
         return get_redoc_html(
             openapi_url="/openapi.json",
             title="lionsweep API",
-            redoc_js_url="/api-docs-static/redoc.standalone.js",
+            redoc_js_url=REDOC_JS_URL,
             redoc_favicon_url="/api-docs-static/favicon.png",
             with_google_fonts=False,
         )

@@ -26,6 +26,9 @@ HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
 LONG_CACHE = "public, max-age=31536000, immutable"
+REDOC_JS_URL = "/static/vendor/redoc.standalone.js"
+"""Where /redoc loads ReDoc from: its bundle with the logo served here (see :func:`redoc_js`)."""
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 @cache
@@ -42,6 +45,16 @@ def plotly_version() -> str:
     import plotly
 
     return plotly.__version__
+
+
+@cache
+def redoc_js() -> str:
+    """ReDoc's standalone bundle as the ``fastapi-offline`` package ships it, with the logo it
+    would fetch from Redocly's CDN taken from this server instead (nothing leaves the host)."""
+    from importlib.resources import files
+
+    bundle = files("fastapi_offline") / "static" / "redoc.standalone.js"
+    return bundle.read_text(encoding="utf-8").replace(REDOC_CDN_LOGO, "/static/redoc-logo.svg")
 
 
 def render_page(name: str, settings: Settings) -> str:
@@ -82,6 +95,11 @@ def mount_dashboard(app: FastAPI, settings: Settings) -> None:
         return FileResponse(
             plotly_js_path(), media_type="text/javascript", headers={"Cache-Control": LONG_CACHE}
         )
+
+    @app.get(REDOC_JS_URL, include_in_schema=False)
+    def redoc_bundle() -> Response:
+        """ReDoc's bundle for /redoc, its logo served from here."""
+        return Response(redoc_js(), media_type="text/javascript")
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

@@ -98,6 +98,51 @@ export function isLogParam(spec, name) {
   return name === "lr" || name === "weight_decay";
 }
 
+/** Whether a trial diverged: its worker or an import marked it so (reason "diverged"). */
+export function isDiverged(t) {
+  return Boolean(t.diverged) || t.reason === "diverged";
+}
+
+/**
+ * The range the colour scale spans, robust to a few far-off values: from the lowest to the
+ * highest value within the 10th to 90th percentile widened by that spread on each side (or,
+ * when that spread is nil, by the distance to the nearest other value). Values outside take
+ * the colour of the end they pass. Null without values.
+ */
+export function colourRange(values) {
+  const v = values.filter(finite).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const [min, max] = [v[0], v[v.length - 1]];
+  if (v.length < 3) return [min, max];
+  const lo = v[Math.ceil(0.1 * (v.length - 1))];
+  const hi = v[Math.floor(0.9 * (v.length - 1))];
+  const spread = hi - lo || Math.min(lo - min || Infinity, max - hi || Infinity);
+  if (!Number.isFinite(spread)) return [min, max];
+  const inside = v.filter((x) => x >= lo - spread && x <= hi + spread);
+  return [inside[0], inside[inside.length - 1]];
+}
+
+/**
+ * Colours for objective values: each value clamped into the robust range (see colourRange),
+ * in log10 units when the values inside it are positive and span more than two decades;
+ * `lo`/`hi` are the scale's ends in those units, `clipped` how many values lie outside.
+ */
+export function objectiveColours(values) {
+  const range = colourRange(values);
+  if (!range) return { colours: [], lo: 0, hi: 1, log: false, clipped: 0 };
+  const inside = values.filter((v) => v >= range[0] && v <= range[1]);
+  const log = wideRange(inside);
+  const unit = (v) => (log ? log10(v) : v);
+  const clamp = (v) => Math.min(Math.max(v, range[0]), range[1]);
+  return {
+    colours: values.map((v) => unit(clamp(v))),
+    lo: unit(range[0]),
+    hi: unit(range[1]),
+    log,
+    clipped: values.length - inside.length,
+  };
+}
+
 /**
  * A trial's state as the dashboard shows it: a failed trial its worker handed back on
  * shutdown (or a cancel stopped) is "handed back": re-queued with the same params, not a failure.
@@ -115,6 +160,13 @@ function hover(t, metric) {
 }
 
 const sig3 = (v) => sig(v, 3);
+const DIVERGED_COLOUR = "#d62728";
+
+/** A colour bar's title: the metric (log10 when so), and how many values lie off its scale. */
+function colourTitle(metric, shade) {
+  const off = shade.clipped ? `<br>${shade.clipped} off scale` : "";
+  return `${shade.log ? `log10 ${metric}` : metric}${off}`;
+}
 const ci3 = (ci) => (interval(ci) ? ` (90% CI ${interval(ci)})` : "");
 
 /**
@@ -127,15 +179,15 @@ export function lrWdMap(id, trials, sweep, rule, best) {
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
   const lion = trials.filter((t) => (t.params?.optimizer || "lion") !== "adamw");
   const placed = lion.filter((t) => finite(t.params?.lr) && finite(t.params?.weight_decay));
-  const diverged = placed.filter((t) => t.reason === "diverged");
+  const diverged = placed.filter(isDiverged);
   if (!placed.length) {
     drawMessage(id, "no data yet: no Lion trial has started");
     return;
   }
   const groups = {
-    complete: placed.filter((t) => t.state === "complete" && t.reason !== "diverged" && finite(t.value)),
-    pruned: placed.filter((t) => t.state === "pruned" && t.reason !== "diverged"),
-    failed: placed.filter((t) => shownState(t) === "failed" && t.reason !== "diverged"),
+    complete: placed.filter((t) => t.state === "complete" && !isDiverged(t) && finite(t.value)),
+    pruned: placed.filter((t) => t.state === "pruned" && !isDiverged(t)),
+    failed: placed.filter((t) => shownState(t) === "failed" && !isDiverged(t)),
     handedBack: placed.filter((t) => shownState(t) === "handed back"),
     running: placed.filter((t) => t.state === "running"),
   };
@@ -148,23 +200,26 @@ export function lrWdMap(id, trials, sweep, rule, best) {
     type: "scatter",
     mode: "markers",
   });
-  const logColor = wideRange(groups.complete.map((t) => t.value));
+  // Diverged trials are drawn apart; a far-off value left takes the colour of the scale's end.
+  const shade = objectiveColours(groups.complete.map((t) => t.value));
   const data = [
     {
       ...xy(groups.complete),
       name: "complete",
       marker: {
         size: 10,
-        color: groups.complete.map((t) => (logColor ? log10(t.value) : t.value)),
+        color: shade.colours,
+        cmin: shade.lo,
+        cmax: shade.hi,
         colorscale: "Viridis",
         reversescale: minimize,
         showscale: groups.complete.length > 0,
-        colorbar: { title: { text: logColor ? `log10 ${metric}` : metric }, thickness: 12 },
+        colorbar: { title: { text: colourTitle(metric, shade) }, thickness: 12 },
         line: { width: 0.5, color: "#333" },
       },
     },
     { ...xy(groups.pruned), name: "pruned", marker: { symbol: "x", size: 8, color: "#8a8a8a" } },
-    { ...xy(diverged), name: "diverged", marker: { symbol: "triangle-up-open", size: 10, color: "#d62728", line: { width: 2 } } },
+    { ...xy(diverged), name: "diverged", marker: { symbol: "triangle-up-open", size: 10, color: DIVERGED_COLOUR, line: { width: 2 } } },
     { ...xy(groups.failed), name: "failed", marker: { symbol: "square-open", size: 8, color: "#8c2d04" } },
     { ...xy(groups.handedBack), name: "handed back", marker: { symbol: "diamond-open", size: 9, color: "#7a7a80" } },
     { ...xy(groups.running), name: "running", marker: { symbol: "circle-open", size: 9, color: "#1f77b4" } },
@@ -258,20 +313,12 @@ export function lrWdMap(id, trials, sweep, rule, best) {
       marker: { symbol: "x-thin", size: 16, color: "#111", line: { width: 3, color: "#111" } },
     });
   }
-  // Without a valley verdict the map says so in place of a band (the reason is under it).
-  const annotations = rule && rule.verdict !== "valley"
-    ? [{
-      text: `no valley drawn: verdict ${esc(rule.verdict)}`, showarrow: false, xref: "paper", yref: "paper",
-      x: 0.01, y: 0.99, xanchor: "left", yanchor: "top", font: { size: 11, color: "#555" },
-      bgcolor: "rgba(255,255,255,0.8)",
-    }]
-    : [];
+  // Without a valley verdict no band is drawn; the note under the map says so, once.
   const [xaxis, yaxis] = logTicks(xr, yr);
   draw(id, data, {
     xaxis: { ...xaxis, title: { text: "learning rate η" } },
     yaxis: { ...yaxis, title: { text: "weight decay λ" } },
     height: 420,
-    annotations,
   });
 }
 
@@ -348,24 +395,102 @@ export function sweptParams(trials) {
   return Object.keys(values).filter((k) => values[k].size > 1).sort();
 }
 
-/** Parallel coordinates over every swept parameter, coloured by the objective. */
+/** Viridis, plotly's default sequential scale, from low to high. */
+const VIRIDIS = [
+  "#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725",
+];
+
+/**
+ * A colour scale for `parcoords`: Viridis (best values yellow) with a band in the diverged
+ * colour at the bad end, `band` of the scale wide, when `withDiverged`.
+ */
+function divergedScale(minimize, withDiverged, band) {
+  const colours = minimize ? [...VIRIDIS].reverse() : VIRIDIS;
+  if (!withDiverged) return colours.map((c, i) => [i / (colours.length - 1), c]);
+  // Minimizing, the bad end is the top of the scale; maximizing, its bottom.
+  const [from, to] = minimize ? [0, 1 - band] : [band, 1];
+  const stops = colours.map((c, i) => [from + ((to - from) * i) / (colours.length - 1), c]);
+  return minimize
+    ? [...stops, [1 - band + 1e-6, DIVERGED_COLOUR], [1, DIVERGED_COLOUR]]
+    : [[0, DIVERGED_COLOUR], [band - 1e-6, DIVERGED_COLOUR], ...stops];
+}
+
+/**
+ * Round ticks that enclose [lo, hi] (log10 units): the first at or below lo, the last at or
+ * above hi, 3 to about 9 of them (whole decades, every few, over a wide span).
+ */
+function enclosingLogTicks(lo, hi) {
+  if (hi - lo < 1e-9) [lo, hi] = [lo - 0.05, hi + 0.05];
+  if (hi - lo > 8) {
+    const step = Math.ceil((Math.ceil(hi) - Math.floor(lo)) / 8);
+    const ticks = [];
+    for (let k = Math.floor(lo); ticks.length === 0 || log10(ticks.at(-1)) < hi - 1e-9; k += step) ticks.push(10 ** k);
+    return ticks;
+  }
+  let ticks = [];
+  for (const mantissas of MANTISSAS) {
+    const all = [];
+    for (let k = Math.floor(lo) - 1; k <= Math.ceil(hi) + 1; k += 1) {
+      for (const m of mantissas) all.push(Number((m * 10 ** k).toPrecision(3)));
+    }
+    const first = all.findLastIndex((v) => log10(v) <= lo + 1e-9);
+    const last = all.findIndex((v) => log10(v) >= hi - 1e-9);
+    ticks = all.slice(first, last + 1);
+    if (ticks.length >= 3) break;
+  }
+  return ticks;
+}
+
+/** Round ticks with a step of 1, 2, 2.5 or 5 × 10^k that enclose [lo, hi], about 5 of them. */
+function enclosingTicks(lo, hi) {
+  if (!(hi > lo)) {
+    const d = Math.abs(lo) * 0.1 || 1;
+    [lo, hi] = [lo - d, hi + d];
+  }
+  const raw = (hi - lo) / 5;
+  const p = 10 ** Math.floor(log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((x) => x >= raw - 1e-12 * p);
+  const ticks = [];
+  const first = Math.floor(lo / step + 1e-9);
+  for (let i = first; ticks.length === 0 || ticks.at(-1) < hi - 1e-9 * step; i += 1) {
+    ticks.push(Number((i * step).toPrecision(12)));
+  }
+  return ticks;
+}
+
+/**
+ * Parallel coordinates over every swept parameter, coloured by the objective. Every axis
+ * runs from a round tick at or below its lowest value to one at or above its highest, so it
+ * holds all its lines. The colour scale spans the robust range of the values (see
+ * colourRange) of the trials that did not diverge; diverged trials are drawn apart, in their
+ * own colour, at a "diverged" place beyond the bad end of the objective's axis.
+ */
 export function parallel(id, trials, sweep) {
   const metric = metricName(sweep);
   const minimize = (sweep.spec?.objective?.direction || "minimize") === "minimize";
-  const done = trials.filter((t) => t.state === "complete" && finite(t.value));
-  const names = sweptParams(done);
-  if (done.length < 2 || !names.length) {
-    drawMessage(id, done.length < 2 ? "no data yet: needs two complete trials" : "no parameter varies yet");
+  const complete = trials.filter((t) => t.state === "complete" && finite(t.value));
+  const names = sweptParams(complete);
+  if (complete.length < 2 || !names.length) {
+    drawMessage(id, complete.length < 2 ? "no data yet: needs two complete trials" : "no parameter varies yet");
     return;
   }
+  // The trials that trained first, then the diverged ones (all of them when none trained).
+  let ok = complete.filter((t) => !isDiverged(t));
+  if (!ok.length) ok = complete;
+  const bad = complete.filter((t) => !ok.includes(t));
+  const done = [...ok, ...bad];
   // A log dimension: values in log10 units, with the round ticks of a log axis (labelled
   // below in one format for the whole chart).
   const logDims = [];
-  const logDim = (label, raw) => {
-    const range = [log10(Math.min(...raw)), log10(Math.max(...raw))];
-    const dim = { label: `${label} (log scale)`, values: raw.map(log10), range, tickvals: logTickValues(...range) };
+  const logDim = (label, values) => {
+    const ticks = enclosingLogTicks(Math.min(...values), Math.max(...values));
+    const dim = { label: `${label} (log scale)`, values, range: [log10(ticks[0]), log10(ticks.at(-1))], tickvals: ticks };
     logDims.push(dim);
     return dim;
+  };
+  const linearDim = (label, values) => {
+    const ticks = enclosingTicks(Math.min(...values), Math.max(...values));
+    return { label, values, range: [ticks[0], ticks.at(-1)], tickvals: ticks };
   };
   const dims = names.map((name) => {
     const raw = done.map((t) => t.params[name]);
@@ -374,7 +499,7 @@ export function parallel(id, trials, sweep) {
     const choices = sweep.spec?.space?.[name]?.choices;
     if (raw.every((v) => typeof v === "number") && !Array.isArray(choices)) {
       const log = isLogParam(sweep.spec, name) && raw.every((v) => v > 0);
-      return log ? logDim(esc(name), raw) : { label: esc(name), values: raw };
+      return log ? logDim(esc(name), raw.map(log10)) : linearDim(esc(name), raw);
     }
     const taken = [...new Set(raw)];
     const cats = Array.isArray(choices)
@@ -388,20 +513,53 @@ export function parallel(id, trials, sweep) {
       ticktext: cats.map(esc),
     };
   });
-  const logValues = wideRange(done.map((t) => t.value));
-  const values = done.map((t) => (logValues ? log10(t.value) : t.value));
-  dims.push(logValues ? logDim(metric, done.map((t) => t.value)) : { label: metric, values });
+  // The objective: trained trials' values clamped into the colour range; diverged ones at a
+  // place of their own a tenth of the axis beyond its bad end.
+  const shade = objectiveColours(ok.map((t) => t.value));
+  const label = shade.clipped ? `${metric}, ${shade.clipped} off scale at its end` : metric;
+  const objective = shade.log ? logDim(label, shade.colours) : linearDim(label, shade.colours);
+  dims.push(objective);
   const plain = logDims.every((d) => plainTicks(d.tickvals));
   for (const d of logDims) {
     d.ticktext = tickLabels(d.tickvals, plain);
     d.tickvals = d.tickvals.map(log10);
   }
+  const band = 0.1;
+  const [lo, hi] = objective.range;
+  const slot = minimize ? hi + ((hi - lo) * band) / (1 - band) : lo - ((hi - lo) * band) / (1 - band);
+  const colour = { cmin: lo, cmax: hi, tickvals: [...objective.tickvals], ticktext: objective.ticktext ? [...objective.ticktext] : null };
+  if (bad.length) {
+    objective.values = [...objective.values, ...bad.map(() => slot)];
+    objective.range = minimize ? [lo, slot] : [slot, hi];
+    objective.ticktext = objective.ticktext || objective.tickvals.map((v) => String(v));
+    objective.tickvals = minimize ? [...objective.tickvals, slot] : [slot, ...objective.tickvals];
+    objective.ticktext = minimize ? [...objective.ticktext, "diverged"] : ["diverged", ...objective.ticktext];
+    [colour.cmin, colour.cmax] = objective.range;
+    // On the colour bar, "diverged" labels the middle of its band (clear of the bar's title).
+    const middle = minimize ? (hi + slot) / 2 : (lo + slot) / 2;
+    colour.tickvals = objective.tickvals.map((v) => (v === slot ? middle : v));
+    colour.ticktext = objective.ticktext;
+  }
+  const lineColours = [...shade.colours, ...bad.map(() => slot)];
   draw(
     id,
     [{
       type: "parcoords",
       dimensions: dims,
-      line: { color: values, colorscale: "Viridis", reversescale: minimize, showscale: true, colorbar: { thickness: 12 } },
+      line: {
+        color: lineColours,
+        cmin: colour.cmin,
+        cmax: colour.cmax,
+        colorscale: divergedScale(minimize, bad.length > 0, band),
+        showscale: true,
+        colorbar: {
+          thickness: 12,
+          title: { text: colourTitle(metric, { ...shade, clipped: 0 }), side: "top" },
+          tickmode: "array",
+          tickvals: colour.tickvals,
+          ...(colour.ticktext ? { ticktext: colour.ticktext } : {}),
+        },
+      },
     }],
     { margin: { l: 60, r: 60, t: 36, b: 24 }, plot_bgcolor: "rgba(0,0,0,0)" },
   );

@@ -1,6 +1,6 @@
 // One sweep's page: polls the API every 2 s and updates counts, best config, plots and trials in place.
-import { ApiError, duration, el, fmt, getJson, initToken, interval, poll, progressBar, rounded, showContent, showNotice, sig } from "./api.js";
-import { arms, drawMessage, history, importances, lrWdMap, parallel, shownState } from "./plots.js";
+import { ApiError, age, duration, el, fmt, getJson, initToken, interval, poll, progressBar, rounded, showContent, showNotice, sig } from "./api.js";
+import { arms, drawMessage, history, importances, isDiverged, lrWdMap, parallel, shownState } from "./plots.js";
 
 initToken();
 const sweepId = Number(window.location.pathname.split("/").filter(Boolean).pop());
@@ -243,10 +243,11 @@ function renderRule(fit) {
   add("trials fitted", `${fit.n}${leftOut.length ? `; left out ${leftOut.join(", ")}` : "; none left out"}`, fit.left_out_reason);
   stats.replaceChildren(...rows);
   method.textContent = [fit.method, leftOut.length ? fit.left_out_reason : null].filter(Boolean).join(" · ");
+  // The verdict itself is the badge beside the map; the note does not repeat it.
   note.textContent =
     fit.verdict === "valley"
       ? "Shaded: the best weight decay for each lr with its 90% band; dashed: its centre."
-      : `No valley drawn (verdict ${fit.verdict}).${(fit.notes || []).length ? " " + fit.notes.join("; ") + "." : ""}`;
+      : `No valley drawn.${(fit.notes || []).length ? " " + fit.notes.join("; ") + "." : ""}`;
 }
 
 /** Where the best config sits on the map: the rule's `best`, else /best's when it is a Lion config. */
@@ -308,6 +309,47 @@ async function copyBest() {
   }, 1500);
 }
 
+/** Tags naming the trial a re-run repeats: a retry of a failed one, a re-evaluation of a config. */
+function rerunTags(t) {
+  const tags = [];
+  if (t.retry_of !== null && t.retry_of !== undefined) {
+    const why = t.handed_back ? "" : `; trial #${t.retry_of} did not finish`;
+    tags.push(el("span", { class: "tag rerun", title: `a retry: the same params as trial #${t.retry_of}${why}` }, `↻ retry of #${t.retry_of}`));
+  }
+  if (t.reevaluation_of !== null && t.reevaluation_of !== undefined) {
+    tags.push(el("span", { class: "tag rerun", title: `a re-evaluation of trial #${t.reevaluation_of}'s config with a fresh seed` }, `↻ re-eval of #${t.reevaluation_of}`));
+  }
+  return tags;
+}
+
+const count = (list, test) => list.filter(test).length;
+
+/** The progress card's facts: time, pace, workers, re-runs and where the trials came from. */
+function renderFacts(trials, sweep) {
+  const rows = [];
+  const add = (term, value, key) => rows.push(el("div", { "data-fact": key }, el("dt", {}, term), el("dd", {}, value)));
+  const ended = trials.map((t) => t.datetime_complete).filter(Boolean).sort();
+  if (sweep.created_at) {
+    const stamp = (iso) => Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`);
+    const until = sweep.status === "running" || !ended.length ? Date.now() : stamp(ended.at(-1));
+    add("elapsed", duration(Math.max(0, (until - stamp(sweep.created_at)) / 1000)), "elapsed");
+  }
+  if (ended.length) add("last finished", age(ended.at(-1)), "last-finished");
+  const times = trials.map((t) => t.duration_seconds).filter((d) => typeof d === "number").sort((a, b) => a - b);
+  if (times.length) add("median trial", duration(times[Math.floor((times.length - 1) / 2)]), "median-trial");
+  const workers = new Set(trials.map((t) => t.worker_id).filter(Boolean));
+  const busy = new Set(trials.filter((t) => t.state === "running").map((t) => t.worker_id).filter(Boolean));
+  if (workers.size) add("workers", `${workers.size}${busy.size ? `, ${busy.size} busy now` : ""}`, "workers");
+  const retries = count(trials, (t) => t.retry_of !== null && t.retry_of !== undefined);
+  const reevals = count(trials, (t) => t.reevaluation_of !== null && t.reevaluation_of !== undefined);
+  if (retries || reevals) add("re-runs", `${plural(retries, "retry", "retries")}, ${plural(reevals, "re-evaluation")}`, "reruns");
+  const imported = count(trials, (t) => t.imported);
+  if (imported) add("imported", imported, "imported");
+  const diverged = count(trials, isDiverged);
+  if (diverged) add("diverged", diverged, "diverged");
+  document.getElementById("facts").replaceChildren(...rows);
+}
+
 function renderTrials(trials) {
   const shown = [...trials].sort((a, b) => b.number - a.number).slice(0, 500);
   const bestNumber = bestAnswer?.best?.trial_number;
@@ -326,13 +368,16 @@ function renderTrials(trials) {
         "data-state": t.state,
         "data-handed-back": t.handed_back ? "1" : null,
         "data-imported": t.imported ? "1" : null,
+        "data-retry-of": t.retry_of ?? null,
+        "data-reevaluation-of": t.reevaluation_of ?? null,
         "data-best": isBest ? "1" : null,
         class: isBest ? "best" : null,
       },
       el("td", {}, t.number,
         isBest ? el("span", { class: "tag best", title: "the best config" }, "★ best") : null,
         t.imported ? el("span", { class: "tag imported", title: `imported: ${t.import_source || "run elsewhere"}` }, "imported") : null,
-        t.diverged ? el("span", { class: "tag diverged", title: "diverged: left out of the fit, used for the stability edge" }, "diverged") : null),
+        isDiverged(t) ? el("span", { class: "tag diverged", title: "diverged: left out of the fit, used for the stability edge" }, "diverged") : null,
+        ...rerunTags(t)),
       el("td", {}, el("span", {
         class: `state ${state.replace(" ", "-")}`,
         title: t.handed_back ? "handed back by its worker (shutdown) or stopped by a cancel: re-queued with the same params, not a failure" : null,
@@ -407,6 +452,7 @@ async function refresh() {
   ]);
   renderBest(best);
   renderTrials(trials);
+  renderFacts(trials, sweep);
   // Every finished trial, the re-runs of the leading configs included, may move the rule.
   const counts = sweep.counts || {};
   const finished = (counts.complete || 0) + (counts.pruned || 0) + (counts.failed || 0);
