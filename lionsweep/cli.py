@@ -200,6 +200,19 @@ def load_spec(path: Path) -> dict[str, Any]:
 # -- submit / status / best -------------------------------------------------------------------
 
 
+def print_then_link(markup: str, link: str) -> None:
+    """Print ``markup`` and then ``link`` on the same line when both fit the terminal, else
+    the link on a line of its own: either way never broken (it is there to be copied)."""
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    if text.cell_len + 1 + len(link) <= console.width:
+        console.print(text, link, highlight=False, soft_wrap=True)
+    else:
+        console.print(text, highlight=False)
+        console.print(link, highlight=False, soft_wrap=True)
+
+
 def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
     """Show a rich progress bar until the sweep stops running; return its last state."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -404,11 +417,10 @@ def submit(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with api_errors(server), make_client(server, token) as client:
         sweep = client.post("/api/sweeps", json=spec, headers=headers)
-        console.print(
-            f"Submitted sweep [bold]{sweep['id']}[/] ({sweep['name']}, {sweep['n_trials']} "
-            f"trials): {server.rstrip('/')}/sweeps/{sweep['id']}",
-            highlight=False,
-            soft_wrap=True,  # the URL stays whole on one line
+        print_then_link(
+            f"Submitted sweep [bold]{sweep['id']}[/] ({escape(sweep['name'])}, "
+            f"{sweep['n_trials']} trials):",
+            f"{server.rstrip('/')}/sweeps/{sweep['id']}",
         )
         for warning in sweep.get("warnings") or []:
             warn(warning)
@@ -430,7 +442,8 @@ def submit(
 
 def sweeps_list(page: dict[str, Any]) -> Table:
     """The table of ``lionsweep status``: one row per sweep, fitting 80 columns with nothing
-    cut (ids and counts never wrap; the other cells wrap, and fold a word too long)."""
+    cut (ids, counts and the status never wrap; the other cells wrap, and fold a word too
+    long)."""
     rows = []
     for sweep in page["items"]:
         c = sweep.get("counts") or {}
@@ -452,7 +465,8 @@ def sweeps_list(page: dict[str, Any]) -> Table:
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("name")
     table.add_column("task")
-    table.add_column("status")
+    # as wide as its longest value ("no worker yet"): the others give way
+    table.add_column("status", width=max([len("status"), *(len(row[3]) for row in rows)]))
     table.add_column("done", justify="right", no_wrap=True)
     table.add_column("c/p/f/r", justify="right", no_wrap=True)
     table.add_column("best (seed mean)", justify="right")

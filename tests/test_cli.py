@@ -25,7 +25,7 @@ import yaml
 from conftest import wait_for
 from typer.testing import CliRunner
 
-from lionsweep.cli import app, fmt
+from lionsweep.cli import app, fmt, kwargs_line
 from optim import scaling
 from service.cli import DEMO_SPEC
 from service.schemas import SweepSpec
@@ -646,7 +646,7 @@ def test_submit_follow_shows_progress_then_the_best_config(
     # At 80 columns (a pipe) the table truncates nothing: the config column wraps instead.
     assert "…" not in done.stdout[done.stdout.index("Best configs") :]
     best = httpx.get(f"{server.url}/api/sweeps/1/best").json()["best"]
-    assert json.dumps(best["optimizer_kwargs"]) in done.stdout
+    assert f"\n{kwargs_line(best['optimizer_kwargs'])}\n" in done.stdout  # whole, on one line
     as_json = runner.invoke(app, ["best", "1", "--json", "--server", server.url])
     assert json.loads(as_json.output)["best"]["trial_number"] == best["trial_number"]
 
