@@ -309,3 +309,16 @@ def test_a_grid_of_a_billion_points_is_refused_at_once(client, server):
     assert r.status_code == 422 and "at most 100000" in r.json()["detail"][0]["msg"]
     assert r.elapsed.total_seconds() < 2
     assert written(client, server) == before
+
+
+def test_edit_distance_counts_a_swap_as_one_edit():
+    from service.spec import edit_distance
+
+    cases = [
+        ("quadratic", "quadratic", 0),
+        ("quadratc", "quadratic", 1),
+        ("quadartic", "quadratic", 1),
+    ]
+    cases += [("", "ab", 2), ("kitten", "sitting", 3), ("ca", "abc", 3)]
+    for a, b, edits in cases:
+        assert edit_distance(a, b) == edits == edit_distance(b, a), (a, b)
