@@ -19,9 +19,13 @@ import functools
 import importlib
 import importlib.util
 import json
+import math
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -64,9 +68,19 @@ SERVER_PACKAGES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "optuna", "pyd
 SERVER_EXTRA = "pip install 'lionsweep[server]'"
 
 
+class FoldTable(Table):
+    """A table whose cells fold a value too long for its column onto the next line rather
+    than cut it with an ellipsis: at 80 columns nothing a user needs is hidden."""
+
+    def add_column(self, *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
+        """Add a column as :class:`rich.table.Table` does, folding (not cutting) by default."""
+        super().add_column(*args, overflow=overflow, **kwargs)
+
+
 def new_table(title: str) -> Table:
-    """A table under ``title``, at least as wide as the title so that it stays on one line."""
-    return Table(title=title, title_justify="left", min_width=len(title))
+    """A table under ``title``, at least as wide as the title so that it stays on one line,
+    whose cells fold rather than cut."""
+    return FoldTable(title=title, title_justify="left", min_width=len(title))
 
 
 def missing_server_package() -> str | None:
@@ -131,25 +145,72 @@ app = typer.Typer(
 )
 
 
+SPEC_MAX_BYTES = 64 * 1024
+"""The largest spec file ``submit`` and ``ladder submit`` read: the server's cap on a YAML
+body (``service.app.YAML_MAX_BYTES``); a spec is a few hundred bytes."""
+
+
+def yaml_problem(exc: Exception) -> str:
+    """``line 3, column 4: mapping values are not allowed here``: a YAML error with the line
+    and column (1-based) of its problem, and of what it was inside when that is elsewhere."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or next(iter(str(exc).strip().splitlines()), "")
+    if mark is None:
+        return problem or type(exc).__name__
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
+        text += f" ({context} at line {at.line + 1}, column {at.column + 1})"
+    return text
+
+
 def load_spec(path: Path) -> dict[str, Any]:
-    """Read a sweep spec from a YAML or JSON file (exit 2 with one line when unreadable)."""
+    """Read a sweep spec from a YAML or JSON file of at most :data:`SPEC_MAX_BYTES` (exit 2
+    with one line when it is too big or unreadable, before parsing it)."""
     import yaml
 
     try:
+        size = path.stat().st_size
+        if size > SPEC_MAX_BYTES:
+            raise fail(
+                f"{path} is {size} bytes; a sweep spec may be at most {SPEC_MAX_BYTES} bytes "
+                f"({SPEC_MAX_BYTES // 1024} KiB, the server's cap)",
+                EXIT_CONFIG,
+            )
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_CONFIG) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise fail(f"cannot read {path}: {why}", EXIT_CONFIG) from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        if path.suffix.lower() == ".json":
+            spec = json.loads(text)
+        else:
+            spec = yaml.load(text, Loader=loader)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise fail(f"{path} is not valid JSON: {where}", EXIT_CONFIG) from None
     except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise fail(f"{path} is not valid YAML/JSON: {first}", EXIT_CONFIG) from None
+        raise fail(f"{path} is not valid YAML: {yaml_problem(exc)}", EXIT_CONFIG) from None
     if not isinstance(spec, dict):
         raise fail(f"{path}: a sweep spec must be a mapping (name, task, space, …)", EXIT_CONFIG)
     return spec
 
 
 # -- submit / status / best -------------------------------------------------------------------
+
+
+def print_then_link(markup: str, link: str) -> None:
+    """Print ``markup`` and then ``link`` on the same line when both fit the terminal, else
+    the link on a line of its own: either way never broken (it is there to be copied)."""
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    if text.cell_len + 1 + len(link) <= console.width:
+        console.print(text, link, highlight=False, soft_wrap=True)
+    else:
+        console.print(text, highlight=False)
+        console.print(link, highlight=False, soft_wrap=True)
 
 
 def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
@@ -255,8 +316,31 @@ def print_best(answer: dict[str, Any]) -> None:
         console.print(f"re-evaluation {re['status']}{done}{why}", highlight=False)
     best = answer["best"]
     cls = "torch.optim.AdamW" if best.get("optimizer") == "adamw" else "optim.Lion"
-    console.print(f"best optimizer kwargs ({cls}):", highlight=False)
-    console.print(json.dumps(best.get("optimizer_kwargs")), highlight=False, soft_wrap=True)
+    console.print(
+        f"best optimizer kwargs ({cls}; 6 significant digits, --json for all):", highlight=False
+    )
+    # one line, never wrapped by rich, and short enough to stay whole in 80 columns
+    console.print(kwargs_line(best.get("optimizer_kwargs")), highlight=False, soft_wrap=True)
+
+
+KWARGS_DIGITS = 6
+"""Significant digits of the copyable kwargs line (the sampled values carry noise digits)."""
+
+
+def kwargs_line(kwargs: Any) -> str:
+    """Optimizer kwargs as one line of JSON, floats to :data:`KWARGS_DIGITS` significant
+    digits (``{"lr": 0.00371111, "betas": [0.9, 0.99], "weight_decay": 0.00655131}``)."""
+
+    def short(value: Any) -> Any:
+        if isinstance(value, float) and math.isfinite(value):
+            return float(f"{value:.{KWARGS_DIGITS}g}")
+        if isinstance(value, list | tuple):
+            return [short(v) for v in value]
+        if isinstance(value, dict):
+            return {k: short(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(short(kwargs))
 
 
 def arms_text(arms: dict[str, Any]) -> list[str]:
@@ -333,10 +417,10 @@ def submit(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with api_errors(server), make_client(server, token) as client:
         sweep = client.post("/api/sweeps", json=spec, headers=headers)
-        console.print(
-            f"Submitted sweep [bold]{sweep['id']}[/] ({sweep['name']}, {sweep['n_trials']} "
-            f"trials): {server.rstrip('/')}/sweeps/{sweep['id']}",
-            highlight=False,
+        print_then_link(
+            f"Submitted sweep [bold]{sweep['id']}[/] ({escape(sweep['name'])}, "
+            f"{sweep['n_trials']} trials):",
+            f"{server.rstrip('/')}/sweeps/{sweep['id']}",
         )
         for warning in sweep.get("warnings") or []:
             warn(warning)
@@ -356,6 +440,43 @@ def submit(
             raise fail("no trial completed: " + " ".join(error_lines(exc.detail))) from None
 
 
+def sweeps_list(page: dict[str, Any]) -> Table:
+    """The table of ``lionsweep status``: one row per sweep, fitting 80 columns with nothing
+    cut (ids, counts and the status never wrap; the other cells wrap, and fold a word too
+    long)."""
+    rows = []
+    for sweep in page["items"]:
+        c = sweep.get("counts") or {}
+        rows.append(
+            (
+                str(sweep["id"]),
+                sweep["name"],
+                (sweep.get("task") or {}).get("name", "-"),
+                # the task is in its own column: "waiting for a worker with task X" short
+                "no worker yet"
+                if (sweep.get("activity") or "").startswith("waiting for a worker")
+                else sweep["status"],
+                f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
+                "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
+                best_text(sweep, short=True),
+            )
+        )
+    table = new_table(f"Sweeps ({page['total']})")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("name")
+    table.add_column("task")
+    # as wide as its longest value ("no worker yet"): the others give way
+    table.add_column("status", width=max([len("status"), *(len(row[3]) for row in rows)]))
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("c/p/f/r", justify="right", no_wrap=True)
+    table.add_column("best (seed mean)", justify="right")
+    table.caption = "c/p/f/r: complete/pruned/failed/running"
+    table.caption_justify = "left"
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 @app.command()
 def status(
     sweep_id: Annotated[int | None, typer.Argument(help="A sweep id; omit to list sweeps.")] = None,
@@ -365,32 +486,7 @@ def status(
     """List sweeps, or show one sweep's progress."""
     with api_errors(server), make_client(server, token) as client:
         if sweep_id is None:
-            page = client.get("/api/sweeps", params={"limit": 100})
-            table = new_table(f"Sweeps ({page['total']})")
-            table.add_column("id", justify="right")
-            table.add_column("name", no_wrap=True)
-            table.add_column("task", no_wrap=True)
-            table.add_column("status", no_wrap=True)
-            table.add_column("finished", justify="right")
-            table.add_column("c/p/f/r", justify="right", no_wrap=True)
-            table.caption = "c/p/f/r: complete/pruned/failed/running"
-            table.caption_justify = "left"
-            table.add_column("best (seed mean)", justify="right")
-            for sweep in page["items"]:
-                c = sweep.get("counts") or {}
-                table.add_row(
-                    str(sweep["id"]),
-                    sweep["name"],
-                    (sweep.get("task") or {}).get("name", "-"),
-                    # the task is in its own column: "waiting for a worker with task X" short
-                    "no worker yet"
-                    if (sweep.get("activity") or "").startswith("waiting for a worker")
-                    else sweep["status"],
-                    f"{sweep.get('finished', 0)}/{sweep['n_trials']}",
-                    "/".join(str(c.get(k, 0)) for k in ("complete", "pruned", "failed", "running")),
-                    best_text(sweep, short=True),
-                )
-            console.print(table)
+            console.print(sweeps_list(client.get("/api/sweeps", params={"limit": 100})))
             return
         sweep = client.get(f"/api/sweeps/{sweep_id}")
     table = new_table(f"Sweep {sweep['id']}: {sweep['name']}")
@@ -555,6 +651,37 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         )
 
 
+RULE_FLAGS = {"width": "--width", "width_rule": "--width-rule", "from_width": "--from-width"}
+"""The query params of the rule endpoints, as the flags of ``rule`` and ``ladder rule``."""
+
+
+@contextmanager
+def flags_named(flags: dict[str, str]) -> Iterator[None]:
+    """Name the request fields of a 422 as the command's flags (``give from_width`` becomes
+    ``give --from-width``): what the user typed, not what the HTTP API calls it."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code != 422 or not isinstance(exc.detail, list):
+            raise
+        raise ApiError(exc.status_code, [flag_item(item, flags) for item in exc.detail]) from None
+
+
+def flag_item(item: Any, flags: dict[str, str]) -> Any:
+    """One 422 item with its field (``loc``) and the snake_case field names in its message
+    replaced by their flags."""
+    if not isinstance(item, dict) or "msg" not in item:
+        return item
+    loc = [p for p in item.get("loc", []) if p not in ("body", "query", "path")]
+    msg = str(item["msg"])
+    for name, flag in flags.items():
+        if "_" in name:  # a plain word ("width") may be prose; an identifier is a field
+            msg = re.sub(rf"\b{name}\b", flag, msg)
+    if len(loc) == 1 and loc[0] in flags:
+        loc = [flags[loc[0]]]
+    return {**item, "loc": loc, "msg": msg}
+
+
 @app.command()
 def rule(
     width: Annotated[
@@ -598,7 +725,7 @@ def rule(
             params["width"] = width
         if from_width is not None:
             params["from_width"] = from_width
-        with api_errors(server), make_client(server, token) as client:
+        with api_errors(server), make_client(server, token) as client, flags_named(RULE_FLAGS):
             fit = client.get(f"/api/sweeps/{sweep}/scaling-rule", params=params)
         if as_json:
             typer.echo(json.dumps(fit, indent=2))
@@ -730,6 +857,7 @@ def ladder_submit(
             f"  {escape(width_text(ladder, rung['width']))}: sweep {rung['sweep_id']}  "
             f"{base}/sweeps/{rung['sweep_id']}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -963,7 +1091,7 @@ def ladder_rule(
 ) -> None:
     """How the best lr and weight decay move with width, a prediction, the confirmations."""
     params = {"width": width} if width is not None else None
-    with api_errors(server), make_client(server, token) as client:
+    with api_errors(server), make_client(server, token) as client, flags_named(RULE_FLAGS):
         fit = client.get(f"/api/ladders/{ladder_id}/rule", params=params)
     if as_json:
         typer.echo(json.dumps(fit, indent=2))
@@ -981,7 +1109,8 @@ def ladder_confirm(
 ) -> None:
     """Run the prediction at a new width beside the widest rung's own optimum, unmoved."""
     body = {"width": int(width) if width.is_integer() else width, "seeds": seeds}
-    with api_errors(server), make_client(server, token) as client:
+    flags = {"width": "--width", "seeds": "--seeds"}
+    with api_errors(server), make_client(server, token) as client, flags_named(flags):
         ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
     conf = max(ladder["confirmations"], key=lambda c: c["sweep_id"])
     console.print(
@@ -1150,7 +1279,7 @@ def import_runs(
     if size > IMPORT_MAX_BYTES:
         raise fail(
             f"{file} is {size} bytes; an import may be at most {IMPORT_MAX_BYTES} bytes "
-            "(split the file)"
+            f"({IMPORT_MAX_BYTES // 2**20} MiB): split the file"
         )
     try:
         text = file.read_text(encoding="utf-8-sig")

@@ -83,6 +83,7 @@ class Ledger:
         The same ``idempotency_key`` with the same spec returns the first sweep.
         """
         errors = specs.check_spec(spec, self.settings)
+        errors += specs.check_task_name(spec.task.name, self.announced_tasks())
         declared = self.declared_params(spec.task.name)
         if declared is not None:
             errors += specs.check_task_params(spec.task.params, declared)
@@ -317,6 +318,11 @@ class Ledger:
             if isinstance(declared, dict) and isinstance(declared.get(task), dict):
                 return declared[task]
         return None
+
+    def announced_tasks(self) -> set[str]:
+        """Every task some worker has announced."""
+        with self.db.session() as s:
+            return {t for tasks in s.scalars(select(Worker.tasks)) for t in tasks}
 
     def touch_worker(self, req: schemas.ClaimRequest) -> None:
         """Record the worker, the tasks it announces and their declared params (at most every

@@ -307,3 +307,53 @@ def param_problem(value: Any, rule: dict[str, Any]) -> str | None:
     if high is not None and value > high:
         return f"must be <= {high}"
     return None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """The edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        row = [i]
+        for j, cb in enumerate(b, start=1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def max_typo_edits(name: str) -> int:
+    """How many edits from an announced task name ``name`` still reads as a typo of it: none
+    for names under 4 characters (``t`` and ``q`` are different tasks), one up to 7, two
+    from 8 on."""
+    return 0 if len(name) < 4 else 1 if len(name) < 8 else 2
+
+
+def near_task(name: str, announced: set[str]) -> str | None:
+    """The announced task ``name`` is most likely a misspelling of, or None (also when
+    ``name`` is itself announced)."""
+    if name in announced:
+        return None
+    near = [
+        (d, other)
+        for other in announced
+        if (d := edit_distance(name.lower(), other.lower()) or 1) <= max_typo_edits(other)
+    ]
+    return min(near)[1] if near else None
+
+
+def check_task_name(name: str, announced: set[str]) -> list[dict[str, Any]]:
+    """Refuse a task name no worker announced that is an edit or two from one that some worker
+    did (422 shape); any other name passes, announced or not (its sweep waits for a worker)."""
+    near = near_task(name, announced)
+    if near is None:
+        return []
+    return [
+        field_error(
+            ("task", "name"),
+            f"no worker has announced task {name!r}: did you mean {near!r}?",
+            name,
+        )
+    ]

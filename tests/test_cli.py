@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ import yaml
 from conftest import wait_for
 from typer.testing import CliRunner
 
-from lionsweep.cli import app, fmt
+from lionsweep.cli import app, fmt, kwargs_line
 from optim import scaling
 from service.cli import DEMO_SPEC
 from service.schemas import SweepSpec
@@ -106,15 +107,46 @@ def test_unreadable_spec_files(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "cannot read" in one_error_line(missing.output)
     broken = tmp_path / "broken.yaml"
-    broken.write_text("name: [unclosed\n")
+    broken.write_text("name: x\ntask:\n  name: [unclosed\n")
     result = runner.invoke(app, ["submit", str(broken)])
     assert result.exit_code == 2
-    assert "not valid YAML/JSON" in one_error_line(result.output)
+    line = one_error_line(result.output)
+    assert "broken.yaml is not valid YAML: line 4, column 1: " in line, line
+    assert "(while parsing a flow sequence at line 3, column 9)" in line, line
+    indented = tmp_path / "indented.yaml"
+    indented.write_text("name: x\n  task: 3\n")
+    result = runner.invoke(app, ["submit", str(indented)])
+    assert "is not valid YAML: line 2, column 7: mapping values" in one_error_line(result.output)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"name": "x",\n "task": }')
+    result = runner.invoke(app, ["ladder", "submit", str(bad_json)])
+    assert result.exit_code == 2
+    assert "bad.json is not valid JSON: line 2, column 10: " in one_error_line(result.output)
     listing = tmp_path / "list.json"
     listing.write_text("[1, 2]")
     result = runner.invoke(app, ["submit", str(listing)])
     assert result.exit_code == 2
     assert "mapping" in one_error_line(result.output)
+
+
+def test_a_spec_over_the_cap_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    entry = "  - {lr: 1.0e-3, weight_decay: 0.1}\n"
+    big.write_text("name: big\ntask: {name: quadratic}\nn_trials: 4\nenqueue:\n" + entry * 300_000)
+    size = big.stat().st_size
+    server = f"http://127.0.0.1:{unused_port()}"  # never asked: the file is refused first
+    for command in (["submit"], ["ladder", "submit"]):
+        started = time.monotonic()
+        result = runner.invoke(app, [*command, str(big), "--server", server])
+        took = time.monotonic() - started
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result.output)
+        assert f"big.yaml is {size} bytes; a sweep spec may be at most 65536 bytes" in line
+        assert took < 2, f"{command}: {took:.1f} s to refuse a {size}-byte spec"
+    from lionsweep.cli import SPEC_MAX_BYTES
+    from service.app import YAML_MAX_BYTES
+
+    assert SPEC_MAX_BYTES == YAML_MAX_BYTES  # the server's cap on a YAML body
 
 
 def test_validation_details_become_one_line_per_field() -> None:
@@ -478,9 +510,10 @@ def test_sweep_lifecycle_from_the_cli_and_the_waiting_state(
     one_error_line(offline.output)
 
 
-def _planted_sweep(url: str, objective, declared: dict | None = None) -> int:
+def _planted_sweep(
+    url: str, objective, declared: dict | None = None, task: str = "planted-cli"
+) -> int:
     """A 30-trial sweep finished by a scripted worker with a planted objective."""
-    task = "planted-cli"
     with httpx.Client(base_url=url, timeout=30) as c:
         if declared:
             body = {"worker_id": "decl", "tasks": [task], "task_params": {task: declared}}
@@ -545,7 +578,17 @@ def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, s
     t = json.loads(as_json.output)["transfer"]
     assert t["lr"] == pytest.approx(fit["optimum"]["lr"] / 4)
 
-    flat = _planted_sweep(server.url, lambda p: math.log(p["lr"] / 1e-3) ** 2)
+    flat = _planted_sweep(server.url, lambda p: math.log(p["lr"] / 1e-3) ** 2, task="flat-cli")
+    no_width = runner.invoke(
+        app, ["rule", "--sweep", str(flat), "--width", "512", "--server", server.url]
+    )
+    assert no_width.exit_code == 1, no_width.output
+    line = one_error_line(no_width.output)
+    assert line.startswith("error: --from-width: task 'flat-cli' declares no width"), line
+    assert line.endswith("give --from-width") and "from_width" not in line, line
+    bad_rule = ["--width", "512", "--from-width", "128", "--width-rule", "linear"]
+    wrong = runner.invoke(app, ["rule", "--sweep", str(flat), *bad_rule, "--server", server.url])
+    assert one_error_line(wrong.output).startswith("error: --width-rule: "), wrong.output
     out = runner.invoke(
         app,
         [
@@ -603,7 +646,7 @@ def test_submit_follow_shows_progress_then_the_best_config(
     # At 80 columns (a pipe) the table truncates nothing: the config column wraps instead.
     assert "…" not in done.stdout[done.stdout.index("Best configs") :]
     best = httpx.get(f"{server.url}/api/sweeps/1/best").json()["best"]
-    assert json.dumps(best["optimizer_kwargs"]) in done.stdout
+    assert f"\n{kwargs_line(best['optimizer_kwargs'])}\n" in done.stdout  # whole, on one line
     as_json = runner.invoke(app, ["best", "1", "--json", "--server", server.url])
     assert json.loads(as_json.output)["best"]["trial_number"] == best["trial_number"]
 
@@ -778,3 +821,83 @@ def test_status_list_and_progress_show_the_seed_mean_best_with_its_seed_count(
         progress_printer(client, SimpleNamespace(done=False), {"id": 1})()
     line = capsys.readouterr().out
     assert f"best {shown}, complete" in " ".join(line.split()), line
+
+
+# -- 80 columns: nothing cut, copyable output whole on one line --------------------------------
+
+
+def lionsweep_at_80(*args: str) -> str:
+    """The stdout of ``lionsweep *args`` run as a subprocess in an 80-column terminal."""
+    env = {**os.environ, "COLUMNS": "80", "LINES": "50"}
+    done = subprocess.run(
+        [*lionsweep_command(), *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "…" not in done.stdout, done.stdout  # nothing cut with an ellipsis
+    too_wide = [line for line in done.stdout.splitlines() if len(line) > 80]
+    return done.stdout if not too_wide else pytest.fail(f"lines over 80 columns: {too_wide}")
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of a rich table as cells, each cell's wrapped or folded lines joined
+    without spaces (a row starts where its first cell is not empty)."""
+    rows: list[list[str]] = []
+    for line in output.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
+    return [[c.replace(" ", "") for c in row] for row in rows]
+
+
+def test_status_best_and_submit_at_80_columns_cut_nothing(
+    live_server, sqlite_url: str, tmp_path: Path
+) -> None:
+    server = live_server(sqlite_url)
+    long_task = "my-own-training-script-nobody-runs-yet"
+    spec = {**SMALL, "name": "lion-vs-adamw-charlm-width-256-long-name", "reevaluate": "off"}
+    out = lionsweep_at_80(
+        "submit",
+        str(write_spec(tmp_path, {**spec, "task": {"name": long_task}})),
+        "--server",
+        server.url,
+    )
+    # too long for one line with its link: the link, whole, on a line of its own
+    assert f"Submitted sweep 1 ({spec['name']}, 4 trials):\n{server.url}/sweeps/1\n" in out, out
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        body = {**SMALL, "name": "scripted", "task": {"name": "scripted-80"}, "reevaluate": "off"}
+        assert c.post("/api/sweeps", json=body).status_code == 201
+        claim = {"worker_id": "w", "tasks": ["scripted-80"]}
+        while (got := c.post("/api/trials/claim", json=claim)).status_code == 200:
+            a = got.json()
+            done = {"state": "complete", "value": math.log(a["params"]["lr"] / 1e-3) ** 2 / 7}
+            assert c.post(f"/api/trials/{a['trial_id']}/finish", json=done).status_code == 200
+        sweeps = {s["id"]: s for s in c.get("/api/sweeps").json()["items"]}
+        best = c.get("/api/sweeps/2/best").json()["best"]
+
+    listing = lionsweep_at_80("status", "--server", server.url)
+    head = [line.strip("┃").split("┃") for line in listing.splitlines() if line[:1] == "┃"]
+    columns = [" ".join(" ".join(parts).split()) for parts in zip(*head, strict=True)]
+    assert columns == [*("id", "name", "task", "status", "done", "c/p/f/r", "best (seed mean)")], (
+        listing
+    )
+    rows = {row[0]: row for row in table_rows(listing)}
+    assert rows["1"][1:6] == [spec["name"], long_task, "noworkeryet", "0/4", "0/0/0/0"], rows
+    assert rows["2"][1:6] == ["scripted", "scripted-80", "complete", "4/4", "4/0/0/0"], rows
+    assert rows["2"][6] == f"{fmt(sweeps[2]['best']['mean'])}(1seed)", rows
+
+    one = lionsweep_at_80("status", "1", "--server", server.url)
+    fields = {row[0]: row[1] for row in table_rows(one)}
+    assert fields["status"] == f"waitingforaworkerwithtask'{long_task}'", fields
+
+    shown = lionsweep_at_80("best", "2", "--server", server.url).splitlines()
+    kwargs_at = shown.index(next(s for s in shown if s.startswith("best optimizer kwargs")))
+    copied = json.loads(shown[kwargs_at + 1])  # the line after the label, whole
+    exact = best["optimizer_kwargs"]
+    assert copied.keys() == exact.keys()
+    assert copied["lr"] == pytest.approx(exact["lr"], rel=1e-5)
+    assert copied["weight_decay"] == pytest.approx(exact["weight_decay"], rel=1e-5)
+    assert copied["betas"] == pytest.approx(exact["betas"], rel=1e-5)

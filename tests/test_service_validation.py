@@ -192,6 +192,52 @@ def test_invalid_yaml_is_422(client, server):
     assert written(client, server) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b"name: y\ntask: {name: quadratic}\n  n_trials: 3\n", "line 3, column 3: "),
+        (b"name: y\ntask:\n  name: [quadratic\nn_trials: 3\n", "line 4, column 9: "),
+        (b"name: y\nname: z\ntask: {name: quadratic}\n", "line 2, column 1: duplicate key"),
+    ],
+)
+def test_invalid_yaml_names_the_line_and_column_on_one_line(client, server, body, where):
+    before = written(client, server)
+    r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["msg"].startswith(f"invalid YAML: {where}"), error
+    assert "\n" not in error["msg"] and "<byte string>" not in error["msg"], error
+    assert written(client, server) == before
+
+
+def test_a_task_name_an_edit_or_two_from_an_announced_one_is_refused(client, server):
+    claim = {"worker_id": "spell", "tasks": ["quadratic", "lc", "digits"]}
+    assert client.post("/api/trials/claim", json=claim).status_code in (200, 204)
+    before = written(client, server)
+    for typo, meant in [
+        ("quadratc", "quadratic"),  # a letter left out
+        ("quadartic", "quadratic"),  # two letters swapped
+        ("qudratc", "quadratic"),  # two edits
+        ("Quadratic", "quadratic"),  # the case
+        ("digit", "digits"),
+    ]:
+        r = client.post("/api/sweeps", json={**BASE, "task": {"name": typo}})
+        assert r.status_code == 422, (typo, r.text)
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "task", "name"], error
+        assert error["msg"].endswith(f"did you mean {meant!r}?"), error
+    assert written(client, server) == before
+    # Anything else no worker announced is accepted and waits, with its note: a new task, a
+    # short name one letter from a short announced one, three edits from one.
+    for other in ("my-own-training", "lb", "quadratic-v2", "digitsxyz"):
+        r = client.post("/api/sweeps", json={**BASE, "name": other, "task": {"name": other}})
+        assert r.status_code == 201, (other, r.text)
+        sweep = r.json()
+        assert sweep["warnings"] == [f"no worker has announced task {other!r} yet"], sweep
+        assert sweep["activity"] == f"waiting for a worker with task {other!r}", sweep
+        assert client.delete(f"/api/sweeps/{sweep['id']}").status_code == 204
+
+
 def test_oversize_body_is_413(client, server):
     before = written(client, server)
     spec = {**BASE, "task": {"name": "quadratic", "params": {"blob": "x" * 70_000}}}
@@ -263,3 +309,16 @@ def test_a_grid_of_a_billion_points_is_refused_at_once(client, server):
     assert r.status_code == 422 and "at most 100000" in r.json()["detail"][0]["msg"]
     assert r.elapsed.total_seconds() < 2
     assert written(client, server) == before
+
+
+def test_edit_distance_counts_a_swap_as_one_edit():
+    from service.spec import edit_distance
+
+    cases = [
+        ("quadratic", "quadratic", 0),
+        ("quadratc", "quadratic", 1),
+        ("quadartic", "quadratic", 1),
+    ]
+    cases += [("", "ab", 2), ("kitten", "sitting", 3), ("ca", "abc", 3)]
+    for a, b, edits in cases:
+        assert edit_distance(a, b) == edits == edit_distance(b, a), (a, b)

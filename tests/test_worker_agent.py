@@ -420,10 +420,10 @@ def test_reports_survive_a_server_restart(sqlite_url, live_server, start_worker,
     server = live_server(sqlite_url, port=free_port)
     with httpx.Client(base_url=server.url, timeout=30) as api:
         sweep_id = submit(api, 1, params={"steps": 400, "step_delay": 0.01, "eval_every": 20})
-        worker = start_worker(server.url, "--idle-exit", "3")
+        worker = start_worker(server.url, "--idle-exit", "3", "--connect-timeout", "1")
         wait_for(lambda: running_trial(api, sweep_id), 60, "a running trial")
     server.stop()
-    time.sleep(1.5)
+    time.sleep(3)  # longer than --connect-timeout: that bounds only a server never reached
     server = live_server(sqlite_url, port=free_port)
     assert worker.wait(90) == 0, worker.log()
     with httpx.Client(base_url=server.url, timeout=30) as api:
@@ -488,3 +488,35 @@ def test_configuration_errors_exit_2_and_are_not_restarted(start_worker, free_po
     assert supervised.log().count("cannot run as configured; not restarting") == 2
     assert "No module named 'no_such_tasks_module'" in supervised.log()
     assert start_worker(url, "--gpus", "0,zero").wait(60) == 2
+
+
+def test_a_worker_that_never_reaches_its_server_says_so_in_one_line_and_exits_2(
+    start_worker, free_port, sqlite_url, live_server
+):
+    url = f"http://127.0.0.1:{free_port}"  # nothing listens there
+    started = time.monotonic()
+    worker = start_worker(url, "--idle-exit", "1", "--connect-timeout", "4", "--device", "cpu")
+    assert worker.wait(60) == 2, worker.log()  # never 0 ("nothing to run") without a server
+    took = time.monotonic() - started
+    log = worker.log()
+    (error,) = [line for line in log.splitlines() if " ERROR " in line]
+    assert f"cannot reach the lionsweep server at {url} within 4s" in error, log
+    assert "Connection refused" in error and "--server" in error, log
+    assert len(log.splitlines()) <= 3, log  # started, not reached yet, gave up: no retry noise
+    assert "retrying in" not in log and "nothing to run" not in log, log
+    assert 4 <= took < 40, took
+
+    # Something answers there, but not as a lionsweep server: the same, saying what it answered.
+    server = live_server(sqlite_url)
+    elsewhere = start_worker(
+        f"{server.url}/not-the-api", env={"LIONSWEEP_WORKER_CONNECT_TIMEOUT": "2"}
+    )
+    assert elsewhere.wait(60) == 2, elsewhere.log()
+    (error,) = [line for line in elsewhere.log().splitlines() if " ERROR " in line]
+    assert "HTTP 404" in error and "is it a lionsweep server?" in error, error
+
+    # Under --gpus each agent gives up the same way, and none is restarted.
+    supervised = start_worker(url, "--gpus", "0,1", "--device", "cpu", "--connect-timeout", "1")
+    assert supervised.wait(90) == 2, supervised.log()
+    assert supervised.log().count("cannot reach the lionsweep server at") == 4  # 2 agents × 2
+    assert supervised.log().count("cannot run as configured; not restarting") == 2

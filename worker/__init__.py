@@ -9,3 +9,6 @@ EXIT_CONFIG = 2
 #: Seconds a trial may take to end after a stop request (a signal, or the server's
 #: ``stop``) before the agent's watchdog ends it (``--stop-grace``).
 DEFAULT_STOP_GRACE = 10.0
+#: Seconds a worker tries to reach a server it has never reached before it exits with
+#: ``EXIT_CONFIG`` (``--connect-timeout``); a server it has reached is waited for however long.
+DEFAULT_CONNECT_TIMEOUT = 30.0

@@ -16,7 +16,10 @@ its program run per trial by :mod:`worker.command_runner` in the training thread
 a 409 to its finish means the program (or the server) already ended the trial. While the
 server (or its database: a 503) is away, training goes on: heartbeats and reports that
 cannot be delivered are logged, reports are kept and sent in order once it is back, a
-finish is retried until delivered, and time spent waiting to claim is not idle time. With
+finish is retried until delivered, and time spent waiting to claim is not idle time. A
+server never reached at all (nothing answers at ``--server``, or what answers is not a
+lionsweep server) is tried for ``connect_timeout`` seconds, then the agent says so in one
+line and exits ``EXIT_CONFIG``; it never exits 0 (``--idle-exit``) before reaching it. With
 ``--gpus`` a supervisor (``worker.supervisor``) starts one agent per GPU
 (``CUDA_VISIBLE_DEVICES`` set for each), forwards signals and restarts agents that crash.
 """
@@ -32,12 +35,13 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
+from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
 from worker.client import ApiError, Client, Reports, ServerUnreachable
 from worker.commands import CommandConfigError, CommandTask
 from worker.supervisor import (
@@ -229,8 +233,10 @@ class Agent:
         hard_exit: Callable[[int], None] = os._exit,
         commands: Mapping[str, CommandTask] | None = None,
         token: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self.client = client
+        self.connect_timeout = connect_timeout
         self.commands = dict(commands or {})
         self.token = token  # handed to command programs (LIONSWEEP_TOKEN)
         self.device = device
@@ -263,30 +269,64 @@ class Agent:
         )
         idle_since = time.monotonic()
         wait = self.poll_interval
+        reached = False  # whether the server ever answered a claim as a lionsweep server does
+        give_up = time.monotonic() + self.connect_timeout
+        not_reached: str | None = None  # why it has not been reached yet (said once)
+        first_claim = uuid.uuid4().hex
         while not self.shutdown.is_set():
             if self.max_trials is not None and self.trials_run >= self.max_trials:
                 log.info("ran %d trials (--max-trials); exiting", self.trials_run)
                 return 0
             try:
+                # Until the server is reached, one attempt per claim: the loop below retries,
+                # with one line for the whole wait instead of one per attempt.
                 assignment = self.client.claim(
-                    self.worker_id, self.device, names, defaults, declared
+                    self.worker_id,
+                    self.device,
+                    names,
+                    defaults,
+                    declared,
+                    # one request id for every attempt: an answer lost on the way is no loss
+                    request_id=None if reached else first_claim,
+                    deadline=None if reached else 0.0,
                 )
+                reached = True
             except ServerUnreachable as exc:
-                # The server is away (or its database is): waiting for it is not idling.
-                log.warning("claim failed, waiting for the server: %s", exc)
-                idle_since = time.monotonic()
                 assignment = None
+                idle_since = time.monotonic()  # waiting for the server is not idling
+                if reached or exc.status is not None:
+                    reached = True  # it answered (a 503: its database is away): wait for it
+                    log.warning("claim failed, waiting for the server: %s", exc)
+                else:
+                    not_reached = self._not_reached(not_reached, exc.problem)
             except ApiError as exc:
                 if exc.status_code in (401, 403):
                     log.error("the server refused this worker's token: %s", exc)
                     return EXIT_CONFIG
-                log.warning("claim refused: %s", exc)
                 assignment = None
+                if reached:
+                    log.warning("claim refused: %s", exc)
+                else:  # something answers there, but not as a lionsweep server
+                    not_reached = self._not_reached(
+                        not_reached, f"it answers a claim with {exc}: is it a lionsweep server?"
+                    )
             if assignment is None:
-                if self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
+                if not reached and time.monotonic() >= give_up:
+                    log.error(
+                        "cannot reach the lionsweep server at %s within %gs (%s); is --server "
+                        "right? (--connect-timeout waits longer)",
+                        self.client.server,
+                        self.connect_timeout,
+                        not_reached,
+                    )
+                    return EXIT_CONFIG
+                idle = time.monotonic() - idle_since
+                if reached and self.idle_exit is not None and idle >= self.idle_exit:
                     log.info("nothing to run for %.0fs (--idle-exit); exiting", self.idle_exit)
                     return 0
-                self.shutdown.wait(wait)
+                self.shutdown.wait(
+                    wait if reached else min(wait, max(0.0, give_up - time.monotonic()))
+                )
                 wait = min(wait * 1.5, self.max_poll_interval)
                 continue
             self.run_assignment(assignment)
@@ -295,6 +335,18 @@ class Agent:
             wait = self.poll_interval
         log.info("shutting down")
         return 0
+
+    def _not_reached(self, said: str | None, why: str) -> str:
+        """Say once that the server has not been reached yet and for how long it is tried;
+        return ``why`` (the latest reason, for the last line)."""
+        if said is None:
+            log.warning(
+                "cannot reach the lionsweep server at %s yet (%s); trying for %gs",
+                self.client.server,
+                why,
+                self.connect_timeout,
+            )
+        return why
 
     def _trainer(
         self, task_name: Any, assignment: dict[str, Any]
@@ -465,6 +517,7 @@ def run_agent(
     task_modules: list[str],
     stop_grace: float = DEFAULT_STOP_GRACE,
     commands_path: str | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> int:
     """Run one agent in this process; return its exit code."""
     from worker.harness import resolve_device
@@ -502,6 +555,7 @@ def run_agent(
                 stop_grace=stop_grace,
                 commands=registered,
                 token=token,
+                connect_timeout=connect_timeout,
             )
             return agent.run()
 
@@ -524,9 +578,12 @@ def agent_command(
     task_modules: list[str] | None = None,
     stop_grace: float | None = None,
     commands_path: str | None = None,
+    connect_timeout: float | None = None,
 ) -> list[str]:
     """The command line of one supervised agent (a token travels in its environment)."""
     cmd = lionsweep_command("worker", "--server", server, "--device", device)
+    if connect_timeout is not None:
+        cmd += ["--connect-timeout", str(connect_timeout)]
     if commands_path is not None:
         cmd += ["--commands", str(Path(commands_path).resolve())]
     if stop_grace is not None:
@@ -550,12 +607,16 @@ def main(
     task_modules: list[str] | None = None,
     stop_grace: float = DEFAULT_STOP_GRACE,
     commands_path: str | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> int:
     """Entry point of ``lionsweep worker``: one agent, or with ``gpus`` one per GPU."""
     _setup_logging()
     task_modules = list(task_modules or [])
     if not stop_grace >= 0 or not math.isfinite(stop_grace):
         log.error("--stop-grace must be a finite number of seconds ≥ 0, not %s", stop_grace)
+        return EXIT_CONFIG
+    if not connect_timeout >= 0:
+        log.error("--connect-timeout must be a number of seconds ≥ 0, not %s", connect_timeout)
         return EXIT_CONFIG
     try:  # checked here too, so that a bad file is reported once, before any agent starts
         registered = commands.load(commands_path) if commands_path else {}
@@ -564,7 +625,15 @@ def main(
         return EXIT_CONFIG
     if not gpus:
         return run_agent(
-            server, token, device, max_trials, idle_exit, task_modules, stop_grace, commands_path
+            server,
+            token,
+            device,
+            max_trials,
+            idle_exit,
+            task_modules,
+            stop_grace,
+            commands_path,
+            connect_timeout,
         )
     if device not in ("auto", "cpu", "cuda"):
         log.error("with --gpus, --device must be auto, cpu or cuda (each agent sees one GPU)")
@@ -578,7 +647,14 @@ def main(
         log.error("--gpus all: no CUDA device is visible")
         return EXIT_CONFIG
     command = agent_command(
-        server, device, max_trials, idle_exit, task_modules, stop_grace, commands_path
+        server,
+        device,
+        max_trials,
+        idle_exit,
+        task_modules,
+        stop_grace,
+        commands_path,
+        connect_timeout,
     )
     # Room for the agent's own watchdog (a program's stop included) and its last finish.
     graces = [stop_grace, *(2 * c.grace(stop_grace) + 10.0 for c in registered.values())]

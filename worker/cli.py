@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from worker import DEFAULT_STOP_GRACE, EXIT_CONFIG, EXIT_REFUSED
+from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, EXIT_REFUSED
 from worker.client import DEFAULT_SERVER, ApiError, Client, ServerUnreachable
 
 console = Console()
@@ -165,6 +165,14 @@ def worker(
             "before the worker ends it itself (and, on a signal, exits).",
         ),
     ] = DEFAULT_STOP_GRACE,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LIONSWEEP_WORKER_CONNECT_TIMEOUT",
+            help="Seconds to try a server never reached yet before exiting 2 (a server once "
+            "reached is waited for however long it is away).",
+        ),
+    ] = DEFAULT_CONNECT_TIMEOUT,
     commands: Annotated[
         str | None,
         typer.Option(
@@ -189,5 +197,6 @@ def worker(
             task_modules=task_module or [],
             stop_grace=stop_grace,
             commands_path=commands,
+            connect_timeout=connect_timeout,
         )
     )

@@ -47,13 +47,17 @@ class ServerUnreachable(Exception):
     """The server could not be reached (or kept answering 502/503/504) until retries ran out.
 
     ``status`` is the last HTTP status the server answered with (its ``detail`` alongside),
-    or ``None`` when nothing answered at all (connection refused, timeout).
+    or ``None`` when nothing answered at all (connection refused, timeout); ``problem`` is
+    the last attempt's failure alone (``ConnectError: [Errno 111] Connection refused``).
     """
 
-    def __init__(self, message: str, status: int | None = None, detail: Any = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, detail: Any = None, problem: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.detail = detail
+        self.problem = problem or message
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class Client:
                     f"{method} {self.server}{path}: {problem} (gave up after {attempt} attempts)",
                     status,
                     detail,
+                    problem,
                 )
             log.warning("%s %s: %s; retrying in %.1fs", method, path, problem, wait)
             if self.cancel is not None and not deliver:
