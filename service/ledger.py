@@ -289,15 +289,11 @@ class Ledger:
                 for t in leaders:
                     for _ in range(cfg.seeds):
                         study.add_trial(
-                            optuna.trial.create_trial(  # queued: params chosen, no one holds it
-                                state=TrialState.RUNNING,
+                            optuna.trial.create_trial(
+                                state=TrialState.WAITING,
                                 params=t.params,
                                 distributions=t.distributions,
-                                system_attrs={
-                                    "fixed_params": t.params,
-                                    ot.REEVAL_OF: t.number,
-                                    ot.QUEUED: True,
-                                },
+                                system_attrs={"fixed_params": t.params, ot.REEVAL_OF: t.number},
                             )
                         )
                         queued += 1
@@ -815,14 +811,13 @@ class Ledger:
             ot.RETRY_HISTORY: history,
             "failed_trial": history[0] if history else trial.number,
             "retry_history": history,
-            ot.QUEUED: True,
         }
         for key in ("fixed_params", ot.REEVAL_OF):
             if key in trial.system_attrs:
                 attrs[key] = trial.system_attrs[key]
         self.catalog.study(info).add_trial(
-            optuna.trial.create_trial(  # queued: a claim takes it like any trial asked ahead
-                state=TrialState.RUNNING,
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
                 params=trial.params,
                 distributions=trial.distributions,
                 system_attrs=attrs,

@@ -43,10 +43,9 @@ REEVAL_OF = "lionsweep:reevaluation_of"
 REEVALUATION = "lionsweep:reevaluation"
 """On a study: what was decided about re-evaluating its leading configs."""
 QUEUED = "lionsweep:queued"
-"""``true`` on a trial whose params are chosen and that no worker has claimed yet: asked ahead
-of claims, or a retry or re-evaluation (Optuna's state: RUNNING, asked and not told);
-lionsweep shows it as waiting. A claim takes it without the sweep's lock and sets this to
-``false``."""
+"""``true`` on a trial the sampler asked for ahead of claims that no worker has claimed yet
+(Optuna's state: RUNNING, asked and not told); lionsweep shows it as waiting. A claim takes it
+without the sweep's lock and sets this to ``false``."""
 IMPORTED = "lionsweep:imported"
 """On a trial brought in from elsewhere (``POST /api/sweeps/{id}/trials:import``): where it
 came from, ``{"source": file name or null, "row": row number in it, "name": run name or null}``.

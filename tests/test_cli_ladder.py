@@ -177,13 +177,13 @@ def test_rule_with_a_width_shows_the_prediction(ladder, ladder_server) -> None:
     assert f"objective │ {estimate_text(pred['value'], pred['value_ci'])}" in text, out
     assert flat(pred["note"]) in text and "extrapolated ×4" in text
     bad = lionsweep(ladder_server, "ladder", "rule", str(ladder["id"]), "--width", "-1")
-    assert refused(bad).startswith("error: width: ")
+    assert refused(bad).startswith("error: --width: ")
 
 
 def test_confirm_runs_the_prediction_and_rule_shows_the_outcome(ladder, ladder_server) -> None:
     lid = str(ladder["id"])
     at_rung = lionsweep(ladder_server, "ladder", "confirm", lid, "--width", "128")
-    assert refused(at_rung) == "error: width: width 128 is a rung of the ladder already"
+    assert refused(at_rung) == "error: --width: width 128 is a rung of the ladder already"
     one_seed = lionsweep(ladder_server, "ladder", "confirm", lid, "--width", "1024", "--seeds", "1")
     assert refused(one_seed).startswith("error: seeds: ")
 

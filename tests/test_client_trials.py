@@ -347,7 +347,7 @@ def test_errors_name_the_server_and_the_sweep(fast, live_server, make_sqlite_url
     with pytest.raises(lionsweep.AuthError) as caught, one_trial(secured.url, sweep, token="bad"):
         pass
     assert str(caught.value).startswith(
-        f"the server at {secured.url} refused the token (invalid token, HTTP 401)"
+        f"the server at {secured.url} refused the token (invalid or revoked token, HTTP 401)"
     )
     reader = one_trial(secured.url, sweep, token=token["read"])
     with pytest.raises(lionsweep.AuthError, match="lacks the 'worker' scope"), reader:
