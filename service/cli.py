@@ -21,7 +21,6 @@ import typer
 
 from worker import EXIT_CONFIG
 from worker.cli import (
-    TokenOpt,
     api_errors,
     best_text,
     console,
@@ -277,7 +276,15 @@ def up(
     db: Annotated[Path, typer.Option(help="SQLite file (kept between runs).")] = Path(
         "lionsweep.db"
     ),
-    token: TokenOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="LIONSWEEP_TOKEN",
+            help="Require this bearer token (all scopes) for every request; the local workers "
+            "use it. The database keeps it, so later runs on it need it too.",
+        ),
+    ] = None,
 ) -> None:
     """Run everything on this machine: SQLite, the server and local workers (Ctrl-C stops)."""
     from worker.agent import agent_command
@@ -290,8 +297,11 @@ def up(
     logs.mkdir(parents=True, exist_ok=True)
     url = f"http://{probe}:{port}"
     env = {**os.environ, "LIONSWEEP_DATABASE_URL": f"sqlite:///{db}", "PYTHONUNBUFFERED": "1"}
+    server_env = env
     if token:
         env["LIONSWEEP_TOKEN"] = token
+        # The server stores it as an all-scope token at start: from then on it asks for one.
+        server_env = {**env, "LIONSWEEP_BOOTSTRAP_TOKEN": token}
     serve_command = lionsweep_command("serve", "--host", host, "--port", str(port))
     gpus = visible_gpus()
     count = (len(gpus) or 1) if workers is None else workers
@@ -305,7 +315,7 @@ def up(
                 "server",
                 url,
                 serve_command,
-                env,
+                server_env,
                 restart=False,
                 grace=SERVER_STOP_GRACE,
                 log_path=logs / "server.log",
