@@ -247,6 +247,24 @@ def log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
+def database_has_tokens(path: Path) -> bool:
+    """Whether the SQLite database at ``path`` exists and holds API tokens (revoked included)."""
+    if not path.exists():
+        return False
+    from service.auth import count_tokens
+    from service.db import Database, upgrade
+    from service.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{path}")
+    with database_errors():
+        upgrade(settings)
+        database = Database(settings)
+        try:
+            return count_tokens(database) > 0
+        finally:
+            database.dispose()
+
+
 def ensure_demo(client: Client) -> dict[str, Any]:
     """The demo sweep: the existing one (resumed), else a newly submitted one."""
     page = client.get("/api/sweeps", params={"limit": 100})
@@ -293,6 +311,12 @@ def up(
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if port_in_use(probe, port):
         raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port")
+    if not token and database_has_tokens(db):
+        raise fail(
+            f"{db} has API tokens, so its server asks for one: pass --token "
+            "(the one given to an earlier `lionsweep up --token`)",
+            EXIT_CONFIG,
+        )
     logs = db.parent / ".lionsweep-logs"
     logs.mkdir(parents=True, exist_ok=True)
     url = f"http://{probe}:{port}"

@@ -85,3 +85,17 @@ def test_up_with_a_token_refuses_requests_and_workers_without_it(tmp_path: Path)
             pytest.fail(f"lionsweep up did not stop on SIGINT:\n{out}")
     assert up.returncode == 0, out
     assert "Traceback" not in out
+
+    # The database keeps the token: `up` without it says so at once rather than start
+    # workers that the server would refuse.
+    again = subprocess.run(
+        [*lionsweep_command(), "up", "--port", str(port), "--workers", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "has API tokens, so its server asks for one: pass --token" in again.stderr
+    assert "Traceback" not in again.stderr
