@@ -11,9 +11,9 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 
 # Dependencies first (cached while only the source changes): install from pyproject with
-# empty packages, then the source tree itself (editable: the server runs its Alembic
-# migrations from alembic.ini + migrations/ at the repository root). The image serves both
-# roles, so it has the server extra; a GPU node without Docker needs only `pip install .`.
+# empty packages, then the source tree itself (editable; the Alembic migrations ship inside
+# the service package, service/migrations). The image serves both roles, so it has the
+# server extra; a GPU node without Docker needs only `pip install .`.
 COPY pyproject.toml README.md ./
 RUN mkdir -p lionsweep optim service worker \
     && touch lionsweep/__init__.py optim/__init__.py service/__init__.py worker/__init__.py \
@@ -21,8 +21,6 @@ RUN mkdir -p lionsweep optim service worker \
     && pip uninstall -y lionsweep \
     && rm -rf lionsweep optim service worker build *.egg-info
 
-COPY alembic.ini ./
-COPY migrations ./migrations
 COPY lionsweep ./lionsweep
 COPY optim ./optim
 COPY service ./service

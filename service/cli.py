@@ -21,7 +21,6 @@ import typer
 
 from worker import EXIT_CONFIG
 from worker.cli import (
-    TokenOpt,
     api_errors,
     best_text,
     console,
@@ -248,6 +247,24 @@ def log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
+def database_has_tokens(path: Path) -> bool:
+    """Whether the SQLite database at ``path`` exists and holds API tokens (revoked included)."""
+    if not path.exists():
+        return False
+    from service.auth import count_tokens
+    from service.db import Database, upgrade
+    from service.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{path}")
+    with database_errors():
+        upgrade(settings)
+        database = Database(settings)
+        try:
+            return count_tokens(database) > 0
+        finally:
+            database.dispose()
+
+
 def ensure_demo(client: Client) -> dict[str, Any]:
     """The demo sweep: the existing one (resumed), else a newly submitted one."""
     page = client.get("/api/sweeps", params={"limit": 100})
@@ -277,7 +294,15 @@ def up(
     db: Annotated[Path, typer.Option(help="SQLite file (kept between runs).")] = Path(
         "lionsweep.db"
     ),
-    token: TokenOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="LIONSWEEP_TOKEN",
+            help="Require this bearer token (all scopes) for every request; the local workers "
+            "use it. The database keeps it, so later runs on it need it too.",
+        ),
+    ] = None,
 ) -> None:
     """Run everything on this machine: SQLite, the server and local workers (Ctrl-C stops)."""
     from worker.agent import agent_command
@@ -286,12 +311,21 @@ def up(
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if port_in_use(probe, port):
         raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port")
+    if not token and database_has_tokens(db):
+        raise fail(
+            f"{db} has API tokens, so its server asks for one: pass --token "
+            "(the one given to an earlier `lionsweep up --token`)",
+            EXIT_CONFIG,
+        )
     logs = db.parent / ".lionsweep-logs"
     logs.mkdir(parents=True, exist_ok=True)
     url = f"http://{probe}:{port}"
     env = {**os.environ, "LIONSWEEP_DATABASE_URL": f"sqlite:///{db}", "PYTHONUNBUFFERED": "1"}
+    server_env = env
     if token:
         env["LIONSWEEP_TOKEN"] = token
+        # The server stores it as an all-scope token at start: from then on it asks for one.
+        server_env = {**env, "LIONSWEEP_BOOTSTRAP_TOKEN": token}
     serve_command = lionsweep_command("serve", "--host", host, "--port", str(port))
     gpus = visible_gpus()
     count = (len(gpus) or 1) if workers is None else workers
@@ -305,7 +339,7 @@ def up(
                 "server",
                 url,
                 serve_command,
-                env,
+                server_env,
                 restart=False,
                 grace=SERVER_STOP_GRACE,
                 log_path=logs / "server.log",

@@ -30,7 +30,8 @@ from service.settings import Settings
 
 log = logging.getLogger("lionsweep.db")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Our Alembic scripts: env.py, script.py.mako and versions/, shipped inside the package.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 60_000
 _MIGRATION_LOCK_KEY = 0x1105_5EE9
 
@@ -113,13 +114,14 @@ def _migration_lock(settings: Settings, engine: Engine) -> Iterator[None]:
 
 
 def alembic_config(settings: Settings) -> Any:
-    """The Alembic configuration (alembic.ini + migrations/) pointed at our database."""
+    """The Alembic configuration for our migrations (``service/migrations``), pointed at our
+    database; built in code, so an installed package needs no alembic.ini."""
     from alembic.config import Config
 
-    cfg = Config(str(REPO_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
     return cfg
 
 
