@@ -185,7 +185,7 @@ def test_confirm_runs_the_prediction_and_rule_shows_the_outcome(ladder, ladder_s
     at_rung = lionsweep(ladder_server, "ladder", "confirm", lid, "--width", "128")
     assert refused(at_rung) == "error: --width: width 128 is a rung of the ladder already"
     one_seed = lionsweep(ladder_server, "ladder", "confirm", lid, "--width", "1024", "--seeds", "1")
-    assert refused(one_seed).startswith("error: seeds: ")
+    assert refused(one_seed).startswith("error: --seeds: ")
 
     out = ok(lionsweep(ladder_server, "ladder", "confirm", lid, "--width", "1024", "--seeds", "2"))
     [conf] = get(ladder_server, f"/api/ladders/{lid}")["confirmations"]
