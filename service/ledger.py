@@ -386,9 +386,8 @@ class Ledger:
             if replay is None:
                 raise
             return replay
-        except NotFound:
+        except NotFound:  # the claimed trial's sweep was deleted meanwhile
             return None
-        return None
 
     def _sample(
         self, runnable: Any, req: schemas.ClaimRequest, token_id: int | None
@@ -399,7 +398,9 @@ class Ledger:
         for sweep_id in sweep_ids:
             try:
                 got = self._sample_in(sweep_id, req, token_id)
-            except (NotFound, SQLAlchemyError, StorageInternalError):
+            except NotFound:  # deleted meanwhile: try the next sweep
+                continue
+            except (SQLAlchemyError, StorageInternalError):
                 raise
             except Exception:
                 log.exception("claiming a trial of sweep %s failed; skipping it", sweep_id)
