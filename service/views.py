@@ -240,12 +240,15 @@ class Views:
         info = self.catalog.info(self.row(sweep_id).id)
         # Read from the tables (what is committed), not Optuna's in-process cache, which holds
         # trials a transaction of this process is still writing.
-        with self.db.session() as s:
-            numbers = [
-                n for n, name in ot.numbered_states(s, info.study_id) if state in (None, name)
-            ]
-            page = numbers[offset : offset + limit]
-            found = ot.study_trials(s, info.study_id, numbers=page) if page else []
+        try:
+            with self.db.session() as s:
+                numbers = [
+                    n for n, name in ot.numbered_states(s, info.study_id) if state in (None, name)
+                ]
+                page = numbers[offset : offset + limit]
+                found = ot.study_trials(s, info.study_id, numbers=page) if page else []
+        except KeyError:  # deleted meanwhile
+            raise NotFound(f"sweep {sweep_id} not found") from None
         return schemas.TrialPage(
             items=[self.trial(info, t) for t in found],
             total=len(numbers),
