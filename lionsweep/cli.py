@@ -51,6 +51,7 @@ from worker.cli import (
     warn,
 )
 from worker.client import DEFAULT_SERVER, ApiError
+from worker.yaml_errors import yaml_problem
 
 if TYPE_CHECKING:
     from worker.client import Client
@@ -148,20 +149,6 @@ app = typer.Typer(
 SPEC_MAX_BYTES = 64 * 1024
 """The largest spec file ``submit`` and ``ladder submit`` read: the server's cap on a YAML
 body (``service.app.YAML_MAX_BYTES``); a spec is a few hundred bytes."""
-
-
-def yaml_problem(exc: Exception) -> str:
-    """``line 3, column 4: mapping values are not allowed here``: a YAML error with the line
-    and column (1-based) of its problem, and of what it was inside when that is elsewhere."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or next(iter(str(exc).strip().splitlines()), "")
-    if mark is None:
-        return problem or type(exc).__name__
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
-        text += f" ({context} at line {at.line + 1}, column {at.column + 1})"
-    return text
 
 
 def load_spec(path: Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from service.metrics import Metrics
 from service.read_gate import ReadGate
 from service.settings import Settings
 from service.sweeps import Invalid, ServiceError, Sweeps
+from worker.yaml_errors import yaml_problem
 
 log = logging.getLogger("lionsweep.app")
 
@@ -121,21 +122,6 @@ def yaml_to_json(body: bytes) -> bytes:
         return json.dumps(data).encode()
     except (yaml.YAMLError, TypeError, ValueError, RecursionError) as e:
         raise body_error((), f"invalid YAML: {yaml_problem(e)}", "yaml_invalid") from None
-
-
-def yaml_problem(exc: Exception) -> str:
-    """``line 3, column 4: mapping values are not allowed here``: a YAML error on one line,
-    with the line and column (1-based) of its problem and of what it was inside when that
-    is elsewhere."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-    if mark is None:
-        return problem or type(exc).__name__
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
-        text += f" ({context} at line {at.line + 1}, column {at.column + 1})"
-    return text
 
 
 def check_json(body: bytes) -> None:
