@@ -1,8 +1,11 @@
 # lionsweep: the API server and the GPU worker share this image.
 #   docker build -t lionsweep:latest .
 #   docker run --rm lionsweep:latest --help
-# An official PyTorch CUDA runtime image: torch is already installed (pip keeps it).
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# The base: an official PyTorch CUDA runtime image by default. Any base with python and pip
+# on PATH and torch (>=2.4,<2.14) installed will do (pip keeps it), e.g. the CPU-only Debian
+# base that bench/compose_check.sh makes: --build-arg BASE_IMAGE=lionsweep-base:bookworm
+ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -2,7 +2,9 @@
 
 ``docker-compose config`` (Debian's docker-compose v1) validates and interpolates the file
 offline; each service's command is run through the real ``lionsweep`` CLI with ``--help``
-appended, which fails on an unknown command or option.
+appended, which fails on an unknown command or option. The same goes for
+bench/compose/override.yml, the host-network, CPU-only variant that bench/compose_check.sh runs
+for real.
 """
 
 from __future__ import annotations
@@ -22,20 +24,32 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+OVERRIDE = ROOT / "bench" / "compose" / "override.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run ``docker-compose config`` on a copy of the file, isolated from any local .env."""
+def compose_config(
+    tmp_path: Path, env: dict[str, str], override: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``docker-compose config`` on a copy of the file (with ``override``, merged with
+    bench/compose/override.yml), isolated from any local .env."""
     if DOCKER_COMPOSE is None:
         if IN_CI:
             pytest.fail("docker-compose is not installed (apt-get install -y docker-compose)")
         pytest.skip("docker-compose not installed (apt-get install -y docker-compose)")
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIONSWEEP_", "POSTGRES_"))}
+    files = ["-f", "docker-compose.yml"]
+    if override:
+        shutil.copy(OVERRIDE, tmp_path / "override.yml")
+        files += ["-f", "override.yml"]
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LIONSWEEP_", "POSTGRES_", "CHECK_"))
+    }
     return subprocess.run(
-        [DOCKER_COMPOSE, "--no-ansi", "config"],
+        [DOCKER_COMPOSE, "--no-ansi", *files, "config"],
         cwd=tmp_path,
         env={**clean, **env},
         capture_output=True,
@@ -74,6 +88,46 @@ def test_compose_config_is_valid_and_reserves_gpus(tmp_path: Path) -> None:
     assert worker["command"][:3] == ["worker", "--gpus", "all"]
 
 
+def test_check_override_puts_every_service_on_the_host_network_and_one_cpu_worker(
+    tmp_path: Path,
+) -> None:
+    env = {"LIONSWEEP_TOKEN": "s3cret", "POSTGRES_PASSWORD": "pw", "CHECK_API_PORT": "18001"}
+    done = compose_config(tmp_path, env, override=True)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert set(services) == {"postgres", "api", "worker", "cpu-worker"}
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+    # docker-compose v1 refuses published ports on the host network and an override cannot
+    # remove them: bench/compose_check.sh drops `ports:` from the merged config, the api's only.
+    assert [name for name, service in services.items() if "ports" in service] == ["api"]
+
+    postgres = services["postgres"]
+    assert postgres["image"] == "lionsweep-postgres:check"
+    assert postgres["environment"]["PGPORT"] == "55432"
+    assert '-p "$${PGPORT}"' in " ".join(postgres["healthcheck"]["test"])
+
+    api = services["api"]
+    assert api["environment"]["LIONSWEEP_DATABASE_URL"] == (
+        "postgresql+psycopg://lionsweep:pw@127.0.0.1:55432/lionsweep"
+    )
+    assert api["command"] == ["serve", "--host", "127.0.0.1", "--port", "18001"]
+    assert "http://127.0.0.1:18001/healthz" in " ".join(api["healthcheck"]["test"])
+
+    cpu = services["cpu-worker"]
+    assert "deploy" not in cpu  # no GPU reservation
+    assert cpu["image"] == "lionsweep:latest"
+    assert cpu["command"] == ["worker", "--device", "cpu"]
+    assert cpu["depends_on"]["api"]["condition"] == "service_healthy"
+    assert cpu["environment"] == {
+        "LIONSWEEP_SERVER": "http://127.0.0.1:18001",
+        "LIONSWEEP_TOKEN": "s3cret",
+        "OMP_NUM_THREADS": "1",
+    }
+    result = CliRunner().invoke(app, [*cpu["command"], "--help"])
+    assert result.exit_code == 0, result.output
+
+
 def test_compose_refuses_to_run_without_a_token(tmp_path: Path) -> None:
     done = compose_config(tmp_path, {})
     assert done.returncode != 0
@@ -105,9 +159,14 @@ def test_every_service_command_exists_in_the_cli(name: str) -> None:
 
 def test_dockerfile_uses_official_pytorch_runtime_and_keeps_the_source_tree() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)", text, re.M)
-    assert base is not None
-    assert re.fullmatch(r"pytorch/pytorch:[\d.]+-cuda12\.\d+-cudnn9-runtime", base.group(1))
+    # The base is a build argument (bench/compose_check.sh builds on a CPU-only Debian base);
+    # its default is the official PyTorch CUDA runtime image.
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert default is not None, "no `ARG BASE_IMAGE=...` line"
+    assert re.fullmatch(r"pytorch/pytorch:[\d.]+-cuda12\.\d+-cudnn9-runtime", default.group(1))
+    froms = re.findall(r"^FROM (.+)$", text, re.M)
+    assert froms == ["${BASE_IMAGE}"], froms
+    assert text.index("ARG BASE_IMAGE=") < text.index("FROM ${BASE_IMAGE}")
     assert re.search(r'^ENTRYPOINT \["lionsweep"\]$', text, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     for line in re.findall(r"^COPY (\S+)", text, re.M):
