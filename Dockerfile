@@ -18,14 +18,16 @@ WORKDIR /app
 # the service package, service/migrations). The image serves both roles, so it has the
 # server extra; a GPU node without Docker needs only `pip install .`.
 COPY pyproject.toml README.md ./
-RUN mkdir -p lionsweep optim service worker \
-    && touch lionsweep/__init__.py optim/__init__.py service/__init__.py worker/__init__.py \
+RUN mkdir -p lionsweep optim protocol service worker \
+    && touch lionsweep/__init__.py optim/__init__.py protocol/__init__.py service/__init__.py \
+        worker/__init__.py \
     && pip install '.[server]' \
     && pip uninstall -y lionsweep \
-    && rm -rf lionsweep optim service worker build *.egg-info
+    && rm -rf lionsweep optim protocol service worker build *.egg-info
 
 COPY lionsweep ./lionsweep
 COPY optim ./optim
+COPY protocol ./protocol
 COPY service ./service
 COPY worker ./worker
 COPY bench ./bench

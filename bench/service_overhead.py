@@ -63,7 +63,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("lionsweep")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "service.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lionsweep.server_cli"]
         self.log = open(workdir / f"server-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*cmd, "serve", "--port", str(self.port)],

@@ -1,6 +1,6 @@
 """The ``lionsweep`` command line: one root app composing every sub-command.
 
-- ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``service.cli``),
+- ``serve``, ``db``, ``token``, ``up``: the server's and admin commands (``lionsweep.server_cli``),
   which need the ``server`` extra (``pip install 'lionsweep[server]'``);
 - ``worker``: the worker agent (``worker.cli``);
 - ``submit``, ``status``, ``best``, ``rule``, ``import``, ``ladder …``, ``bench``: client
@@ -35,6 +35,8 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from optim import scaling
+from protocol import DEFAULT_SERVER
+from protocol.yaml_errors import yaml_problem
 from worker import EXIT_CONFIG
 from worker.cli import (
     ServerOpt,
@@ -50,19 +52,20 @@ from worker.cli import (
     make_client,
     warn,
 )
-from worker.client import DEFAULT_SERVER, ApiError
-from worker.yaml_errors import yaml_problem
+from worker.client import ApiError
 
 if TYPE_CHECKING:
     from worker.client import Client
 
 #: Commands that live in other packages: name → the module whose Typer ``app`` defines it.
+SERVER_CLI = "lionsweep.server_cli"
+"""The module of the commands that need the ``server`` extra."""
 SUBCOMMANDS = {
-    "up": "service.cli",
-    "serve": "service.cli",
+    "up": SERVER_CLI,
+    "serve": SERVER_CLI,
     "worker": "worker.cli",
-    "db": "service.cli",
-    "token": "service.cli",
+    "db": SERVER_CLI,
+    "token": SERVER_CLI,
 }
 #: Packages of the ``server`` extra that the server's commands cannot run without.
 SERVER_PACKAGES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "optuna", "pydantic_settings")
@@ -118,7 +121,7 @@ def needs_server(name: str, missing: str) -> TyperCommand:
 def load_subcommand(name: str) -> TyperCommand | TyperGroup:
     """The command ``name`` of the module :data:`SUBCOMMANDS` names (imported now)."""
     module = SUBCOMMANDS[name]
-    if module.startswith("service.") and (missing := missing_server_package()):
+    if module == SERVER_CLI and (missing := missing_server_package()):
         return needs_server(name, missing)
     return typer.main.get_group(importlib.import_module(module).app).commands[name]
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from lionsweep import distributed
 from lionsweep.errors import NoTrial, check_url, translated, waiting_message
-from lionsweep.trial import SHUTDOWN_REASON, Trial
+from lionsweep.trial import Trial
+from protocol import SHUTDOWN_REASON
 from worker import DEFAULT_STOP_GRACE
 from worker import client as http
 

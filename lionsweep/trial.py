@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lionsweep import distributed
 from lionsweep.errors import ClientError, translated
+from protocol import SHUTDOWN_FINISH_DEADLINE, SHUTDOWN_REASON, STOPPED_REASON, json_metrics
 from worker import client as http
 
 if TYPE_CHECKING:
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lionsweep")
 
-#: Reasons a trial ends ``failed`` without an error in user code (the worker's words).
-SHUTDOWN_REASON = "worker shutdown"
-STOPPED_REASON = "stopped by server"
-#: How long a shutting-down process keeps trying to hand its trial back.
-SHUTDOWN_FINISH_DEADLINE = 20.0
 #: The server's default heartbeat interval, for an assignment that does not say.
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
@@ -234,7 +230,7 @@ class Trial:
         assert self._client is not None and self._reports is not None
         try:
             with translated(self._client.server, self._what):
-                action = self._reports.send(step, value, _finite(metrics))
+                action = self._reports.send(step, value, json_metrics(metrics))
         except ClientError as exc:
             if getattr(exc, "status_code", None) != 409:
                 raise
@@ -347,10 +343,11 @@ class Trial:
                     self.id,
                     state,
                     value if state == "complete" else None,
-                    _finite(metrics),
+                    json_metrics(metrics),
                     self._effective_config(),
                     reason[:2000] if reason else None,
                     deadline=deadline,
+                    handed_back=state == "failed" and reason == SHUTDOWN_REASON,
                 )
         except ClientError as exc:
             if getattr(exc, "status_code", None) != 409:
@@ -381,7 +378,11 @@ class Trial:
             if self._ended is None:
                 self.finish()
             return
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, SystemExit) and self._shutdown.is_set()
+        ):
+            # An interrupt (Ctrl-C, or an exit while a SIGTERM is handled) hands it back; a
+            # plain sys.exit() is the program's own end and fails the trial like an error.
             self._shutdown.set()
             self._end_quietly("failed", SHUTDOWN_REASON)
         else:
@@ -393,15 +394,3 @@ class Trial:
             self._end(state, None, {}, reason)
         except ClientError as exc:
             log.error("trial %d: could not record its end (%s)", self.number, exc)
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` as JSON numbers: tensors and NumPy scalars as floats, NaN and ±inf as None."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[str(key)] = value
-    return out

@@ -32,21 +32,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from protocol.yaml_errors import yaml_problem
 from service import schemas
-from service.auth import Authenticator, ReadScope, add_token, count_tokens
+from service.auth import SCOPES, Authenticator, ReadScope, add_token, count_tokens
 from service.db import Database, upgrade
 from service.leases import Leases, liveness_interval
 from service.metrics import Metrics
 from service.read_gate import ReadGate
 from service.settings import Settings
 from service.sweeps import Invalid, ServiceError, Sweeps
-from worker.yaml_errors import yaml_problem
 
 log = logging.getLogger("lionsweep.app")
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
-ALL_SCOPES = ["submit", "worker", "read", "admin"]
 YAML_PATHS = ("/api/sweeps", "/api/ladders")
 """The only endpoints that accept YAML bodies (a sweep or ladder spec)."""
 YAML_MAX_BYTES = 64 * 1024
@@ -461,7 +460,7 @@ def create_app(settings: Settings) -> FastAPI:
         upgrade(settings)
         db = Database(settings)
         if settings.bootstrap_token:
-            add_token(db, settings.bootstrap_token, ALL_SCOPES, "bootstrap")
+            add_token(db, settings.bootstrap_token, list(SCOPES), "bootstrap")
         app.state.db = db
         app.state.sweeps = Sweeps(db, settings)
         app.state.auth = Authenticator(db, settings)

@@ -7,9 +7,9 @@ import contextvars
 import fcntl
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from sqlalchemy import (
@@ -23,10 +23,30 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Sweep
 from service.settings import Settings
+
+T = TypeVar("T")
+CREATE_ATTEMPTS = 3
+"""How often a create with an idempotency key is tried when another request with the same key
+commits first (the next attempt then finds that request's row)."""
+
+
+def create_idempotently(create_once: Callable[[], T], key: str | None) -> T:
+    """``create_once()``, tried again when it lost a race for its idempotency ``key`` (a
+    unique violation): the next attempt answers with what the winner created. Without a key,
+    a unique violation is raised at once."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return create_once()
+        except IntegrityError:
+            if not key or attempt == CREATE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 log = logging.getLogger("lionsweep.db")
 

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from service import schemas
 from service import spec as specs
 from service.analysis import Analysis, group_configs, pooled_noise
 from service.catalog import Catalog
-from service.db import Database
+from service.db import Database, create_idempotently
 from service.errors import Conflict, Invalid, NotFound, field_error
 from service.ladder_fit import (
     RULES,
@@ -39,8 +38,6 @@ METHOD = (
     "squares (intervals scaled by χ²/dof when the rungs scatter beyond their errors); each "
     "candidate rule scored by χ² with its intercepts fitted; 90% intervals"
 )
-
-CREATE_ATTEMPTS = 3
 
 
 @dataclass
@@ -232,43 +229,41 @@ class Ladders:
         (ladder id, created). The same ``key`` with the same spec returns the first."""
         rungs = self._check(spec)
         spec_json = spec.model_dump(mode="json", exclude_none=True)
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                with self.db.transaction() as tx:
-                    if key:
-                        existing = tx.scalars(
-                            select(Ladder).where(Ladder.idempotency_key == key)
-                        ).first()
-                        if existing is not None:
-                            if existing.spec != spec_json:
-                                raise Conflict(
-                                    "Idempotency-Key was already used with a different ladder spec"
-                                )
-                            return existing.id, False
-                    row = Ladder(
-                        name=spec.name,
-                        task_name=spec.task.name,
-                        param=spec.ladder.param,
-                        spec=spec_json,
-                        idempotency_key=key,
+
+        def create_once() -> tuple[int, bool]:
+            with self.db.transaction() as tx:
+                if key:
+                    existing = tx.scalars(
+                        select(Ladder).where(Ladder.idempotency_key == key)
+                    ).first()
+                    if existing is not None:
+                        if existing.spec != spec_json:
+                            raise Conflict(
+                                "Idempotency-Key was already used with a different ladder spec"
+                            )
+                        return existing.id, False
+                row = Ladder(
+                    name=spec.name,
+                    task_name=spec.task.name,
+                    param=spec.ladder.param,
+                    spec=spec_json,
+                    idempotency_key=key,
+                )
+                tx.add(row)
+                tx.flush()
+                for rung in rungs:
+                    self.ledger.insert_sweep(
+                        tx,
+                        rung,
+                        rung.model_dump(mode="json", exclude_none=True),
+                        ladder_id=row.id,
+                        ladder_role="rung",
                     )
-                    tx.add(row)
-                    tx.flush()
-                    for rung in rungs:
-                        self.ledger.insert_sweep(
-                            tx,
-                            rung,
-                            rung.model_dump(mode="json", exclude_none=True),
-                            ladder_id=row.id,
-                            ladder_role="rung",
-                        )
-                    ladder_id = row.id
-                self.catalog.changed()
-                return ladder_id, True
-            except IntegrityError:
-                if not key or attempt == CREATE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+                ladder_id = row.id
+            self.catalog.changed()
+            return ladder_id, True
+
+        return create_idempotently(create_once, key)
 
     # ---- reads ----
 

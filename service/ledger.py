@@ -27,11 +27,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from protocol import HAND_BACK_LIMIT
 from service import optuna_tables as ot
 from service import schemas
 from service import spec as specs
 from service.catalog import Catalog, SweepInfo, config_key
-from service.db import Database
+from service.db import Database, create_idempotently
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.models import Lease, Sweep, Worker
 from service.settings import Settings
@@ -41,7 +42,6 @@ log = logging.getLogger("lionsweep.ledger")
 
 WORKER_TOUCH_SECONDS = 30.0
 """A worker's row is rewritten at most this often when nothing about it changed."""
-CREATE_ATTEMPTS = 3
 TOP_UP_BATCH = 4
 """Trials asked per transaction when topping up a queue (the sweep's lock is held that long)."""
 AHEAD_FROM_RUNNING = 4
@@ -90,16 +90,11 @@ class Ledger:
         if errors:
             raise Invalid(errors)
         spec_json = spec.model_dump(mode="json", exclude_none=True)
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                created = self._create_once(spec, spec_json, idempotency_key)
-                self.catalog.changed()
-                return created
-            except IntegrityError:
-                # Another request with the same key committed first: answer with its sweep.
-                if not idempotency_key or attempt == CREATE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        created = create_idempotently(
+            lambda: self._create_once(spec, spec_json, idempotency_key), idempotency_key
+        )
+        self.catalog.changed()
+        return created
 
     def _create_once(
         self, spec: schemas.SweepSpec, spec_json: dict[str, Any], key: str | None
@@ -674,7 +669,7 @@ class Ledger:
                     self.storage.set_trial_user_attr(trial_id, key, value)
             if wanted == TrialState.FAIL:
                 trial = self.storage.get_trial(trial_id)
-                requeued = self._fail(tx, info, status, trial, req.reason)
+                requeued = self._fail(tx, info, status, trial, req.reason, req.handed_back)
                 self._complete_if_done(tx, info)
             else:
                 if req.reason:
@@ -782,15 +777,23 @@ class Ledger:
                 raise
 
     def _fail(
-        self, tx: Session, info: SweepInfo, status: str, trial: FrozenTrial, reason: str | None
+        self,
+        tx: Session,
+        info: SweepInfo,
+        status: str,
+        trial: FrozenTrial,
+        reason: str | None,
+        handed_back: bool = False,
     ) -> bool:
         """Fail a running trial and re-queue it with the same params if a retry remains.
 
         A trial that fails while its sweep is cancelled (told to stop, or its lease ran out),
-        or that its worker handed back on shutdown, is re-queued without using up a retry.
+        or that its worker handed back on an interrupt, is re-queued without using up a
+        retry; a config handed back more than ``HAND_BACK_LIMIT`` times uses one.
         """
         tid = trial._trial_id
-        handed_back = reason == schemas.HANDED_BACK_REASON
+        hand_backs = int(trial.system_attrs.get(ot.HAND_BACKS, 0))
+        handed_back = handed_back and status != "cancelled" and hand_backs < HAND_BACK_LIMIT
         retry_free = status == "cancelled" or handed_back
         retries_left = retry_free or _retries_used(trial) < info.spec.max_retries
         if status == "cancelled":
@@ -810,6 +813,7 @@ class Ledger:
         attrs: dict[str, Any] = {
             ot.RETRY_OF: trial.number,
             ot.RETRY_HISTORY: history,
+            ot.HAND_BACKS: hand_backs + handed_back,
             "failed_trial": history[0] if history else trial.number,
             "retry_history": history,
         }

@@ -38,6 +38,9 @@ RETRY_HISTORY = "lionsweep:retry_history"
 STOPPED_BY_CANCEL = "lionsweep:stopped_by_cancel"
 #: Set on a trial its worker handed back (reason ``worker shutdown``): re-queued, not failed.
 HANDED_BACK = "lionsweep:handed_back"
+#: How many times the trials before this one (of one config) were handed back: capped by
+#: ``protocol.HAND_BACK_LIMIT``, past which a hand-back uses up a retry.
+HAND_BACKS = "lionsweep:hand_backs"
 REEVAL_OF = "lionsweep:reevaluation_of"
 """On a re-evaluation trial: the number of the trial whose config it re-runs."""
 REEVALUATION = "lionsweep:reevaluation"

@@ -20,15 +20,13 @@ from pydantic import (
 )
 
 from optim.scaling import ADAMW_TO_LION_FACTOR, from_adamw
+from protocol import HAND_BACK_LIMIT
 
 PARAMS = ("lr", "weight_decay", "lr_wd_product", "beta1", "beta2", "warmup_steps", "batch_size")
 INT_PARAMS = ("warmup_steps", "batch_size")
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 STATES = ("complete", "pruned", "failed", "running", "waiting")
-#: The reason a worker (agent, Python client or command runner) gives when it hands a trial
-#: back on shutdown: the trial is re-queued without using up a retry, and shown as handed back.
-HANDED_BACK_REASON = "worker shutdown"
 
 INT32_MAX = 2**31 - 1
 """The largest SQL INTEGER (trial ids and numbers, Optuna's intermediate-value steps, counts)."""
@@ -1044,12 +1042,21 @@ class FinishRequest(FromHolder):
     metrics: JsonTree = Field(default_factory=dict)
     config: JsonTree = Field(default_factory=dict)
     reason: Text | None = Field(default=None, max_length=2000)
+    handed_back: bool = Field(
+        default=False,
+        description="With ``failed``: an interrupt (Ctrl-C, SIGTERM) stopped the trial, which "
+        "is re-queued with the same params without using up a retry — at most "
+        f"{HAND_BACK_LIMIT} times per config, then it counts as a failure.",
+    )
 
     @model_validator(mode="after")
     def _value_rules(self) -> FinishRequest:
-        """A complete trial needs a value (finite, as every float of a request)."""
+        """A complete trial needs a value (finite, as every float of a request); only a failed
+        trial can be handed back."""
         if self.state == "complete" and self.value is None:
             raise ValueError("value: a complete trial needs a finite value")
+        if self.handed_back and self.state != "failed":
+            raise ValueError("handed_back: only a failed trial can be handed back")
         return self
 
 

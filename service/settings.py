@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol import DEFAULT_HOST, DEFAULT_PORT
+
 GRACE_TO_INTERVAL = 2.0
 """The heartbeat grace must be at least this many heartbeat intervals (one may be lost)."""
 
@@ -15,13 +17,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIONSWEEP_", extra="ignore")
 
     database_url: str = "sqlite:///./lionsweep.db"
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     allowed_hosts: str = ""
     """Comma-separated host names the server answers to besides its bound address and the
     loopback names (``*``: any). Other ``Host`` headers get a 400 (against DNS rebinding);
     browser requests that change something must come from one of these origins or the
     server's own. With a wildcard bind (0.0.0.0) and none set, any Host is served."""
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     require_read_token: bool = False
     max_trials_cap: int = Field(default=10_000, ge=1)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)

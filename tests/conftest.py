@@ -330,7 +330,7 @@ def lionsweep_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("lionsweep")
-    return [found] if found else [sys.executable, "-m", "service.cli"]
+    return [found] if found else [sys.executable, "-m", "lionsweep.server_cli"]
 
 
 @dataclass

@@ -26,8 +26,8 @@ from conftest import wait_for
 from typer.testing import CliRunner
 
 from lionsweep.cli import app, fmt, kwargs_line
+from lionsweep.server_cli import DEMO_SPEC
 from optim import scaling
-from service.cli import DEMO_SPEC
 from service.schemas import SweepSpec
 from worker.cli import error_lines
 from worker.supervisor import gpu_slots
@@ -479,18 +479,36 @@ def test_sweep_lifecycle_from_the_cli_and_the_waiting_state(
         got = c.post("/api/trials/claim", json=body).json()
         sweep = c.get("/api/sweeps/1").json()
         assert sweep["activity"] == "running"
-        finish = {"worker_id": "w1", "state": "failed", "reason": "worker shutdown"}
+        finish = {
+            "worker_id": "w1",
+            "state": "failed",
+            "reason": "worker shutdown",
+            "handed_back": True,
+        }
         r = c.post(f"/api/trials/{got['trial_id']}/finish", json=finish)
         assert r.status_code == 200 and r.json()["requeued"] is True
         counts = c.get("/api/sweeps/1").json()["counts"]
         assert counts["failed"] == 0 and counts["handed_back"] == 1, counts
-        # Handing back uses up no retry (max_retries defaults to 2): three in a row re-queue.
-        for _ in range(3):
+        # Handing back uses up no retry (max_retries defaults to 2), up to HAND_BACK_LIMIT
+        # (3) times per config; a fourth hand-back counts as a failure and uses a retry.
+        for _ in range(2):
             got = c.post("/api/trials/claim", json=body).json()
             r = c.post(f"/api/trials/{got['trial_id']}/finish", json=finish)
             assert r.json()["requeued"] is True
         counts = c.get("/api/sweeps/1").json()["counts"]
-        assert counts["failed"] == 0 and counts["handed_back"] == 4 and counts["waiting"] == 1
+        assert counts["failed"] == 0 and counts["handed_back"] == 3 and counts["waiting"] == 1
+        got = c.post("/api/trials/claim", json=body).json()
+        r = c.post(f"/api/trials/{got['trial_id']}/finish", json=finish)
+        assert r.json()["requeued"] is True
+        counts = c.get("/api/sweeps/1").json()["counts"]
+        assert counts["failed"] == 1 and counts["handed_back"] == 3 and counts["waiting"] == 1
+        # Without the field, "worker shutdown" is just a reason: an ordinary failure.
+        got = c.post("/api/trials/claim", json=body).json()
+        plain = {k: v for k, v in finish.items() if k != "handed_back"}
+        r = c.post(f"/api/trials/{got['trial_id']}/finish", json=plain)
+        assert r.json()["requeued"] is True  # its second retry
+        counts = c.get("/api/sweeps/1").json()["counts"]
+        assert counts["failed"] == 2 and counts["handed_back"] == 3 and counts["waiting"] == 1
 
     cancelled = runner.invoke(app, ["cancel", "1", "--server", server.url])
     assert cancelled.exit_code == 0, cancelled.output
@@ -784,7 +802,7 @@ def test_status_list_and_progress_show_the_seed_mean_best_with_its_seed_count(
 ) -> None:
     from types import SimpleNamespace
 
-    from service.cli import progress_printer
+    from lionsweep.server_cli import progress_printer
     from worker.client import Client
 
     server = live_server(sqlite_url)

@@ -374,9 +374,39 @@ def test_sigterm_hands_a_script_trial_back_and_the_script_exits(fast, api):
     got = trials_of(api, sweep)
     handed_back = got[victim["number"]]
     assert (handed_back["state"], handed_back["reason"]) == ("failed", "worker shutdown")
+    assert handed_back["handed_back"] is True  # re-queued without using a retry
     retry = [t for t in got.values() if t["retry_of"] == victim["number"]]
     assert len(retry) == 1 and retry[0]["state"] == "waiting"
     assert f"trial {victim['number']} stops at step" in out
+
+
+EXITS = """
+import sys
+import lionsweep
+
+for trial in lionsweep.trials(sys.argv[1], sweep=int(sys.argv[2])):
+    with trial:
+        sys.exit(3)
+"""
+
+
+def test_sys_exit_inside_a_trial_fails_it_and_uses_a_retry(fast, api, tmp_path):
+    """A script's own ``sys.exit`` is no interrupt: the trial fails ("SystemExit: 3") and
+    uses up a retry, so a script that always exits ends its sweep (it used to hand the trial
+    back every time, re-queued for ever)."""
+    sweep = submit(api, 1, max_retries=1)["id"]
+    path = tmp_path / "exits.py"
+    path.write_text(textwrap.dedent(EXITS))
+    for _ in range(2):
+        code, out = finish_script(run_script([str(path), fast.url, str(sweep)]), 60)
+        assert code == 3, out
+    got = sorted(trials_of(api, sweep).values(), key=lambda t: t["number"])
+    assert [(t["state"], t["reason"], t["handed_back"]) for t in got] == [
+        ("failed", "SystemExit: 3", False)
+    ] * 2, got
+    status = api.get(f"/api/sweeps/{sweep}").json()
+    assert status["status"] == "complete", status
+    assert status["counts"]["failed"] == 2 and status["counts"]["handed_back"] == 0
 
 
 SILENT = """

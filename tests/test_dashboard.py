@@ -23,7 +23,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.cli import DEMO_SPEC
+from lionsweep.server_cli import DEMO_SPEC
 from service.dashboard import mount_dashboard, plotly_js_path, plotly_version
 from service.dashboard.optuna_mount import patched_bundle
 from service.settings import Settings
@@ -119,7 +119,7 @@ PLOTS = ("plot-map", "plot-history", "plot-importances", "plot-parallel")
 def lionsweep_command() -> list[str]:
     """The ``lionsweep`` script of this interpreter."""
     script = Path(sys.executable).with_name("lionsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lionsweep.server_cli"]
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def scripted(module_live_server: Any, make_sqlite_url: Any) -> SimpleNamespace:
             trial = got.json()
             if handed_back is None:
                 handed_back = trial["trial_number"]
-                finish = {"state": "failed", "reason": "worker shutdown"}
+                finish = {"state": "failed", "reason": "worker shutdown", "handed_back": True}
             else:
                 finish = {"state": "complete", "value": objective(trial["params"])}
             r = client.post(f"/api/trials/{trial['trial_id']}/finish", json=finish)

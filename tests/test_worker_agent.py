@@ -29,9 +29,10 @@ FAST_LEASES = {
 
 
 def lionsweep_command() -> list[str]:
-    """The ``lionsweep`` console script next to this interpreter (or ``-m service.cli``)."""
+    """The ``lionsweep`` console script next to this interpreter (or
+    ``-m lionsweep.server_cli``)."""
     script = Path(sys.executable).with_name("lionsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lionsweep.server_cli"]
 
 
 class Worker:

@@ -149,7 +149,9 @@ def test_cancel_stops_ordinary_retries_at_once_but_still_delivers(scripted):
     server = scripted([(200, {"trial_id": 41, "state": "failed", "requeued": True})], start=False)
     threading.Timer(0.5, server.start).start()
     with Client(server.url, backoff=FAST, cancel=cancel) as client:
-        answer = client.finish(41, "failed", reason="worker shutdown", config={"lr": 1e-4})
+        answer = client.finish(
+            41, "failed", reason="worker shutdown", config={"lr": 1e-4}, handed_back=True
+        )
     assert answer["requeued"] is True
     assert server.requests[-1][3] == {
         "state": "failed",
@@ -157,6 +159,7 @@ def test_cancel_stops_ordinary_retries_at_once_but_still_delivers(scripted):
         "metrics": {},
         "config": {"lr": 1e-4},
         "reason": "worker shutdown",
+        "handed_back": True,
     }
 
 

@@ -41,6 +41,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protocol import (
+    SHUTDOWN_FINISH_DEADLINE,
+    SHUTDOWN_REASON,
+    STOPPED_REASON,
+    json_metrics,
+)
 from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
 from worker.client import ApiError, Client, Reports, ServerUnreachable
 from worker.commands import CommandConfigError, CommandTask
@@ -58,10 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("worker.agent")
 
-SHUTDOWN_REASON = "worker shutdown"
-STOPPED_REASON = "stopped by server"
-#: How long a shutting-down agent keeps trying to hand its trial back.
-SHUTDOWN_FINISH_DEADLINE = 20.0
 #: How often the watching (main) thread looks at a running trial.
 _WATCH_INTERVAL = 0.1
 
@@ -150,7 +152,7 @@ class TrialSession:
         if self.abandoned.is_set():
             return "stop"  # the watchdog finished this trial; nothing more is sent for it
         try:
-            action = self.reports.send(step, value, _finite(metrics))
+            action = self.reports.send(step, value, json_metrics(metrics))
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
             self.refused = self.refused or f"report refused: HTTP {exc.status_code}"
@@ -426,7 +428,7 @@ class Agent:
             log.error("trial %s failed:\n%s", number, traceback.format_exc())
             state, value, metrics, timings = "failed", None, {}, {}
             reason = f"{type(exc).__name__}: {exc}"[:500]
-        metrics = _finite(
+        metrics = json_metrics(
             {**metrics, **{f"time_{k}": v for k, v in timings.items() if v is not None}}
         )
         deadline = SHUTDOWN_FINISH_DEADLINE if self.shutdown.is_set() else None
@@ -437,7 +439,16 @@ class Agent:
                 log.warning("trial %s: reports kept for later not delivered: %s", number, exc)
         ended_elsewhere: str | None = None
         try:
-            self.client.finish(trial_id, state, value, metrics, config, reason, deadline=deadline)
+            self.client.finish(
+                trial_id,
+                state,
+                value,
+                metrics,
+                config,
+                reason,
+                deadline=deadline,
+                handed_back=state == "failed" and reason == SHUTDOWN_REASON,
+            )
         except ApiError as exc:
             if exc.status_code == 409 and task_name in self.commands:
                 ended_elsewhere = str(exc.detail)  # e.g. the program finished it itself
@@ -495,13 +506,6 @@ class Agent:
             sys.stdout.flush()
             sys.stderr.flush()
             self.hard_exit(0)
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` with non-finite numbers replaced by ``None`` (JSON has no NaN)."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()
-    }
 
 
 def _fmt(value: float | None) -> str:

@@ -20,8 +20,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from protocol import DEFAULT_SERVER
 from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, EXIT_REFUSED
-from worker.client import DEFAULT_SERVER, ApiError, Client, ServerUnreachable
+from worker.client import ApiError, Client, ServerUnreachable
 
 console = Console()
 err_console = Console(stderr=True)

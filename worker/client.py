@@ -27,10 +27,6 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-#: Where ``lionsweep up`` serves the API, and so where a client looks when told nothing else.
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 RETRY_STATUS = frozenset({502, 503, 504})
 
 
@@ -284,8 +280,12 @@ class Client:
         config: dict[str, Any] | None = None,
         reason: str | None = None,
         deadline: float | None = None,
+        handed_back: bool = False,
     ) -> dict[str, Any]:
         """End a trial as complete, pruned or failed; return the server's answer.
+
+        ``handed_back`` (with ``failed``) says an interrupt stopped it: the server re-queues
+        it without using up a retry (up to ``protocol.HAND_BACK_LIMIT`` times).
 
         Retried until delivered, however long the server is away, unless ``deadline`` is
         given; once ``cancel`` is set, for ``cancel_grace`` seconds more at most.
@@ -298,6 +298,7 @@ class Client:
                 "metrics": metrics or {},
                 "config": config or {},
                 "reason": reason,
+                "handed_back": handed_back,
             },
         )
         response = self.request(

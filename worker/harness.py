@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from protocol import STOPPED_REASON
 from worker.tasks import LOOP_PARAMS, ParamSpec, Task, check_params, check_values, resolve_params
 
 #: A training loss this many times the first step's loss counts as divergence.
@@ -350,5 +351,5 @@ def run_trial(task: Task, config: TrialConfig, reporter: Reporter) -> TrialResul
             if action == "prune":
                 return finish("pruned", value, None)
             if action == "stop":
-                return finish("failed", value, "stopped by server")
+                return finish("failed", value, STOPPED_REASON)
     return finish("complete", last_value, None)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from protocol import DEFAULT_HOST, DEFAULT_PORT
 from worker import EXIT_CONFIG
 from worker.cli import (
     api_errors,
@@ -29,7 +30,7 @@ from worker.cli import (
     fail_lines,
     make_client,
 )
-from worker.client import DEFAULT_HOST, DEFAULT_PORT, ApiError, ServerUnreachable
+from worker.client import ApiError, ServerUnreachable
 from worker.supervisor import (
     Child,
     Supervisor,
