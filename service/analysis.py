@@ -8,12 +8,12 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from scipy import stats
 
 from service import optuna_tables as ot
 from service import schemas
@@ -31,6 +31,15 @@ from service.surface import (
     fit_surface,
     stability_edge,
 )
+
+
+def _stats() -> ModuleType:
+    """``scipy.stats``, imported on first use: it costs about half a second, which every
+    server start (and every CLI call that imports the server) would otherwise pay."""
+    from scipy import stats
+
+    return stats
+
 
 WIDTH_RULES = RULES
 """The named width rules (:data:`service.ladder_fit.RULES`). Which one holds is what a width
@@ -163,7 +172,7 @@ class Noise:
 
     def t(self) -> float:
         """The t quantile of a two-sided 90% interval at this many degrees of freedom."""
-        return float(stats.t.ppf(0.5 + LEVEL / 2, self.df))
+        return float(_stats().t.ppf(0.5 + LEVEL / 2, self.df))
 
 
 def group_configs(info: SweepInfo, done: list[FrozenTrial]) -> list[ConfigRuns]:
