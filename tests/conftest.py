@@ -51,6 +51,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -98,6 +99,27 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def rdb_storage(database_url: str) -> Any:
+    """Optuna's storage on ``database_url`` without a connection pool, so that a test that
+    reads a study leaves no connection open behind it (a plain URL makes Optuna keep a
+    pooled engine until garbage collection)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(database_url, engine_kwargs={"poolclass": NullPool})
+
+
+def study_names(database_url: str) -> list[str]:
+    """The names of the Optuna studies in the database at ``database_url``, read through an
+    engine that is closed again (``optuna.get_all_study_names(url)`` leaves its engine's
+    connections open until garbage collection)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(text("SELECT study_name FROM studies ORDER BY study_id")))
+    finally:
+        engine.dispose()
 
 
 def _drop_database(conn: Connection, name: str) -> None:
@@ -195,14 +217,35 @@ class PostgresDatabases:
             _drop_database(conn, name)
         self.created.remove(name)
 
+    def open_connections(self) -> list[str]:
+        """The connections still open to this factory's databases (``db: state, app``)."""
+        names = [*self.created, *([self.template] if self.template else [])]
+        if not names:
+            return []
+        with self.admin.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT datname, state, application_name FROM pg_stat_activity "
+                    "WHERE datname = ANY(:names) AND pid <> pg_backend_pid()"
+                ),
+                {"names": names},
+            ).all()
+        return [f"{db}: {state}, {app or 'no application name'}" for db, state, app in rows]
+
     def close(self) -> None:
-        """Drop every database still here, then the template."""
+        """Drop every database still here, then the template; raise if any connection to
+        them was still open (every server is stopped by now, so it leaked from a test)."""
+        leaked = self.open_connections()
         with self.admin.connect() as conn:
             for name in [*self.created, *([self.template] if self.template else [])]:
                 _drop_database(conn, name)
         self.created.clear()
         self.template = None
         self.admin.dispose()
+        if leaked:
+            raise AssertionError(
+                f"the tests left {len(leaked)} PostgreSQL connection(s) open:\n" + "\n".join(leaked)
+            )
 
 
 @pytest.fixture(scope="session")
@@ -393,6 +436,9 @@ class ServerFactory:
             # Scripted trials take milliseconds, so `reevaluate: auto` would follow every test
             # sweep with 9 re-runs; tests that exercise re-evaluation ask for it in the spec.
             "LIONSWEEP_REEVALUATE_AUTO_SECONDS": "0",
+            # Small pools: many test servers share one PostgreSQL (max_connections 100).
+            "LIONSWEEP_DB_POOL_SIZE": "2",
+            "LIONSWEEP_DB_MAX_OVERFLOW": "6",
             **(env or {}),
         }
         with open(log_path, "wb") as out:

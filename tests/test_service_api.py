@@ -12,6 +12,7 @@ import uuid
 import httpx
 import optuna
 import pytest
+from conftest import rdb_storage, study_names
 
 from optim.scaling import from_adamw, lr_and_decay
 
@@ -128,7 +129,9 @@ def test_submit_claim_report_finish_best_and_scaling_rule(client, server):
     }
 
     # The study is a plain Optuna study in the same database.
-    study = optuna.load_study(study_name=got["study_name"], storage=server.database_url)
+    study = optuna.load_study(
+        study_name=got["study_name"], storage=rdb_storage(server.database_url)
+    )
     assert len(study.trials) == 30 and study.best_value == pytest.approx(value)
     assert claim(client, task) is None
 
@@ -273,7 +276,7 @@ def test_pruning_and_trial_state_rules(client):
 
 
 def test_report_writes_nothing_unless_the_trial_is_running_in_a_sweep(client, server):
-    storage = optuna.storages.RDBStorage(server.database_url)
+    storage = rdb_storage(server.database_url)
     try:
         # A trial of a plain Optuna study in the same database: not a sweep's.
         study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE])
@@ -409,7 +412,7 @@ def test_delete_removes_the_sweep_and_its_study(client, server):
     sweep = submit(client, name="del", task={"name": task_name()}, n_trials=2)
     assert client.delete(f"/api/sweeps/{sweep['id']}").status_code == 204
     assert client.get(f"/api/sweeps/{sweep['id']}").status_code == 404
-    assert sweep["study_name"] not in optuna.get_all_study_names(server.database_url)
+    assert sweep["study_name"] not in study_names(server.database_url)
     assert client.delete(f"/api/sweeps/{sweep['id']}").status_code == 404
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 import httpx
 import optuna
 import pytest
+from conftest import rdb_storage
 
 
 def run_claimers(
@@ -90,7 +91,9 @@ def check(server, client: httpx.Client, sweep: dict, result: dict, n_trials: int
     assert got["status"] == "complete" and got["finished"] == n_trials
     assert got["counts"]["complete"] == n_trials - (n_failed - n_requeued)
     assert got["counts"]["failed"] == n_failed
-    study = optuna.load_study(study_name=sweep["study_name"], storage=server.database_url)
+    study = optuna.load_study(
+        study_name=sweep["study_name"], storage=rdb_storage(server.database_url)
+    )
     assert len(study.trials) == n_trials + n_requeued
     assert len({t.number for t in study.trials}) == len(study.trials)
 
@@ -124,7 +127,7 @@ def test_16_claimers_two_servers_postgres(make_postgres_db, live_server):
         result = run_claimers([s.url for s in servers], clean["id"], "clean", 16, fail_first=False)
         assert result["errors"] == [] and result["requeued"] == []
         assert sorted(n for _, n in result["claimed"]) == list(range(32))
-        study = optuna.load_study(study_name=clean["study_name"], storage=url)
+        study = optuna.load_study(study_name=clean["study_name"], storage=rdb_storage(url))
         assert len(study.trials) == 32
 
 

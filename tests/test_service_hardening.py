@@ -14,9 +14,8 @@ import uuid
 from datetime import datetime
 
 import httpx
-import optuna
 import pytest
-from conftest import get_free_port
+from conftest import get_free_port, study_names
 from sqlalchemy import create_engine, make_url, text
 
 from service.auth import create_token
@@ -36,7 +35,7 @@ def spec(**changes) -> dict:
 def written(client: httpx.Client, server) -> tuple[int, int]:
     """(sweeps listed, Optuna studies): must not change after a refused request."""
     total = client.get("/api/sweeps").json()["total"]
-    return total, len(optuna.get_all_study_names(server.database_url))
+    return total, len(study_names(server.database_url))
 
 
 def assert_422(r: httpx.Response, loc: list, rule: str) -> None:

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import lionsweep_command
+from conftest import lionsweep_command, rdb_storage
 from sqlalchemy import create_engine, inspect
 
 from service.db import upgrade
@@ -57,7 +57,9 @@ def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
     assert diff == []
     assert tables >= OURS and {"studies", "trials", "trial_heartbeats", "alembic_version"} <= tables
     assert ours_version == "0004" and optuna_version != "0004"
-    assert optuna.load_study(study_name="plain-optuna", storage=database_url).trials == []
+    assert (
+        optuna.load_study(study_name="plain-optuna", storage=rdb_storage(database_url)).trials == []
+    )
 
 
 def test_db_upgrade_command(sqlite_url):

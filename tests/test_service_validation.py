@@ -4,8 +4,8 @@ and in every case nothing written (no sweep row, no Optuna study)."""
 from __future__ import annotations
 
 import httpx
-import optuna
 import pytest
+from conftest import study_names
 
 CAP = 500
 BASE = {"name": "v", "task": {"name": "quadratic"}, "n_trials": 4}
@@ -28,7 +28,7 @@ def client(server):
 def written(client: httpx.Client, server) -> tuple[int, int]:
     """(sweeps listed, Optuna studies) — must not change after a rejected submission."""
     total = client.get("/api/sweeps").json()["total"]
-    return total, len(optuna.get_all_study_names(server.database_url))
+    return total, len(study_names(server.database_url))
 
 
 CASES = [
