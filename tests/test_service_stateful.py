@@ -30,8 +30,9 @@ ledger the server shows (``GET /api/sweeps/{id}`` and its trials) against a mode
   claims and fails trials until the sweep completes: every sweep can be finished, and
   each config's retries run out on the way.
 
-Each example runs on a fresh database (a SQLite file, or a clone of the migrated
-PostgreSQL template) with its own server. Leases are short (heartbeat interval 0.2 s,
+Each backend starts one server on one fresh database (a SQLite file, or a clone of the
+migrated PostgreSQL template); each example is a new sweep there with a task name of its own,
+so no claim of one example can take another's trials. Leases are short (heartbeat interval 0.2 s,
 grace 1.5 s, the server's reaper every 0.2 s); a background thread heartbeats the trials
 the model holds, and the reap step waits out the grace, then also runs the reaper
 in-process on the same database. The server's reaper may act at any moment, so the model
@@ -39,7 +40,7 @@ accepts a crashed trial as running or failed until it sees it reaped.
 
 Examples are derandomized and not shrunk (profile ``lionsweep-ledger-ci``: 10 examples of
 30 steps). ``LIONSWEEP_LEDGER_PROFILE=lionsweep-ledger-shrink`` replays the same search
-and minimizes a failure (minutes: each try starts a server);
+and minimizes a failure (minutes: each try replays a sequence of requests);
 ``LIONSWEEP_LEDGER_PROFILE=lionsweep-ledger-deep`` searches longer, at random (40 examples
 of 50 steps, about 5 minutes per backend).
 """
@@ -51,8 +52,8 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,11 +86,10 @@ REAP_MARGIN = 0.3
 EARLY_SLACK = 0.05
 """A crashed trial seen failed sooner than grace − this after its last sign was reaped early."""
 STATES = ("complete", "pruned", "failed", "running", "waiting")
-TASK = "quadratic"
 
-# Every example starts a server (about 1.5 s here), so shrinking a failure takes minutes:
-# CI reports the failing sequence as found (derandomized, so the same one each run), and
-# the "shrink" profile minimizes it.
+# Shrinking a failure replays many examples, so it takes minutes: CI reports the failing
+# sequence as found (derandomized, so the same one each run), and the "shrink" profile
+# minimizes it.
 settings.register_profile(
     "lionsweep-ledger-ci",
     max_examples=10,
@@ -144,11 +144,10 @@ class Claim:
 
 @dataclass
 class Backend:
-    """How an example gets its database and server."""
+    """The database and the server every example of one backend shares."""
 
-    new_url: Callable[[], str]
-    drop_url: Callable[[str], None]
-    start_server: Callable[..., Any]
+    db_url: str
+    server: Any
     postgres: bool = False
 
 
@@ -196,8 +195,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self, backend: Backend) -> None:
         super().__init__()
         self.backend = backend
-        self.db_url = backend.new_url()
-        self.server = backend.start_server(self.db_url, env=LEASE_ENV)
+        self.db_url = backend.db_url
+        self.server = backend.server
+        # A task of its own (far from every other example's name, so never "did you mean").
+        self.task = f"ledger-{uuid.uuid4().hex[:12]}"
         self.client = httpx.Client(base_url=self.server.url, timeout=30)
         self.beats = Heartbeats(self.server.url)
         self.reaper: Any = None
@@ -218,7 +219,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---- plumbing ----
 
     def _claim(self, request_id: str) -> httpx.Response:
-        body = {"worker_id": "w1", "device": "cpu", "tasks": [TASK], "request_id": request_id}
+        body = {"worker_id": "w1", "device": "cpu", "tasks": [self.task], "request_id": request_id}
         return self.client.post("/api/trials/claim", json=body)
 
     def _release(self, number: int) -> None:
@@ -291,7 +292,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def create_sweep(self, n_trials: int, max_retries: int, seed: int) -> None:
         spec = {
             "name": "ledger",
-            "task": {"name": TASK},
+            "task": {"name": self.task},
             "sampler": {"name": "random", "seed": seed},
             "pruner": {"name": "none"},
             "n_trials": n_trials,
@@ -304,7 +305,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _claim_one(self, token: str, lost_reply: bool = False) -> Claim | None:
         """One claim with a new request_id (asked again if its reply is lost); None on 204."""
         self.n_claims += 1
-        request_id = f"claim-{self.n_claims}-{token}"
+        request_id = f"{self.task}-claim-{self.n_claims}-{token}"
         sent = time.monotonic()
         return self._took(self._claim(request_id), request_id, sent, lost_reply)
 
@@ -368,14 +369,14 @@ class LedgerMachine(RuleBasedStateMachine):
         ids = []
         for _ in range(workers):
             self.n_claims += 1
-            ids.append(f"claim-{self.n_claims}-together")
+            ids.append(f"{self.task}-claim-{self.n_claims}-together")
         sent = time.monotonic()
         start = threading.Barrier(workers)
 
         def one(request_id: str) -> httpx.Response:
             with httpx.Client(base_url=self.server.url, timeout=30) as c:
                 start.wait()
-                body = {"worker_id": "w1", "tasks": [TASK], "request_id": request_id}
+                body = {"worker_id": "w1", "tasks": [self.task], "request_id": request_id}
                 return c.post("/api/trials/claim", json=body)
 
         with ThreadPoolExecutor(workers) as pool:
@@ -764,17 +765,13 @@ class LedgerMachine(RuleBasedStateMachine):
             self.client.close()
             if self.reaper is not None:
                 self.reaper.db.dispose()
-            self.server.stop()
-            self.backend.drop_url(self.db_url)
 
 
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def test_trial_ledger_model(backend: str, request: pytest.FixtureRequest, live_server) -> None:
-    if backend == "sqlite":
-        b = Backend(request.getfixturevalue("make_sqlite_url"), lambda url: None, live_server)
-    else:
-        databases = request.getfixturevalue("make_postgres_db")
-        b = Backend(databases, databases.drop, live_server, postgres=True)
+    postgres = backend == "postgres"
+    url = request.getfixturevalue("make_postgres_db" if postgres else "make_sqlite_url")()
+    b = Backend(url, live_server(url, env=LEASE_ENV), postgres=postgres)
     run_state_machine_as_test(lambda: LedgerMachine(b), settings=settings.get_profile(PROFILE))
