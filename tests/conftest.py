@@ -303,9 +303,13 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "empty_database: database_url gives a blank PostgreSQL database, not a clone"
-    )
+    for marker in (
+        "empty_database: database_url gives a blank PostgreSQL database, not a clone",
+        "postgres: needs the PostgreSQL server (skipped when unreachable, failed under CI)",
+        "browser: drives the dashboard in headless Chromium",
+        "slow: takes over ~10 s here (`pytest -m 'not slow'` is the quick inner loop)",
+    ):
+        config.addinivalue_line("markers", marker)
 
 
 @pytest.fixture(autouse=True)
