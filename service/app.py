@@ -452,12 +452,14 @@ async def database_unavailable(_request: Request, exc: Exception) -> JSONRespons
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The API application for ``settings`` (migrates and starts the reaper in its lifespan)."""
+def create_app(settings: Settings, migrate: bool = True) -> FastAPI:
+    """The API application for ``settings``: its lifespan migrates the database (unless
+    ``migrate`` is false: ``serve`` has just done so) and starts the reaper."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upgrade(settings)
+        if migrate:
+            upgrade(settings)
         db = Database(settings)
         if settings.bootstrap_token:
             add_token(db, settings.bootstrap_token, list(SCOPES), "bootstrap")
@@ -614,7 +616,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
             log_level="info",
         )
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, migrate=False), host=host, port=port, log_level="info")
 
 
 def app_from_env() -> FastAPI:
