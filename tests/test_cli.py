@@ -561,6 +561,7 @@ def _planted_sweep(
     return sweep["id"]
 
 
+@pytest.mark.slow
 def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, sqlite_url) -> None:
     server = live_server(sqlite_url)
     declared = {"d": {"type": "int", "low": 1, "high": 4096, "default": 64, "width": True}}

@@ -106,6 +106,7 @@ def get(server: LiveServer, path: str, **params: Any) -> Any:
     return r.json()
 
 
+@pytest.mark.slow
 def test_submit_prints_the_ladder_and_one_line_per_rung(ladder, ladder_server) -> None:
     got = get(ladder_server, f"/api/ladders/{ladder['id']}")
     lines = [line for line in ladder["submit"].splitlines() if line.strip()]

@@ -83,6 +83,7 @@ def test_ddp_ranks_stop_at_the_same_step_when_rank_0_is_pruned(server, tmp_path)
     assert len(re.findall(rf"POST /api/trials/{trial_id}/finish ", server.log())) == 1
 
 
+@pytest.mark.slow
 def test_ddp_script_claims_trials_itself_on_rank_0(server):
     with httpx.Client(base_url=server.url, timeout=30) as api:
         sweep, _ = submit(api, n_trials=2, pruner={"name": "none"})

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+@pytest.mark.slow
 def test_trainer_callback_reports_evaluations_and_stops_on_a_prune(live_server, sqlite_url):
     server = live_server(sqlite_url)
     spec = {

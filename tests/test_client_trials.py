@@ -320,6 +320,7 @@ def task_of(api: httpx.Client, sweep_id: int) -> str:
 # ---- clear errors ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_errors_name_the_server_and_the_sweep(fast, live_server, make_sqlite_url):
     nowhere = f"http://127.0.0.1:{get_free_port()}"
     started = time.monotonic()
@@ -420,6 +421,7 @@ for trial in lionsweep.trials(sys.argv[1], sweep=int(sys.argv[2]), stop_grace=1.
 """
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_a_silent_script_trial_and_the_watchdog_hands_it_back(fast, api, tmp_path):
     sweep = submit(api, 1)["id"]
     path = tmp_path / "silent.py"
@@ -437,6 +439,7 @@ def test_heartbeats_keep_a_silent_script_trial_and_the_watchdog_hands_it_back(fa
     assert (got["state"], got["reason"]) == ("failed", "worker shutdown")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_is_requeued_and_a_second_run_finishes_it(fast, api):
     sweep = submit(api, 1, max_retries=1)["id"]
     common = ["--server", fast.url, "--sweep", str(sweep)]

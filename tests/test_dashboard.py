@@ -171,6 +171,7 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
     pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_sweeps_list_shows_new_sweeps_and_live_counts_without_reload(
     running: Any, page: Any
@@ -289,6 +290,7 @@ def test_finished_demo_sweep_page_and_screenshot(running: Any, page: Any, tmp_pa
     assert shot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_baseline_sweep_shows_lion_and_adamw_side_by_side(running: Any, page: Any) -> None:
     spec = {

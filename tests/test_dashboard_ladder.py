@@ -142,6 +142,7 @@ def test_ladder_page_is_an_html_shell_loading_local_scripts(sqlite_url: str) -> 
 # -- a real browser --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_finished_ladder_draws_rungs_rules_fit_prediction_and_confirmation(
     ladders: SimpleNamespace, page: Any, tmp_path: Path

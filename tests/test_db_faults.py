@@ -196,6 +196,7 @@ def test_a_connection_killed_mid_request_is_a_503_and_the_trial_keeps_running(pg
         assert (trial["state"], trial["value"]) == ("complete", 0.25)
 
 
+@pytest.mark.slow
 def test_a_worker_keeps_its_trial_through_a_killed_report_and_a_503_window(
     pg,
     start_worker,  # noqa: F811
@@ -221,6 +222,7 @@ def test_a_worker_keeps_its_trial_through_a_killed_report_and_a_503_window(
     assert "KeyError" not in server.log()
 
 
+@pytest.mark.slow
 def test_an_idle_exit_worker_started_during_an_outage_waits_for_the_database(
     pg,
     start_worker,  # noqa: F811
@@ -239,6 +241,7 @@ def test_an_idle_exit_worker_started_during_an_outage_waits_for_the_database(
     assert "HTTP 503" in worker.log()
 
 
+@pytest.mark.slow
 def test_a_trials_loop_started_during_an_outage_waits_and_says_why(pg, caplog):
     server, db = pg
     task = f"own{uuid.uuid4().hex[:8]}"

@@ -96,6 +96,7 @@ def test_a_ten_minute_outage_reaps_no_live_trial(database_url, live_server):
     assert FORGIVEN in server.log()
 
 
+@pytest.mark.slow
 def test_a_worker_that_died_in_the_outage_is_reaped_one_grace_after_it(
     database_url, live_server, wait_for
 ):
@@ -128,6 +129,7 @@ def test_a_worker_that_died_in_the_outage_is_reaped_one_grace_after_it(
         assert counts["failed"] == 1 and counts["waiting"] == 1  # the dead one, re-queued
 
 
+@pytest.mark.slow
 def test_a_real_server_outage_longer_than_the_grace_costs_no_trial(database_url, live_server):
     server = live_server(database_url, env=ENV)
     with httpx.Client(base_url=server.url, timeout=30) as c:
@@ -143,6 +145,7 @@ def test_a_real_server_outage_longer_than_the_grace_costs_no_trial(database_url,
         _no_retry_charged(c, sweep, live)
 
 
+@pytest.mark.slow
 def test_two_servers_give_one_gap_back_once(database_url, live_server):
     """Both servers see the same gap; under the liveness row's lock only one gives it back.
 
@@ -197,6 +200,7 @@ def _db_clock(conn) -> float:
     return float(conn.scalar(text("SELECT extract(epoch FROM clock_timestamp())")))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_database_outage_with_the_server_up_costs_no_trial(
     make_postgres_db, postgres_admin_url, live_server

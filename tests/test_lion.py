@@ -86,6 +86,7 @@ def test_matches_transcription_over_100_steps(impl, maximize, wd):
     assert moved == [p.numel() > 0 for p in params]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_impls_agree(dtype):
     ref, ref_opt = run("reference", dtype=dtype)

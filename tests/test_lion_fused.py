@@ -222,6 +222,7 @@ def test_cuda_fused_matches_reference():
         torch.testing.assert_close(f, r, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_script_that_ends_while_the_kernel_compiles_exits_cleanly(tmp_path):
     """A short script with the default Lion ends before the background compile (empty
     inductor cache): the process waits for the compile and exits 0 (a daemon compile thread
@@ -249,6 +250,7 @@ def test_a_script_that_ends_while_the_kernel_compiles_exits_cleanly(tmp_path):
     assert "terminate called" not in done.stderr
 
 
+@pytest.mark.slow
 def test_auto_falls_back_to_foreach_without_a_compiler(tmp_path):
     """With no working C++ compiler, impl="auto" steps with foreach while the kernel compiles
     in the background, then warns once that it did not and keeps stepping with foreach."""
@@ -360,6 +362,7 @@ def test_grad_scaler_skips_overflowing_steps_and_then_trains(impl):
     assert losses[-1] < 0.5 * losses[skipped]
 
 
+@pytest.mark.slow
 def test_a_compiled_model_keeps_training_while_the_kernel_compiles(tmp_path):
     """The background build traces in a child process: tracing here would set torch.fx's
     process-wide flag, and the user's compiled model, called meanwhile, would fail with

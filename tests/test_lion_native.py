@@ -168,6 +168,7 @@ STEP_ONCE = (
 )
 
 
+@pytest.mark.slow
 def test_the_library_is_built_once_per_cache_and_shared_by_concurrent_processes(tmp_path):
     """Four processes start on an empty cache together: each gets a working library, one
     file is left (the builds replace it atomically), and later processes load it."""
@@ -191,6 +192,7 @@ def test_the_library_is_built_once_per_cache_and_shared_by_concurrent_processes(
     assert built[0].stat().st_mtime_ns == mtime  # loaded, not rebuilt
 
 
+@pytest.mark.slow
 def test_without_a_c_compiler_lion_still_steps(tmp_path):
     code = STEP_ONCE + "print(native.error)\n"
     env = {

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 SPACE = {
     "lr": {"low": 1e-5, "high": 1e-2, "log": True},
@@ -76,6 +77,7 @@ def at_once(url: str, paths: list[str]) -> list[httpx.Response]:
     return out  # type: ignore[return-value]
 
 
+@pytest.mark.slow
 def test_concurrent_cold_reads_compute_once_and_a_change_anywhere_recomputes(
     live_server: Any, make_sqlite_url: Any
 ) -> None:
@@ -104,6 +106,7 @@ def test_concurrent_cold_reads_compute_once_and_a_change_anywhere_recomputes(
     assert how(httpx.get(f"{one.url}/api/sweeps/{sweep}/best", timeout=60)) == "computed"
 
 
+@pytest.mark.slow
 def test_a_light_read_does_not_wait_for_heavy_ones(live_server: Any, make_sqlite_url: Any) -> None:
     server = live_server(make_sqlite_url())
     with httpx.Client(base_url=server.url, timeout=120) as c:

@@ -98,6 +98,7 @@ def check(server, client: httpx.Client, sweep: dict, result: dict, n_trials: int
     assert len({t.number for t in study.trials}) == len(study.trials)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_16_claimers_two_servers_postgres(make_postgres_db, live_server):
     url = make_postgres_db()

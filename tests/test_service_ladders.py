@@ -33,6 +33,7 @@ def counts(client: httpx.Client) -> tuple[int, int]:
     )
 
 
+@pytest.mark.slow
 def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) -> None:
     r = client.post("/api/ladders", json=ladder_spec(task))
     assert r.status_code == 201, r.text

@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from service.db import Database
@@ -149,6 +150,7 @@ def test_a_lease_lasts_its_whole_grace_period(sqlite_url, live_server):
         assert elapsed >= 2.0, f"reaped after {elapsed:.2f} s with a 2 s grace"
 
 
+@pytest.mark.slow
 def test_one_unreadable_sweep_stops_neither_reads_nor_claims_nor_the_reaper(
     database_url, live_server, wait_for
 ):
@@ -188,6 +190,7 @@ def test_one_unreadable_sweep_stops_neither_reads_nor_claims_nor_the_reaper(
         assert [s["id"] for s in c.get("/api/sweeps").json()["items"]] == [healthy["id"]]
 
 
+@pytest.mark.slow
 def test_reads_racing_a_delete_answer_404_never_500(database_url, live_server):
     server = live_server(database_url)
     codes: list[int] = []

@@ -770,6 +770,7 @@ class LedgerMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
+@pytest.mark.slow
 def test_trial_ledger_model(backend: str, request: pytest.FixtureRequest, live_server) -> None:
     postgres = backend == "postgres"
     url = request.getfixturevalue("make_postgres_db" if postgres else "make_sqlite_url")()

@@ -152,6 +152,7 @@ def test_cancel_and_resume_never_overwrite_complete(database_url, live_server):
             assert c.post(f"/api/sweeps/{other['id']}/resume").json()["status"] == "running"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tz", ["Asia/Tokyo", "America/Los_Angeles"])
 def test_leases_follow_the_database_clock_under_any_server_time_zone(
     database_url, live_server, wait_for, tz
@@ -277,6 +278,7 @@ def test_a_grid_sweep_refuses_enqueued_configs(sqlite_url, live_server):
         assert c.get("/api/sweeps").json()["total"] == 0
 
 
+@pytest.mark.slow
 def test_hyperband_rungs_are_report_steps_in_several_brackets(sqlite_url, live_server):
     """Reports every 100 steps up to 900: Hyperband (reduction 3) has brackets whose first rung
     is step 100, 300 or 900 (rungs at 100·3^k); no trial passes two rungs on one report."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import httpx
+import pytest
 from conftest import lionsweep_command
 from test_service_auth import bearer, cli_token
 
@@ -29,6 +30,7 @@ def token_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_only_the_claiming_token_may_report_heartbeat_or_finish(database_url, live_server):
     alice, bob = cli_token(database_url, "worker"), cli_token(database_url, "worker")
     submit = cli_token(database_url, "submit")
@@ -82,6 +84,7 @@ def test_only_the_claiming_token_may_report_heartbeat_or_finish(database_url, li
         assert (trial["state"], trial["value"]) == ("complete", 0.25)
 
 
+@pytest.mark.slow
 def test_tokens_are_listed_and_revoked_at_once(sqlite_url, live_server):
     admin = cli_token(sqlite_url, "admin")
     worker = cli_token(sqlite_url, "worker")

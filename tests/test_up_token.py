@@ -40,6 +40,7 @@ def finished(base: str, sweep_id: int) -> int:
     return httpx.get(f"{base}/api/sweeps/{sweep_id}", timeout=5).json()["finished"]
 
 
+@pytest.mark.slow
 def test_up_with_a_token_refuses_requests_and_workers_without_it(tmp_path: Path) -> None:
     port = get_free_port()
     base = f"http://127.0.0.1:{port}"

@@ -113,6 +113,7 @@ def running_trial(api: httpx.Client, sweep_id: int) -> dict | None:
     return next((t for t in trials(api, sweep_id) if t["state"] == "running"), None)
 
 
+@pytest.mark.slow
 def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
     database_url, live_server, start_worker
 ):
@@ -143,6 +144,7 @@ def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
     assert "first_step=" in log and "overhead=" in log
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_share_one_sweep_without_duplicates(
     make_postgres_db, live_server, start_worker
@@ -174,6 +176,7 @@ def test_two_workers_share_one_sweep_without_duplicates(
     assert sorted(runs) == sorted(by_worker.values())
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(
     make_postgres_db, live_server, start_worker
@@ -198,6 +201,7 @@ def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(
         assert retry[0]["worker_id"] != lost["worker_id"]
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_a_silent_trial_and_sigterm_hands_it_back(
     sqlite_url, live_server, start_worker
 ):
@@ -238,6 +242,7 @@ def test_stop_answer_ends_the_trial_and_the_worker_moves_on(sqlite_url, live_ser
         assert [t["state"] for t in trials(api, other)] == ["complete"]
 
 
+@pytest.mark.slow
 def test_nan_loss_ends_pruned_as_diverged_and_a_prune_answer_ends_pruned(
     sqlite_url, live_server, start_worker
 ):
@@ -287,6 +292,7 @@ TASK_MODULE = textwrap.dedent(
 @pytest.mark.parametrize(
     ("stop", "reason"), [("sigterm", "worker shutdown"), ("cancel", "stopped by server")]
 )
+@pytest.mark.slow
 def test_a_stop_inside_a_long_step_ends_the_trial_within_the_stop_grace(
     stop, reason, sqlite_url, live_server, start_worker
 ):
@@ -316,6 +322,7 @@ def test_a_stop_inside_a_long_step_ends_the_trial_within_the_stop_grace(
         assert worker.wait(30) == 0, worker.log()
 
 
+@pytest.mark.slow
 def test_the_watchdog_ends_a_step_that_outlasts_the_grace_on_stop_and_on_sigterm(
     sqlite_url, live_server, start_worker, tmp_path
 ):
@@ -364,6 +371,7 @@ def test_the_watchdog_ends_a_step_that_outlasts_the_grace_on_stop_and_on_sigterm
     assert "exiting with trial" in log
 
 
+@pytest.mark.slow
 def test_task_params_out_of_bounds_fail_the_trial_and_the_worker_goes_on(
     sqlite_url, live_server, start_worker
 ):
@@ -394,6 +402,7 @@ def test_task_params_out_of_bounds_fail_the_trial_and_the_worker_goes_on(
     assert "Traceback" not in worker.log()
 
 
+@pytest.mark.slow
 def test_only_registered_tasks_run_and_task_modules_register(
     sqlite_url, live_server, start_worker, tmp_path
 ):
@@ -417,6 +426,7 @@ def test_only_registered_tasks_run_and_task_modules_register(
         assert "operators_task" in extended.log()
 
 
+@pytest.mark.slow
 def test_reports_survive_a_server_restart(sqlite_url, live_server, start_worker, free_port):
     server = live_server(sqlite_url, port=free_port)
     with httpx.Client(base_url=server.url, timeout=30) as api:
@@ -434,6 +444,7 @@ def test_reports_survive_a_server_restart(sqlite_url, live_server, start_worker,
     assert "retrying in" in worker.log()
 
 
+@pytest.mark.slow
 def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigterm(
     sqlite_url, live_server, start_worker
 ):
@@ -461,6 +472,7 @@ def test_gpus_supervisor_runs_one_agent_per_slot_restarts_crashes_forwards_sigte
         assert len(handed_back) == 2 and all(t["state"] == "failed" for t in handed_back)
 
 
+@pytest.mark.slow
 def test_worker_authenticates_a_refused_token_exits_2_and_max_trials_is_kept(
     sqlite_url, live_server, start_worker
 ):
@@ -491,6 +503,7 @@ def test_configuration_errors_exit_2_and_are_not_restarted(start_worker, free_po
     assert start_worker(url, "--gpus", "0,zero").wait(60) == 2
 
 
+@pytest.mark.slow
 def test_a_worker_that_never_reaches_its_server_says_so_in_one_line_and_exits_2(
     start_worker, free_port, sqlite_url, live_server
 ):

@@ -324,6 +324,7 @@ def test_the_line_protocol(line, parsed):
 # ---- what a program is given, and how its end becomes the trial's ---------------------
 
 
+@pytest.mark.slow
 def test_outcomes_of_programs_and_the_worker_carries_on(
     sqlite_url, live_server, new_worker, tmp_path
 ):
@@ -413,6 +414,7 @@ def test_outcomes_of_programs_and_the_worker_carries_on(
 # ---- stopping a program: prune, cancel, worker SIGTERM, worker kill -9 -----------------
 
 
+@pytest.mark.slow
 def test_prune_and_cancel_stop_the_programs_process_group(
     sqlite_url, live_server, new_worker, tmp_path
 ):
@@ -464,6 +466,7 @@ def test_prune_and_cancel_stop_the_programs_process_group(
         assert worker.wait(30) == 0, worker.log()
 
 
+@pytest.mark.slow
 def test_sigterm_hands_the_trial_back_and_kill_9_is_requeued_by_the_reaper(
     sqlite_url, live_server, new_worker, tmp_path
 ):
@@ -540,6 +543,7 @@ def no_stray_daemons(tmp_path):
             pass
 
 
+@pytest.mark.slow
 def test_a_setsid_grandchild_ends_with_its_trial_however_the_trial_ends(
     sqlite_url, live_server, new_worker, tmp_path, no_stray_daemons
 ):
@@ -603,6 +607,7 @@ def test_a_setsid_grandchild_ends_when_the_worker_is_told_to_stop(
 # ---- the example ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_examples_run_sweeps_through_the_line_protocol_and_the_python_client(
     sqlite_url, live_server, new_worker
 ):
