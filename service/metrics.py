@@ -12,10 +12,14 @@ from sqlalchemy import Enum, Integer, column, func, select, table
 
 from service.db import Database
 from service.models import Sweep
+from service.schemas import STATES
 
 _trials = table(
     "trials", column("study_id", Integer), column("state", Enum(TrialState, name="trialstate"))
 )
+
+
+SWEEP_STATUSES = ("running", "cancelled", "complete")
 
 
 class _StateCollector(Collector):
@@ -27,16 +31,24 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         sweeps = GaugeMetricFamily("lionsweep_sweeps", "Sweeps by status", labels=["status"])
         trials = GaugeMetricFamily("lionsweep_trials", "Trials by state", labels=["state"])
+        # Every status and state is exported, 0 included, so a series never vanishes.
+        by_status = dict.fromkeys(SWEEP_STATUSES, 0)
+        by_state = dict.fromkeys(STATES, 0)
         with self.db.session() as s:
             for st, n in s.execute(select(Sweep.status, func.count()).group_by(Sweep.status)).all():
-                sweeps.add_metric([st], n)
+                by_status[st] = by_status.get(st, 0) + n
             for st, n in s.execute(
                 select(_trials.c.state, func.count())
                 .join(Sweep, Sweep.study_id == _trials.c.study_id)
                 .group_by(_trials.c.state)
             ).all():
                 name = str(getattr(st, "name", st)).lower()
-                trials.add_metric(["failed" if name == "fail" else name], n)
+                name = "failed" if name == "fail" else name
+                by_state[name] = by_state.get(name, 0) + n
+        for status, n in by_status.items():
+            sweeps.add_metric([status], n)
+        for state, n in by_state.items():
+            trials.add_metric([state], n)
         yield sweeps
         yield trials
 

@@ -486,6 +486,10 @@ def test_metrics_docs_and_health(client):
     client.post("/api/trials/claim", json={"worker_id": "m", "tasks": [task_name()]})
     text = client.get("/metrics").text
     assert "lionsweep_sweeps{" in text and "lionsweep_trials{" in text
+    # Every state is exported, 0 included (whatever this server's sweeps hold so far).
+    for state in ("complete", "pruned", "failed", "running", "waiting"):
+        assert f'lionsweep_trials{{state="{state}"}}' in text, state
+    assert 'lionsweep_sweeps{status="cancelled"}' in text
     assert 'lionsweep_claim_seconds_count{outcome="empty"}' in text
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
