@@ -144,16 +144,11 @@ def token_list() -> None:
     from rich.table import Table
 
     from service.auth import list_tokens
-    from service.db import Database, upgrade
+    from service.db import migrated
 
     settings = load_settings()
-    with database_errors():
-        upgrade(settings)
-        db = Database(settings)
-        try:
-            tokens = list_tokens(db)
-        finally:
-            db.dispose()
+    with database_errors(), migrated(settings) as db:
+        tokens = list_tokens(db)
     table = Table("id", "name", "scopes", "created", "revoked", box=None)
     for t in tokens:
         table.add_row(
@@ -172,16 +167,11 @@ def token_revoke(
 ) -> None:
     """Revoke a token at once: every server refuses its next request."""
     from service.auth import revoke_token
-    from service.db import Database, upgrade
+    from service.db import migrated
 
     settings = load_settings()
-    with database_errors():
-        upgrade(settings)
-        db = Database(settings)
-        try:
-            found = revoke_token(db, token_id)
-        finally:
-            db.dispose()
+    with database_errors(), migrated(settings) as db:
+        found = revoke_token(db, token_id)
     if found is None:
         raise fail(f"no token with id {token_id}")
     typer.echo(f"revoked token {found.id} ({found.name or 'unnamed'}) at {found.revoked_at}")
@@ -253,17 +243,12 @@ def database_has_tokens(path: Path) -> bool:
     if not path.exists():
         return False
     from service.auth import count_tokens
-    from service.db import Database, upgrade
+    from service.db import migrated
     from service.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{path}")
-    with database_errors():
-        upgrade(settings)
-        database = Database(settings)
-        try:
-            return count_tokens(database) > 0
-        finally:
-            database.dispose()
+    with database_errors(), migrated(settings) as database:
+        return count_tokens(database) > 0
 
 
 def ensure_demo(client: Client) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from service.catalog import Catalog, SweepInfo, config_key
 from service.db import Database
 from service.errors import Conflict, Invalid, NotFound
 from service.ladder_fit import RULES
+from service.lazy import scipy_stats
 from service.surface import (
     LEVEL,
     Box,
@@ -31,15 +31,6 @@ from service.surface import (
     fit_surface,
     stability_edge,
 )
-
-
-def _stats() -> ModuleType:
-    """``scipy.stats``, imported on first use: it costs about half a second, which every
-    server start (and every CLI call that imports the server) would otherwise pay."""
-    from scipy import stats
-
-    return stats
-
 
 WIDTH_RULES = RULES
 """The named width rules (:data:`service.ladder_fit.RULES`). Which one holds is what a width
@@ -172,7 +163,7 @@ class Noise:
 
     def t(self) -> float:
         """The t quantile of a two-sided 90% interval at this many degrees of freedom."""
-        return float(_stats().t.ppf(0.5 + LEVEL / 2, self.df))
+        return float(scipy_stats().t.ppf(0.5 + LEVEL / 2, self.df))
 
 
 def group_configs(info: SweepInfo, done: list[FrozenTrial]) -> list[ConfigRuns]:

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from protocol.yaml_errors import yaml_problem
 from service import schemas
 from service.auth import SCOPES, Authenticator, ReadScope, add_token, count_tokens
-from service.db import Database, upgrade
+from service.db import Database, migrated, upgrade
 from service.leases import Leases, liveness_interval
 from service.metrics import Metrics
 from service.read_gate import ReadGate
@@ -587,12 +587,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     port = settings.port if port is None else port
     # The app checks Host headers against the address it is bound to.
     settings = settings.model_copy(update={"host": host, "port": port})
-    upgrade(settings)
-    db = Database(settings)
-    try:
+    with migrated(settings) as db:
         n_tokens = count_tokens(db)
-    finally:
-        db.dispose()
     if n_tokens == 0 and not settings.bootstrap_token:
         if not is_loopback(host):
             log.error(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 from optuna.trial import FrozenTrial
@@ -34,16 +33,8 @@ from service.analysis import (
 )
 from service.catalog import SweepInfo
 from service.errors import Conflict
+from service.lazy import scipy_stats
 from service.surface import LEVEL, Surface
-
-
-def _stats() -> ModuleType:
-    """``scipy.stats``, imported on first use: it costs about half a second, which every
-    server start (and every CLI call that imports the server) would otherwise pay."""
-    from scipy import stats
-
-    return stats
-
 
 ARMS = ("lion", "adamw")
 NAMES = {"lion": "Lion", "adamw": "AdamW"}
@@ -194,7 +185,7 @@ def _difference(
     else:
         sd = noises["lion"].sd
         vl, va, df = sd**2 / nl, sd**2 / na, float(noises["lion"].df)
-    half = float(_stats().t.ppf(0.5 + LEVEL / 2, df)) * math.sqrt(vl + va)
+    half = float(scipy_stats().t.ppf(0.5 + LEVEL / 2, df)) * math.sqrt(vl + va)
     return diff, [diff - half, diff + half], float(df)
 
 

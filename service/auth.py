@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import func, select, update
 
-from service.db import Database, upgrade
+from service.db import Database, migrated
 from service.models import Token
 from service.settings import Settings
 
@@ -48,13 +48,9 @@ def add_token(db: Database, secret: str, scopes: list[str], name: str | None) ->
 def create_token(settings: Settings, scopes: list[str], name: str | None = None) -> str:
     """Create a token with ``scopes`` (migrating first) and return its plaintext, shown once."""
     _check_scopes(scopes)
-    upgrade(settings)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db = Database(settings)
-    try:
+    with migrated(settings) as db:
         add_token(db, secret, scopes, name)
-    finally:
-        db.dispose()
     return secret
 
 

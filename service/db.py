@@ -310,3 +310,15 @@ class Database:
         self.engine.dispose()
         self.tx_engine.dispose()
         self.rdb.engine.dispose()
+
+
+@contextlib.contextmanager
+def migrated(settings: Settings) -> Iterator[Database]:
+    """The database of ``settings``, migrated first (``upgrade``), for one short task of a
+    command; its connections are closed on the way out."""
+    upgrade(settings)
+    db = Database(settings)
+    try:
+        yield db
+    finally:
+        db.dispose()

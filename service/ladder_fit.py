@@ -33,20 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import numpy as np
 
+from service.lazy import scipy_stats
 from service.surface import LEVEL, Interval
-
-
-def _stats() -> ModuleType:
-    """``scipy.stats``, imported on first use: it costs about half a second, which every
-    server start (and every CLI call that imports the server) would otherwise pay."""
-    from scipy import stats
-
-    return stats
-
 
 MIN_RUNGS = 3
 """Rungs needed for a coordinate's line (two points fit any line exactly)."""
@@ -111,7 +102,7 @@ class RungPoint:
 
 def _spread(draws: np.ndarray) -> float:
     lo, hi = np.nanpercentile(draws, [5, 95])
-    z = _stats().norm.ppf(0.95)
+    z = scipy_stats().norm.ppf(0.95)
     return max(float(hi - lo) / (2 * z), SD_FLOOR)
 
 
@@ -144,7 +135,7 @@ def rung_point(
     if value is not None:
         point.value = float(value[0])
         lo, hi = np.nanpercentile(value[1:] if len(value) > 1 else value, [5, 95])
-        point.value_sd = max(float(hi - lo) / (2 * _stats().norm.ppf(0.95)), 1e-12)
+        point.value_sd = max(float(hi - lo) / (2 * scipy_stats().norm.ppf(0.95)), 1e-12)
     return point
 
 
@@ -289,7 +280,11 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
     coef, cov, chi2 = _gls(x, y, v)
     dof = len(y) - x.shape[1]
     birge2 = max(1.0, chi2 / dof) if dof > 0 else 1.0
-    q = _stats().t.ppf(0.5 + LEVEL / 2, dof) if birge2 > 1.0 else _stats().norm.ppf(0.5 + LEVEL / 2)
+    q = (
+        scipy_stats().t.ppf(0.5 + LEVEL / 2, dof)
+        if birge2 > 1.0
+        else scipy_stats().norm.ppf(0.5 + LEVEL / 2)
+    )
     cov = cov * birge2
     fit._coef, fit._cov, fit._cols, fit._quantile = coef, cov, cols, float(q)
 
@@ -321,14 +316,14 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
         dofv = len(vp) - 2
         b2 = max(1.0, chi2v / dofv) if dofv > 0 else 1.0
         qv = (
-            _stats().t.ppf(0.5 + LEVEL / 2, dofv)
+            scipy_stats().t.ppf(0.5 + LEVEL / 2, dofv)
             if b2 > 1.0
-            else _stats().norm.ppf(0.5 + LEVEL / 2)
+            else scipy_stats().norm.ppf(0.5 + LEVEL / 2)
         )
         covv = covv * b2
         fit._value_line = (cv, covv, float(qv))
         widest = max(vp, key=lambda p: p.width)
-        z = _stats().norm.ppf(0.5 + LEVEL / 2)
+        z = scipy_stats().norm.ppf(0.5 + LEVEL / 2)
         fit._widest_value = (
             widest.width,
             Interval(
@@ -353,7 +348,7 @@ def fit_ladder(points: list[RungPoint], reference: float | None = None) -> Ladde
                 b=b,
                 chi2=chi2r,
                 dof=dof_r,
-                p_value=float(_stats().chi2.sf(chi2r, dof_r)),
+                p_value=float(scipy_stats().chi2.sf(chi2r, dof_r)),
                 intercept_lr=float(cr[0]),
                 intercept_wd=float(cr[1]) if len(coords) > 1 else None,
             )

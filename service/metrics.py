@@ -12,14 +12,11 @@ from sqlalchemy import Enum, Integer, column, func, select, table
 
 from service.db import Database
 from service.models import Sweep
-from service.schemas import STATES
+from service.schemas import STATES, SWEEP_STATUSES
 
 _trials = table(
     "trials", column("study_id", Integer), column("state", Enum(TrialState, name="trialstate"))
 )
-
-
-SWEEP_STATUSES = ("running", "cancelled", "complete")
 
 
 class _StateCollector(Collector):

@@ -27,6 +27,7 @@ INT_PARAMS = ("warmup_steps", "batch_size")
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 STATES = ("complete", "pruned", "failed", "running", "waiting")
+SWEEP_STATUSES = ("running", "cancelled", "complete")
 
 INT32_MAX = 2**31 - 1
 """The largest SQL INTEGER (trial ids and numbers, Optuna's intermediate-value steps, counts)."""

@@ -53,21 +53,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 
+from service.lazy import scipy_stats
 from service.verdict import ALPHA, FitStats, decide, min_trials
-
-
-def _stats() -> ModuleType:
-    """``scipy.stats``, imported on first use: it costs about half a second, which every
-    server start (and every CLI call that imports the server) would otherwise pay."""
-    from scipy import stats
-
-    return stats
-
 
 Verdict = Literal["valley", "per_axis", "lr_only", "wd_only", "insufficient", "boundary"]
 
@@ -403,7 +394,7 @@ def _partial_f(d: np.ndarray, v: np.ndarray, drop: list[int]) -> float:
     if full <= 1e-300:
         return 0.0 if reduced > 0 else 1.0
     f = ((reduced - full) / df1) / (full / df2)
-    return float(_stats().f.sf(max(f, 0.0), df1, df2))
+    return float(scipy_stats().f.sf(max(f, 0.0), df1, df2))
 
 
 def _bic(cols: np.ndarray, v: np.ndarray) -> float:
@@ -974,7 +965,7 @@ def _walls(
             continue
         se = math.sqrt(max(float(cov[3, 3]), 0.0))
         t = sign * coef[3] / se if se > 0 else (math.inf if sign * coef[3] > 0 else 0.0)
-        out[side] = "shown" if _stats().t.sf(t, n - p) < ALPHA else "flat"
+        out[side] = "shown" if scipy_stats().t.sf(t, n - p) < ALPHA else "flat"
     return out
 
 
