@@ -15,6 +15,7 @@ prune, stop) is broadcast, so all ranks leave the loop at the same step.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -87,6 +88,10 @@ def main() -> None:
                 with trial:
                     train(trial, args)
     finally:
+        # A DistributedDataParallel wrapper sits in a reference cycle that holds the process
+        # group: collect it now, so the group's threads end here and not while the interpreter
+        # shuts down (where gloo's can abort the process).
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -4,6 +4,7 @@ same values as plain tensors. Also: a model moved after its optimizer was built.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def _worker(rank: int, init: str, out: str, impl: str) -> None:
                 popt.step()
             torch.save({"ddp": gathered, "dtensor": stepped, "plain": plain.detach()}, out)
     finally:
+        gc.collect()  # the DDP wrapper's reference cycle holds the group (see ddp_train.py)
         dist.destroy_process_group()
 
 
