@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -192,3 +193,49 @@ def test_mismatched_tensors_are_refused(triton_lion):
 def test_available_only_on_cuda_or_while_interpreting(triton_lion):
     assert triton_lion.available(torch.device("cpu"))  # the fixture interprets
     assert triton_lion.available(torch.device("meta")) is False
+
+
+def compiled_copy():
+    """A second ``optim.triton_lion`` compiled for the GPU (the fixture's copy interprets)."""
+    import importlib.util
+
+    before = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "optim._triton_lion_compiled", Path(__file__).parents[1] / "optim" / "triton_lion.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if before is not None:
+            os.environ["TRITON_INTERPRET"] = before
+    return module
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kahan", [False, True])
+def test_on_cuda_the_kernel_matches_the_reference_and_the_interpreter(triton_lion, dtype, kahan):
+    compiled = compiled_copy()
+    n = 3 * 1024 + 7
+    outs = []
+    for run in ("gpu", "interpreted", "reference"):
+        p, m, comp = state(n, dtype, torch.float32 if kahan else dtype, kahan)
+        p, m = p.cuda(), m.cuda()
+        comp = comp.cuda() if comp is not None else None
+        counter = torch.zeros((), dtype=torch.int64, device="cuda")
+        for g in grads(n, dtype, steps=3):
+            g = g.cuda()
+            if run == "reference":
+                kernels.lion(
+                    [p], [g], [m], comps=[comp], nonfinite=counter, impl="reference", **hyper()
+                )
+                continue
+            hp = kernels.hyperparameter_tensor(device="cuda", **hyper())
+            module = compiled if run == "gpu" else triton_lion
+            module.lion_flat(p, g, m, hp, counter, comp, block=1024 if run == "gpu" else BLOCK)
+        outs.append(tuple(t.cpu() if t is not None else None for t in (p, m, comp)) + (counter,))
+    gpu, interpreted, reference = outs
+    assert_same(gpu, reference)
+    assert_same(gpu, interpreted)
+    assert int(gpu[3]) == int(reference[3]) == 9
