@@ -1319,7 +1319,7 @@ def import_runs(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Run bench/optim_step.py (Lion step timings); extra arguments are passed through."""
-    script = Path(__file__).resolve().parent.parent / "bench" / "optim_step.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / "optim_step.py"
     if not script.is_file():
         raise fail(
             f"{script} not found: benchmarks need the source tree (git checkout)", EXIT_CONFIG
