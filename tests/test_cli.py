@@ -920,3 +920,23 @@ def test_status_best_and_submit_at_80_columns_cut_nothing(
     assert copied["lr"] == pytest.approx(exact["lr"], rel=1e-5)
     assert copied["weight_decay"] == pytest.approx(exact["weight_decay"], rel=1e-5)
     assert copied["betas"] == pytest.approx(exact["betas"], rel=1e-5)
+
+
+def test_server_text_in_square_brackets_is_printed_as_is(monkeypatch) -> None:
+    """Reasons and notes come from the server: rich must not read their brackets as markup."""
+    from rich.console import Console
+
+    import lionsweep.cli.render as render
+
+    console = Console(width=100, record=True)
+    monkeypatch.setattr(render, "console", console)
+    fit = {
+        "verdict": "insufficient",
+        "reason": "too few trials [need 12] for [bold]this[/bold]",
+        "notes": ["weight decay [0, 1e-3] holds the control"],
+        "n": 3,
+    }
+    render.print_sweep_rule(fit, 5)
+    text = console.export_text()
+    assert "too few trials [need 12] for [bold]this[/bold]" in text
+    assert "weight decay [0, 1e-3] holds the control" in text

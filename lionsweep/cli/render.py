@@ -104,13 +104,13 @@ def print_best(answer: dict[str, Any]) -> None:
             highlight=False,
         )
     if answer.get("note"):
-        console.print(answer["note"], highlight=False)
+        console.print(escape(answer["note"]), highlight=False)
     re = answer.get("reevaluation") or {}
     if re.get("status") in ("queued", "pending", "skipped"):
         done = (
             f" ({re.get('finished')}/{re.get('trials')} done)" if re["status"] == "queued" else ""
         )
-        why = f": {re['reason']}" if re.get("reason") else ""
+        why = f": {escape(re['reason'])}" if re.get("reason") else ""
         console.print(f"re-evaluation {re['status']}{done}{why}", highlight=False)
     best = answer["best"]
     cls = "torch.optim.AdamW" if best.get("optimizer") == "adamw" else "optim.Lion"
@@ -277,7 +277,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         verdict, "yellow" if verdict == "boundary" else "red"
     )
     console.print(f"sweep {sweep_id}: verdict [bold {colour}]{verdict}[/]", highlight=False)
-    console.print(fit["reason"], highlight=False)
+    console.print(escape(fit["reason"]), highlight=False)
     rows: dict[str, Any] = {}
     if fit.get("slope") is not None:
         rows["slope d ln λ / d ln η"] = (
@@ -339,7 +339,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
         table.add_row(key, value)
     console.print(table)
     for note in fit.get("notes") or []:
-        console.print(note, highlight=False, style="dim")
+        console.print(escape(note), highlight=False, style="dim")
     t = fit.get("transfer")
     if t:
         moved = " and ".join(t["moved"])
@@ -348,7 +348,7 @@ def print_sweep_rule(fit: dict[str, Any], sweep_id: int) -> None:
             f"lr {fmt(t['lr'])}, weight decay {fmt(t['weight_decay'])}",
             highlight=False,
         )
-        console.print(t["note"], highlight=False, style="dim")
+        console.print(escape(t["note"]), highlight=False, style="dim")
     if verdict != "valley":
         console.print(
             "no lr–weight-decay trade-off is drawn or moved: the verdict is not 'valley'",
