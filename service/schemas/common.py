@@ -1,0 +1,42 @@
+"""What the other schema modules share: the vocabularies (parameter names, samplers, pruners,
+trial and sweep states), the integer limits of the database and of seeds, and the base of every
+request model (``Strict``) with the NUL-free ``Text`` string."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+PARAMS = ("lr", "weight_decay", "lr_wd_product", "beta1", "beta2", "warmup_steps", "batch_size")
+INT_PARAMS = ("warmup_steps", "batch_size")
+SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+SWEEP_STATUSES = ("running", "cancelled", "complete")
+
+INT32_MAX = 2**31 - 1
+"""The largest SQL INTEGER (trial ids and numbers, Optuna's intermediate-value steps, counts)."""
+SEED_LIMIT = 2**32
+"""Seeds must be below this: numpy's RandomState, which Optuna's samplers use, takes 0..2**32-1."""
+NUL_MSG = "must not contain NUL characters (\\u0000)"
+
+
+class Strict(BaseModel):
+    """Base for request models: unknown fields, coerced types and non-finite floats are errors.
+
+    Strict: ``true``, ``"5"`` and ``5.0`` are not the integer 5 and ``"3"`` is not a number
+    (an integer is still a valid float).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(NUL_MSG)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string without NUL characters (PostgreSQL cannot store them)."""
