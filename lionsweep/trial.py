@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from lionsweep import distributed
 from lionsweep.errors import ClientError, translated
-from protocol import SHUTDOWN_FINISH_DEADLINE, SHUTDOWN_REASON, STOPPED_REASON, json_metrics
+from protocol import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    SHUTDOWN_FINISH_DEADLINE,
+    SHUTDOWN_REASON,
+    STOPPED_REASON,
+    json_metrics,
+)
 from worker import client as http
 
 if TYPE_CHECKING:
@@ -27,9 +33,6 @@ if TYPE_CHECKING:
     from worker.tasks import TaskDefaults
 
 log = logging.getLogger("lionsweep")
-
-#: The server's default heartbeat interval, for an assignment that does not say.
-DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 # What rank 0 broadcasts after a report: why (or whether) the trial must stop.
 _CONTINUE, _PRUNE, _STOP, _SHUTDOWN, _ENDED = range(5)
