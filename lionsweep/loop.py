@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from lionsweep.trial import Trial
 from protocol import SHUTDOWN_REASON
 from worker import DEFAULT_STOP_GRACE
 from worker import client as http
+from worker.runtime import Lease, Poll, exit_now, signals_set
 
 log = logging.getLogger("lionsweep")
 
@@ -34,7 +35,6 @@ LEFT_REASON = "the loop over lionsweep.trials() ended before the trial finished"
 CONNECT_DEADLINE = 5.0
 #: How often a loop waiting through an outage says again what it waits for.
 NOTICE_EVERY = 60.0
-_TICK = 0.1
 T = TypeVar("T")
 
 
@@ -79,16 +79,8 @@ def trials(
     shutdown = threading.Event()
     claimed = 0
     with http.Client(url, token, cancel=shutdown) as client, _sigterm_sets(shutdown):
-        claimer = _Claimer(
-            client,
-            url,
-            sweep,
-            worker_id=worker_id,
-            shutdown=shutdown,
-            idle_exit=idle_exit,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-        )
+        poll = Poll(shutdown, poll_interval, max_poll_interval, idle_exit)
+        claimer = _Claimer(client, url, sweep, worker_id=worker_id, poll=poll)
         while True:
             assignment = None
             if not shutdown.is_set() and (max_trials is None or claimed < max_trials):
@@ -100,7 +92,7 @@ def trials(
             claimed += 1
             trial = Trial(assignment, client=client, worker_id=worker_id, shutdown=shutdown)
             log.info("trial %d (sweep %d) claimed: %s", trial.number, sweep, trial.params)
-            with _Lease(trial, client, float(assignment["heartbeat_interval"]), stop_grace):
+            with _lease(trial, client, float(assignment["heartbeat_interval"]), stop_grace):
                 try:
                     yield trial
                 except GeneratorExit:
@@ -267,26 +259,26 @@ def _device() -> str:
 
 
 class _Claimer:
-    """Claims the next trial of one sweep for :func:`trials`, waiting while none is free."""
+    """Claims the next trial of one sweep for :func:`trials`, waiting (``poll``) while none
+    is free."""
 
-    def __init__(self, client: http.Client, server: str, sweep: int, **options: Any) -> None:
+    def __init__(
+        self, client: http.Client, server: str, sweep: int, *, worker_id: str, poll: Poll
+    ) -> None:
         self.client = client
         self.server = server
         self.sweep = int(sweep)
-        self.shutdown: threading.Event = options["shutdown"]
+        self.poll = poll
+        self.shutdown = poll.stop
         self.patience = _Patience(server, self.shutdown)
         self.task = _sweep_task(client, self.patience, self.sweep)
         self.device = _device()
-        self.worker_id: str = options["worker_id"]
-        self.idle_exit: float | None = options["idle_exit"]
-        self.poll_interval: float = options["poll_interval"]
-        self.max_poll_interval: float = options["max_poll_interval"]
+        self.worker_id = worker_id
 
     def next(self) -> dict[str, Any] | None:
         """The next trial's assignment; ``None`` once the sweep is no longer running, after
         ``idle_exit`` s without one, or on shutdown."""
-        idle_since = time.monotonic()
-        wait = self.poll_interval
+        self.poll.reset()
         while not self.shutdown.is_set():
             request_id = uuid.uuid4().hex  # repeated by every retry of this claim
             with translated(self.server, f"sweep {self.sweep}"):
@@ -314,15 +306,16 @@ class _Claimer:
                     if self.shutdown.is_set():
                         return None
                     raise
-                idle_since += self.patience.waited - waited  # waiting for the server: not idle
+                self.poll.not_idle(self.patience.waited - waited)  # waiting for the server
             if status != "running":
                 log.info("sweep %d is %s: no more trials", self.sweep, status)
                 return None
-            if self.idle_exit is not None and time.monotonic() - idle_since >= self.idle_exit:
-                log.info("no trial of sweep %d for %.0fs; stopping", self.sweep, self.idle_exit)
+            if self.poll.idle():
+                log.info(
+                    "no trial of sweep %d for %.0fs; stopping", self.sweep, self.poll.idle_exit
+                )
                 return None
-            self.shutdown.wait(wait)
-            wait = min(wait * 1.5, self.max_poll_interval)
+            self.poll.sleep()
         return None
 
 
@@ -340,83 +333,35 @@ def _follow() -> Iterator[Trial]:
                 trial.finish()
 
 
-@contextmanager
-def _sigterm_sets(event: threading.Event) -> Iterator[None]:
+def _sigterm_sets(event: threading.Event) -> AbstractContextManager[None]:
     """While inside, SIGTERM sets ``event`` instead of ending the process (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        log.info("received SIGTERM; handing the running trial back")
-        event.set()
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return signals_set(event, "handing the running trial back", (signal.SIGTERM,), logger=log)
 
 
-class _Lease:
+def _lease(trial: Trial, client: http.Client, interval: float, stop_grace: float) -> Lease:
     """While a trial runs: heartbeats every ``interval`` s (the server's answer reaches
     :attr:`Trial.should_stop`), and the watchdog that hands the trial back and exits the
     process when it outlasts ``stop_grace`` s after a SIGTERM."""
+    return Lease(
+        client,
+        trial.id,
+        interval,
+        trial._interrupt,
+        grace=stop_grace,
+        server_stops=False,  # the user's loop ends a trial the server stopped; no watchdog
+        on_overdue=partial(_hand_back_and_exit, trial),
+        active=lambda: trial.state is None,
+        label=trial.number,
+        logger=log,
+    )
 
-    def __init__(self, trial: Trial, client: http.Client, interval: float, stop_grace: float):
-        self.trial = trial
-        self.client = client
-        self.interval = interval
-        self.stop_grace = stop_grace
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"lionsweep-heartbeat-{trial.id}", daemon=True
-        )
 
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        trial = self.trial
-        beat_at = time.monotonic() + self.interval
-        signalled_at: float | None = None
-        while not self._done.wait(_TICK) and trial.state is None:
-            now = time.monotonic()
-            if trial._shutdown.is_set():
-                signalled_at = signalled_at or now
-                if now - signalled_at >= self.stop_grace:
-                    self._give_up(now - signalled_at)
-                    return
-            if now >= beat_at:
-                self._beat()
-                beat_at = time.monotonic() + self.interval
-
-    def _beat(self) -> None:
-        trial = self.trial
-        try:
-            trial._answer(self.client.heartbeat(trial.id, deadline=2 * self.interval))
-        except http.ApiError as exc:
-            if trial.state is None:
-                log.warning("trial %d: heartbeat refused (%s); stopping it", trial.number, exc)
-                trial.stop(f"heartbeat refused: HTTP {exc.status_code}")
-        except http.ServerUnreachable as exc:
-            log.warning("trial %d: heartbeat not delivered: %s", trial.number, exc)
-
-    def _give_up(self, waited: float) -> None:
-        """Hand the trial back and end the process: its training ignored the SIGTERM."""
-        log.warning(
-            "trial %d still running %.1fs after SIGTERM; handing it back and exiting",
-            self.trial.number,
-            waited,
-        )
-        self.trial._end_quietly("failed", SHUTDOWN_REASON)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + signal.SIGTERM)
+def _hand_back_and_exit(trial: Trial, waited: float) -> None:
+    """Hand the trial back and end the process: its training ignored the SIGTERM."""
+    log.warning(
+        "trial %d still running %.1fs after SIGTERM; handing it back and exiting",
+        trial.number,
+        waited,
+    )
+    trial._end_quietly("failed", SHUTDOWN_REASON)
+    exit_now(128 + signal.SIGTERM)

@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from lionsweep import distributed
 from lionsweep.errors import ClientError, translated
-from protocol import SHUTDOWN_FINISH_DEADLINE, SHUTDOWN_REASON, STOPPED_REASON, json_metrics
+from protocol import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    PRUNE,
+    SHUTDOWN_FINISH_DEADLINE,
+    SHUTDOWN_REASON,
+    STOPPED_REASON,
+    json_metrics,
+)
 from worker import client as http
+from worker.runtime import Interrupt
 
 if TYPE_CHECKING:
     import torch
@@ -27,9 +35,6 @@ if TYPE_CHECKING:
     from worker.tasks import TaskDefaults
 
 log = logging.getLogger("lionsweep")
-
-#: The server's default heartbeat interval, for an assignment that does not say.
-DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 # What rank 0 broadcasts after a report: why (or whether) the trial must stop.
 _CONTINUE, _PRUNE, _STOP, _SHUTDOWN, _ENDED = range(5)
@@ -78,10 +83,10 @@ class Trial:
         interval = float(assignment.get("heartbeat_interval") or DEFAULT_HEARTBEAT_INTERVAL)
         # Reports the server could not take (it is away) wait here while training goes on.
         self._reports = http.Reports(client, self.id, 2 * interval) if client else None
-        self._shutdown = shutdown or threading.Event()
+        #: Why training must stop: a shutdown (SIGTERM, Ctrl-C), or the server's answer.
+        self._interrupt = Interrupt(shutdown)
         self._decided = False  # the last stop decision broadcast to every rank
         self._lock = threading.Lock()
-        self._stop: tuple[str, str | None] | None = None  # (state, reason) the server asked for
         self._ended: str | None = None  # the state this trial finished in
         self._last_value: float | None = None
         self._total_steps: int | None = None
@@ -182,12 +187,12 @@ class Trial:
         :meth:`report`, so that every rank reads the same answer."""
         if distributed.active():
             return self._decided
-        return self._ended is not None or self._stop is not None or self._shutdown.is_set()
+        return self._ended is not None or self._interrupt.outcome() is not None
 
     @property
     def should_prune(self) -> bool:
         """Whether the server's pruner asked to stop this trial as unpromising."""
-        return self._stop == ("pruned", None)
+        return self._interrupt.asked == ("pruned", None)
 
     @property
     def state(self) -> str | None:
@@ -238,37 +243,29 @@ class Trial:
             self._ended = "failed"  # someone else ended it (the lease ran out, a worker)
             return
         if action is not None:  # None: kept until the server is back; training goes on
-            self._answer(action)
-
-    def _answer(self, action: str) -> None:
-        """Take the server's ``continue``/``prune``/``stop`` answer."""
-        if action == "stop":
-            self.stop(STOPPED_REASON)
-        elif action == "prune" and self._stop is None:
-            self._stop = ("pruned", None)
+            self._interrupt.answer(action)
 
     def stop(self, reason: str) -> None:
         """Ask training to stop; the trial will end ``failed`` with ``reason`` (first one wins)."""
-        if self._stop is None or self._stop[0] == "pruned":
-            self._stop = ("failed", reason)
+        self._interrupt.stop(reason)
 
     def _code(self) -> int:
         if self._ended is not None:
             return _ENDED
-        if self._shutdown.is_set():
+        if self._interrupt.shutdown.is_set():
             return _SHUTDOWN
-        if self._stop is None:
+        if self._interrupt.asked is None:
             return _CONTINUE
-        return _PRUNE if self._stop[0] == "pruned" else _STOP
+        return _PRUNE if self._interrupt.asked[0] == "pruned" else _STOP
 
     def _learn(self, code: int) -> None:
         """Take rank 0's decision on a rank that does not talk to the server."""
         if self._client is not None or code == _CONTINUE:
             return
         if code == _PRUNE:
-            self._answer("prune")
+            self._interrupt.answer(PRUNE)
         elif code == _SHUTDOWN:
-            self._shutdown.set()
+            self._interrupt.shutdown.set()
         elif code == _STOP:
             self.stop(STOPPED_REASON)
         else:
@@ -288,10 +285,9 @@ class Trial:
             value = float(value)
         if value is None:
             value = self._last_value
-        if self._shutdown.is_set():
-            return self._end("failed", value, metrics, SHUTDOWN_REASON)
-        if self._stop is not None:
-            return self._end(self._stop[0], value, metrics, self._stop[1])
+        outcome = self._interrupt.outcome()  # a shutdown, else what the server asked
+        if outcome is not None:
+            return self._end(outcome[0], value, metrics, outcome[1])
         if value is None:
             reason = "finished without a value: call trial.finish(value) or trial.report(step, v)"
             return self._end("failed", None, metrics, reason)
@@ -321,7 +317,7 @@ class Trial:
             return state
         if value is not None and not math.isfinite(value):
             value = None
-        if deadline is None and self._shutdown.is_set():
+        if deadline is None and self._interrupt.shutdown.is_set():
             deadline = SHUTDOWN_FINISH_DEADLINE
         log.info(
             "trial %d (sweep %d) %s value=%s%s",
@@ -379,11 +375,11 @@ class Trial:
                 self.finish()
             return
         if isinstance(exc, KeyboardInterrupt) or (
-            isinstance(exc, SystemExit) and self._shutdown.is_set()
+            isinstance(exc, SystemExit) and self._interrupt.shutdown.is_set()
         ):
             # An interrupt (Ctrl-C, or an exit while a SIGTERM is handled) hands it back; a
             # plain sys.exit() is the program's own end and fails the trial like an error.
-            self._shutdown.set()
+            self._interrupt.shutdown.set()
             self._end_quietly("failed", SHUTDOWN_REASON)
         else:
             self._end_quietly("failed", f"{type(exc).__name__}: {exc}")

@@ -13,6 +13,8 @@ from typing import Any
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+#: How often (seconds) a worker renews its trial's lease unless the server says otherwise.
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 #: What the server answers a report or heartbeat: go on, stop as pruned, or stop (a cancel).
 CONTINUE, PRUNE, STOP = "continue", "prune", "stop"

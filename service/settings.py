@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from protocol import DEFAULT_HOST, DEFAULT_PORT
+from protocol import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HOST, DEFAULT_PORT
 
 GRACE_TO_INTERVAL = 2.0
 """The heartbeat grace must be at least this many heartbeat intervals (one may be lost)."""
@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     require_read_token: bool = False
     max_trials_cap: int = Field(default=10_000, ge=1)
-    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_interval_seconds: float = Field(default=DEFAULT_HEARTBEAT_INTERVAL, gt=0)
     """How often workers send a heartbeat (told to them with each assignment)."""
     heartbeat_grace_seconds: float = Field(default=60.0, gt=0)
     """A running trial with no sign of life for this long is failed and re-queued."""

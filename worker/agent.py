@@ -1,16 +1,16 @@
 """The worker agent: claim → train → report → finish, until told to stop.
 
 One agent process runs trials one after another, so compiled kernels and loaded data
-are reused across trials. It talks to the server only over HTTP (``worker.client``),
-heartbeats from a background thread, and trains each trial in a thread of its own while
-the main thread watches it (:class:`TrialSession`). On SIGTERM/SIGINT the trial stops at
-the next step boundary, is handed back (finished ``failed`` with reason ``worker
-shutdown``, which the server re-queues) and the agent exits 0. A step that outlasts
-``stop_grace`` seconds after the signal (or after the server answered ``stop``) does not
-hold the worker: the watchdog finishes the trial itself and, for a signal, exits at once
-(``os._exit``, same code 0); after a server stop the agent abandons the still-running
-training and takes no new trial before it has ended. Params that break a task's
-declaration fail the trial at once (``invalid task params: …``). A command task
+are reused across trials. It talks to the server only over HTTP (``worker.client``), keeps
+each trial's lease and watchdog in background threads (``worker.runtime``), and trains each
+trial in a thread of its own while the main thread waits for it (:class:`TrialSession`). On
+SIGTERM/SIGINT the trial stops at the next step boundary, is handed back (finished
+``failed`` with reason ``worker shutdown``, which the server re-queues) and the agent
+exits 0. A step that outlasts ``stop_grace`` seconds after the signal (or after the server
+answered ``stop``) does not hold the worker: the watchdog finishes the trial itself and,
+for a signal, exits at once (``os._exit``, same code 0); after a server stop the agent
+abandons the still-running training and takes no new trial before it has ended. Params
+that break a task's declaration fail the trial at once (``invalid task params: …``). A command task
 (``--commands``, :mod:`worker.commands`) is claimed, heartbeated and finished the same way,
 its program run per trial by :mod:`worker.command_runner` in the training thread's place;
 a 409 to its finish means the program (or the server) already ended the trial. While the
@@ -29,9 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -42,30 +40,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protocol import (
+    CONTINUE,
     SHUTDOWN_FINISH_DEADLINE,
     SHUTDOWN_REASON,
+    STOP,
     STOPPED_REASON,
     json_metrics,
 )
 from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, commands, tasks
 from worker.client import ApiError, Client, Reports, ServerUnreachable
 from worker.commands import CommandConfigError, CommandTask
+from worker.runtime import TICK, Interrupt, Lease, Poll, exit_now, signals_set
 from worker.supervisor import (
     WORKER_INDEX_ENV,
     Supervisor,
     agent_children,
     gpu_slots,
     lionsweep_command,
-    stop_signals,
 )
 
 if TYPE_CHECKING:
     from worker.harness import TrialResult
 
 log = logging.getLogger("worker.agent")
-
-#: How often the watching (main) thread looks at a running trial.
-_WATCH_INTERVAL = 0.1
 
 
 def _setup_logging() -> None:
@@ -78,7 +75,7 @@ def _setup_logging() -> None:
 
 
 class TrialSession:
-    """One claimed trial: the harness's reporter, its heartbeats and its watchdog.
+    """One claimed trial: the harness's reporter, its lease and its watchdog.
 
     :meth:`run` trains in a thread of its own while the calling (main) thread watches: once
     a stop is requested (``shutdown`` set by a signal, or the server answering ``stop``), a
@@ -101,73 +98,46 @@ class TrialSession:
         self.stop_grace = stop_grace
         #: Reports not yet delivered while the server is away (training goes on meanwhile).
         self.reports = Reports(client, self.trial_id, patience=2 * self.interval)
+        self.interrupt = Interrupt(shutdown)
+        self.lease = Lease(
+            client, self.trial_id, self.interval, self.interrupt, grace=stop_grace, logger=log
+        )
         self.abandoned = threading.Event()
         self.training: threading.Thread | None = None
-        self._interrupt: tuple[str, str | None] | None = None
-        #: Why the server refused this trial's heartbeat or report (it ended there), if it did.
-        self.refused: str | None = None
-        self._stop_at: float | None = None  # when the server asked to stop (monotonic)
-        self._stop_reason = STOPPED_REASON
-        self._done = threading.Event()
         self._trained = threading.Event()
         self._outcome: TrialResult | BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._heartbeat_loop, name=f"heartbeat-{self.trial_id}", daemon=True
-        )
 
     def __enter__(self) -> TrialSession:
-        self._thread.start()
+        self.lease.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5.0)
+        self.lease.__exit__(*exc)
 
-    def _stop(self, reason: str) -> None:
-        if self._stop_at is None:
-            self._stop_at = time.monotonic()
-            self._stop_reason = reason
-            self._interrupt = ("failed", reason)
-
-    def _answer(self, action: str) -> None:
-        if action == "stop":
-            self._stop(STOPPED_REASON)
-        elif action == "prune" and self._interrupt is None:
-            self._interrupt = ("pruned", None)
-
-    def _heartbeat_loop(self) -> None:
-        while not self._done.wait(self.interval) and not self.abandoned.is_set():
-            try:
-                self._answer(self.client.heartbeat(self.trial_id, deadline=2 * self.interval))
-            except ApiError as exc:
-                log.warning("trial %d: heartbeat refused (%s); stopping it", self.trial_id, exc)
-                self.refused = self.refused or f"heartbeat refused: HTTP {exc.status_code}"
-                self._stop(f"heartbeat refused: HTTP {exc.status_code}")
-            except ServerUnreachable as exc:
-                log.warning("trial %d: heartbeat not delivered: %s", self.trial_id, exc)
+    @property
+    def refused(self) -> str | None:
+        """Why the server refused this trial's heartbeat or report (it ended there), if it did."""
+        return self.interrupt.refused
 
     def report(self, step: int, value: float, metrics: dict[str, float]) -> str:
         """Deliver an intermediate value; return the action (``continue`` while the server
         is away: the report is kept and delivered later, in order)."""
         if self.abandoned.is_set():
-            return "stop"  # the watchdog finished this trial; nothing more is sent for it
+            return STOP  # the watchdog finished this trial; nothing more is sent for it
         try:
             action = self.reports.send(step, value, json_metrics(metrics))
         except ApiError as exc:
             log.warning("trial %d: report refused (%s); stopping it", self.trial_id, exc)
-            self.refused = self.refused or f"report refused: HTTP {exc.status_code}"
-            return "stop"
+            self.interrupt.refuse(f"report refused: HTTP {exc.status_code}")
+            return STOP
         if action is None:  # kept until the server is back: training goes on
-            return "continue"
-        if action == "stop":
-            self._stop(STOPPED_REASON)
+            return CONTINUE
+        self.interrupt.answer(action)
         return action
 
     def interrupted(self) -> tuple[str, str | None] | None:
         """``("failed", "worker shutdown")`` after a signal, else what the server asked."""
-        if self.shutdown.is_set():
-            return ("failed", SHUTDOWN_REASON)
-        return self._interrupt
+        return self.interrupt.outcome()
 
     def _train(self, train: Callable[[], TrialResult]) -> None:
         try:
@@ -176,10 +146,6 @@ class TrialSession:
             self._outcome = exc
         finally:
             self._trained.set()
-
-    def _stop_requested_at(self, signalled_at: float | None) -> float | None:
-        times = [t for t in (signalled_at, self._stop_at) if t is not None]
-        return min(times) if times else None
 
     def run(self, train: Callable[[], TrialResult]) -> TrialResult:
         """Run ``train()`` in a training thread and return its result (or raise its error),
@@ -192,22 +158,17 @@ class TrialSession:
             target=self._train, args=(train,), name=f"trial-{self.trial_id}", daemon=True
         )
         self.training.start()
-        signalled_at: float | None = None
-        while not self._trained.wait(_WATCH_INTERVAL):
-            if signalled_at is None and self.shutdown.is_set():
-                signalled_at = time.monotonic()
-            requested = self._stop_requested_at(signalled_at)
-            if requested is None or time.monotonic() - requested < self.stop_grace:
+        while not self._trained.wait(TICK):
+            if not self.lease.overdue.is_set():
                 continue
             if self._trained.is_set():
                 break  # it ended just now: its own result counts
             self.abandoned.set()
-            self._done.set()
-            reason = SHUTDOWN_REASON if self.shutdown.is_set() else self._stop_reason
+            _, reason = self.interrupt.outcome() or ("failed", STOPPED_REASON)
             log.warning(
                 "trial %d: still running %.1fs after the stop request; the watchdog ends it (%s)",
                 self.trial_id,
-                time.monotonic() - requested,
+                self.lease.waited,
                 reason,
             )
             return TrialResult("failed", None, reason=reason)
@@ -269,8 +230,7 @@ class Agent:
             self.client.server,
             ", ".join(names),
         )
-        idle_since = time.monotonic()
-        wait = self.poll_interval
+        poll = Poll(self.shutdown, self.poll_interval, self.max_poll_interval, self.idle_exit)
         reached = False  # whether the server ever answered a claim as a lionsweep server does
         give_up = time.monotonic() + self.connect_timeout
         not_reached: str | None = None  # why it has not been reached yet (said once)
@@ -295,7 +255,7 @@ class Agent:
                 reached = True
             except ServerUnreachable as exc:
                 assignment = None
-                idle_since = time.monotonic()  # waiting for the server is not idling
+                poll.not_idle()  # waiting for the server is not idling
                 if reached or exc.status is not None:
                     reached = True  # it answered (a 503: its database is away): wait for it
                     log.warning("claim failed, waiting for the server: %s", exc)
@@ -322,19 +282,14 @@ class Agent:
                         not_reached,
                     )
                     return EXIT_CONFIG
-                idle = time.monotonic() - idle_since
-                if reached and self.idle_exit is not None and idle >= self.idle_exit:
+                if reached and poll.idle():
                     log.info("nothing to run for %.0fs (--idle-exit); exiting", self.idle_exit)
                     return 0
-                self.shutdown.wait(
-                    wait if reached else min(wait, max(0.0, give_up - time.monotonic()))
-                )
-                wait = min(wait * 1.5, self.max_poll_interval)
+                poll.sleep(None if reached else give_up - time.monotonic())
                 continue
             self.run_assignment(assignment)
             self.trials_run += 1
-            idle_since = time.monotonic()
-            wait = self.poll_interval
+            poll.reset()
         log.info("shutting down")
         return 0
 
@@ -498,14 +453,10 @@ class Agent:
         if training is not None and training.is_alive() and not self.shutdown.is_set():
             log.warning("trial %s: waiting for its abandoned training to end", number)
             while training.is_alive() and not self.shutdown.is_set():
-                training.join(_WATCH_INTERVAL)
+                training.join(TICK)
         if self.shutdown.is_set() and training is not None and training.is_alive():
             log.info("exiting with trial %s's training still running", number)
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self.hard_exit(0)
+            exit_now(0, self.hard_exit)
 
 
 def _fmt(value: float | None) -> str:
@@ -527,16 +478,8 @@ def run_agent(
     from worker.harness import resolve_device
 
     shutdown = threading.Event()
-
-    def on_signal(signum: int) -> None:
-        log.info(
-            "received %s; stopping at the next step boundary (within %gs)",
-            signal.Signals(signum).name,
-            stop_grace,
-        )
-        shutdown.set()
-
-    with stop_signals(on_signal):
+    stopping = f"stopping at the next step boundary (within {stop_grace:g}s)"
+    with signals_set(shutdown, stopping, logger=log):
         try:
             names = tasks.load_all(task_modules)
             registered = _load_commands(commands_path, names)

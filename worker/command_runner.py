@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from protocol import PRUNE
 from worker.commands import CommandTask
 from worker.proctree import Tree, become_subreaper
 
@@ -260,7 +261,7 @@ class CommandRun:
                 self._fail(f"report of step {message.step} not delivered: {exc}")
                 return
             self.steps += 1
-            if action == "prune":
+            if action == PRUNE:
                 self._pruned = True
 
     def _read(self, stream: IO[bytes], on_line: Callable[[int, str], None]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from protocol import STOPPED_REASON
+from protocol import CONTINUE, PRUNE, STOP, STOPPED_REASON
 from worker.tasks import LOOP_PARAMS, ParamSpec, Task, check_params, check_values, resolve_params
 
 #: A training loss this many times the first step's loss counts as divergence.
@@ -98,7 +98,7 @@ class NullReporter:
     def report(self, step: int, value: float, metrics: dict[str, float]) -> str:
         """Record the report and answer ``continue``."""
         self.reports.append((step, value, metrics))
-        return "continue"
+        return CONTINUE
 
     def interrupted(self) -> tuple[str, str | None] | None:
         """Never interrupts."""
@@ -348,8 +348,8 @@ def run_trial(task: Task, config: TrialConfig, reporter: Reporter) -> TrialResul
                 return finish("pruned", None, "diverged")
             last_value = value
             action = reporter.report(step, value, metrics)
-            if action == "prune":
+            if action == PRUNE:
                 return finish("pruned", value, None)
-            if action == "stop":
+            if action == STOP:
                 return finish("failed", value, STOPPED_REASON)
     return finish("complete", last_value, None)

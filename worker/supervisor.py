@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker import EXIT_CONFIG
+from worker.runtime import stop_signals
 
 log = logging.getLogger("worker.supervisor")
 
@@ -151,23 +151,6 @@ def agent_children(
 
 def _log_report(level: int, message: str) -> None:
     log.log(level, "%s", message)
-
-
-@contextmanager
-def stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
-    """Call ``handler(signum)`` on SIGINT and SIGTERM inside the block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may install signal handlers
-        return
-    previous = {
-        s: signal.signal(s, lambda signum, frame: handler(signum))
-        for s in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 class Supervisor:
