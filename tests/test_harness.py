@@ -239,6 +239,16 @@ def test_evaluation_is_reported_every_n_steps_and_at_the_end():
     assert set(reporter.reports[0][2]) == {"val_loss", "distance"}
     assert result.timings["first_step_s"] > 0 and result.timings["step_s"] > 0
     assert 0 < result.timings["optimizer_share"] < 1
+    # quadratic: one parameter vector; 250 steps of it at some ns per coordinate
+    per_param = result.timings["optimizer_ns_per_param"]
+    cfg = effective_config(task, a, "cpu")
+    n = sum(
+        p.numel()
+        for p in task.make_model(
+            cfg.task_params, task.data(cfg.task_params, "cpu"), "cpu"
+        ).parameters()
+    )
+    assert per_param == pytest.approx(result.timings["optimizer_s"] / 250 / n * 1e9)
 
 
 def test_nan_loss_ends_the_trial_pruned_as_diverged_at_once():

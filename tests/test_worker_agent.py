@@ -139,6 +139,8 @@ def test_sweep_completes_with_n_trials_and_the_best_is_the_minimum(
             assert len(t["intermediate_values"]) == 10
             assert t["value"] == t["intermediate_values"]["1000"]
             assert t["metrics"]["time_first_step_s"] > 0
+            assert 0 < t["metrics"]["time_optimizer_ns_per_param"] < 1e6
+            assert t["config"]["device"] == t["config"]["device_name"] == "cpu"
     log = worker.log()
     assert len(re.findall(r"trial \d+ \(sweep \d+, id \d+\) complete value=", log)) == 5
     assert "first_step=" in log and "overhead=" in log
