@@ -26,7 +26,7 @@ from conftest import get_free_port, wait_for
 import lionsweep
 from protocol import SHUTDOWN_REASON, STOPPED_REASON
 from worker.agent import Agent
-from worker.client import Client
+from worker.client import Backoff, Client
 from worker.runtime import Interrupt, Lease, Poll, signals_set, stop_signals
 
 #: ``(status, JSON body or None)`` for a request ``(method, path)``.
@@ -219,7 +219,7 @@ def test_the_watchdog_times_a_server_stop_only_when_asked_to(stub, server_stops:
 HANDS_BACK = """
 import signal, sys, threading, time
 from protocol import SHUTDOWN_REASON
-from worker.client import Client
+from worker.client import Backoff, Client
 from worker.runtime import Interrupt, Lease, exit_now, signals_set
 
 shutdown = threading.Event()
@@ -445,3 +445,19 @@ def test_the_agent_claims_less_often_up_to_the_cap_then_stops_when_idle(stub) ->
     assert agent.trials_run == 0
     check_claim_gaps(server.times("POST", "/api/trials/claim"), 0.05, 0.1)
     assert 1.0 <= ended - started < 5.0
+
+
+def test_the_agent_does_not_count_an_outage_its_client_rode_out_as_idle(stub) -> None:
+    """A 503 shorter than the client's retry budget is retried inside one claim, which then
+    answers "nothing to run": those seconds were the server's, not idle time."""
+    outage = 1.5
+    started = time.monotonic()
+    server = stub(sweep_server(unavailable_until=started + outage))
+    with Client(server.url, backoff=Backoff(base=0.5, cap=0.5)) as client:
+        agent = Agent(client, "cpu", idle_exit=1.0, poll_interval=0.05, max_poll_interval=0.1)
+        assert agent.run() == 0
+        ended = time.monotonic()
+    claims = server.times("POST", "/api/trials/claim")
+    assert any(t < started + outage for t in claims)
+    answered = min(t for t in claims if t >= started + outage)  # the first 204
+    assert ended - answered >= 1.0 - 0.05  # idle only from when the server answers again

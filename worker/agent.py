@@ -239,6 +239,7 @@ class Agent:
             if self.max_trials is not None and self.trials_run >= self.max_trials:
                 log.info("ran %d trials (--max-trials); exiting", self.trials_run)
                 return 0
+            retried = self.client.retried_s
             try:
                 # Until the server is reached, one attempt per claim: the loop below retries,
                 # with one line for the whole wait instead of one per attempt.
@@ -253,6 +254,8 @@ class Agent:
                     deadline=None if reached else 0.0,
                 )
                 reached = True
+                # an outage the client's retries rode out is waiting for the server too
+                poll.not_idle(self.client.retried_s - retried)
             except ServerUnreachable as exc:
                 assignment = None
                 poll.not_idle()  # waiting for the server is not idling

@@ -109,6 +109,9 @@ class Client:
         self.cancel = cancel
         self.cancel_grace = cancel_grace
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+        #: Seconds spent so far on requests that failed and were retried (and their waits):
+        #: time the server was away, which a caller may leave out of its own clocks.
+        self.retried_s = 0.0
         self._holders: dict[int, str] = {}
 
     def close(self) -> None:
@@ -146,6 +149,7 @@ class Client:
         status: int | None = None
         detail: Any = None
         while True:
+            attempt_started = time.monotonic()
             if deliver and not graced and self.cancel is not None and self.cancel.is_set():
                 give_up = min(give_up, time.monotonic() + self.cancel_grace)
                 graced = True
@@ -179,6 +183,7 @@ class Client:
                 self.cancel.wait(wait)
             else:
                 time.sleep(wait)
+            self.retried_s += time.monotonic() - attempt_started
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``path`` and return the decoded JSON body."""
