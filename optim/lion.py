@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optim import kernels, native
+from optim import dispatch, kernels
+from optim.compiled import readiness
+from optim.flat import FlatBucket
 
 __all__ = ["Lion"]
 
@@ -68,7 +70,7 @@ class Lion(Optimizer):
             (with ``"auto"``, tensors under 4,096 elements take foreach instead);
             while that kernel compiles in the background — 10–15 s on a CPU with
             an empty cache — ``"auto"`` steps with foreach, where ``"fused"``
-            waits for it.
+            waits for it. The full rules: :func:`optim.dispatch.plan`.
         flatten: with ``"fused"`` or ``"auto"``, move each group's parameters,
             gradients and momenta into flat buffers (one kernel per buffer) and
             re-point every ``param.data`` at its slice. Fastest in a loop that
@@ -132,7 +134,7 @@ class Lion(Optimizer):
         self.kahan_sum = kahan_sum
         self.nonfinite = nonfinite
         self._nonfinite_counts: dict[torch.device, Tensor] = {}
-        self._flat: dict[int, tuple[dict, list[kernels.FlatBucket], list[Tensor]]] = {}
+        self._flat: dict[int, tuple[dict, list[FlatBucket], list[Tensor]]] = {}
         self._fused_failed = False
         defaults = {
             "lr": lr,
@@ -273,31 +275,27 @@ class Lion(Optimizer):
         self._gather(params, *lists)
         return lists
 
-    def _uses_fused(self) -> bool:
-        # Inside a compiled training step the step is traced like any other code.
-        if torch.compiler.is_compiling():
-            return False
-        return self.impl == "fused" or (self.impl == "auto" and not self._fused_failed)
-
-    def _init_flat_group(self, group: dict[str, Any]) -> tuple[list[kernels.FlatBucket], list]:
+    def _init_flat_group(
+        self, group: dict[str, Any], impl: str
+    ) -> tuple[list[FlatBucket], list[Tensor]]:
         """Return the group's flat buckets (building them when needed) and leftover params."""
         entry = self._flat.get(id(group))
         if entry is not None and entry[0] is group and all(b.is_current() for b in entry[1]):
             return entry[1], entry[2]
+        members = group["params"]
+        trainable = [i for i, p in enumerate(members) if p.requires_grad]
+        parts = dispatch.plan([members[i] for i in trainable], impl=impl)
+        fusable = {trainable[j] for j in parts.get("fused", ())}
         by_key: dict[tuple, list[Tensor]] = {}
         leftover = []
-        for p in group["params"]:
-            if p.requires_grad and kernels.fused_supported(p):
+        for i, p in enumerate(members):
+            if i in fusable:
                 by_key.setdefault((p.device, p.dtype), []).append(p)
-            elif self.impl == "fused" and p.requires_grad:
-                raise RuntimeError(
-                    f"impl='fused' does not support {p.dtype} parameters on {p.device}"
-                )
             else:
                 leftover.append(p)
         buckets = []
         for params in by_key.values():
-            bucket = kernels.FlatBucket(
+            bucket = FlatBucket(
                 params, self._momentum_dtype(params[0]), compensated=self._compensated(params[0])
             )
             for p, view in zip(params, bucket.exp_avg_views, strict=True):
@@ -334,15 +332,15 @@ class Lion(Optimizer):
                 "weight_decay": float(group["weight_decay"]),
                 "maximize": bool(group["maximize"]),
             }
-            if self._uses_fused() and self.flatten:
-                self._fused_step(group, hyper)
-            elif self._uses_fused():
-                self._tensor_step(group, hyper)
+            impl = dispatch.effective_impl(
+                self.impl,
+                tracing=torch.compiler.is_compiling(),
+                fused_failed=self._fused_failed,
+            )
+            if self.flatten and impl in dispatch.FUSED_IMPLS:
+                self._flat_step(group, impl, hyper)
             else:
-                params, grads, exp_avgs, comps = [], [], [], []
-                self._init_group(group, params, grads, exp_avgs, comps)
-                impl = "reference" if self.impl == "reference" else "foreach"
-                self._run(params, grads, exp_avgs, comps, impl, hyper)
+                self._planned_step(group, impl, hyper)
         if self.nonfinite == "raise":
             skipped = self.nonfinite_grads - before
             if skipped:
@@ -358,21 +356,22 @@ class Lion(Optimizer):
         grads: list[Tensor],
         exp_avgs: list[Tensor],
         comps: list[Tensor | None],
-        impl: str,
+        step: str,
         hyper: dict[str, Any],
     ) -> None:
-        """One kernel call per device (each device counts its own non-finite values)."""
+        """Run one of :func:`optim.dispatch.plan`'s steps on these tensors, one call per device
+        (each device counts its own non-finite values)."""
         if not params:
             return
         params, grads, exp_avgs = (
-            [kernels.local(t) for t in lst] for lst in (params, grads, exp_avgs)
+            [dispatch.local(t) for t in lst] for lst in (params, grads, exp_avgs)
         )
-        comps = [kernels.local(c) for c in comps]
+        comps = [dispatch.local(c) for c in comps]
         devices = {p.device for p in params}
         if len(devices) == 1:
             counter = self._counter(params[0].device)
             kernels.lion(
-                params, grads, exp_avgs, comps=comps, nonfinite=counter, impl=impl, **hyper
+                params, grads, exp_avgs, comps=comps, nonfinite=counter, impl=step, **hyper
             )
             return
         for device in devices:
@@ -381,7 +380,7 @@ class Lion(Optimizer):
                 *([lst[i] for i in idx] for lst in (params, grads, exp_avgs)),
                 comps=[comps[i] for i in idx],
                 nonfinite=self._counter(device),
-                impl=impl,
+                impl=step,
                 **hyper,
             )
 
@@ -390,16 +389,9 @@ class Lion(Optimizer):
         ``auto`` steps with foreach until it is; a failed build turns ``auto`` to foreach)."""
         if self._fused_failed:
             return False
-        if (
-            not compensated
-            and param.device.type == "cpu"
-            and param.dtype == momentum.dtype == torch.float32
-            and native.library() is not None
-        ):
-            return True  # the native step serves these (built in well under a second)
         try:
             count = self.nonfinite != "mask"
-            ok = kernels.readiness.ready(
+            ok = readiness.ready(
                 param.device,
                 param.dtype,
                 momentum.dtype,
@@ -410,60 +402,43 @@ class Lion(Optimizer):
         except Exception as exc:
             raise RuntimeError(f"Lion: the fused kernel did not compile: {exc}") from exc
         key = (param.device.type, param.dtype, momentum.dtype, compensated, count)
-        if not ok and key in kernels.readiness.errors:
-            exc = kernels.readiness.errors[key]
+        if not ok and key in readiness.errors:
+            exc = readiness.errors[key]
             warnings.warn(
                 f"Lion: the fused kernel did not compile ({type(exc).__name__}: {exc}); "
                 "using the foreach step from now on",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
             self._fused_failed = True
         return ok
 
-    def _tensor_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
-        """The fused kernel on each large contiguous tensor in place (nothing re-pointed),
-        foreach on the rest."""
-        params, grads, exp_avgs, comps = self._lists(group["params"])
-        fused, rest = [], []
-        for i, p in enumerate(params):
-            lp, lg, lm = kernels.local(p), kernels.local(grads[i]), kernels.local(exp_avgs[i])
-            # one native call steps every fp32 CPU tensor, whatever its size (the library is
-            # asked for only when there is one: a CUDA model never builds it)
-            if comps[i] is None and native.supports(lp, lg, lm) and native.library():
-                fused.append(i)
-                continue
-            # auto leaves small tensors to foreach (a kernel call costs more than they do);
-            # an explicit "fused" runs the kernel on every tensor it can (2+ elements).
-            least = kernels.MIN_FUSED_NUMEL if self.impl == "auto" else 2
-            big = lp.numel() >= least and kernels.fused_supported(lp)
-            dense = all(t.is_contiguous() for t in (lp, lg, lm)) and lg.dtype == lp.dtype
-            ok = big and dense and self._kernel_ready(lp, lm, comps[i] is not None)
-            if self.impl == "fused" and not kernels.fused_supported(lp):
-                raise RuntimeError(
-                    f"impl='fused' does not support {lp.dtype} parameters on {lp.device}"
-                )
-            (fused if ok else rest).append(i)
-        if fused:
-            pick = [params, grads, exp_avgs, comps]
-            self._run(*([lst[i] for i in fused] for lst in pick), "fused", hyper)
-        if rest:
-            pick = [params, grads, exp_avgs, comps]
-            self._run(*([lst[i] for i in rest] for lst in pick), "foreach", hyper)
+    def _planned_step(self, group: dict[str, Any], impl: str, hyper: dict[str, Any]) -> None:
+        """Step each of the group's parameters that have grads in place with the step
+        :func:`optim.dispatch.plan` picks for it."""
+        params, grads, exp_avgs, comps = [], [], [], []
+        self._init_group(group, params, grads, exp_avgs, comps)
+        lists = (params, grads, exp_avgs, comps)
+        for step, picked in dispatch.plan(*lists, impl=impl, ready=self._kernel_ready).items():
+            if len(picked) == len(params):
+                self._run(*lists, step, hyper)
+            else:
+                self._run(*([lst[i] for i in picked] for lst in lists), step, hyper)
 
-    def _fused_step(self, group: dict[str, Any], hyper: dict[str, Any]) -> None:
-        buckets, leftover = self._init_flat_group(group)
+    def _flat_step(self, group: dict[str, Any], impl: str, hyper: dict[str, Any]) -> None:
+        """Step the group's flat buckets, each with the step :func:`optim.dispatch.plan` picks
+        for its buffers, and its other params with foreach."""
+        buckets, leftover = self._init_flat_group(group, impl)
         for bucket in buckets:
-            ready = self._kernel_ready(bucket.param, bucket.exp_avg, bucket.comp is not None)
-            if ready and bucket.sync_grads():
+            lists = ([bucket.param], [bucket.grad], [bucket.exp_avg], [bucket.comp])
+            (step,) = dispatch.plan(*lists, impl=impl, flat=True, ready=self._kernel_ready)
+            if step != "foreach" and bucket.sync_grads():
                 try:
                     kernels.lion(
-                        [bucket.param],
-                        [bucket.grad],
-                        [bucket.exp_avg],
-                        comps=[bucket.comp],
+                        *lists[:3],
+                        comps=lists[3],
                         nonfinite=self._counter(bucket.param.device),
-                        impl="fused",
+                        impl=step,
                         **hyper,
                     )
                     continue
@@ -478,7 +453,7 @@ class Lion(Optimizer):
                     )
                     self._fused_failed = True
             # Some grads are None (those params are skipped, as in the
-            # reference step) or the fused kernel is unavailable.
+            # reference step) or no fused step is ready.
             self._run(*self._lists(bucket.params), "foreach", hyper)
         if leftover:
             self._run(*self._lists(leftover), "foreach", hyper)
