@@ -562,20 +562,3 @@ def page(browser: Any) -> Iterator[Any]:
     tab.on("pageerror", lambda e: tab.errors.append(f"uncaught: {e}"))
     yield tab
     context.close()
-
-
-# ---- torch.compile -----------------------------------------------------------------------
-
-
-@pytest.hookimpl(specname="pytest_configure", trylast=True)
-def pytest_configure_inductor_cache(config: pytest.Config) -> None:
-    """Everything this session compiles (in this process and in the processes it starts, which
-    inherit the environment) shares one inductor cache under the session's basetemp, unless
-    ``TORCHINDUCTOR_CACHE_DIR`` is set already; the tests that need an empty cache give their
-    subprocesses one of their own."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return
-    # pytest-xdist's workers start after this and inherit the variable: one cache per run
-    cache = config._tmp_path_factory.getbasetemp() / "inductor-cache"
-    cache.mkdir(exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
