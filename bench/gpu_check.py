@@ -156,8 +156,8 @@ def optimizers(torch, device) -> dict[str, tuple[str, object, Callable]]:
 
 
 def which_kernel(opt) -> str:
-    """Which fused kernel served our Lion's last step ("" for other optimizers)."""
-    return getattr(opt, "fused_kernel", None) or ""
+    """Which steps served our Lion's last step ("" for other optimizers)."""
+    return ",".join(getattr(opt, "steps_used", ()))
 
 
 def time_one(torch, device, shapes, dtype, factory, repeats: int, warmup: int) -> dict:

@@ -9,26 +9,35 @@ native library loads and whether a compiled kernel is built come in as callables
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from optim import native
+from optim import native, triton_lion
 
 __all__ = [
     "FUSED_IMPLS",
     "MIN_FUSED_NUMEL",
     "STEPS",
     "effective_impl",
+    "KERNEL_ENV",
     "fused_supported",
     "is_dtensor",
+    "kernel_for",
     "local",
     "plan",
 ]
 
-STEPS = ("native", "compiled", "foreach", "reference")
+STEPS = ("native", "triton", "compiled", "foreach", "reference")
 """The steps :func:`plan` names, in the order a caller runs them."""
+
+KERNEL_ENV = "LIONSWEEP_LION_KERNEL"
+"""Which kernel serves the fused step of a tensor the native call does not: ``auto`` (the
+default: the hand-written Triton kernel on CUDA where Triton is installed, else the
+``torch.compile``-d one), ``triton`` (Triton wherever :func:`optim.triton_lion.available`
+says it runs, e.g. CPU tensors under ``TRITON_INTERPRET=1``) or ``compiled``."""
 
 FUSED_IMPLS = ("auto", "fused")
 """The impls that use the fused steps (the native call and the compiled kernel)."""
@@ -71,6 +80,19 @@ def fused_supported(param: Tensor) -> bool:
     return False
 
 
+def kernel_for(device: torch.device) -> str:
+    """The fused kernel for tensors on ``device``, ``"triton"`` or ``"compiled"``, as
+    :data:`KERNEL_ENV` asks (an unknown value raises ``ValueError``)."""
+    wanted = os.environ.get(KERNEL_ENV, "auto") or "auto"
+    if wanted not in ("auto", "triton", "compiled"):
+        raise ValueError(f"{KERNEL_ENV} must be 'auto', 'triton' or 'compiled', got {wanted!r}")
+    if wanted == "compiled":
+        return "compiled"
+    if wanted == "auto" and device.type != "cuda":
+        return "compiled"
+    return "triton" if triton_lion.available(device) else "compiled"
+
+
 def effective_impl(impl: str, *, tracing: bool = False, fused_failed: bool = False) -> str:
     """The impl a step runs with: ``impl`` itself, except ``"foreach"`` for ``"auto"`` and
     ``"fused"`` inside a traced (``torch.compile``-d) step, and for ``"auto"`` once a fused
@@ -101,6 +123,7 @@ def plan(
     flat: bool = False,
     native_library: Callable[[], object] = native.library,
     ready: Callable[[Tensor, Tensor, bool], bool] | None = None,
+    kernel: Callable[[torch.device], str] = kernel_for,
 ) -> dict[str, list[int]]:
     """Which step serves each tensor: ``{step: [indices]}``, steps in :data:`STEPS` order,
     empty ones left out.
@@ -117,12 +140,14 @@ def plan(
     3. A parameter the fused steps cannot serve (:func:`fused_supported`: sparse or complex,
        a dtype other than fp32/bf16/fp16, a device other than the CPU or CUDA with Triton)
        makes ``"fused"`` raise ``RuntimeError``; ``"auto"`` gives it to ``"foreach"``.
-    4. ``"compiled"`` takes a tensor of at least :data:`MIN_FUSED_NUMEL` elements with
+    4. A fused kernel takes a tensor of at least :data:`MIN_FUSED_NUMEL` elements with
        ``"auto"`` (2 with ``"fused"``, and any size when ``flat``: each is a flat buffer, one
        call whatever its size) whose param, grad and momentum are contiguous, grad in the
-       param's dtype, once ``ready(param, exp_avg, compensated)`` says its kernel is built
-       (``ready`` is asked only for such tensors, in order; it may wait for the build, and
-       None means "build it on first call").
+       param's dtype: ``"triton"`` when ``kernel(device)`` says so (:func:`kernel_for`:
+       CUDA with Triton installed; nothing to build first), else ``"compiled"`` once
+       ``ready(param, exp_avg, compensated)`` says its kernel is built (``ready`` is asked
+       only for such tensors, in order; it may wait for the build, and None means "build it
+       on first call").
     5. ``"foreach"`` takes the rest.
 
     Without ``grads`` (building flat buffers, before any gradient) only rules 1 and 3 apply:
@@ -158,12 +183,10 @@ def plan(
             if impl == "fused":
                 raise _unsupported(param)
             step = "foreach"
-        elif (
-            param.numel() >= least
-            and _dense(param, grad, exp_avg)
-            and (ready is None or ready(param, exp_avg, compensated))
-        ):
-            step = "compiled"
+        elif param.numel() >= least and _dense(param, grad, exp_avg):
+            step = kernel(param.device)
+            if step == "compiled" and ready is not None and not ready(param, exp_avg, compensated):
+                step = "foreach"
         else:
             step = "foreach"
         parts.setdefault(step, []).append(i)

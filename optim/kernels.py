@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optim import dispatch, native
+from optim import dispatch, native, triton_lion
 from optim.compiled import _compiled_kernel, readiness
 from optim.dispatch import MIN_FUSED_NUMEL, fused_supported, is_dtensor, local
 from optim.flat import FlatBucket
@@ -52,17 +52,18 @@ def lion(
     """Apply one Lion step in place with the chosen implementation.
 
     ``impl`` is ``"reference"``, ``"foreach"`` or ``"fused"`` (each tensor to the native
-    call, the compiled kernel or foreach as :func:`optim.dispatch.plan` decides), or one of
-    plan's steps, ``"native"`` or ``"compiled"``, run on every tensor given (for a caller
-    that has planned). ``comps`` holds, per parameter, a Kahan compensation buffer (the
-    rounding error of its last update, for a 16-bit parameter whose small updates would
-    round away) or None. A coordinate whose gradient is not finite keeps its parameter and
-    momentum this step, and ``nonfinite`` (an int64 scalar on the parameters' device) counts
-    such coordinates; None skips them uncounted.
+    call, the Triton or compiled kernel, or foreach as :func:`optim.dispatch.plan` decides),
+    or one of plan's steps, ``"native"``, ``"triton"`` or ``"compiled"``, run on every tensor
+    given (for a caller that has planned). ``comps`` holds, per parameter, a Kahan
+    compensation buffer (the rounding error of its last update, for a 16-bit parameter whose
+    small updates would round away) or None. A coordinate whose gradient is not finite keeps
+    its parameter and momentum this step, and ``nonfinite`` (an int64 scalar on the
+    parameters' device) counts such coordinates; None skips them uncounted.
     """
     if impl not in _STEPS and impl != "fused":
         raise ValueError(
-            f"impl must be 'reference', 'foreach', 'fused', 'native' or 'compiled', got {impl!r}"
+            "impl must be 'reference', 'foreach', 'fused', 'native', 'triton' or 'compiled', "
+            f"got {impl!r}"
         )
     lists = (params, grads, exp_avgs, comps if comps is not None else [None] * len(params))
     parts = dispatch.plan(*lists, impl="fused") if impl == "fused" else {impl: None}
@@ -145,8 +146,39 @@ def _compiled_lion(
         kernel(*flat[:3], hp, nonfinite, *flat[3:])
 
 
+def _triton_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    comps: list[Tensor | None],
+    nonfinite: Tensor | None,
+    *,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """The update rule as one Triton kernel launch per tensor (:mod:`optim.triton_lion`): a
+    flat buffer (one per bucket) or a contiguous parameter of its own."""
+    hp_by_device: dict[torch.device, Tensor] = {}
+    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
+        hp = hp_by_device.get(param.device)
+        if hp is None:
+            hp = hp_by_device[param.device] = hyperparameter_tensor(
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                device=param.device,
+            )
+        triton_lion.lion_flat(param, grad, exp_avg, hp, nonfinite, comp)
+
+
 _STEPS = {
     "native": _native_lion,
+    "triton": _triton_lion,
     "compiled": _compiled_lion,
     "foreach": _multi_tensor_lion,
     "reference": _single_tensor_lion,

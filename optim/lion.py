@@ -135,6 +135,7 @@ class Lion(Optimizer):
         self.nonfinite = nonfinite
         self._nonfinite_counts: dict[torch.device, Tensor] = {}
         self._flat: dict[int, tuple[dict, list[FlatBucket], list[Tensor]]] = {}
+        self._steps_run: set[str] = set()
         self._fused_failed = False
         defaults = {
             "lr": lr,
@@ -177,6 +178,7 @@ class Lion(Optimizer):
         self.__dict__.setdefault("flatten", self.impl in ("auto", "fused"))
         self._nonfinite_counts = {}
         self._flat = {}
+        self._steps_run = set()
         for group in self.param_groups:
             group.setdefault("maximize", False)
 
@@ -185,6 +187,12 @@ class Lion(Optimizer):
 
     def _compensated(self, param: Tensor) -> bool:
         return self.kahan_sum and param.dtype in LOW_PRECISION
+
+    @property
+    def steps_used(self) -> tuple[str, ...]:
+        """Which steps served the last :meth:`step` (of ``"native"``, ``"triton"``,
+        ``"compiled"``, ``"foreach"``, ``"reference"``; empty inside a compiled step)."""
+        return tuple(step for step in dispatch.STEPS if step in self._steps_run)
 
     @property
     def nonfinite_grads(self) -> int:
@@ -320,6 +328,8 @@ class Lion(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         before = self.nonfinite_grads if self.nonfinite == "raise" else 0
+        if not torch.compiler.is_compiling():
+            self._steps_run.clear()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr = group["lr"]
@@ -363,6 +373,8 @@ class Lion(Optimizer):
         (each device counts its own non-finite values)."""
         if not params:
             return
+        if not torch.compiler.is_compiling():
+            self._steps_run.add(step)
         params, grads, exp_avgs = (
             [dispatch.local(t) for t in lst] for lst in (params, grads, exp_avgs)
         )
@@ -434,6 +446,7 @@ class Lion(Optimizer):
             (step,) = dispatch.plan(*lists, impl=impl, flat=True, ready=self._kernel_ready)
             if step != "foreach" and bucket.sync_grads():
                 try:
+                    self._steps_run.add(step)
                     kernels.lion(
                         *lists[:3],
                         comps=lists[3],

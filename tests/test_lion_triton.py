@@ -195,6 +195,96 @@ def test_available_only_on_cuda_or_while_interpreting(triton_lion):
     assert triton_lion.available(torch.device("meta")) is False
 
 
+def model(dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(BLOCK + 3,), (7, 5), (2, BLOCK), (1,)]
+    return [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
+
+
+def train(params, optimizer, steps=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for p in params:
+            g = torch.randn(p.shape, generator=gen).to(p.dtype)
+            if step == 1 and p.numel() > 3:
+                g.view(-1)[2] = float("nan")
+            p.grad = g
+        optimizer.step()
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+@pytest.mark.parametrize(
+    "dtype, options",
+    [
+        (torch.bfloat16, {}),
+        (torch.bfloat16, {"kahan_sum": True}),
+        (torch.float16, {"momentum_dtype": torch.float32}),
+        (torch.bfloat16, {"maximize": True, "nonfinite": "mask"}),
+    ],
+    ids=["bf16", "bf16-kahan", "fp16-fp32-momentum", "maximize-mask"],
+)
+def test_lion_takes_the_triton_kernel_and_steps_as_the_reference_does(
+    triton_lion, monkeypatch, flatten, dtype, options
+):
+    """``LIONSWEEP_LION_KERNEL=triton``: the fused step of 16-bit CPU tensors (which the native
+    call does not serve) goes to the interpreted kernel, and says so."""
+    from optim import Lion
+
+    monkeypatch.setenv("LIONSWEEP_LION_KERNEL", "triton")
+    ours, truth = model(dtype), model(dtype)
+    lr = torch.tensor(3e-3)  # a tensor lr, as a scheduler's
+    fused = Lion(ours, lr=lr, weight_decay=0.1, impl="fused", flatten=flatten, **options)
+    reference = Lion(truth, lr=lr, weight_decay=0.1, impl="reference", **options)
+    train(ours, fused)
+    train(truth, reference)
+    assert "triton" in fused.steps_used and "compiled" not in fused.steps_used
+    assert reference.steps_used == ("reference",)
+    for p, q in zip(ours, truth, strict=True):
+        assert torch.equal(p.detach(), q.detach())
+        for key in ("exp_avg", "kahan_comp"):
+            if key in reference.state[q]:
+                assert torch.equal(fused.state[p][key], reference.state[q][key])
+    if options.get("nonfinite") != "mask":
+        assert fused.nonfinite_grads == reference.nonfinite_grads == 3
+
+
+def test_a_model_the_native_step_cannot_serve_builds_and_compiles_nothing(triton_lion, monkeypatch):
+    """As a CUDA-only model on a GPU node: with the Triton kernel serving every tensor, the
+    native CPU library is never asked for and no compiled kernel is waited for or built."""
+    from optim import dispatch
+
+    monkeypatch.setenv("LIONSWEEP_LION_KERNEL", "triton")
+    params = [t.detach() for t in model(torch.bfloat16)]
+    grads = [torch.ones_like(p) for p in params]
+    moms = [torch.zeros_like(p) for p in params]
+    asked = []
+    parts = dispatch.plan(
+        params,
+        grads,
+        moms,
+        impl="fused",
+        native_library=lambda: asked.append("native"),
+        ready=lambda *a: asked.append("compiled") or True,
+    )
+    assert parts == {"triton": [0, 1, 2], "foreach": [3]}  # one element: foreach
+    assert asked == []
+
+
+def test_which_kernel_the_environment_asks_for(triton_lion, monkeypatch):
+    from optim import dispatch
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("LIONSWEEP_LION_KERNEL", raising=False)
+    assert dispatch.kernel_for(cpu) == "compiled"  # auto: Triton only on CUDA
+    monkeypatch.setenv("LIONSWEEP_LION_KERNEL", "triton")
+    assert dispatch.kernel_for(cpu) == "triton"  # interpreted
+    monkeypatch.setenv("LIONSWEEP_LION_KERNEL", "compiled")
+    assert dispatch.kernel_for(cpu) == "compiled"
+    monkeypatch.setenv("LIONSWEEP_LION_KERNEL", "cuda")
+    with pytest.raises(ValueError, match="LIONSWEEP_LION_KERNEL must be 'auto', 'triton' or"):
+        dispatch.kernel_for(cpu)
+
+
 def compiled_copy():
     """A second ``optim.triton_lion`` compiled for the GPU (the fixture's copy interprets)."""
     import importlib.util
