@@ -433,7 +433,7 @@ def test_a_server_bound_to_another_loopback_address_answers_to_it(sqlite_url, li
 
 
 def test_host_rule_for_each_kind_of_bind():
-    from service.app import HostRule
+    from service.http_gate import HostRule
 
     loopback = HostRule(Settings(host="127.0.0.1"))
     assert [loopback.host_ok(h) for h in ("localhost:8000", "[::1]:80", "10.0.0.5")] == [
