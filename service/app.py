@@ -8,8 +8,6 @@ import ipaddress
 import logging
 import math
 import os
-import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,13 +28,21 @@ from starlette.routing import Match, Mount
 from service.auth import SCOPES, Authenticator, ReadScope, add_token, count_tokens
 from service.db import Database, migrated, upgrade
 from service.http_gate import YAML_MAX_BYTES, HostRule, RequestGate
-from service.leases import Leases, liveness_interval
+from service.leases import Reaper
 from service.metrics import Metrics
 from service.read_gate import ReadGate
 from service.settings import Settings
 from service.sweeps import Invalid, ServiceError, Sweeps
 
-__all__ = ["YAML_MAX_BYTES", "HostRule", "RequestGate", "create_app", "finite_safe", "serve"]
+__all__ = [
+    "YAML_MAX_BYTES",
+    "HostRule",
+    "Reaper",
+    "RequestGate",
+    "create_app",
+    "finite_safe",
+    "serve",
+]
 """Also importable from here, as before the parts moved to their own modules."""
 
 log = logging.getLogger("lionsweep.app")
@@ -44,61 +50,6 @@ log = logging.getLogger("lionsweep.app")
 #: Swagger UI's and ReDoc's files (JS, CSS, icon), as the fastapi-offline package ships them.
 API_DOCS_STATIC = str(importlib.resources.files("fastapi_offline") / "static")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-class Reaper:
-    """A background thread that records every liveness interval that this server is alive
-    (giving any downtime back to the leases) and fails stale RUNNING trials every reaper
-    interval."""
-
-    def __init__(self, leases: Leases, settings: Settings) -> None:
-        self.leases = leases
-        self.interval = settings.reaper_interval_seconds
-        self.beat = liveness_interval(settings)
-        self._unreachable = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lionsweep-reaper", daemon=True)
-
-    def start(self) -> None:
-        """Give back the downtime before this server started (before it serves anything),
-        then keep going in the background."""
-        self._pass(reap=False)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the thread."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        reap_at = time.monotonic() + self.interval
-        while not self._stop.wait(max(0.0, min(self.beat, reap_at - time.monotonic()))):
-            due = time.monotonic() >= reap_at
-            if due:
-                reap_at = time.monotonic() + self.interval
-            self._pass(reap=due)
-
-    def _pass(self, reap: bool) -> None:
-        """Record liveness (and reap when ``reap``); a database outage is logged once."""
-        try:
-            n = self.leases.reap() if reap else self.leases.forgive_downtime()
-        except (OperationalError, InterfaceError) as e:
-            if not self._unreachable:
-                log.warning(
-                    "reaper: the database is unreachable (%s); no lease is judged until it is "
-                    "back, and the time until then is given back to every lease",
-                    str(e).splitlines()[0] if str(e) else type(e).__name__,
-                )
-            self._unreachable = True
-            return
-        except Exception:
-            log.exception("reaper pass failed")
-            return
-        if self._unreachable:
-            log.warning("reaper: the database is reachable again")
-            self._unreachable = False
-        if reap and n:
-            log.info("reaper: failed %d stale trial(s)", n)
 
 
 def is_loopback(host: str) -> bool:
