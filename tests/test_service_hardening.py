@@ -265,7 +265,7 @@ def test_non_finite_yaml_and_overflowing_conversions_are_422(client, server):
 
 
 def test_the_validation_handler_encodes_non_finite_inputs():
-    from service.app import finite_safe
+    from service.http_errors import finite_safe
 
     errors = [{"input": float("nan"), "ctx": {"le": float("inf")}, "loc": ("body", -1.0)}]
     assert json.dumps(finite_safe(errors), allow_nan=False) == (
