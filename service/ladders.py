@@ -1,4 +1,5 @@
-"""Width ladders: one object over the modules that hold their rules.
+"""The ladder service: one object the ladder routes call, composed of the modules that hold
+the rules (as :mod:`service.sweeps` is for sweeps).
 
 A width ladder is one submission that becomes one sweep per width (its rungs); the rungs'
 optima become width exponents and a prediction, and a confirmation runs the prediction at a
@@ -41,10 +42,13 @@ class Ladders:
         self.analysis = LadderAnalysis(catalog, analysis, self.views)
         self.ledger = LadderLedger(db, settings, catalog, ledger, views, self.views, self.analysis)
 
-    def create(self, spec: schemas.LadderSpec, key: str | None) -> tuple[int, bool]:
-        """Create the ladder and one sweep per width, all in one transaction; returns
-        (ladder id, created). The same ``key`` with the same spec returns the first."""
-        return self.ledger.create(spec, key)
+    def create(
+        self, spec: schemas.LadderSpec, idempotency_key: str | None = None
+    ) -> tuple[schemas.LadderOut, bool]:
+        """Create a ladder and one sweep per width; returns (ladder, created). The same
+        ``idempotency_key`` with the same spec returns the first."""
+        ladder_id, created = self.ledger.create(spec, idempotency_key)
+        return self.get(ladder_id), created
 
     def get(self, ladder_id: int) -> schemas.LadderOut:
         """One ladder with its rungs and confirmations."""
@@ -54,23 +58,27 @@ class Ladders:
         """A page of ladders, newest first."""
         return self.views.list(offset, limit)
 
-    def set_status(self, ladder_id: int, status: str) -> schemas.LadderOut:
-        """Cancel (``cancelled``) or resume (``running``) every rung and confirmation that is
-        not complete."""
-        self.ledger.set_status(ladder_id, status)
-        return self.get(ladder_id)
-
-    def delete(self, ladder_id: int) -> None:
-        """Delete the ladder, its rungs and confirmations, and their studies (one transaction)."""
-        self.ledger.delete(ladder_id)
-
     def rule(self, ladder_id: int, width: float | None = None) -> schemas.LadderRuleOut:
-        """How η* and λ* move with width: exponents with 90% intervals, the candidate rules
-        scored, a verdict, and with ``width`` the prediction there; plus confirmations."""
+        """How η* and λ* move with width, scored against the candidate rules; with ``width``,
+        the prediction there; the confirmations."""
         return self.analysis.rule(ladder_id, width)
 
     def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> schemas.LadderOut:
-        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved
-        (both with ``req.seeds`` seeds), as a confirmation sweep."""
+        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved,
+        as a confirmation sweep."""
         self.ledger.confirm(ladder_id, req)
         return self.get(ladder_id)
+
+    def cancel(self, ladder_id: int) -> schemas.LadderOut:
+        """Cancel every rung and confirmation that is not complete."""
+        self.ledger.set_status(ladder_id, "cancelled")
+        return self.get(ladder_id)
+
+    def resume(self, ladder_id: int) -> schemas.LadderOut:
+        """Resume a cancelled ladder's rungs and confirmations."""
+        self.ledger.set_status(ladder_id, "running")
+        return self.get(ladder_id)
+
+    def delete(self, ladder_id: int) -> None:
+        """Delete the ladder, its rungs and confirmations, and their Optuna studies."""
+        self.ledger.delete(ladder_id)
