@@ -8,17 +8,21 @@ record longer than :func:`downtime_allowance` is time no server was serving (all
 or none could reach the database): its excess is given back to every lease before any lease
 is judged, so a worker that kept running through an outage keeps its trial, while one that
 died stays silent afterwards and is reaped one grace later as usual.
+
+Each server runs one :class:`Reaper`, the background thread that does both on schedule.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from optuna.trial import TrialState
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from service import optuna_tables as ot
@@ -181,3 +185,58 @@ class Leases:
         except Exception:
             log.exception("reaper: could not delete half-created sweeps")
         return n
+
+
+class Reaper:
+    """A background thread that records every liveness interval that this server is alive
+    (giving any downtime back to the leases) and fails stale RUNNING trials every reaper
+    interval."""
+
+    def __init__(self, leases: Leases, settings: Settings) -> None:
+        self.leases = leases
+        self.interval = settings.reaper_interval_seconds
+        self.beat = liveness_interval(settings)
+        self._unreachable = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lionsweep-reaper", daemon=True)
+
+    def start(self) -> None:
+        """Give back the downtime before this server started (before it serves anything),
+        then keep going in the background."""
+        self._pass(reap=False)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        reap_at = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, min(self.beat, reap_at - time.monotonic()))):
+            due = time.monotonic() >= reap_at
+            if due:
+                reap_at = time.monotonic() + self.interval
+            self._pass(reap=due)
+
+    def _pass(self, reap: bool) -> None:
+        """Record liveness (and reap when ``reap``); a database outage is logged once."""
+        try:
+            n = self.leases.reap() if reap else self.leases.forgive_downtime()
+        except (OperationalError, InterfaceError) as e:
+            if not self._unreachable:
+                log.warning(
+                    "reaper: the database is unreachable (%s); no lease is judged until it is "
+                    "back, and the time until then is given back to every lease",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__,
+                )
+            self._unreachable = True
+            return
+        except Exception:
+            log.exception("reaper pass failed")
+            return
+        if self._unreachable:
+            log.warning("reaper: the database is reachable again")
+            self._unreachable = False
+        if reap and n:
+            log.info("reaper: failed %d stale trial(s)", n)

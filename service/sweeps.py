@@ -6,6 +6,7 @@
 - ``views``: sweeps and trials in the API's shapes;
 - ``analysis``: best configs, the scaling rule, importances;
 - ``arms``: Lion against its AdamW baseline arm;
+- ``ladders``: width ladders, a service of their own over the same parts (:mod:`service.ladders`);
 - ``optuna_tables``: the one place that queries Optuna's tables directly.
 """
 

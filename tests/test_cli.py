@@ -144,7 +144,7 @@ def test_a_spec_over_the_cap_is_refused_before_it_is_parsed(tmp_path: Path) -> N
         assert f"big.yaml is {size} bytes; a sweep spec may be at most 65536 bytes" in line
         assert took < 2, f"{command}: {took:.1f} s to refuse a {size}-byte spec"
     from lionsweep.cli import SPEC_MAX_BYTES
-    from service.app import YAML_MAX_BYTES
+    from service.http_gate import YAML_MAX_BYTES
 
     assert SPEC_MAX_BYTES == YAML_MAX_BYTES  # the server's cap on a YAML body
 

@@ -265,7 +265,7 @@ def test_non_finite_yaml_and_overflowing_conversions_are_422(client, server):
 
 
 def test_the_validation_handler_encodes_non_finite_inputs():
-    from service.app import finite_safe
+    from service.http_errors import finite_safe
 
     errors = [{"input": float("nan"), "ctx": {"le": float("inf")}, "loc": ("body", -1.0)}]
     assert json.dumps(finite_safe(errors), allow_nan=False) == (
@@ -433,7 +433,7 @@ def test_a_server_bound_to_another_loopback_address_answers_to_it(sqlite_url, li
 
 
 def test_host_rule_for_each_kind_of_bind():
-    from service.app import HostRule
+    from service.http_gate import HostRule
 
     loopback = HostRule(Settings(host="127.0.0.1"))
     assert [loopback.host_ok(h) for h in ("localhost:8000", "[::1]:80", "10.0.0.5")] == [

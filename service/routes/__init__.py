@@ -1,4 +1,5 @@
-"""Thin HTTP handlers: parse, authorize, call one function of ``service.sweeps``."""
+"""Thin HTTP handlers: parse, authorize, call one function of ``service.sweeps`` (or of
+``service.ladders`` for ladders), shape the answer."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from service.ladders import Ladders
 from service.sweeps import Sweeps
 
 
@@ -15,6 +17,14 @@ def get_sweeps(request: Request) -> Sweeps:
 
 
 SweepsDep = Annotated[Sweeps, Depends(get_sweeps)]
+
+
+def get_ladders(request: Request) -> Ladders:
+    """The app's ladder service."""
+    return request.app.state.sweeps.ladders
+
+
+LaddersDep = Annotated[Ladders, Depends(get_ladders)]
 
 ID_MAX = 2**31 - 1
 """The largest SQL INTEGER: sweep ids and Optuna's trial ids and numbers are INTEGER columns

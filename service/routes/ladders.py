@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from service import schemas
 from service.auth import ReadScope, SubmitScope
-from service.routes import ID_MAX, Id, SweepsDep
+from service.routes import ID_MAX, Id, LaddersDep
 
 router = APIRouter(prefix="/api/ladders", tags=["ladders"])
 
@@ -26,40 +26,40 @@ router = APIRouter(prefix="/api/ladders", tags=["ladders"])
 )
 def create_ladder(
     spec: schemas.LadderSpec,
-    sweeps: SweepsDep,
+    ladders: LaddersDep,
     response: Response,
     _: SubmitScope,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> schemas.LadderOut:
     """Submit a width ladder (JSON or YAML): one sweep per width of the task's width param."""
-    ladder_id, created = sweeps.ladders.create(spec, idempotency_key)
-    response.headers["Location"] = f"/api/ladders/{ladder_id}"
+    out, created = ladders.create(spec, idempotency_key)
+    response.headers["Location"] = f"/api/ladders/{out.id}"
     if not created:
         response.status_code = status.HTTP_200_OK
-    return sweeps.ladders.get(ladder_id)
+    return out
 
 
 @router.get("", response_model=schemas.LadderPage)
 def list_ladders(
-    sweeps: SweepsDep,
+    ladders: LaddersDep,
     _: ReadScope,
     offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> schemas.LadderPage:
     """List ladders, newest first."""
-    return sweeps.ladders.list(offset, limit)
+    return ladders.list(offset, limit)
 
 
 @router.get("/{ladder_id}", response_model=schemas.LadderOut)
-def get_ladder(ladder_id: Id, sweeps: SweepsDep, _: ReadScope) -> schemas.LadderOut:
+def get_ladder(ladder_id: Id, ladders: LaddersDep, _: ReadScope) -> schemas.LadderOut:
     """A ladder's rungs and confirmations and where they stand."""
-    return sweeps.ladders.get(ladder_id)
+    return ladders.get(ladder_id)
 
 
 @router.get("/{ladder_id}/rule", response_model=schemas.LadderRuleOut)
 def ladder_rule(
     ladder_id: Id,
-    sweeps: SweepsDep,
+    ladders: LaddersDep,
     _: ReadScope,
     width: Annotated[
         float | None,
@@ -75,34 +75,34 @@ def ladder_rule(
     rules scored, a verdict; with ``width``, the prediction there; the confirmations.
     A width beyond a factor of 1e6 of the rungs' widths (or so far that the prediction
     overflows) is a 422 naming ``width``."""
-    return sweeps.ladders.rule(ladder_id, width)
+    return ladders.rule(ladder_id, width)
 
 
 @router.post(
     "/{ladder_id}/confirm", status_code=status.HTTP_201_CREATED, response_model=schemas.LadderOut
 )
 def confirm_ladder(
-    ladder_id: Id, req: schemas.ConfirmRequest, sweeps: SweepsDep, _: SubmitScope
+    ladder_id: Id, req: schemas.ConfirmRequest, ladders: LaddersDep, _: SubmitScope
 ) -> schemas.LadderOut:
     """Run the prediction at a new width beside the widest rung's own optimum, unmoved (409
     until every rung is complete and the ladder has a rule)."""
-    return sweeps.ladders.confirm(ladder_id, req)
+    return ladders.confirm(ladder_id, req)
 
 
 @router.post("/{ladder_id}/cancel", response_model=schemas.LadderOut)
-def cancel_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.LadderOut:
+def cancel_ladder(ladder_id: Id, ladders: LaddersDep, _: SubmitScope) -> schemas.LadderOut:
     """Cancel every rung and confirmation that is not complete."""
-    return sweeps.ladders.set_status(ladder_id, "cancelled")
+    return ladders.cancel(ladder_id)
 
 
 @router.post("/{ladder_id}/resume", response_model=schemas.LadderOut)
-def resume_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> schemas.LadderOut:
+def resume_ladder(ladder_id: Id, ladders: LaddersDep, _: SubmitScope) -> schemas.LadderOut:
     """Resume a cancelled ladder's rungs and confirmations."""
-    return sweeps.ladders.set_status(ladder_id, "running")
+    return ladders.resume(ladder_id)
 
 
 @router.delete("/{ladder_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_ladder(ladder_id: Id, sweeps: SweepsDep, _: SubmitScope) -> Response:
+def delete_ladder(ladder_id: Id, ladders: LaddersDep, _: SubmitScope) -> Response:
     """Delete a ladder, its sweeps and their Optuna studies."""
-    sweeps.ladders.delete(ladder_id)
+    ladders.delete(ladder_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,174 @@
+"""The state changes of width ladders, each one transaction: create a ladder with its rungs,
+queue a confirmation of its prediction, cancel or resume it, delete it. The sweeps themselves
+are written through the sweep ledger (:mod:`service.ledger`)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from sqlalchemy import select
+
+from service import schemas
+from service import spec as specs
+from service.catalog import Catalog
+from service.db import Database, create_idempotently
+from service.errors import Conflict, Invalid, NotFound, field_error
+from service.ladder_analysis import LadderAnalysis
+from service.ladder_spec import check_ladder, confirm_spec, width_problem
+from service.ladder_views import LadderViews, width_of
+from service.ledger import Ledger
+from service.models import Ladder, Sweep
+from service.settings import Settings
+from service.views import Views
+
+
+class LadderLedger:
+    """Every write to a ladder and its sweeps."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        catalog: Catalog,
+        ledger: Ledger,
+        views: Views,
+        ladder_views: LadderViews,
+        analysis: LadderAnalysis,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.catalog = catalog
+        self.ledger = ledger
+        self.views = views
+        self.ladder_views = ladder_views
+        self.analysis = analysis
+
+    def create(self, spec: schemas.LadderSpec, key: str | None) -> tuple[int, bool]:
+        """Create the ladder and one sweep per width, all in one transaction; returns
+        (ladder id, created). The same ``key`` with the same spec returns the first."""
+        rungs = check_ladder(spec, self.ledger.declared_params(spec.task.name), self.settings)
+        spec_json = spec.model_dump(mode="json", exclude_none=True)
+
+        def create_once() -> tuple[int, bool]:
+            with self.db.transaction() as tx:
+                if key:
+                    existing = tx.scalars(
+                        select(Ladder).where(Ladder.idempotency_key == key)
+                    ).first()
+                    if existing is not None:
+                        if existing.spec != spec_json:
+                            raise Conflict(
+                                "Idempotency-Key was already used with a different ladder spec"
+                            )
+                        return existing.id, False
+                row = Ladder(
+                    name=spec.name,
+                    task_name=spec.task.name,
+                    param=spec.ladder.param,
+                    spec=spec_json,
+                    idempotency_key=key,
+                )
+                tx.add(row)
+                tx.flush()
+                for rung in rungs:
+                    self.ledger.insert_sweep(
+                        tx,
+                        rung,
+                        rung.model_dump(mode="json", exclude_none=True),
+                        ladder_id=row.id,
+                        ladder_role="rung",
+                    )
+                ladder_id = row.id
+            self.catalog.changed()
+            return ladder_id, True
+
+        return create_idempotently(create_once, key)
+
+    def set_status(self, ladder_id: int, status: str) -> None:
+        """Cancel (``cancelled``) or resume (``running``) every rung and confirmation that is
+        not complete."""
+        self.ladder_views.row(ladder_id)  # 404 for an unknown ladder
+        for sweep in self.ladder_views.sweeps(ladder_id):
+            if sweep.status != "complete":
+                with contextlib.suppress(Conflict):  # completed meanwhile
+                    self.ledger.set_status(sweep.id, status)
+
+    def delete(self, ladder_id: int) -> None:
+        """Delete the ladder, its rungs and confirmations, and their studies (one transaction)."""
+        ids = []
+        with self.db.transaction() as tx:
+            row = tx.get(Ladder, ladder_id)
+            if row is None:
+                raise NotFound(f"ladder {ladder_id} not found")
+            for sweep in tx.scalars(select(Sweep).where(Sweep.ladder_id == ladder_id)):
+                ids.append(sweep.id)
+                self.ledger.drop_sweep(tx, sweep)
+            tx.delete(row)
+        for sweep_id in ids:
+            self.catalog.forget(sweep_id)
+        self.catalog.changed()
+
+    def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> None:
+        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved
+        (both with ``req.seeds`` seeds), as a confirmation sweep."""
+        row = self.ladder_views.row(ladder_id)
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        width = req.width
+        if any(math.isclose(width, w) for w in spec.ladder.widths):
+            raise Invalid(
+                [field_error(("width",), f"width {width:g} is a rung of the ladder already")]
+            )
+        declared = self.ledger.declared_params(spec.task.name) or {}
+        rule = declared.get(row.param)
+        if isinstance(rule, dict):
+            problem = width_problem(width, rule)
+            if problem:
+                raise Invalid([field_error(("width",), f"{row.param} {problem}", width)])
+            if rule.get("type") == "int":
+                width = int(width)
+        sweeps = self.ladder_views.sweeps(ladder_id)
+        for s in sweeps:
+            if s.ladder_role == "confirm" and math.isclose(width_of(row, s), width):
+                raise Conflict(
+                    f"ladder {ladder_id} is already confirmed at width {width:g} (sweep {s.id})"
+                )
+        for s in sorted(
+            (s for s in sweeps if s.ladder_role == "rung"), key=lambda s: width_of(row, s)
+        ):
+            if s.status != "complete":
+                view = self.views.sweep(s)
+                raise Conflict(
+                    f"rung {row.param}={width_of(row, s):g} (sweep {s.id}) is "
+                    f"{s.status} ({view.finished}/{view.n_trials} finished): a confirmation "
+                    "needs every rung complete, so each has its rule"
+                )
+        prediction, largest = self.analysis.confirmation_arms(row, width)
+        confirm = confirm_spec(spec, row.param, width, req.seeds, prediction, largest)
+        errors = specs.check_spec(confirm, self.settings)
+        if errors:
+            raise Invalid(errors)
+        with self.db.transaction() as tx:
+            # Under the ladder's lock (PostgreSQL: its row; SQLite: the write lock), so two
+            # confirmations at one width cannot both pass the check.
+            locked = tx.execute(
+                select(Ladder.id).where(Ladder.id == ladder_id).with_for_update()
+            ).first()
+            if locked is None:
+                raise NotFound(f"ladder {ladder_id} not found")
+            for other in tx.scalars(
+                select(Sweep).where(Sweep.ladder_id == ladder_id, Sweep.ladder_role == "confirm")
+            ):
+                if math.isclose(width_of(row, other), width):
+                    raise Conflict(
+                        f"ladder {ladder_id} is already confirmed at width {width:g} "
+                        f"(sweep {other.id})"
+                    )
+            self.ledger.insert_sweep(
+                tx,
+                confirm,
+                confirm.model_dump(mode="json", exclude_none=True),
+                ladder_id=ladder_id,
+                ladder_role="confirm",
+            )
+        self.catalog.changed()

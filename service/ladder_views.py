@@ -1,0 +1,98 @@
+"""Read views of width ladders: a ladder with its rungs and confirmations, and pages of them,
+in the shapes the API answers with."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from service import schemas
+from service.db import Database
+from service.errors import NotFound
+from service.models import Ladder, Sweep
+from service.views import Views, aware
+
+
+def width_of(ladder: Ladder, sweep: Sweep) -> float:
+    """The width a sweep of ``ladder`` (a rung or a confirmation) runs at."""
+    return float(sweep.spec["task"]["params"][ladder.param])
+
+
+class LadderViews:
+    """Ladders as the API shows them, over the sweep views."""
+
+    def __init__(self, db: Database, views: Views) -> None:
+        self.db = db
+        self.views = views
+
+    def row(self, ladder_id: int) -> Ladder:
+        """The ladder's row (404 when there is none)."""
+        with self.db.session() as s:
+            row = s.get(Ladder, ladder_id)
+        if row is None:
+            raise NotFound(f"ladder {ladder_id} not found")
+        return row
+
+    def sweeps(self, ladder_id: int) -> list[Sweep]:
+        """The ladder's sweeps, rungs and confirmations, in the order they were made."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(select(Sweep).where(Sweep.ladder_id == ladder_id).order_by(Sweep.id))
+            )
+
+    def get(self, ladder_id: int) -> schemas.LadderOut:
+        """One ladder with its rungs and confirmations."""
+        return self._out(self.row(ladder_id))
+
+    def _out(self, row: Ladder, announced: set[str] | None = None) -> schemas.LadderOut:
+        """The API view of ladder ``row``; ``announced``: every announced task, when known."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        if announced is None:
+            announced = self.views.announced_tasks()
+        rungs, confirms = [], []
+        for sweep in self.sweeps(row.id):
+            view = self.views.sweep(sweep, announced)
+            out = schemas.RungOut(
+                width=width_of(row, sweep),
+                sweep_id=sweep.id,
+                role=sweep.ladder_role,
+                status=view.status,
+                n_trials=view.n_trials,
+                finished=view.finished,
+                progress=view.progress,
+            )
+            (rungs if sweep.ladder_role == "rung" else confirms).append(out)
+        rungs.sort(key=lambda r: r.width)
+        every = rungs + confirms
+        statuses = {r.status for r in every}
+        if "running" in statuses:
+            status = "running"
+        elif statuses == {"complete"}:
+            status = "complete"
+        else:
+            status = "cancelled"
+        return schemas.LadderOut(
+            id=row.id,
+            name=row.name,
+            status=status,
+            task=spec.task,
+            param=row.param,
+            widths=[float(w) for w in spec.ladder.widths],
+            scale_box=spec.ladder.scale_box,
+            rungs=rungs,
+            confirmations=confirms,
+            progress=sum(r.progress for r in rungs) / len(rungs) if rungs else 0.0,
+            created_at=aware(row.created_at),
+            spec=row.spec,
+        )
+
+    def list(self, offset: int, limit: int) -> schemas.LadderPage:
+        """A page of ladders, newest first."""
+        with self.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(Ladder)) or 0
+            rows = list(
+                s.scalars(select(Ladder).order_by(Ladder.id.desc()).offset(offset).limit(limit))
+            )
+        announced = self.views.announced_tasks()
+        return schemas.LadderPage(
+            items=[self._out(r, announced) for r in rows], total=total, offset=offset, limit=limit
+        )
