@@ -157,7 +157,9 @@ def confirm_spec(
     data.update(
         name=f"{spec.name} · confirm {param}={width:g}",
         space=space,
-        sampler={"name": "random", "seed": 0},
+        # no fixed sampler seed: the training seeds come from the new sweep's id, so every
+        # confirmation draws fresh ones (every arm's trials are enqueued: nothing is sampled)
+        sampler={"name": "random"},
         pruner={"name": "none"},
         n_trials=2 * seeds,
         enqueue=[arms[k % 2] for k in range(2 * seeds)],

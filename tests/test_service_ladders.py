@@ -78,7 +78,7 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
 
     def post_confirm(_: int) -> httpx.Response:
         with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
-            return c.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024, "seeds": 3})
+            return c.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024, "seeds": 8})
 
     with ThreadPoolExecutor(4) as pool:  # at once: one confirmation, the rest refused
         answers = list(pool.map(post_confirm, range(4)))
@@ -87,17 +87,20 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
     assert all("already confirmed" in a.text for a in answers if a.status_code == 409)
     [confirm] = r.json()["confirmations"]
     assert confirm["width"] == 1024 and confirm["role"] == "confirm"
+    # fresh training seeds: from the confirmation sweep's own id, not a fixed sampler seed
+    confirm_spec = client.get(f"/api/sweeps/{confirm['sweep_id']}").json()["spec"]
+    assert confirm_spec["sampler"].get("seed") is None
     assert r.json()["status"] == "running"
 
     pending = client.get(f"/api/ladders/{ladder['id']}/rule").json()["confirmations"][0]
     assert pending["verdict"] == "pending"
-    assert run_all(client, task) == 6
+    assert run_all(client, task) == 16  # 8 seeds an arm: fresh ones, whichever they are
 
     rule2 = client.get(f"/api/ladders/{ladder['id']}/rule").json()
     assert rule2["lr_exponent"] == rule["lr_exponent"]  # confirmations do not enter the fit
     [c] = rule2["confirmations"]
-    assert c["status"] == "complete" and c["transferred"]["n"] == 3
-    assert c["untransferred"]["n"] == 3
+    assert c["status"] == "complete" and c["transferred"]["n"] == 8
+    assert c["untransferred"]["n"] == 8
     assert c["transferred"]["lr"] == pytest.approx(pred["lr"])
     best256 = rule["rungs"][-1]
     assert c["untransferred"]["lr"] != c["transferred"]["lr"]
