@@ -6,7 +6,10 @@ width, and each confirmation's predicted against achieved. The numbers come from
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
+
+import numpy as np
 
 from service import schemas
 from service.analysis import Analysis, group_configs, pooled_noise
@@ -20,6 +23,7 @@ from service.ladder_fit import (
     log_ratio,
     rung_point,
 )
+from service.ladder_joint import fit_joint
 from service.ladder_spec import Untransferred
 from service.ladder_views import LadderViews, width_of
 from service.models import Ladder, Sweep
@@ -31,6 +35,14 @@ METHOD = (
     "squares (intervals scaled by χ²/dof when the rungs scatter beyond their errors); each "
     "candidate rule scored by χ² with its intercepts fitted; 90% intervals"
 )
+
+JOINT_METHOD = (
+    "every rung's complete Lion trials fitted at once: one basin in ln lr × ln weight decay "
+    "shared by the rungs, a level per rung, its optimum moving linearly in ln width; 90% "
+    "intervals from refits on trials resampled within each rung"
+)
+_joint_cache: dict[tuple, tuple[list[schemas.LadderAxisOut], str]] = {}
+_joint_lock = threading.Lock()
 
 EXTRAPOLATION = 1e6
 """How far beyond the rungs' widths, as a factor, a ladder predicts and confirms."""
@@ -177,6 +189,7 @@ class LadderAnalysis:
             for s in self.ladder_views.sweeps(row.id)
             if s.ladder_role == "confirm"
         ]
+        axes, axes_note = self._joint(row, rungs)
 
         def pair(e: Any) -> list[float] | None:
             return e.pair() if e is not None else None
@@ -203,7 +216,61 @@ class LadderAnalysis:
             best_rule=fit.best_rule,
             prediction=prediction,
             confirmations=confirmations,
+            axes=axes,
+            axes_note=axes_note,
         )
+
+    def _joint(self, row: Ladder, rungs: list[Sweep]) -> tuple[list[schemas.LadderAxisOut], str]:
+        """The joint fit's width axis (kept while the rungs' trials stay the same), or no
+        axis and why."""
+        parts, stamp = [], []
+        for sweep in rungs:
+            lr, wd, value = self.analysis.lion_points(sweep.id)
+            parts.append((lr, wd, value, np.full(len(lr), width_of(row, sweep))))
+            stamp.append((sweep.id, len(lr), float(value.sum())))
+        key = (row.id, tuple(stamp))
+        with _joint_lock:
+            hit = _joint_cache.get(key)
+        if hit is not None:
+            return hit
+        lr, wd, value, width = (np.concatenate(c) for c in zip(*parts, strict=True))
+        try:
+            fit = fit_joint(lr, wd, value, {row.param: width})
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            answer: tuple[list[schemas.LadderAxisOut], str] = ([], f"no joint fit: {exc}")
+        else:
+            [axis] = fit.axes
+
+            def value(e: Any) -> float | None:
+                return e.value if e is not None else None
+
+            def ci(e: Any) -> list[float] | None:
+                return [e.ci[0], e.ci[1]] if e is not None else None
+
+            out = schemas.LadderAxisOut(
+                param=row.param,
+                role="width",
+                lr_exponent=value(axis.lr),
+                lr_exponent_ci=ci(axis.lr),
+                wd_exponent=value(axis.weight_decay),
+                wd_exponent_ci=ci(axis.weight_decay),
+                product_exponent=value(axis.product),
+                product_exponent_ci=ci(axis.product),
+                timescale_exponent=value(axis.timescale),
+                timescale_exponent_ci=ci(axis.timescale),
+            )
+            note = (
+                f"{JOINT_METHOD}; {fit.n_trials} trials in {fit.n_rungs} rungs, residual sd "
+                f"{fit.residual_sd:.3g}"
+            )
+            if fit.notes:
+                note += "; " + "; ".join(fit.notes)
+            answer = ([out], note)
+        with _joint_lock:
+            if len(_joint_cache) > 64:
+                _joint_cache.clear()
+            _joint_cache[key] = answer
+        return answer
 
     def confirmation_arms(
         self, row: Ladder, width: float

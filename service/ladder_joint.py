@@ -26,6 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+ALPHA = 0.05
+"""A coordinate moves the objective when the basin without it fits worse at this level."""
+AGREE = 0.9
+"""A coordinate's optimum is pinned when it lies inside each rung's range of trials in this
+share of the refits."""
 BOOTSTRAP = 200
 """Refits for the intervals."""
 LEVEL = 0.90
@@ -50,10 +55,11 @@ class AxisFit:
     """How the optimum moves along one axis."""
 
     name: str
-    lr: Exponent
-    weight_decay: Exponent
-    product: Exponent
-    timescale: Exponent
+    lr: Exponent | None
+    weight_decay: Exponent | None
+    """None when weight decay does not move the objective (no exponent to give)."""
+    product: Exponent | None = None
+    timescale: Exponent | None = None
 
 
 @dataclass
@@ -63,6 +69,11 @@ class JointFit:
     axes: list[AxisFit]
     lr0: float
     weight_decay0: float
+    p_values: dict[str, float]
+    """Per coordinate, the F-test's p-value that it does not move the objective."""
+    notes: list[str]
+    """Why a coordinate has no exponent (it does not move the objective, or its optimum is
+    not inside the trials' range)."""
     curvature: tuple[float, float, float]
     residual_sd: float
     n_trials: int
@@ -73,20 +84,26 @@ class JointFit:
     widen: float = 1.0
 
     def predict(self, point: dict[str, float]) -> dict[str, tuple[float, float, float]]:
-        """lr and weight decay at ``point`` (a value per axis): (estimate, lo, hi) each."""
+        """lr and weight decay at ``point`` (a value per axis): (estimate, lo, hi) each, for
+        the coordinates that move the objective."""
         z = np.array([math.log(point[a.name]) - self.centre[a.name] for a in self.axes])
         k = len(self.axes)
         ln_lr = self.draws[:, 0] + self.draws[:, 2 : 2 + k] @ z
         ln_wd = self.draws[:, 1] + self.draws[:, 2 + k : 2 + 2 * k] @ z
-        est_lr = math.log(self.lr0) + sum(
-            a.lr.value * zi for a, zi in zip(self.axes, z, strict=True)
-        )
-        est_wd = math.log(self.weight_decay0) + sum(
-            a.weight_decay.value * zi for a, zi in zip(self.axes, z, strict=True)
-        )
+        est_lr = est_wd = math.nan
+        if self.axes[0].lr is not None:
+            est_lr = math.log(self.lr0) + sum(
+                a.lr.value * zi for a, zi in zip(self.axes, z, strict=True)
+            )
+        if self.axes[0].weight_decay is not None:
+            est_wd = math.log(self.weight_decay0) + sum(
+                a.weight_decay.value * zi for a, zi in zip(self.axes, z, strict=True)
+            )
         tail = (1 - LEVEL) / 2 * 100
         out = {}
         for name, est, draws in (("lr", est_lr, ln_lr), ("weight_decay", est_wd, ln_wd)):
+            if not np.isfinite(est):
+                continue  # this coordinate does not move the objective: nothing to predict
             lo, hi = np.percentile(draws, [tail, 100 - tail])
             lo, hi = est - self.widen * (est - lo), est + self.widen * (hi - est)
             out[name] = (math.exp(est), math.exp(lo), math.exp(hi))
@@ -96,7 +113,8 @@ class JointFit:
 def _unpack(theta: np.ndarray, k: int, n_rungs: int):
     a0, b0 = theta[0], theta[1]
     a, b = theta[2 : 2 + k], theta[2 + k : 2 + 2 * k]
-    l11, l21, l22 = math.exp(theta[2 + 2 * k]), theta[3 + 2 * k], math.exp(theta[4 + 2 * k])
+    l11 = math.exp(min(theta[2 + 2 * k], 30.0))
+    l21, l22 = theta[3 + 2 * k], math.exp(min(theta[4 + 2 * k], 30.0))
     levels = theta[5 + 2 * k : 5 + 2 * k + n_rungs]
     return a0, b0, a, b, (l11, l21, l22), levels
 
@@ -137,6 +155,38 @@ def _fit(x, y, value, z, rung, k, n_rungs, start):
     return least_squares(residual, start, method="trf").x
 
 
+def _single_residuals(theta, x, z, rung, k, n_rungs):
+    """A basin along one coordinate only (the other does not move the objective)."""
+    u = x - (theta[0] + z @ theta[1 : 1 + k])
+    return theta[2 + k : 2 + k + n_rungs][rung] + (np.exp(min(theta[1 + k], 30.0)) * u) ** 2
+
+
+def _single_fit(x, value, z, rung, k, n_rungs, start):
+    from scipy.optimize import least_squares
+
+    def residual(theta):
+        return _single_residuals(theta, x, z, rung, k, n_rungs) - value
+
+    return least_squares(residual, start, method="trf").x
+
+
+def _single_start(full: np.ndarray, k: int, n_rungs: int, which: int) -> np.ndarray:
+    """The one-coordinate model's start from the full model's fit (``which`` 0: lr, 1: λ)."""
+    centre = full[which]
+    slopes = full[2 + which * k : 2 + (which + 1) * k]
+    return np.concatenate([[centre], slopes, [0.0], full[5 + 2 * k : 5 + 2 * k + n_rungs]])
+
+
+def _p_value(rss_small: float, rss_big: float, extra: int, n: int, p_big: int) -> float:
+    """The F-test's p-value that the bigger model's ``extra`` coefficients do nothing."""
+    from service.lazy import scipy_stats
+
+    if rss_big <= 0:
+        return 0.0
+    f = max(0.0, (rss_small - rss_big) / extra) / (rss_big / (n - p_big))
+    return float(scipy_stats().f.sf(f, extra, n - p_big))
+
+
 def fit_joint(
     lr: np.ndarray,
     weight_decay: np.ndarray,
@@ -168,20 +218,113 @@ def fit_joint(
     n_coef = 5 + 2 * k + n_rungs
     if len(value) < 3 * n_coef:
         raise ValueError(f"{len(value)} finite trials; the joint fit needs {3 * n_coef} or more")
+    n = len(value)
     theta = _fit(x, y, value, z, rung, k, n_rungs, _start(x, y, value, z, rung, k, n_rungs))
     resid = _residuals(theta, x, y, z, rung, k, n_rungs) - value
-    residual_sd = float(np.sqrt(resid @ resid / max(1, len(value) - n_coef)))
+    rss = float(resid @ resid)
+    # Does each coordinate move the objective? The full basin against the basin along the
+    # other coordinate alone (k + 3 coefficients fewer), by an F-test.
+    # (A basin along one coordinate is never worse than no basin, its flat limit: a fit stuck
+    # above that is held to it, so a poor local optimum cannot pass for a signal.)
+    level_rss = sum(
+        float(((value[rung == r] - value[rung == r].mean()) ** 2).sum()) for r in range(n_rungs)
+    )
+    singles, p_values = {}, {}
+    first = _start(x, y, value, z, rung, k, n_rungs)
+    for which, coord in ((0, x), (1, y)):
+        best = None  # from the full fit and from the rungs' best trials: the better one
+        for origin in (theta, first):
+            t = _single_fit(
+                coord, value, z, rung, k, n_rungs, _single_start(origin, k, n_rungs, which)
+            )
+            r = _single_residuals(t, coord, z, rung, k, n_rungs) - value
+            if best is None or float(r @ r) < best[1]:
+                best = (t, float(r @ r))
+        singles[which] = (best[0], min(best[1], level_rss))
+    p_values["weight_decay"] = _p_value(singles[0][1], rss, k + 3, n, n_coef)
+    p_values["lr"] = _p_value(singles[1][1], rss, k + 3, n, n_coef)
+    moves = {name: p < ALPHA for name, p in p_values.items()}
+    if not any(moves.values()):
+        p_basin = _p_value(level_rss, min(singles[0][1], singles[1][1]), k + 2, n, 2 + k + n_rungs)
+        if p_basin >= ALPHA:
+            raise ValueError("neither lr nor weight decay moves the objective beyond the noise")
+        moves[("lr", "weight_decay")[int(singles[1][1] < singles[0][1])]] = True
     rng = np.random.default_rng(seed)
     members = [np.flatnonzero(rung == r) for r in range(n_rungs)]
-    draws = np.empty((bootstrap, 2 + 2 * k))
-    for i in range(bootstrap):
-        pick = np.concatenate([rng.choice(m, size=len(m)) for m in members])
-        t = _fit(x[pick], y[pick], value[pick], z[pick], rung[pick], k, n_rungs, theta)
-        draws[i] = t[: 2 + 2 * k]
+    picks = [
+        np.concatenate([rng.choice(m, size=len(m)) for m in members]) for _ in range(bootstrap)
+    ]
+    z_rung = np.array([z[m[0]] for m in members])
+    box = [
+        (np.array([c[m].min() for m in members]), np.array([c[m].max() for m in members]))
+        for c in (x, y)
+    ]
+
+    def inside(which: int, draws: np.ndarray) -> float:
+        """How often a coordinate's optimum sits inside each rung's range of trials, over the
+        refits and rungs."""
+        centre_k = (
+            draws[:, which][:, None] + draws[:, 2 + which * k : 2 + (which + 1) * k] @ z_rung.T
+        )
+        lo, hi = box[which]
+        return float(((centre_k >= lo) & (centre_k <= hi)).mean())
+
+    def refit_both() -> np.ndarray:
+        draws = np.empty((bootstrap, 2 + 2 * k))
+        for i, pick in enumerate(picks):
+            t = _fit(x[pick], y[pick], value[pick], z[pick], rung[pick], k, n_rungs, theta)
+            draws[i] = t[: 2 + 2 * k]
+        return draws
+
+    def refit_single(which: int) -> np.ndarray:
+        coord, start = (x, y)[which], singles[which][0]
+        draws = np.full((bootstrap, 2 + 2 * k), np.nan)
+        for i, pick in enumerate(picks):
+            t = _single_fit(coord[pick], value[pick], z[pick], rung[pick], k, n_rungs, start)
+            draws[i, which] = t[0]
+            draws[i, 2 + which * k : 2 + (which + 1) * k] = t[1 : 1 + k]
+        return draws
+
+    label = {0: "lr", 1: "weight decay"}
+    notes = [
+        f"{label[w]} does not move the objective beyond the noise (F-test p = "
+        f"{p_values[('lr', 'weight_decay')[w]]:.2g}): no exponent for it"
+        for w in (0, 1)
+        if not moves[("lr", "weight_decay")[w]]
+    ]
+    both = all(moves.values())
+    if both:
+        draws = refit_both()
+        pinned = {w: inside(w, draws) >= AGREE for w in (0, 1)}
+        both = all(pinned.values())
+        order = [w for w in (0, 1) if pinned[w]] + [w for w in (0, 1) if not pinned[w]]
+    else:
+        order = [0 if moves["lr"] else 1]
+    if not both:
+        # The basin along one coordinate, the first whose optimum the trials pin down.
+        for which in order:
+            draws = refit_single(which)
+            if inside(which, draws) >= AGREE:
+                break
+            notes.append(
+                f"{label[which]}'s optimum lies outside the trials' range at some rungs in more "
+                f"than {100 - 100 * AGREE:.0f}% of refits: no exponent for it (extend the box)"
+            )
+        else:
+            raise ValueError("; ".join(notes))
+        other = 1 - which
+        if moves[("lr", "weight_decay")[other]]:
+            notes.append(
+                f"{label[other]} moves the objective but the joint basin does not pin its "
+                "optimum inside the trials' range: no exponent for it"
+            )
+    fitted = theta if both else singles[which][0]
+    used = n_coef if both else 2 + k + n_rungs
+    residual_sd = float(np.sqrt((rss if both else singles[which][1]) / max(1, n - used)))
     tail = (1 - LEVEL) / 2 * 100
     # The bootstrap's spread, widened by the degrees of freedom the fit used up: resampled
     # residuals of a fitted model are smaller than the noise by about √((n − p)/n).
-    widen = math.sqrt(len(value) / (len(value) - n_coef))
+    widen = math.sqrt(n / (n - used))
 
     def exponent(est: float, samples: np.ndarray) -> Exponent:
         lo, hi = np.percentile(samples, [tail, 100 - tail])
@@ -191,23 +334,39 @@ def fit_joint(
 
     fits = []
     for i, name in enumerate(names):
-        a, b = theta[2 + i], theta[2 + k + i]
-        da, db = draws[:, 2 + i], draws[:, 2 + k + i]
-        fits.append(
-            AxisFit(
-                name,
-                lr=exponent(a, da),
-                weight_decay=exponent(b, db),
-                product=exponent(a + b, da + db),
-                timescale=exponent(-(a + b), -(da + db)),
+        if both:
+            a, b = theta[2 + i], theta[2 + k + i]
+            da, db = draws[:, 2 + i], draws[:, 2 + k + i]
+            fits.append(
+                AxisFit(
+                    name,
+                    lr=exponent(a, da),
+                    weight_decay=exponent(b, db),
+                    product=exponent(a + b, da + db),
+                    timescale=exponent(-(a + b), -(da + db)),
+                )
             )
-        )
-    a0, b0, _, _, (l11, l21, l22), _ = _unpack(theta, k, n_rungs)
+        else:
+            one = exponent(fitted[1 + i], draws[:, 2 + which * k + i])
+            fits.append(
+                AxisFit(
+                    name, lr=one if which == 0 else None, weight_decay=one if which == 1 else None
+                )
+            )
+    if both:
+        a0, b0, _, _, (l11, l21, l22), _ = _unpack(theta, k, n_rungs)
+        curvature = (l11 * l11, l11 * l21, l21 * l21 + l22 * l22)
+    else:  # only the moved coordinate has a centre
+        a0, b0 = (fitted[0], math.nan) if which == 0 else (math.nan, fitted[0])
+        scale = math.exp(fitted[1 + k]) ** 2
+        curvature = (scale, 0.0, 0.0) if which == 0 else (0.0, 0.0, scale)
     return JointFit(
         axes=fits,
         lr0=math.exp(a0),
         weight_decay0=math.exp(b0),
-        curvature=(l11 * l11, l11 * l21, l21 * l21 + l22 * l22),
+        p_values=p_values,
+        notes=notes,
+        curvature=curvature,
         residual_sd=residual_sd,
         n_trials=len(value),
         n_rungs=n_rungs,

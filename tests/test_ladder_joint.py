@@ -105,3 +105,33 @@ def test_an_axis_with_two_values_or_too_few_trials_is_refused() -> None:
     few = ladder(seed=6, noise=0.05, per_rung=3)
     with pytest.raises(ValueError, match="18 finite trials; the joint fit needs 45 or more"):
         fit(few)
+
+
+def test_weight_decay_that_moves_nothing_gets_no_exponent_and_the_lr_one_stays_right() -> None:
+    """lr alone matters (η* ∝ width^-1): the basin along λ is flat, so its exponent (and the
+    product's) is not given, and the lr exponent comes from the lr-only basin."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for w in (64, 128, 256):
+        for _ in range(24):
+            lr = math.exp(rng.uniform(math.log(1e-5), math.log(1e-1)))
+            wd = math.exp(rng.uniform(math.log(1e-3), math.log(1e-2)))
+            value = math.log(lr / (1e-3 * (w / 64) ** -1.0)) ** 2 + 0.05 * rng.normal()
+            rows.append((lr, wd, value, w))
+    r = np.array(rows)
+    got = fit_joint(r[:, 0], r[:, 1], r[:, 2], {"width": r[:, 3]})
+    [width] = got.axes
+    assert width.weight_decay is None and width.product is None and width.timescale is None
+    assert width.lr.ci[0] <= -1.0 <= width.lr.ci[1] and width.lr.width < 0.3
+    assert got.p_values["weight_decay"] >= 0.05 > got.p_values["lr"]
+    assert set(got.predict({"width": 512})) == {"lr"}
+
+
+def test_an_objective_that_is_only_noise_is_refused() -> None:
+    rng = np.random.default_rng(8)
+    n = 90
+    lr = np.exp(rng.uniform(math.log(1e-5), math.log(1e-1), n))
+    wd = np.exp(rng.uniform(math.log(1e-3), math.log(10), n))
+    width = np.repeat([64.0, 128.0, 256.0], n // 3)
+    with pytest.raises(ValueError, match="neither lr nor weight decay moves the objective"):
+        fit_joint(lr, wd, rng.normal(size=n), {"width": width})

@@ -65,6 +65,18 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
     lo, hi = rule["product_exponent_ci"]
     assert lo <= 0.0 <= hi
     assert rule["complete"] is True
+    # The joint fit of all 108 trials: the planted exponents, more tightly than the lines
+    # through the rungs' own optima.
+    [axis] = rule["axes"]
+    assert axis["param"] == "width" and axis["role"] == "width"
+    for name, planted in (("lr", -0.5), ("wd", 0.5), ("product", 0.0)):
+        lo, hi = axis[f"{name}_exponent_ci"]
+        assert lo <= planted <= hi, (name, axis)
+    for name in ("lr", "wd"):
+        joint, lines = axis[f"{name}_exponent_ci"], rule[f"{name}_exponent_ci"]
+        assert joint[1] - joint[0] < lines[1] - lines[0], (name, joint, lines)
+    assert axis["timescale_exponent"] == pytest.approx(-axis["product_exponent"])
+    assert "108 trials in 3 rungs" in rule["axes_note"]
     scores = {s["name"]: s for s in rule["rules"]}
     assert set(scores) == {"sqrt", "mup", "mup_sqrt"}
     assert scores["sqrt"]["relative_likelihood"] == 1.0 and scores["sqrt"]["consistent"]
@@ -142,6 +154,10 @@ def test_lr_only_rungs_give_an_lr_exponent_and_leave_weight_decay_unmoved(client
     pred = rule["prediction"]
     assert pred["weight_decay_moved"] is False and pred["weight_decay_ci"] is None
     assert "unmoved" in pred["note"]
+    [axis] = rule["axes"]  # the joint fit agrees: the lr moves, weight decay does not
+    assert axis["lr_exponent_ci"][0] <= -1.0 <= axis["lr_exponent_ci"][1]
+    assert axis["wd_exponent"] is None and axis["product_exponent"] is None, rule["axes_note"]
+    assert "weight decay" in rule["axes_note"] and "no exponent for it" in rule["axes_note"]
 
 
 def test_degenerate_widths_are_refused_naming_the_field_and_the_rule(client, task) -> None:

@@ -221,6 +221,26 @@ class ConfirmationOut(BaseModel):
     note: str
 
 
+class LadderAxisOut(BaseModel):
+    """How the optimum moves along one scale axis, from one fit of every rung's trials at once
+    (90% intervals)."""
+
+    param: str
+    role: Literal["width", "steps", "batch"]
+    lr_exponent: float | None = Field(description="None when the lr does not move the objective.")
+    lr_exponent_ci: list[float] | None
+    wd_exponent: float | None = Field(
+        description="None when weight decay does not move the objective (no exponent to give)."
+    )
+    wd_exponent_ci: list[float] | None
+    product_exponent: float | None = Field(description="Exponent of lr × weight decay.")
+    product_exponent_ci: list[float] | None
+    timescale_exponent: float | None = Field(
+        description="Exponent of the decay timescale τ = 1/(lr × weight decay), in steps."
+    )
+    timescale_exponent_ci: list[float] | None
+
+
 class LadderRuleOut(BaseModel):
     """How the optimum lr and weight decay move with width: exponents, rules, prediction."""
 
@@ -250,3 +270,10 @@ class LadderRuleOut(BaseModel):
     best_rule: WidthRule | None
     prediction: LadderPrediction | None
     confirmations: list[ConfirmationOut]
+    axes: list[LadderAxisOut] = Field(
+        default_factory=list,
+        description="The joint fit: one entry per scale axis, from every rung's trials fitted "
+        "at once (a shared basin whose optimum moves with the axis); empty when it cannot be "
+        "fitted, and axes_note says why.",
+    )
+    axes_note: str = ""
