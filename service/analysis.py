@@ -279,9 +279,10 @@ class Analysis:
         with self.db.session() as s:
             counts = ot.counts(s, info.study_id)
         attrs = self._study_attrs(info)
+        floor = loss_floor(info, groups)
         return schemas.BestOut(
-            best=config_out(info, best, noise),
-            top=[config_out(info, g, noise) for g in top],
+            best=config_out(info, best, noise, floor),
+            top=[config_out(info, g, noise, floor) for g in top],
             noise_sd=noise.sd,
             noise_df=noise.df,
             tied=tied,
@@ -976,9 +977,20 @@ def _best_note(
     return "; ".join(parts)
 
 
-def config_out(info: SweepInfo, g: ConfigRuns, noise: Noise) -> schemas.ConfigOut:
+def loss_floor(info: SweepInfo, groups: list[ConfigRuns]) -> float | None:
+    """0 when the objective is a loss (minimised, and no run of the sweep went below 0): the
+    floor its intervals stop at, as the fitted surface's do; else None."""
+    if info.sign > 0 and all(v >= 0 for g in groups for v in g.values):
+        return 0.0
+    return None
+
+
+def config_out(
+    info: SweepInfo, g: ConfigRuns, noise: Noise, floor: float | None = None
+) -> schemas.ConfigOut:
     """A ranked config as /best shows it: its value over its held-out runs with a 90% interval
-    from the pooled seed noise, and the runs the ranking used."""
+    from the pooled seed noise (not below ``floor``, see :func:`loss_floor`), and the runs the
+    ranking used."""
     runs = g.estimated_on
     values = [float(t.value) for t in runs]
     mean = g.mean
@@ -986,6 +998,8 @@ def config_out(info: SweepInfo, g: ConfigRuns, noise: Noise) -> schemas.ConfigOu
     if noise.sd is not None:
         half = noise.t() * noise.sd / math.sqrt(len(values))
         ci = [mean - half, mean + half]
+        if floor is not None:
+            ci[0] = max(ci[0], floor)
     out = config(info, g.first)
     return out.model_copy(
         update={

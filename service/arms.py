@@ -28,6 +28,7 @@ from service.analysis import (
     Noise,
     config_out,
     group_configs,
+    loss_floor,
     pooled_noise,
     ranked_configs,
 )
@@ -152,7 +153,9 @@ class Arms:
             optimizer=arm.optimizer,
             n_trials=len(arm.done),
             n_configs=len(arm.groups),
-            best=config_out(info, best, noise) if best is not None else None,
+            best=config_out(info, best, noise, loss_floor(info, arm.groups))
+            if best is not None
+            else None,
             noise_sd=noise.sd,
             noise_df=noise.df,
             noise_source=source,

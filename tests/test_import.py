@@ -363,3 +363,21 @@ def test_cli_errors_are_one_line_each_exit_1_and_write_nothing(
     assert result.exit_code == 1
     assert "LIONSWEEP_MAX_BODY_BYTES" in one_error_line(result.output)
     assert trials(client, sweep["id"]) == []
+
+
+def test_a_loss_near_zero_gets_no_interval_below_zero(client) -> None:
+    """Seed noise wider than the best loss itself: the 90% interval stops at 0 (a loss is never
+    negative), as the fitted surface's do."""
+    sweep = new_sweep(client)
+    lines = ["lr,weight_decay,beta1,beta2,seed,value,state"]
+    runs = {(1e-3, 0.1): [0.001, 0.09, 0.004], (3e-4, 0.3): [0.2, 0.31, 0.12]}
+    runs[(1e-4, 1.0)] = [0.5, 0.41, 0.62]
+    for (lr, wd), values in runs.items():
+        lines += [f"{lr},{wd},0.9,0.99,{s},{v},complete" for s, v in enumerate(values)]
+    r = do_import(client, sweep["id"], format="csv", text="\n".join(lines) + "\n")
+    assert r.status_code == 200, r.text
+    best = client.get(f"/api/sweeps/{sweep['id']}/best").json()
+    lo, hi = best["best"]["ci"]
+    assert best["best"]["optimizer_kwargs"]["lr"] == pytest.approx(1e-3)
+    assert lo == 0.0 < best["best"]["mean"] < hi
+    assert all(c["ci"][0] >= 0.0 for c in best["top"])
