@@ -1,5 +1,7 @@
-"""Thin HTTP handlers: parse, authorize, call one function of ``service.sweeps`` (or of
-``service.ladders`` for ladders), shape the answer."""
+"""Thin HTTP handlers: parse, authorize, call one function, shape the answer. Sweep and trial
+routes call ``service.sweeps``, ladder routes ``service.ladders``; the token routes and the
+health check call ``service.db.Database`` (tokens live there, and the health check asks the
+database itself)."""
 
 from __future__ import annotations
 
