@@ -103,6 +103,15 @@ def report(c: httpx.Client, title: str, ladder_id: int, width: float, seconds: f
         f"exponent: {num(rule['wd_exponent'])} {ci(rule['wd_exponent_ci'])}; product exponent: "
         f"{num(rule['product_exponent'])} {ci(rule['product_exponent_ci'])}"
     )
+    for axis in rule.get("axes") or []:
+        print(
+            f"joint fit ({axis['param']}): lr exponent {num(axis['lr_exponent'])} "
+            f"{ci(axis['lr_exponent_ci'])}; weight decay exponent {num(axis['wd_exponent'])} "
+            f"{ci(axis['wd_exponent_ci'])}; product exponent {num(axis['product_exponent'])} "
+            f"{ci(axis['product_exponent_ci'])}"
+        )
+    if rule.get("axes_note"):
+        print(f"  {rule['axes_note']}")
     for s in sorted(rule["rules"], key=lambda s: s["chi2"]):
         print(
             f"  rule {s['name']:<8} (lr ∝ w^{s['lr_exponent']:g}, λ ∝ w^{s['wd_exponent']:g}): "

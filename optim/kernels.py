@@ -126,18 +126,10 @@ def _compiled_lion(
 ) -> None:
     """The update rule as one compiled kernel call per tensor: a flat buffer (one per
     bucket) or a contiguous parameter of its own."""
-    hp_by_device: dict[torch.device, Tensor] = {}
-    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
-        hp = hp_by_device.get(param.device)
-        if hp is None:
-            hp = hp_by_device[param.device] = hyperparameter_tensor(
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                device=param.device,
-            )
+    hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "weight_decay": weight_decay}
+    for param, grad, exp_avg, comp, hp in _with_hyperparameters(
+        params, grads, exp_avgs, comps, maximize=maximize, **hyper
+    ):
         # Flat views of whole tensors: one graph (sizes symbolic) serves them all.
         flat = [t.view(-1) for t in (param, grad, exp_avg) + ((comp,) if comp is not None else ())]
         kernel = _compiled_kernel(
@@ -161,19 +153,22 @@ def _triton_lion(
 ) -> None:
     """The update rule as one Triton kernel launch per tensor (:mod:`optim.triton_lion`): a
     flat buffer (one per bucket) or a contiguous parameter of its own."""
-    hp_by_device: dict[torch.device, Tensor] = {}
-    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
-        hp = hp_by_device.get(param.device)
-        if hp is None:
-            hp = hp_by_device[param.device] = hyperparameter_tensor(
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                device=param.device,
-            )
+    hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "weight_decay": weight_decay}
+    for param, grad, exp_avg, comp, hp in _with_hyperparameters(
+        params, grads, exp_avgs, comps, maximize=maximize, **hyper
+    ):
         triton_lion.lion_flat(param, grad, exp_avg, hp, nonfinite, comp)
+
+
+def _with_hyperparameters(params, grads, exp_avgs, comps, **hyper):
+    """Each tensor's (param, grad, exp_avg, comp) with the step's scalars packed on its device
+    (:func:`optim.steps.hyperparameter_tensor`, one pack per device)."""
+    packed: dict[torch.device, Tensor] = {}
+    for param, grad, exp_avg, comp in zip(params, grads, exp_avgs, comps, strict=True):
+        hp = packed.get(param.device)
+        if hp is None:
+            hp = packed[param.device] = hyperparameter_tensor(device=param.device, **hyper)
+        yield param, grad, exp_avg, comp, hp
 
 
 _STEPS = {

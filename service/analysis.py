@@ -390,16 +390,20 @@ class Analysis:
         """The lr, weight decay and value (lower is better) of each complete Lion trial of
         the sweep that trained (diverged runs and weight decay 0 left out)."""
         info = self.catalog.info(sweep_id)
-        data = _rule_data(info, self.all_trials(info), "lion")
-        rows = [
-            (float(p["lr"]), float(p["weight_decay"]), info.sign * float(t.value))
-            for t, p in data.rows
-            if p.get("lr", 0) > 0 and p.get("weight_decay", 0) > 0
-        ]
-        if not rows:
-            return np.empty(0), np.empty(0), np.empty(0)
-        lr, wd, value = (np.array(c) for c in zip(*rows, strict=True))
-        return lr, wd, value
+
+        def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            data = _rule_data(info, self.all_trials(info), "lion")
+            rows = [
+                (float(p["lr"]), float(p["weight_decay"]), info.sign * float(t.value))
+                for t, p in data.rows
+                if p.get("lr", 0) > 0 and p.get("weight_decay", 0) > 0
+            ]
+            if not rows:
+                return np.empty(0), np.empty(0), np.empty(0)
+            lr, wd, value = (np.array(c) for c in zip(*rows, strict=True))
+            return lr, wd, value
+
+        return self.shared(info, "lion points", compute)
 
     def _surface(
         self,

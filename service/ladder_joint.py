@@ -187,6 +187,22 @@ def _p_value(rss_small: float, rss_big: float, extra: int, n: int, p_big: int) -
     return float(scipy_stats().f.sf(f, extra, n - p_big))
 
 
+def _trade_off_identified(x: np.ndarray, y: np.ndarray, rung: np.ndarray, n_rungs: int) -> bool:
+    """Whether some rung's trials vary lr and weight decay together, not only one at a time:
+    only then is the basin's lr × weight-decay term, and with it where the optimum lies,
+    identified (on two crossing lines, ln η·ln λ is a linear function of the two)."""
+    left = total = 0.0
+    for r in range(n_rungs):
+        mine = rung == r
+        xr, yr = x[mine] - x[mine].mean(), y[mine] - y[mine].mean()
+        cols = np.column_stack([np.ones(mine.sum()), xr, yr, xr * xr, yr * yr])
+        cross = xr * yr
+        residual = cross - cols @ np.linalg.lstsq(cols, cross, rcond=None)[0]
+        left += float(residual @ residual)
+        total += float(cross @ cross)
+    return total > 0 and left > 1e-9 * total
+
+
 def fit_joint(
     lr: np.ndarray,
     weight_decay: np.ndarray,
@@ -199,7 +215,9 @@ def fit_joint(
     """Fit every trial at once (finite values; lr and weight decay > 0) and bootstrap the
     exponents. ``axes`` maps each axis name to its value per trial; trials with the same values
     on every axis form a rung. Raises ``ValueError`` when an axis has fewer than 3 distinct
-    values or there are fewer trials than 3 per fitted coefficient."""
+    values, there are fewer trials than 3 per fitted coefficient, neither coordinate moves the
+    objective or has its optimum inside the trials, or a one-at-a-time design leaves the
+    lr × weight-decay trade-off unidentified."""
     value = np.asarray(value, float)
     keep = np.isfinite(value) & (np.asarray(lr) > 0) & (np.asarray(weight_decay) > 0)
     x = np.log(np.asarray(lr, float)[keep])
@@ -293,6 +311,13 @@ def fit_joint(
         if not moves[("lr", "weight_decay")[w]]
     ]
     both = all(moves.values())
+    if both and not _trade_off_identified(x, y, rung, n_rungs):
+        raise ValueError(
+            "a one-at-a-time design: every rung varies lr and weight decay only one at a time, "
+            "so their trade-off, and with it where the optimum lies, is not identified; a "
+            "small 2-D block of trials around each rung's optimum (3 lrs × 3 weight decays) "
+            "would identify it"
+        )
     if both:
         draws = refit_both()
         pinned = {w: inside(w, draws) >= AGREE for w in (0, 1)}

@@ -135,3 +135,33 @@ def test_an_objective_that_is_only_noise_is_refused() -> None:
     width = np.repeat([64.0, 128.0, 256.0], n // 3)
     with pytest.raises(ValueError, match="neither lr nor weight decay moves the objective"):
         fit_joint(lr, wd, rng.normal(size=n), {"width": width})
+
+
+def test_a_one_at_a_time_design_is_refused_not_answered_wrongly() -> None:
+    """An lr line at one weight decay and a weight-decay line at one lr, per rung: the valley's
+    trade-off is not identified (unrefused, the fit gave an lr exponent of −0.10 [−0.106,
+    −0.099] against the planted −0.5)."""
+    rng = np.random.default_rng(9)
+    rows = []
+    for w in (64, 128, 256):
+        rows += [(lr, 0.02, w) for lr in np.geomspace(1e-5, 1e-1, 9)]
+        rows += [(1e-3, wd, w) for wd in np.geomspace(1e-3, 10, 9)]
+    lr, wd, width = (np.array(c) for c in zip(*rows, strict=True))
+    value = np.array([planted(a, b, w, 400) for a, b, w in rows]) + 0.05 * rng.normal(size=54)
+    with pytest.raises(ValueError, match="one-at-a-time design"):
+        fit_joint(lr, wd, value, {"width": width})
+
+
+def test_a_divergence_cliff_and_weight_decay_0_controls_leave_the_answer_right() -> None:
+    """Runs above a width-dependent lr diverge (no value) and each rung has weight decay 0
+    controls (no log): both are left out, and the exponents stay where they were planted."""
+    data = ladder(seed=10, noise=0.05, rungs=[(64, 400), (128, 400), (256, 400)], per_rung=36)
+    data["value"][data["lr"] > 3e-3 * (data["width"] / 64) ** -0.5] = np.nan
+    for key, extra in (("lr", 1e-3), ("wd", 0.0), ("value", 5.0)):
+        data[key] = np.concatenate([data[key], np.full(12, extra)])
+    data["width"] = np.concatenate([data["width"], np.repeat([64.0, 128.0, 256.0], 4)])
+    got = fit(data, axes=("width",))
+    [width] = got.axes
+    assert got.n_trials == int(np.isfinite(data["value"][:108]).sum())
+    assert width.lr.ci[0] <= -0.5 <= width.lr.ci[1]
+    assert width.weight_decay.ci[0] <= 0.5 <= width.weight_decay.ci[1]
