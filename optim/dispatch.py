@@ -170,6 +170,7 @@ def plan(
         raise ValueError("plan needs exp_avgs with grads")
     least = 2 if flat or impl == "fused" else MIN_FUSED_NUMEL
     library: list[object] = []  # native_library()'s answer, once asked
+    kernels: dict[torch.device, str] = {}  # kernel(device)'s answers
     for i in everything:
         param, grad, exp_avg = local(params[i]), local(grads[i]), local(exp_avgs[i])
         compensated = comps is not None and comps[i] is not None
@@ -184,7 +185,9 @@ def plan(
                 raise _unsupported(param)
             step = "foreach"
         elif param.numel() >= least and _dense(param, grad, exp_avg):
-            step = kernel(param.device)
+            step = kernels.get(param.device) or kernels.setdefault(
+                param.device, kernel(param.device)
+            )  # asked once per device and call
             if step == "compiled" and ready is not None and not ready(param, exp_avg, compensated):
                 step = "foreach"
         else:
