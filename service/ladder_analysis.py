@@ -15,6 +15,7 @@ from service import schemas
 from service.analysis import Analysis, group_configs, pooled_noise
 from service.catalog import Catalog
 from service.errors import Conflict, Invalid
+from service.ladder_axes import axis_verdict, score_rules
 from service.ladder_fit import (
     LadderFit,
     OutOfRange,
@@ -23,9 +24,9 @@ from service.ladder_fit import (
     log_ratio,
     rung_point,
 )
-from service.ladder_joint import fit_joint
-from service.ladder_spec import Untransferred
-from service.ladder_views import LadderViews, width_of
+from service.ladder_joint import JointFit, fit_joint
+from service.ladder_spec import Untransferred, point_text
+from service.ladder_views import LadderViews, order_key, point_of, roles_of
 from service.models import Ladder, Sweep
 from service.surface import AGREE, ALPHA, Surface
 
@@ -38,10 +39,13 @@ METHOD = (
 
 JOINT_METHOD = (
     "every rung's complete Lion trials fitted at once: one basin in ln lr × ln weight decay "
-    "shared by the rungs, a level per rung, its optimum moving linearly in ln width; 90% "
-    "intervals from refits on trials resampled within each rung"
+    "shared by the rungs, a level per rung, its optimum moving linearly in the ln of each "
+    "axis; 90% intervals from refits on trials resampled within each rung; each axis's named "
+    "rules by a Wald test on the refits"
 )
-_joint_cache: dict[tuple, tuple[list[schemas.LadderAxisOut], str]] = {}
+QUERY_NAMES = {"width": "width", "steps": "steps", "batch": "batch_size"}
+"""The query (and confirmation body) field of each role."""
+_joint_cache: dict[tuple, tuple[JointFit | None, list[schemas.LadderAxisOut], str]] = {}
 _joint_lock = threading.Lock()
 
 EXTRAPOLATION = 1e6
@@ -69,6 +73,29 @@ def _beyond_floats(loc: tuple[str, ...], width: float, exc: OutOfRange) -> Inval
         f"decay there is beyond floating point ({exc})"
     )
     return Invalid([{"type": "value_error", "loc": loc, "msg": msg, "input": width}])
+
+
+def reach(
+    point: dict[str, float], rung_points: list[dict[str, float]], roles: dict[str, str]
+) -> list[schemas.AxisReach]:
+    """Per axis, whether ``point`` lies beyond the rungs and by what factor."""
+    out = []
+    for name, value in point.items():
+        lo = min(p[name] for p in rung_points)
+        hi = max(p[name] for p in rung_points)
+        factor = value / hi if value > hi else lo / value if value < lo else 1.0
+        out.append(
+            schemas.AxisReach(
+                param=name,
+                role=roles[name],
+                value=value,
+                low=lo,
+                high=hi,
+                extrapolated=factor > 1.0,
+                factor=factor,
+            )
+        )
+    return out
 
 
 def pinned(surface: Surface) -> tuple[bool, bool]:
@@ -102,22 +129,38 @@ class LadderAnalysis:
         self.analysis = analysis
         self.ladder_views = ladder_views
 
+    def _rungs(self, row: Ladder) -> list[tuple[Sweep, dict[str, float]]]:
+        """The ladder's rung sweeps with their points, small to large."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        rungs = [
+            (s, point_of(spec, s))
+            for s in self.ladder_views.sweeps(row.id)
+            if s.ladder_role == "rung"
+        ]
+        rungs.sort(key=lambda r: order_key(r[1]))
+        return rungs
+
     def _fit(
         self, row: Ladder
     ) -> tuple[LadderFit, list[schemas.RungFit], list[Sweep], dict[int, Any]]:
-        """The ladder fit over its rungs, the rungs' own estimates, the rung sweeps, and
-        each rung's (surface, best config, sign) when it has one."""
-        rungs = [s for s in self.ladder_views.sweeps(row.id) if s.ladder_role == "rung"]
-        rungs.sort(key=lambda s: width_of(row, s))
+        """The per-rung lines (in the first axis: the width of a width ladder), the rungs' own
+        estimates, the rung sweeps, and each rung's (surface, best config, sign) when it has
+        one."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        roles = roles_of(spec)
+        width_axis = next((a for a, r in roles.items() if r == "width"), None)
+        first = spec.ladder.axes()[0]
+        rungs_points = self._rungs(row)
         points, fits, fitted = [], [], {}
-        for sweep in rungs:
-            width = width_of(row, sweep)
+        for sweep, point in rungs_points:
+            width = point[width_axis] if width_axis else None
             got = self.analysis.fitted(sweep.id)
             fitted[sweep.id] = got
             if got is None:
                 fits.append(
                     schemas.RungFit(
                         width=width,
+                        point=point,
                         sweep_id=sweep.id,
                         status=sweep.status,
                         verdict=None,
@@ -133,7 +176,7 @@ class LadderAnalysis:
             value = sign * d["value"] if lr_ok else None
             points.append(
                 rung_point(
-                    width,
+                    point[first],
                     d["ln_lr"] if lr_ok else None,
                     d["ln_wd"] if lr_ok and wd_ok else None,
                     value,
@@ -145,6 +188,7 @@ class LadderAnalysis:
             fits.append(
                 schemas.RungFit(
                     width=width,
+                    point=point,
                     sweep_id=sweep.id,
                     status=sweep.status,
                     verdict=surface.verdict,
@@ -163,18 +207,65 @@ class LadderAnalysis:
                     weight_decay_inside=surface.weight_decay_inside,
                 )
             )
-        spec = schemas.LadderSpec.model_validate(row.spec)
-        reference = math.exp(sum(math.log(w) for w in spec.ladder.widths) / len(spec.ladder.widths))
+        xs = [p[first] for p in spec.ladder.points()]
+        reference = math.exp(sum(math.log(w) for w in xs) / len(xs))
+        rungs = [sw for sw, _ in rungs_points]
         return fit_ladder(points, reference), fits, rungs, fitted
 
-    def rule(self, ladder_id: int, width: float | None = None) -> schemas.LadderRuleOut:
-        """How η* and λ* move with width: exponents with 90% intervals, the candidate rules
-        scored, a verdict, and with ``width`` the prediction there; plus confirmations."""
+    def target_point(
+        self, spec: schemas.LadderSpec, target: dict[str, float], where: str, check: bool = True
+    ) -> dict[str, float]:
+        """The point (a value per axis) that a target by role names; a 422 (at ``where``:
+        query or body) for a role the ladder does not vary, an axis left out, or (``check``) a
+        value beyond its reach."""
+        roles = roles_of(spec)
+        by_role = {r: a for a, r in roles.items()}
+        errors = []
+        for role, value in target.items():
+            if role not in by_role:
+                have = ", ".join(QUERY_NAMES[r] for r in by_role)
+                errors.append(
+                    {
+                        "type": "value_error",
+                        "loc": (where, QUERY_NAMES[role]),
+                        "msg": f"the ladder has no {role} axis (its axes: {have})",
+                        "input": value,
+                    }
+                )
+        for role, name in by_role.items():
+            if role not in target:
+                errors.append(
+                    {
+                        "type": "missing",
+                        "loc": (where, QUERY_NAMES[role]),
+                        "msg": f"give {QUERY_NAMES[role]} too: the ladder varies {name} (its "
+                        f"{role}), so a prediction needs a value for it",
+                        "input": None,
+                    }
+                )
+        if errors:
+            raise Invalid(errors)
+        point = {by_role[r]: float(v) for r, v in target.items()}
+        if not check:
+            return point
+        rung_points = spec.ladder.points()
+        for name, value in point.items():
+            values = [float(p[name]) for p in rung_points]
+            _check_reach((where, QUERY_NAMES[roles[name]]), value, values)
+        return point
+
+    def rule(self, ladder_id: int, target: dict[str, float] | None = None) -> schemas.LadderRuleOut:
+        """How η* and λ* move along each axis: exponents with 90% intervals, the named rules
+        tested, a verdict; with ``target`` (a value per role), the prediction there; plus the
+        confirmations."""
         row = self.ladder_views.row(ladder_id)
         spec = schemas.LadderSpec.model_validate(row.spec)
-        rung_widths = [float(w) for w in spec.ladder.widths]
-        if width is not None:
-            _check_reach(("query", "width"), width, rung_widths)
+        roles = roles_of(spec)
+        point = self.target_point(spec, target, "query") if target else None
+        if list(roles.values()) != ["width"]:
+            return self._multi_rule(row, spec, point)
+        width = point[spec.ladder.axes()[0]] if point else None
+        rung_widths = [float(p[row.param]) for p in spec.ladder.points()]
         fit, fits, rungs, fitted = self._fit(row)
         largest = self._largest_best(rungs, fitted)
         try:
@@ -184,12 +275,15 @@ class LadderAnalysis:
             )
         except OutOfRange as exc:
             raise _beyond_floats(("query", "width"), width, exc) from None
+        if prediction is not None:
+            prediction.point = {row.param: width}
+            prediction.reach = reach(prediction.point, spec.ladder.points(), roles)
         confirmations = [
             self._confirmation(row, s, fit, rung_widths, largest)
             for s in self.ladder_views.sweeps(row.id)
             if s.ladder_role == "confirm"
         ]
-        axes, axes_note = self._joint(row, rungs)
+        _joint, axes, axes_note = self._joint(row)
 
         def pair(e: Any) -> list[float] | None:
             return e.pair() if e is not None else None
@@ -220,52 +314,153 @@ class LadderAnalysis:
             axes_note=axes_note,
         )
 
-    def _joint(self, row: Ladder, rungs: list[Sweep]) -> tuple[list[schemas.LadderAxisOut], str]:
-        """The joint fit's width axis (kept while the rungs' trials stay the same), or no
-        axis and why."""
+    def _multi_rule(
+        self, row: Ladder, spec: schemas.LadderSpec, point: dict[str, float] | None
+    ) -> schemas.LadderRuleOut:
+        """The answer for a ladder over several axes (or one that is not the width): the
+        joint fit's axes with their named rules, the per-rung optima as a check, and the
+        prediction at ``point``."""
+        _lines, fits, rungs, _fitted = self._fit(row)
+        joint, axes, axes_note = self._joint(row)
+        verdict, reason = multi_verdict(joint, axes, axes_note)
+        prediction = self.joint_prediction(row, spec, joint, point) if point else None
+        confirmations = [
+            self._confirmation(row, s, None, [], None, joint)
+            for s in self.ladder_views.sweeps(row.id)
+            if s.ladder_role == "confirm"
+        ]
+        return schemas.LadderRuleOut(
+            ladder_id=row.id,
+            param=row.param,
+            verdict=verdict,
+            reason=reason,
+            complete=all(s.status == "complete" for s in rungs),
+            method=JOINT_METHOD,
+            rungs=fits,
+            reference_width=None,
+            lr_exponent=None,
+            lr_exponent_ci=None,
+            lr_at_reference=None,
+            wd_exponent=None,
+            wd_exponent_ci=None,
+            wd_at_reference=None,
+            product_exponent=None,
+            product_exponent_ci=None,
+            value_slope=None,
+            rules=[],
+            best_rule=None,
+            prediction=prediction,
+            confirmations=confirmations,
+            axes=axes,
+            axes_note=axes_note,
+        )
+
+    def joint_prediction(
+        self,
+        row: Ladder,
+        spec: schemas.LadderSpec,
+        joint: JointFit | None,
+        point: dict[str, float],
+    ) -> schemas.LadderPrediction | None:
+        """The joint fit's lr and weight decay at ``point`` with 90% intervals (None without a
+        joint fit or with no lr to predict); a weight decay the data do not pin is the nearest
+        rung's, unmoved, and the note says so."""
+        if joint is None:
+            return None
+        roles = roles_of(spec)
+        try:
+            at = joint.predict(point)
+        except (OverflowError, ValueError):
+            at = {}
+        if "lr" not in at or not all(0 < v < math.inf for v in at["lr"]):
+            return None
+        lr, lr_lo, lr_hi = at["lr"]
+        notes = []
+        reaches = reach(point, spec.ladder.points(), roles)
+        far = [r for r in reaches if r.extrapolated]
+        if far:
+            notes.append(
+                "extrapolated along "
+                + ", ".join(f"{r.param} ×{r.factor:.3g} beyond {r.low:g}–{r.high:g}" for r in far)
+                + ": the fitted lines are assumed to hold there"
+            )
+        if "weight_decay" in at and all(0 < v < math.inf for v in at["weight_decay"]):
+            wd, wd_lo, wd_hi = at["weight_decay"]
+            wd_ci, moved = [wd_lo, wd_hi], True
+        else:
+            nearest = self.nearest_best(row, point)
+            wd = nearest.weight_decay if nearest else math.nan
+            wd_ci, moved = None, False
+            source = nearest.wd_source if nearest else "the nearest rung"
+            notes.append(
+                "the data do not pin the weight decay's optimum (see axes_note): this is "
+                f"that of {source}, unmoved"
+            )
+        width_axis = next((a for a, r in roles.items() if r == "width"), None)
+        return schemas.LadderPrediction(
+            width=point.get(width_axis) if width_axis else None,
+            point=point,
+            reach=reaches,
+            lr=lr,
+            lr_ci=[lr_lo, lr_hi],
+            weight_decay=wd,
+            weight_decay_ci=wd_ci,
+            weight_decay_moved=moved,
+            value=None,
+            value_ci=None,
+            note="; ".join(notes) if notes else "interpolated between the rungs",
+        )
+
+    def nearest_best(self, row: Ladder, point: dict[str, float]) -> Untransferred | None:
+        """What the rung nearest ``point`` (in the logs of its axes) recommends at its own
+        point: its fitted optimum where its surface pins it, else its best config."""
+        ranked = sorted(
+            self._rungs(row),
+            key=lambda r: sum(math.log(r[1][a] / v) ** 2 for a, v in point.items()),
+        )
+        sweeps = [sw for sw, _ in reversed(ranked)]
+        return self._largest_best(sweeps, {sw.id: self.analysis.fitted(sw.id) for sw in sweeps})
+
+    def _joint(self, row: Ladder) -> tuple[JointFit | None, list[schemas.LadderAxisOut], str]:
+        """The joint fit of every rung's trials and its axes (kept while the rungs' trials stay
+        the same), or no fit, no axes and why."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        roles = roles_of(spec)
+        names = spec.ladder.axes()
         parts, stamp = [], []
-        for sweep in rungs:
+        for sweep, point in self._rungs(row):
             lr, wd, value = self.analysis.lion_points(sweep.id)
-            parts.append((lr, wd, value, np.full(len(lr), width_of(row, sweep))))
+            columns = [np.full(len(lr), point[a]) for a in names]
+            parts.append((lr, wd, value, *columns))
             stamp.append((sweep.id, len(lr), float(value.sum())))
         key = (row.id, tuple(stamp))
         with _joint_lock:
             hit = _joint_cache.get(key)
         if hit is not None:
             return hit
-        lr, wd, value, width = (np.concatenate(c) for c in zip(*parts, strict=True))
-        try:
-            fit = fit_joint(lr, wd, value, {row.param: width})
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            answer: tuple[list[schemas.LadderAxisOut], str] = ([], f"no joint fit: {exc}")
+        answer: tuple[JointFit | None, list[schemas.LadderAxisOut], str]
+        if not parts:
+            answer = (None, [], "no joint fit: no rung has trials yet")
         else:
-            [axis] = fit.axes
-
-            def value(e: Any) -> float | None:
-                return e.value if e is not None else None
-
-            def ci(e: Any) -> list[float] | None:
-                return [e.ci[0], e.ci[1]] if e is not None else None
-
-            out = schemas.LadderAxisOut(
-                param=row.param,
-                role="width",
-                lr_exponent=value(axis.lr),
-                lr_exponent_ci=ci(axis.lr),
-                wd_exponent=value(axis.weight_decay),
-                wd_exponent_ci=ci(axis.weight_decay),
-                product_exponent=value(axis.product),
-                product_exponent_ci=ci(axis.product),
-                timescale_exponent=value(axis.timescale),
-                timescale_exponent_ci=ci(axis.timescale),
-            )
-            note = (
-                f"{JOINT_METHOD}; {fit.n_trials} trials in {fit.n_rungs} rungs, residual sd "
-                f"{fit.residual_sd:.3g}"
-            )
-            if fit.notes:
-                note += "; " + "; ".join(fit.notes)
-            answer = ([out], note)
+            lr, wd, value, *columns = (np.concatenate(c) for c in zip(*parts, strict=True))
+            try:
+                fit = fit_joint(lr, wd, value, dict(zip(names, columns, strict=True)))
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                answer = (None, [], f"no joint fit: {exc}")
+            else:
+                axes = [
+                    _axis_out(
+                        fit, i, name, roles[name], sorted({p[name] for p in spec.ladder.points()})
+                    )
+                    for i, name in enumerate(names)
+                ]
+                note = (
+                    f"{JOINT_METHOD}; {fit.n_trials} trials in {fit.n_rungs} rungs, residual sd "
+                    f"{fit.residual_sd:.3g}"
+                )
+                if fit.notes:
+                    note += "; " + "; ".join(fit.notes)
+                answer = (fit, axes, note)
         with _joint_lock:
             if len(_joint_cache) > 64:
                 _joint_cache.clear()
@@ -273,14 +468,23 @@ class LadderAnalysis:
         return answer
 
     def confirmation_arms(
-        self, row: Ladder, width: float
-    ) -> tuple[schemas.LadderPrediction, Untransferred]:
-        """The two arms of a confirmation at ``width``: the prediction there and the widest
-        rung's own recommendation; a 422 naming ``width`` when it is beyond the ladder's reach,
-        a 409 when the ladder has no rule to confirm."""
+        self, row: Ladder, target: dict[str, float]
+    ) -> tuple[dict[str, float], schemas.LadderPrediction, Untransferred]:
+        """A confirmation's point and its two arms: the prediction there, and the widest
+        (one-axis) or nearest rung's own recommendation; a 422 naming the field when the point
+        is incomplete or beyond the ladder's reach, a 409 when the ladder has no rule to
+        confirm."""
         spec = schemas.LadderSpec.model_validate(row.spec)
-        rung_widths = [float(w) for w in spec.ladder.widths]
-        _check_reach(("body", "width"), width, rung_widths)
+        point = self.target_point(spec, target, "body")
+        if list(roles_of(spec).values()) != ["width"]:
+            joint, _axes, note = self._joint(row)
+            prediction = self.joint_prediction(row, spec, joint, point)
+            nearest = self.nearest_best(row, point)
+            if prediction is None or nearest is None:
+                raise Conflict(f"ladder {row.id} has no joint fit to confirm: {note}")
+            return point, prediction, nearest
+        width = point[row.param]
+        rung_widths = [float(p[row.param]) for p in spec.ladder.points()]
         fit, _fits, rungs, fitted = self._fit(row)
         largest = self._largest_best(rungs, fitted)
         try:
@@ -289,7 +493,8 @@ class LadderAnalysis:
             raise _beyond_floats(("body", "width"), width, exc) from None
         if prediction is None or largest is None:
             raise Conflict(f"ladder {row.id} has no rule to confirm: {fit.verdict} — {fit.reason}")
-        return prediction, largest
+        prediction.point = point
+        return point, prediction, largest
 
     def _rule_scores(self, fit: LadderFit, width: float | None) -> list[schemas.RuleScore]:
         """The candidate rules scored, each with its lr and weight decay at ``width``;
@@ -401,13 +606,19 @@ class LadderAnalysis:
         self,
         row: Ladder,
         sweep: Sweep,
-        fit: LadderFit,
+        fit: LadderFit | None,
         rung_widths: list[float],
         largest: Untransferred | None,
+        joint: JointFit | None = None,
     ) -> schemas.ConfirmationOut:
-        """Predicted against achieved at a confirmation's width, and the transfer against the
-        untransferred config."""
-        width = width_of(row, sweep)
+        """Predicted against achieved at a confirmation's point, and the transfer against the
+        untransferred config (``fit``: a width ladder's lines; else ``joint``, the joint
+        fit)."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        point = point_of(spec, sweep)
+        width_axis = next((a for a, r in roles_of(spec).items() if r == "width"), None)
+        width = point.get(width_axis) if width_axis else None
+        where = point_text(point)
         info = self.catalog.info(sweep.id)
         arms_cfg = info.spec.enqueue[:2]
         done = self.analysis.complete_trials(info)
@@ -441,12 +652,19 @@ class LadderAnalysis:
                 source=source,
             )
 
-        t_arm = arm(arms_cfg[0], f"the ladder's prediction at width {width:g}")
-        u_arm = arm(arms_cfg[1], largest.source if largest else "the widest rung, unmoved")
-        try:
-            predicted = self._prediction(fit, width, rung_widths, largest)
-        except OutOfRange:  # the rungs were refitted since: no prediction there now
-            predicted = None
+        t_arm = arm(arms_cfg[0], f"the ladder's prediction at {where}")
+        if fit is None:
+            nearest = self.nearest_best(row, point)
+            u_arm = arm(arms_cfg[1], nearest.source if nearest else "the nearest rung, unmoved")
+            predicted = self.joint_prediction(row, spec, joint, point)
+        else:
+            u_arm = arm(arms_cfg[1], largest.source if largest else "the widest rung, unmoved")
+            try:
+                predicted = self._prediction(fit, width, rung_widths, largest)
+            except OutOfRange:  # the rungs were refitted since: no prediction there now
+                predicted = None
+            if predicted is not None:
+                predicted.point = point
         diff = diff_ci = within = None
         verdict, note = "pending", f"sweep {sweep.id} is {sweep.status}"
         if t_arm.mean is not None and u_arm.mean is not None:
@@ -463,8 +681,8 @@ class LadderAnalysis:
             elif diff_ci[0] <= 0 <= diff_ci[1]:
                 verdict = "no_difference"
                 note = (
-                    f"the transferred and untransferred configs cannot be told apart at width "
-                    f"{width:g} (difference {diff:.4g}, 90% CI {diff_ci[0]:.4g} to "
+                    f"the transferred and untransferred configs cannot be told apart at "
+                    f"{where} (difference {diff:.4g}, 90% CI {diff_ci[0]:.4g} to "
                     f"{diff_ci[1]:.4g})"
                 )
             else:
@@ -472,7 +690,8 @@ class LadderAnalysis:
                 verdict = "transfer_better" if better else "untransferred_better"
                 note = (
                     f"the transferred config is {'better' if better else 'worse'} than the "
-                    f"widest rung's optimum, unmoved, at width {width:g} (difference "
+                    f"{'widest' if fit is not None else 'nearest'} rung's optimum, unmoved, at "
+                    f"{where} (difference "
                     f"{diff:.4g}, 90% CI {diff_ci[0]:.4g} to {diff_ci[1]:.4g})"
                 )
             if within is not None:
@@ -483,6 +702,7 @@ class LadderAnalysis:
                 )
         return schemas.ConfirmationOut(
             width=width,
+            point=point,
             sweep_id=sweep.id,
             status=sweep.status,
             predicted=predicted,
@@ -494,3 +714,65 @@ class LadderAnalysis:
             verdict=verdict,
             note=note,
         )
+
+
+def _axis_out(
+    fit: JointFit, index: int, name: str, role: str, values: list[float]
+) -> schemas.LadderAxisOut:
+    """Axis ``index`` of the joint fit in the API's shape, with its role's named rules."""
+    axis = fit.axes[index]
+
+    def value(e: Any) -> float | None:
+        return e.value if e is not None else None
+
+    def ci(e: Any) -> list[float] | None:
+        return [e.ci[0], e.ci[1]] if e is not None else None
+
+    rules = score_rules(fit, index, role)
+    best, note = axis_verdict(rules)
+    return schemas.LadderAxisOut(
+        param=name,
+        role=role,
+        lr_exponent=value(axis.lr),
+        lr_exponent_ci=ci(axis.lr),
+        wd_exponent=value(axis.weight_decay),
+        wd_exponent_ci=ci(axis.weight_decay),
+        product_exponent=value(axis.product),
+        product_exponent_ci=ci(axis.product),
+        timescale_exponent=value(axis.timescale),
+        timescale_exponent_ci=ci(axis.timescale),
+        values=values,
+        rules=[
+            schemas.AxisRuleOut(
+                name=r.name,
+                lr_exponent=r.fixed.get("lr"),
+                wd_exponent=r.fixed.get("weight_decay"),
+                product_exponent=r.fixed.get("product"),
+                tested=r.tested,
+                chi2=r.chi2,
+                dof=r.dof,
+                p_value=r.p_value,
+                relative_likelihood=r.relative_likelihood,
+                consistent=r.consistent,
+            )
+            for r in rules
+        ],
+        best_rule=best,
+        rule_note=note,
+    )
+
+
+def multi_verdict(
+    joint: JointFit | None, axes: list[schemas.LadderAxisOut], note: str
+) -> tuple[str, str]:
+    """The verdict of a ladder over several axes: insufficient without a joint fit;
+    no_rule_fits when some axis rejects every named rule; rule_identified when every axis
+    identifies one; else indistinguishable."""
+    if joint is None:
+        return "insufficient", note
+    rejected = [a for a in axes if a.rules and not any(r.consistent for r in a.rules)]
+    if rejected:
+        return "no_rule_fits", "; ".join(f"{a.param}: {a.rule_note}" for a in rejected)
+    if axes and all(a.best_rule for a in axes):
+        return "rule_identified", "; ".join(f"{a.param} ({a.role}): {a.best_rule}" for a in axes)
+    return "indistinguishable", "; ".join(f"{a.param} ({a.role}): {a.rule_note}" for a in axes)

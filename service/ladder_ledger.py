@@ -14,9 +14,9 @@ from service import spec as specs
 from service.catalog import Catalog
 from service.db import Database, create_idempotently
 from service.errors import Conflict, Invalid, NotFound, field_error
-from service.ladder_analysis import LadderAnalysis
-from service.ladder_spec import check_ladder, confirm_spec, width_problem
-from service.ladder_views import LadderViews, width_of
+from service.ladder_analysis import QUERY_NAMES, LadderAnalysis
+from service.ladder_spec import check_ladder, confirm_spec, point_name, point_text, width_problem
+from service.ladder_views import LadderViews, order_key, point_of, roles_of
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
@@ -47,8 +47,10 @@ class LadderLedger:
     def create(self, spec: schemas.LadderSpec, key: str | None) -> tuple[int, bool]:
         """Create the ladder and one sweep per width, all in one transaction; returns
         (ladder id, created). The same ``key`` with the same spec returns the first."""
-        rungs = check_ladder(spec, self.ledger.declared_params(spec.task.name), self.settings)
+        spec, rungs = check_ladder(spec, self.ledger.declared_params(spec.task.name), self.settings)
         spec_json = spec.model_dump(mode="json", exclude_none=True)
+        roles = spec.ladder.roles or {}
+        axis = next((a for a, r in roles.items() if r == "width"), spec.ladder.axes()[0])
 
         def create_once() -> tuple[int, bool]:
             with self.db.transaction() as tx:
@@ -65,7 +67,7 @@ class LadderLedger:
                 row = Ladder(
                     name=spec.name,
                     task_name=spec.task.name,
-                    param=spec.ladder.param,
+                    param=axis,
                     spec=spec_json,
                     idempotency_key=key,
                 )
@@ -110,47 +112,68 @@ class LadderLedger:
         self.catalog.changed()
 
     def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> None:
-        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved
-        (both with ``req.seeds`` seeds), as a confirmation sweep."""
+        """Queue the prediction at the request's point beside a rung's own optimum, unmoved
+        (the widest of a width ladder, else the nearest; both arms with ``req.seeds`` seeds),
+        as a confirmation sweep."""
         row = self.ladder_views.row(ladder_id)
         spec = schemas.LadderSpec.model_validate(row.spec)
-        width = req.width
-        if any(math.isclose(width, w) for w in spec.ladder.widths):
-            raise Invalid(
-                [field_error(("width",), f"width {width:g} is a rung of the ladder already")]
-            )
+        roles = roles_of(spec)
+        point = self.analysis.target_point(spec, req.target(), "body", check=False)
         declared = self.ledger.declared_params(spec.task.name) or {}
-        rule = declared.get(row.param)
-        if isinstance(rule, dict):
-            problem = width_problem(width, rule)
-            if problem:
-                raise Invalid([field_error(("width",), f"{row.param} {problem}", width)])
-            if rule.get("type") == "int":
-                width = int(width)
+        field_of = {a: QUERY_NAMES[r] for a, r in roles.items()}
+        for name, value in list(point.items()):
+            rule = declared.get(name)
+            if isinstance(rule, dict):
+                problem = width_problem(value, rule)
+                if problem:
+                    raise Invalid([field_error((field_of[name],), f"{name} {problem}", value)])
+                if rule.get("type") == "int":
+                    point[name] = int(value)
+            elif not float(value).is_integer():
+                raise Invalid(
+                    [field_error((field_of[name],), f"{name} must be a whole number", value)]
+                )
+            else:
+                point[name] = int(value)
+        where = point_text(point)
+        if any(_same(point, p) for p in spec.ladder.points()):
+            raise Invalid(
+                [
+                    field_error(
+                        (next(iter(field_of.values())),),
+                        f"{where} is a rung of the ladder already",
+                        next(iter(point.values())),
+                    )
+                ]
+            )
         sweeps = self.ladder_views.sweeps(ladder_id)
         for s in sweeps:
-            if s.ladder_role == "confirm" and math.isclose(width_of(row, s), width):
-                raise Conflict(
-                    f"ladder {ladder_id} is already confirmed at width {width:g} (sweep {s.id})"
-                )
+            if s.ladder_role == "confirm" and _same(point_of(spec, s), point):
+                raise Conflict(f"ladder {ladder_id} is already confirmed at {where} (sweep {s.id})")
         for s in sorted(
-            (s for s in sweeps if s.ladder_role == "rung"), key=lambda s: width_of(row, s)
+            (s for s in sweeps if s.ladder_role == "rung"),
+            key=lambda s: order_key(point_of(spec, s)),
         ):
             if s.status != "complete":
                 view = self.views.sweep(s)
                 raise Conflict(
-                    f"rung {row.param}={width_of(row, s):g} (sweep {s.id}) is "
+                    f"rung {point_name(point_of(spec, s))} (sweep {s.id}) is "
                     f"{s.status} ({view.finished}/{view.n_trials} finished): a confirmation "
                     "needs every rung complete, so each has its rule"
                 )
-        prediction, largest = self.analysis.confirmation_arms(row, width)
-        confirm = confirm_spec(spec, row.param, width, req.seeds, prediction, largest)
+        point, prediction, untransferred = self.analysis.confirmation_arms(row, req.target())
+        point = {k: int(v) if float(v).is_integer() else v for k, v in point.items()}
+        for name in point:
+            rule = declared.get(name)
+            if isinstance(rule, dict) and rule.get("type") == "float":
+                point[name] = float(point[name])
+        confirm = confirm_spec(spec, point, req.seeds, prediction, untransferred)
         errors = specs.check_spec(confirm, self.settings)
         if errors:
             raise Invalid(errors)
         with self.db.transaction() as tx:
             # Under the ladder's lock (PostgreSQL: its row; SQLite: the write lock), so two
-            # confirmations at one width cannot both pass the check.
+            # confirmations at one point cannot both pass the check.
             locked = tx.execute(
                 select(Ladder.id).where(Ladder.id == ladder_id).with_for_update()
             ).first()
@@ -159,10 +182,9 @@ class LadderLedger:
             for other in tx.scalars(
                 select(Sweep).where(Sweep.ladder_id == ladder_id, Sweep.ladder_role == "confirm")
             ):
-                if math.isclose(width_of(row, other), width):
+                if _same(point_of(spec, other), point):
                     raise Conflict(
-                        f"ladder {ladder_id} is already confirmed at width {width:g} "
-                        f"(sweep {other.id})"
+                        f"ladder {ladder_id} is already confirmed at {where} (sweep {other.id})"
                     )
             self.ledger.insert_sweep(
                 tx,
@@ -172,3 +194,8 @@ class LadderLedger:
                 ladder_role="confirm",
             )
         self.catalog.changed()
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two points equal on every axis (to float rounding)."""
+    return all(math.isclose(float(a[k]), float(b[k])) for k in a)

@@ -38,19 +38,47 @@ def _scaled(dim: schemas.Dimension | None, f: float) -> schemas.Dimension | None
     return dim.model_copy(update={"low": dim.low * f, "high": dim.high * f, "step": step})
 
 
-def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
-    """The sweep spec of the rung at ``width``: the ladder's spec with the width set in the
-    task params and, unless the box is shared, lr and weight decay moved by the box's rule
-    from the smallest width."""
+def point_name(point: dict[str, float]) -> str:
+    """``d_model=64, steps=200``: a rung's point as text."""
+    return ", ".join(f"{k}={v:g}" for k, v in point.items())
+
+
+def point_text(point: dict[str, float]) -> str:
+    """A point in a sentence: ``width 1024`` for one axis, ``d_model=64, steps=200``."""
+    if len(point) == 1:
+        [(k, v)] = point.items()
+        return f"{k} {v:g}"
+    return point_name(point)
+
+
+def set_point(data: dict[str, Any], point: dict[str, float], roles: dict[str, str]) -> None:
+    """Write ``point`` into a sweep spec's JSON ``data``: task params, and the harness's batch
+    size (``batch_size`` with the batch role and no task param of that name) into the space."""
+    params = dict(data["task"].get("params") or {})
+    for name, value in point.items():
+        if name == schemas.BATCH_AXIS and roles.get(name) == "batch" and name not in params:
+            data.setdefault("space", {})[name] = int(value)
+        else:
+            params[name] = value
+    data["task"]["params"] = params
+
+
+def rung_spec(
+    spec: schemas.LadderSpec, point: dict[str, float], roles: dict[str, str]
+) -> schemas.SweepSpec:
+    """The sweep spec of the rung at ``point``: the ladder's spec with each axis's value set
+    and, unless the box is shared, lr and weight decay moved by the box's rule from the
+    smallest width."""
     lad = spec.ladder
     data = spec.model_dump(exclude={"ladder"}, exclude_none=True)
-    data["name"] = f"{spec.name} · {lad.param}={width:g}"
-    data["task"]["params"] = {**spec.task.params, lad.param: width}
+    data["name"] = f"{spec.name} · {point_name(point)}"
+    set_point(data, point, roles)
     out = schemas.SweepSpec.model_validate(data)
-    if lad.scale_box == "shared":
+    width_axis = next((a for a, r in roles.items() if r == "width"), None)
+    if lad.scale_box == "shared" or width_axis is None:
         return out
     a, b = RULES[lad.scale_box]
-    r = width / min(lad.widths)
+    r = point[width_axis] / min(p[width_axis] for p in lad.points())
     fa, fb = r**a, r**b
     space = out.space.model_copy(
         update={
@@ -69,93 +97,197 @@ def rung_spec(spec: schemas.LadderSpec, width: float) -> schemas.SweepSpec:
 
 
 def width_problem(value: Any, rule: dict[str, Any]) -> str | None:
-    """Why ``value`` breaks the declared width param's type or bounds, or None (a float
-    width that is a whole number counts as the int it names)."""
+    """Why ``value`` breaks the declared axis param's type or bounds, or None (a float that is
+    a whole number counts as the int it names)."""
     if rule.get("type") == "int" and isinstance(value, float) and value.is_integer():
         value = int(value)
     return specs.param_problem(value, rule)
 
 
+def axis_roles(
+    spec: schemas.LadderSpec, declared: dict[str, dict[str, Any]]
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Each axis's role from the task's declarations (``batch_size``: the harness's batch
+    size, unless the task declares a batch param of its own), and the 422 errors."""
+    lad = spec.ladder
+    shorthand = lad.rungs is None
+    loc_axes = ("ladder", "param") if shorthand else ("ladder", "rungs", 0)
+    roles: dict[str, str] = {}
+    errors = []
+    by_role = {
+        specs.declared_role(r): n
+        for n, r in declared.items()
+        if isinstance(r, dict) and specs.declared_role(r)
+    }
+    for name in lad.axes():
+        rule = declared.get(name)
+        role = specs.declared_role(rule) if isinstance(rule, dict) else None
+        loc = loc_axes if shorthand else (*loc_axes, name)
+        if shorthand and role != "width":
+            known = (
+                f"its width param is {by_role['width']!r}"
+                if "width" in by_role
+                else ("it declares none")
+            )
+            errors.append(
+                field_error(
+                    loc,
+                    f"task {spec.task.name!r} does not declare {name!r} as its width ({known})",
+                    name,
+                )
+            )
+            continue
+        if role is None and name == schemas.BATCH_AXIS and rule is None:
+            if "batch" in by_role:
+                errors.append(
+                    field_error(
+                        loc,
+                        f"task {spec.task.name!r} declares {by_role['batch']!r} as its batch "
+                        f"param: vary that, not {name}",
+                        name,
+                    )
+                )
+                continue
+            role = "batch"
+        if role is None:
+            axes = ", ".join(f"{n} ({r})" for r, n in sorted(by_role.items())) or "none"
+            what = "declares it without a role" if rule is not None else "does not declare it"
+            errors.append(
+                field_error(
+                    loc,
+                    f"{name!r} is not a scale axis of task {spec.task.name!r} ({what}); its "
+                    f"axes: {axes}, or batch_size",
+                    name,
+                )
+            )
+            continue
+        clash = next((a for a, r in roles.items() if r == role), None)
+        if clash is not None:
+            errors.append(
+                field_error(loc, f"{clash!r} and {name!r} are both the {role}: one axis per role")
+            )
+            continue
+        roles[name] = role
+    if not errors and lad.roles is not None and lad.roles != roles:
+        errors.append(
+            field_error(
+                ("ladder", "roles"),
+                f"the task declares the axes' roles as {roles}, not {lad.roles}",
+                lad.roles,
+            )
+        )
+    if not errors and lad.scale_box != "shared" and "width" not in roles.values():
+        errors.append(
+            field_error(
+                ("ladder", "scale_box"),
+                f"scale_box {lad.scale_box!r} moves the box with width: the ladder has no width "
+                "axis (use shared)",
+                lad.scale_box,
+            )
+        )
+    return roles, errors
+
+
 def check_ladder(
     spec: schemas.LadderSpec, declared: dict[str, dict[str, Any]] | None, settings: Settings
-) -> list[schemas.SweepSpec]:
-    """Every rung's spec, or a 422 naming the field and the rule; ``declared`` is the task's
-    declared params (None: no worker has announced the task)."""
+) -> tuple[schemas.LadderSpec, list[schemas.SweepSpec]]:
+    """The spec with its axes' roles filled in and every rung's spec, or a 422 naming the
+    field and the rule; ``declared`` is the task's declared params (None: no worker has
+    announced the task)."""
     lad = spec.ladder
     if declared is None:
         raise Invalid(
             [
                 field_error(
-                    ("ladder", "param"),
-                    f"no worker has announced task {spec.task.name!r}, so which param is "
-                    "its width is unknown: start a worker that runs it, then submit",
-                    lad.param,
+                    ("ladder", "param" if lad.rungs is None else "rungs"),
+                    f"no worker has announced task {spec.task.name!r}, so its scale axes "
+                    "(which param is its width, steps, batch) are unknown: start a worker "
+                    "that runs it, then submit",
+                    lad.param if lad.rungs is None else lad.axes(),
                 )
             ]
         )
-    widths = [n for n, r in declared.items() if isinstance(r, dict) and r.get("width")]
-    rule = declared.get(lad.param)
-    if not isinstance(rule, dict) or not rule.get("width"):
-        known = f"its width param is {widths[0]!r}" if widths else "it declares none"
-        raise Invalid(
-            [
-                field_error(
-                    ("ladder", "param"),
-                    f"task {spec.task.name!r} does not declare {lad.param!r} as its width "
-                    f"({known})",
-                    lad.param,
-                )
-            ]
-        )
-    errors = []
-    if lad.param in spec.task.params:
-        errors.append(
-            field_error(
-                ("task", "params", lad.param),
-                f"{lad.param} is set per rung by ladder.widths: leave it out of task.params",
-            )
-        )
-    for i, w in enumerate(lad.widths):
-        problem = width_problem(w, rule)
-        if problem:
-            errors.append(field_error(("ladder", "widths", i), f"{lad.param} {problem}", w))
+    roles, errors = axis_roles(spec, declared)
     if errors:
         raise Invalid(errors)
-    rungs = [rung_spec(spec, w) for w in lad.widths]
+    for name in roles:
+        set_by = "ladder.widths" if lad.rungs is None else "ladder.rungs"
+        if name in spec.task.params:
+            errors.append(
+                field_error(
+                    ("task", "params", name),
+                    f"{name} is set per rung by {set_by}: leave it out of task.params",
+                )
+            )
+        elif name == schemas.BATCH_AXIS and name not in declared and spec.space.batch_size:
+            errors.append(
+                field_error(
+                    ("space", name),
+                    f"{name} is set per rung by {set_by}: leave it out of the space",
+                )
+            )
+    for i, point in enumerate(lad.points()):
+        for name, value in point.items():
+            loc = ("ladder", "widths", i) if lad.rungs is None else ("ladder", "rungs", i, name)
+            rule = declared.get(name)
+            if isinstance(rule, dict):
+                problem = width_problem(value, rule)
+            elif float(value).is_integer():
+                problem = None
+            else:
+                problem = f"must be a whole number of examples, not {value!r}"
+            if problem:
+                errors.append(field_error(loc, f"{name} {problem}", value))
+    if errors:
+        raise Invalid(errors)
+
+    def whole(name: str, value: float) -> float:
+        rule = declared.get(name)
+        is_int = rule.get("type") == "int" if isinstance(rule, dict) else True
+        return int(value) if is_int and float(value).is_integer() else value
+
+    update: dict[str, Any] = {"roles": roles}
+    if lad.rungs is None:
+        update["widths"] = [whole(lad.param, w) for w in lad.widths]
+    else:
+        update["rungs"] = [{k: whole(k, v) for k, v in r.items()} for r in lad.rungs]
+    lad = lad.model_copy(update=update)
+    spec = spec.model_copy(update={"ladder": lad})
+    rungs = [rung_spec(spec, p, roles) for p in lad.points()]
     for rung in rungs:
         errors = specs.check_spec(rung, settings)
         errors += specs.check_task_params(rung.task.params, declared)
         if errors:
             raise Invalid(errors)
-    return rungs
+    return spec, rungs
 
 
 def confirm_spec(
     spec: schemas.LadderSpec,
-    param: str,
-    width: float,
+    point: dict[str, float],
     seeds: int,
     prediction: schemas.LadderPrediction,
-    largest: Untransferred,
+    untransferred: Untransferred,
 ) -> schemas.SweepSpec:
-    """Two arms at ``width``, ``seeds`` runs each: the predicted lr and weight decay, and
-    the widest rung's own optimum as it is; every other hyperparameter is that rung's
-    best config's."""
-    base = largest.params
+    """Two arms at ``point``, ``seeds`` runs each: the predicted lr and weight decay, and a
+    rung's own optimum as it is (the widest of a width ladder, else the nearest); every other
+    hyperparameter is that rung's best config's."""
+    base = untransferred.params
     arms = [
         {"lr": prediction.lr, "weight_decay": prediction.weight_decay},
-        {"lr": largest.lr, "weight_decay": largest.weight_decay},
+        {"lr": untransferred.lr, "weight_decay": untransferred.weight_decay},
     ]
+    roles = spec.ladder.roles or {spec.ladder.axes()[0]: "width"}
     space: dict[str, Any] = {}
     for name in ("lr", "weight_decay"):
         values = sorted({a[name] for a in arms})
         space[name] = values[0] if len(values) == 1 else {"choices": values}
     for name in ("beta1", "beta2", "warmup_steps", "batch_size"):
-        if base.get(name) is not None:
+        if base.get(name) is not None and name not in point:
             space[name] = base[name]
     data = spec.model_dump(exclude={"ladder"}, exclude_none=True)
     data.update(
-        name=f"{spec.name} · confirm {param}={width:g}",
+        name=f"{spec.name} · confirm {point_name(point)}",
         space=space,
         # no fixed sampler seed: the training seeds come from the new sweep's id, so every
         # confirmation draws fresh ones (every arm's trials are enqueued: nothing is sampled)
@@ -166,5 +298,5 @@ def confirm_spec(
         reevaluate="off",
         baseline=None,
     )
-    data["task"]["params"] = {**spec.task.params, param: width}
+    set_point(data, point, roles)
     return schemas.SweepSpec.model_validate(data)

@@ -3,6 +3,8 @@ in the shapes the API answers with."""
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import func, select
 
 from service import schemas
@@ -12,9 +14,33 @@ from service.models import Ladder, Sweep
 from service.views import Views, aware
 
 
+def roles_of(spec: schemas.LadderSpec) -> dict[str, str]:
+    """Each axis's role (a ladder stored before roles were recorded has one: the width)."""
+    return dict(spec.ladder.roles or {spec.ladder.axes()[0]: "width"})
+
+
+def point_of(spec: schemas.LadderSpec, sweep: Sweep) -> dict[str, float]:
+    """Where a sweep of the ladder (a rung or a confirmation) runs: a value per axis."""
+    params = sweep.spec["task"].get("params") or {}
+    point = {}
+    for name in spec.ladder.axes():
+        if name in params:
+            point[name] = float(params[name])
+        else:  # the harness's batch size, fixed in the space
+            point[name] = float(sweep.spec["space"][name]["value"])
+    return point
+
+
 def width_of(ladder: Ladder, sweep: Sweep) -> float:
-    """The width a sweep of ``ladder`` (a rung or a confirmation) runs at."""
-    return float(sweep.spec["task"]["params"][ladder.param])
+    """The value of the ladder's first axis (its width, for a width ladder) a sweep runs at."""
+    spec = schemas.LadderSpec.model_validate(ladder.spec)
+    return point_of(spec, sweep)[spec.ladder.axes()[0]]
+
+
+def order_key(point: dict[str, float]) -> tuple[float, ...]:
+    """Rungs in order: by the sum of their axes' logs (small to large), then axis by axis."""
+    logs = [math.log(v) for v in point.values()]
+    return (sum(logs), *logs)
 
 
 class LadderViews:
@@ -49,10 +75,14 @@ class LadderViews:
         if announced is None:
             announced = self.views.announced_tasks()
         rungs, confirms = [], []
+        roles = roles_of(spec)
+        width_axis = next((a for a, r in roles.items() if r == "width"), None)
         for sweep in self.sweeps(row.id):
             view = self.views.sweep(sweep, announced)
+            point = point_of(spec, sweep)
             out = schemas.RungOut(
-                width=width_of(row, sweep),
+                width=point[width_axis] if width_axis else None,
+                point=point,
                 sweep_id=sweep.id,
                 role=sweep.ladder_role,
                 status=view.status,
@@ -61,7 +91,7 @@ class LadderViews:
                 progress=view.progress,
             )
             (rungs if sweep.ladder_role == "rung" else confirms).append(out)
-        rungs.sort(key=lambda r: r.width)
+        rungs.sort(key=lambda r: order_key(r.point))
         every = rungs + confirms
         statuses = {r.status for r in every}
         if "running" in statuses:
@@ -76,7 +106,8 @@ class LadderViews:
             status=status,
             task=spec.task,
             param=row.param,
-            widths=[float(w) for w in spec.ladder.widths],
+            widths=sorted({p[width_axis] for p in (r.point for r in rungs)}) if width_axis else [],
+            axes=[schemas.AxisOut(param=a, role=r) for a, r in roles.items()],
             scale_box=spec.ladder.scale_box,
             rungs=rungs,
             confirmations=confirms,

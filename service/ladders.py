@@ -58,14 +58,15 @@ class Ladders:
         """A page of ladders, newest first."""
         return self.views.list(offset, limit)
 
-    def rule(self, ladder_id: int, width: float | None = None) -> schemas.LadderRuleOut:
-        """How η* and λ* move with width, scored against the candidate rules; with ``width``,
-        the prediction there; the confirmations."""
-        return self.analysis.rule(ladder_id, width)
+    def rule(self, ladder_id: int, target: dict[str, float] | None = None) -> schemas.LadderRuleOut:
+        """How η* and λ* move along each axis, scored against the named rules; with
+        ``target`` (a value per role: width, steps, batch), the prediction there; the
+        confirmations."""
+        return self.analysis.rule(ladder_id, target)
 
     def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> schemas.LadderOut:
-        """Queue the prediction at ``req.width`` beside the widest rung's own optimum, unmoved,
-        as a confirmation sweep."""
+        """Queue the prediction at the request's point beside a rung's own optimum, unmoved, as
+        a confirmation sweep."""
         self.ledger.confirm(ladder_id, req)
         return self.get(ladder_id)
 

@@ -288,6 +288,15 @@ def check_task_params(
     return errors
 
 
+def declared_role(rule: dict[str, Any]) -> str | None:
+    """The scale role (width, steps, batch) a param declaration gives, or None (``width: true``
+    is the width role)."""
+    role = rule.get("role")
+    if role is None and rule.get("width"):
+        return "width"
+    return role if isinstance(role, str) else None
+
+
 def param_problem(value: Any, rule: dict[str, Any]) -> str | None:
     """Why ``value`` breaks a declared param's type, choices or bounds, or None."""
     kind = rule.get("type")

@@ -255,6 +255,7 @@ def test_declarations_are_announced_as_json_for_declaring_tasks_only():
     }  # fmt: skip
     assert announced["quadratic"]["steps"] == {
         "type": "int", "low": 1, "high": 10_000_000, "choices": None, "default": 1000,
+        "role": "steps",
     }  # fmt: skip
     assert announced["quadratic"]["decay_all"] == {
         "type": "bool", "low": None, "high": None, "choices": None, "default": True,
@@ -273,6 +274,7 @@ def test_the_width_is_declared_once_and_announced_only_where_it_is():
     assert widths == {"quadratic": [], "digits": ["hidden"], "charlm": ["d_model"], "planted": []}
     assert announced["charlm"]["d_model"] == {
         "type": "int", "low": 8, "high": 2048, "choices": None, "default": 64, "width": True,
+        "role": "width",
     }  # fmt: skip
     assert "width" not in ParamSpec("int", default=3).as_json()
     assert ParamSpec("float", default=1.0, width=True).as_json()["width"] is True
@@ -285,6 +287,36 @@ def test_the_width_is_declared_once_and_announced_only_where_it_is():
                 "b": ParamSpec("int", default=2, width=True),
             }
         )
+
+
+def test_scale_roles_one_param_each_and_width_true_is_the_width_role():
+    announced = tasks.announce_params(list(BUILTINS))
+    roles = {
+        task: {spec["role"]: name for name, spec in params.items() if "role" in spec}
+        for task, params in announced.items()
+    }
+    assert roles == {
+        "quadratic": {"steps": "steps"},
+        "digits": {"width": "hidden", "steps": "steps"},
+        "charlm": {"width": "d_model", "steps": "steps"},
+        "planted": {"steps": "steps"},
+    }
+    assert ParamSpec("int", default=3, role="width").as_json()["width"] is True
+    assert ParamSpec("int", default=3, width=True).role == "width"
+    tokens = ParamSpec("int", default=3, role="steps")
+    assert tokens.as_json()["role"] == "steps" and "width" not in tokens.as_json()
+    with pytest.raises(ValueError, match="width=True is the width role, not 'batch'"):
+        ParamSpec("int", default=3, role="batch", width=True)
+    with pytest.raises(ValueError, match="role must be one of width, steps, batch, not 'depth'"):
+        ParamSpec("int", default=3, role="depth")
+    with pytest.raises(ValueError, match="a batch is a number, not bool"):
+        ParamSpec("bool", default=False, role="batch")
+    with pytest.raises(
+        ValueError, match=r"at most one param is the steps, not \['epochs', 'steps'\]"
+    ):
+        TaskDefaults(specs={"epochs": ParamSpec("int", default=1, role="steps")})
+    declared = TaskDefaults(specs={"bs": ParamSpec("int", default=8, role="batch")})
+    assert declared.param_specs()["bs"].role == "batch"
 
 
 def test_param_spec_rules_never_coerce():

@@ -212,6 +212,17 @@ BAD_CONFIGS = {
         '[tasks.a.params]\nlr = { type = "float", low = 1, high = 0 }\n',
         "task 'a': param 'lr': low 1 is above high 0",
     ),
+    "two steps": (
+        '[tasks.a]\ncommand = ["true"]\n[tasks.a.params]\n'
+        'e = { type = "int", default = 1, role = "steps" }\n'
+        'f = { type = "int", default = 2, role = "steps" }\n',
+        "task 'a': at most one param is the steps, not ['e', 'f']",
+    ),
+    "bad role": (
+        '[tasks.a]\ncommand = ["true"]\n[tasks.a.params]\n'
+        'e = { type = "int", default = 1, role = "size" }\n',
+        "task 'a': param 'e': role must be one of width, steps, batch, not 'size'",
+    ),
     "param type": (
         '[tasks.a]\ncommand = ["true"]\nparams = { n = { type = "integer" } }\n',
         "task 'a': param 'n': param type must be one of",
@@ -278,18 +289,19 @@ def test_a_yaml_config_registers_the_same_tasks_as_toml(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text(
         '[tasks.t]\ncommand = ["sh", "-c", "exit 0"]\ncwd = "work"\nenv = { A = "1" }\n'
-        'timeout = 5\n[tasks.t.params]\nn = { type = "int", default = 2, low = 1 }\n'
+        "timeout = 5\n[tasks.t.params]\n"
+        'n = { type = "int", default = 2, low = 1, role = "steps" }\n'
     )
     yaml = tmp_path / "c.yaml"
     yaml.write_text(
         "tasks:\n  t:\n    command: [sh, -c, exit 0]\n    cwd: work\n    env: {A: '1'}\n"
-        "    timeout: 5\n    params: {n: {type: int, default: 2, low: 1}}\n"
+        "    timeout: 5\n    params: {n: {type: int, default: 2, low: 1, role: steps}}\n"
     )
     assert commands.load(toml) == commands.load(yaml)
     (task,) = commands.load(yaml).values()
     assert task.argv[0].endswith("/sh") and task.cwd == tmp_path / "work"
     assert task.announce() == {
-        "n": {"type": "int", "low": 1, "high": None, "choices": None, "default": 2}
+        "n": {"type": "int", "low": 1, "high": None, "choices": None, "default": 2, "role": "steps"}
     }
     assert task.task_params({"task": {"params": {}}}) == {"n": 2}
 

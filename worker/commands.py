@@ -13,7 +13,8 @@ name ending in ``.yaml``/``.yml``), one table per task::
     stop_grace = 10           # seconds between SIGTERM and SIGKILL (default: --stop-grace)
 
     [tasks.mlp.params]        # optional: the task params a sweep may set, as ParamSpec
-    hidden = { type = "int", default = 64, low = 8, high = 4096, width = true }
+    hidden = { type = "int", default = 64, low = 8, high = 4096, role = "width" }
+    epochs = { type = "int", default = 10, low = 1, high = 1000, role = "steps" }
     act = { type = "str", default = "relu", choices = ["relu", "gelu"] }
 
 A relative program path (one with a ``/``) is taken from ``cwd``; a bare name is looked up
@@ -49,12 +50,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.tasks import ParamSpec, check_values
+from worker.tasks import ParamSpec, check_values, role_problem
 
 #: The keys a task's table may hold.
 TASK_KEYS = ("command", "cwd", "env", "params", "stop_grace", "timeout")
 #: The keys a param declaration may hold (the fields of :class:`worker.tasks.ParamSpec`).
-PARAM_KEYS = ("choices", "default", "high", "low", "type", "width")
+PARAM_KEYS = ("choices", "default", "high", "low", "role", "type", "width")
 #: Task names as the server accepts them in a sweep.
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 #: Param and environment names: they become environment variable names.
@@ -213,9 +214,9 @@ def _specs(task: str, value: Any) -> dict[str, ParamSpec]:
             specs[name] = ParamSpec(**declared)
         except (TypeError, ValueError) as exc:
             raise CommandConfigError(f"{where}: {exc}") from None
-    widths = sorted(k for k, spec in specs.items() if spec.width)
-    if len(widths) > 1:
-        raise CommandConfigError(f"task {task!r}: at most one param is the width, not {widths}")
+    problem = role_problem(specs, loop=False)
+    if problem:
+        raise CommandConfigError(f"task {task!r}: {problem}")
     return specs
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
@@ -56,26 +56,34 @@ def get_ladder(ladder_id: Id, ladders: LaddersDep, _: ReadScope) -> schemas.Ladd
     return ladders.get(ladder_id)
 
 
+def _axis_query(description: str) -> Any:
+    """A positive, finite query number."""
+    return Query(gt=0, allow_inf_nan=False, description=description)
+
+
 @router.get("/{ladder_id}/rule", response_model=schemas.LadderRuleOut)
 def ladder_rule(
     ladder_id: Id,
     ladders: LaddersDep,
     _: ReadScope,
     width: Annotated[
-        float | None,
-        Query(
-            gt=0,
-            allow_inf_nan=False,
-            description="Predict lr and weight decay here (within a factor of 1e6 of the "
-            "rungs' widths).",
-        ),
+        float | None, _axis_query("Predict at this width (the ladder's width axis).")
+    ] = None,
+    steps: Annotated[
+        float | None, _axis_query("Predict at this training length (the steps axis).")
+    ] = None,
+    batch_size: Annotated[
+        float | None, _axis_query("Predict at this batch size (the batch axis).")
     ] = None,
 ) -> schemas.LadderRuleOut:
-    """Width exponents of the optimum lr and weight decay with 90% intervals, the candidate
-    rules scored, a verdict; with ``width``, the prediction there; the confirmations.
-    A width beyond a factor of 1e6 of the rungs' widths (or so far that the prediction
-    overflows) is a 422 naming ``width``."""
-    return ladders.rule(ladder_id, width)
+    """How the optimum lr and weight decay move along each axis, with 90% intervals, the
+    named rules tested, a verdict; with a value for every axis the ladder varies (``width``,
+    ``steps``, ``batch_size``), the prediction there, saying which axes it extrapolates and
+    how far; the confirmations. A value beyond a factor of 1e6 of the rungs' (or so far that
+    the prediction overflows), or for an axis the ladder does not vary, is a 422 naming it."""
+    got = {"width": width, "steps": steps, "batch": batch_size}
+    target = {k: v for k, v in got.items() if v is not None}
+    return ladders.rule(ladder_id, target or None)
 
 
 @router.post(

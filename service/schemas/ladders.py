@@ -5,10 +5,11 @@ width rules' scores, the prediction at a width and its confirmations."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from service.schemas.answers import RuleVerdict
 from service.schemas.common import Strict
@@ -18,33 +19,78 @@ WidthRule = Literal["sqrt", "mup", "mup_sqrt"]
 """The candidate width rules: sqrt (lr ∝ w^-½, λ ∝ w^½), mup (lr ∝ 1/w, λ ∝ w) and
 mup_sqrt (lr ∝ 1/w, λ ∝ w^½)."""
 
-MAX_RUNGS = 12
+MAX_RUNGS = 16
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+
+
+Role = Literal["width", "steps", "batch"]
+"""A scale axis's role: the model's width, the training length, the batch size."""
+
+BATCH_AXIS = "batch_size"
+"""The batch axis every task has: the harness's batch size (a rung fixes the space's
+``batch_size``), unless the task declares a batch param of its own."""
+
+MAX_AXES = 3
+
+
+def _check_axis_values(name: str, values: list[float]) -> None:
+    """Every value finite and > 0; at least 3 distinct (a line needs a third point to test)."""
+    for v in values:
+        if isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"every {name} must be a finite number > 0 (got {v!r})")
+    distinct = len({float(v) for v in values})
+    if distinct < 3:
+        raise ValueError(
+            f"axis {name!r} has {distinct} distinct value{'s' if distinct != 1 else ''}; a "
+            "fitted axis needs at least 3 (a line through 2 points cannot be tested)"
+        )
 
 
 class LadderDef(Strict):
-    """Which task param is the width, the widths to sweep, and how the box moves with width."""
+    """The scale axes a ladder varies and its rungs (a value per axis each), and how the box
+    moves with width. Either ``param`` + ``widths`` (one axis, the shorthand) or ``rungs``."""
 
-    param: str = Field(
+    param: str | None = Field(
+        default=None,
         min_length=1,
         max_length=200,
         pattern=r"^[A-Za-z0-9_.\-]+$",
-        description="The task param a worker declares as its width (``width: true``).",
+        description="One-axis shorthand: the task param a worker declares as its width "
+        "(``role: width`` or ``width: true``), with ``widths``.",
     )
-    widths: list[int | float] = Field(
-        description=f"At least 3 distinct positive widths (at most {MAX_RUNGS}), one sweep each."
+    widths: list[int | float] | None = Field(
+        default=None,
+        description=f"One-axis shorthand: at least 3 distinct positive widths (at most "
+        f"{MAX_RUNGS}), one sweep each.",
+    )
+    rungs: list[dict[str, int | float]] | None = Field(
+        default=None,
+        description=f"The design: 3 to {MAX_RUNGS} rungs, each a value per axis, e.g. "
+        "``[{d_model: 64, steps: 200}, {d_model: 128, steps: 200}, …]``. An axis is a task "
+        "param the worker declares with a role (width, steps, batch) or ``batch_size`` (the "
+        "harness's batch size); at most 3 axes, one per role; every rung names every axis; "
+        "every axis takes at least 3 distinct values; no rung twice.",
     )
     scale_box: Literal["shared", "sqrt", "mup", "mup_sqrt"] = Field(
         default="shared",
         description="shared: every rung searches the same box (no rule assumed). sqrt, mup, "
         "mup_sqrt: the box's lr range moves by (w/w_min)^a and its weight_decay range by "
         "(w/w_min)^b for that rule's (a, b) (lr_wd_product by the product's exponent a+b), "
-        "so a wider ladder keeps each rung's optimum inside its box; the fit is unaffected.",
+        "so a wider ladder keeps each rung's optimum inside its box; the fit is unaffected. "
+        "Needs a width axis.",
+    )
+    roles: dict[str, Role] | None = Field(
+        default=None,
+        description="Each axis's role, as the task declares it. Filled in by the server on "
+        "submission; when given, it must agree with the declarations.",
     )
 
     @field_validator("widths")
     @classmethod
-    def _widths_rules(cls, widths: list[int | float]) -> list[int | float]:
+    def _widths_rules(cls, widths: list[int | float] | None) -> list[int | float] | None:
         """At least 3 widths, each finite and > 0, no two the same."""
+        if widths is None:
+            return None
         if len(widths) < 3:
             raise ValueError(
                 f"a ladder needs at least 3 widths to fit and test a width rule (got {len(widths)})"
@@ -59,6 +105,67 @@ class LadderDef(Strict):
             raise ValueError(f"widths must be distinct (repeated: {dup})")
         return sorted(widths)
 
+    @field_validator("rungs")
+    @classmethod
+    def _rungs_rules(
+        cls, rungs: list[dict[str, int | float]] | None
+    ) -> list[dict[str, int | float]] | None:
+        """3 to MAX_RUNGS rungs over the same 1–3 axes, each axis with ≥ 3 distinct values,
+        no rung twice."""
+        if rungs is None:
+            return None
+        if not 3 <= len(rungs) <= MAX_RUNGS:
+            raise ValueError(f"a ladder has 3 to {MAX_RUNGS} rungs (got {len(rungs)})")
+        axes = list(rungs[0])
+        if not 1 <= len(axes) <= MAX_AXES:
+            raise ValueError(f"a rung names 1 to {MAX_AXES} axes (got {len(axes)}: {axes})")
+        for i, rung in enumerate(rungs):
+            if set(rung) != set(axes):
+                raise ValueError(
+                    f"rung {i} names {sorted(rung)}, rung 0 {sorted(axes)}: every rung names "
+                    "the same axes"
+                )
+            for name in rung:
+                if not _PARAM_NAME.fullmatch(name):
+                    raise ValueError(f"axis name {name!r} is not a param name")
+        for name in axes:
+            _check_axis_values(name, [r[name] for r in rungs])
+        seen: dict[tuple[float, ...], int] = {}
+        for i, rung in enumerate(rungs):
+            key = tuple(float(rung[a]) for a in axes)
+            if key in seen:
+                raise ValueError(f"rungs {seen[key]} and {i} are the same point {rung}")
+            seen[key] = i
+        return [{a: r[a] for a in axes} for r in rungs]
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LadderDef:
+        """Either param + widths or rungs."""
+        if self.rungs is None:
+            if self.param is None or self.widths is None:
+                raise ValueError(
+                    "give either rungs (a value per axis each) or param and widths (one axis)"
+                )
+        elif self.param is not None or self.widths is not None:
+            raise ValueError("give either rungs or param and widths, not both")
+        return self
+
+    def axes(self) -> list[str]:
+        """The axes' names, in the rungs' order (the width param for the shorthand)."""
+        return [self.param] if self.rungs is None else list(self.rungs[0])
+
+    def points(self) -> list[dict[str, float]]:
+        """Every rung as ``{axis: value}``."""
+        if self.rungs is None:
+            return [{self.param: w} for w in self.widths]
+        return [dict(r) for r in self.rungs]
+
+    def axis_of(self, role: str) -> str | None:
+        """The axis with ``role`` (from ``roles``), or None."""
+        if self.roles is None:
+            return self.param if role == "width" and self.rungs is None else None
+        return next((a for a, r in self.roles.items() if r == role), None)
+
 
 class LadderSpec(SweepSpec):
     """A width ladder as submitted: a sweep spec (every rung's) plus ``ladder``."""
@@ -67,26 +174,47 @@ class LadderSpec(SweepSpec):
 
 
 class ConfirmRequest(Strict):
-    """Run a ladder's prediction at a new width."""
+    """Run a ladder's prediction at a new point: a value for each of the ladder's axes, by
+    role (``width``, ``steps``, ``batch_size``)."""
 
-    width: int | float = Field(description="The width to confirm at (not one of the rungs).")
-    seeds: int = Field(
-        default=3, ge=2, le=20, description="Seeds for each of the two arms (≥ 2: a spread)."
-    )
+    width: int | float | None = Field(default=None, description="The width to confirm at.")
+    steps: int | float | None = Field(default=None, description="The training length.")
+    batch_size: int | float | None = Field(default=None, description="The batch size.")
+    seeds: int = Field(default=3, ge=2, le=20, description="Seeds for each arm (≥ 2: a spread).")
 
-    @field_validator("width")
+    @field_validator("width", "steps", "batch_size")
     @classmethod
-    def _positive(cls, w: int | float) -> int | float:
-        """A finite width > 0."""
-        if isinstance(w, bool) or not math.isfinite(w) or w <= 0:
-            raise ValueError("width must be a finite number > 0")
-        return w
+    def _positive(cls, v: int | float | None, info: ValidationInfo) -> int | float | None:
+        """A finite number > 0."""
+        if v is not None and (isinstance(v, bool) or not math.isfinite(v) or v <= 0):
+            raise ValueError(f"{info.field_name} must be a finite number > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _some_point(self) -> ConfirmRequest:
+        """At least one axis's value."""
+        if self.width is None and self.steps is None and self.batch_size is None:
+            raise ValueError("give the point to confirm at: width, steps and/or batch_size")
+        return self
+
+    def target(self) -> dict[str, float]:
+        """The point by role."""
+        got = {"width": self.width, "steps": self.steps, "batch": self.batch_size}
+        return {k: v for k, v in got.items() if v is not None}
+
+
+class AxisOut(BaseModel):
+    """One scale axis of a ladder: the task param and its role."""
+
+    param: str
+    role: Role
 
 
 class RungOut(BaseModel):
     """One sweep of a ladder: a rung (fits the rule) or a confirmation (runs a prediction)."""
 
-    width: float
+    width: float | None = Field(description="Its width (None for a ladder with no width axis).")
+    point: dict[str, float] = Field(description="Its value on every axis.")
     sweep_id: int
     role: Literal["rung", "confirm"]
     status: Literal["running", "complete", "cancelled"]
@@ -102,8 +230,9 @@ class LadderOut(BaseModel):
     name: str
     status: Literal["running", "complete", "cancelled"]
     task: TaskRef
-    param: str
-    widths: list[float]
+    param: str = Field(description="The width axis (else the first axis).")
+    widths: list[float] = Field(description="The width axis's distinct values.")
+    axes: list[AxisOut] = Field(description="Every axis the rungs vary, with its role.")
     scale_box: str
     rungs: list[RungOut]
     confirmations: list[RungOut]
@@ -124,7 +253,8 @@ class LadderPage(BaseModel):
 class RungFit(BaseModel):
     """A rung's fitted optimum (from its response surface) and what the ladder fit used."""
 
-    width: float
+    width: float | None
+    point: dict[str, float] = Field(description="The rung's value on every axis.")
     sweep_id: int
     status: str
     verdict: RuleVerdict | None
@@ -171,10 +301,26 @@ class RuleScore(BaseModel):
     weight_decay: float | None = None
 
 
-class LadderPrediction(BaseModel):
-    """The fitted exponents' prediction at a width, with 90% intervals."""
+class AxisReach(BaseModel):
+    """Where a prediction's point lies on one axis against the rungs."""
 
-    width: float
+    param: str
+    role: Role
+    value: float
+    low: float = Field(description="The rungs' smallest value on this axis.")
+    high: float = Field(description="The rungs' largest value on this axis.")
+    extrapolated: bool
+    factor: float = Field(description="How far beyond the rungs, as a factor (1: inside).")
+
+
+class LadderPrediction(BaseModel):
+    """The fitted exponents' prediction at a point, with 90% intervals."""
+
+    width: float | None
+    point: dict[str, float] = Field(default_factory=dict, description="A value per axis.")
+    reach: list[AxisReach] = Field(
+        default_factory=list, description="Per axis, whether and how far it extrapolates."
+    )
     lr: float
     lr_ci: list[float]
     weight_decay: float
@@ -201,7 +347,8 @@ class ConfirmationOut(BaseModel):
     """A ladder's prediction run at a new width, against the widest rung's own optimum
     (its fitted optimum where its verdict pins one down, else its best config) unmoved."""
 
-    width: float
+    width: float | None
+    point: dict[str, float] = Field(default_factory=dict, description="A value per axis.")
     sweep_id: int
     status: str
     predicted: LadderPrediction | None
@@ -219,6 +366,22 @@ class ConfirmationOut(BaseModel):
         "pending", "transfer_better", "no_difference", "untransferred_better", "unmeasured"
     ]
     note: str
+
+
+class AxisRuleOut(BaseModel):
+    """One named rule tested on one axis of the joint fit: the exponents it fixes, and the
+    Wald test of the fitted exponents against them."""
+
+    name: str
+    lr_exponent: float | None
+    wd_exponent: float | None
+    product_exponent: float | None
+    tested: list[str] = Field(description="The exponents tested (those the fit has).")
+    chi2: float
+    dof: int
+    p_value: float
+    relative_likelihood: float
+    consistent: bool
 
 
 class LadderAxisOut(BaseModel):
@@ -239,6 +402,14 @@ class LadderAxisOut(BaseModel):
         description="Exponent of the decay timescale τ = 1/(lr × weight decay), in steps."
     )
     timescale_exponent_ci: list[float] | None
+    values: list[float] = Field(default_factory=list, description="The rungs' values on it.")
+    rules: list[AxisRuleOut] = Field(
+        default_factory=list, description="The role's named rules, tested on this axis's fit."
+    )
+    best_rule: str | None = Field(
+        default=None, description="The rule the data identify (None: none or several fit)."
+    )
+    rule_note: str = ""
 
 
 class LadderRuleOut(BaseModel):
@@ -251,7 +422,7 @@ class LadderRuleOut(BaseModel):
     complete: bool = Field(description="Every rung is complete (else the answer may change).")
     method: str
     rungs: list[RungFit]
-    reference_width: float = Field(
+    reference_width: float | None = Field(
         description="Widths enter the lines as ln(w / reference_width): the geometric mean of "
         "the ladder's widths."
     )

@@ -21,13 +21,24 @@ class ParamDeclaration(Strict):
     low: int | float | None = None
     high: int | float | None = None
     choices: list[int | float | bool | Text] | None = Field(default=None, max_length=1000)
-    width: bool = Field(default=False, description="This param is the model's width.")
+    width: bool = Field(
+        default=False, description="This param is the model's width (the same as role width)."
+    )
+    role: Literal["width", "steps", "batch"] | None = Field(
+        default=None,
+        description="The scale axis this number is, for ladders: width (the model's width), "
+        "steps (training length) or batch (batch size).",
+    )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> ParamDeclaration:
-        """low <= high when both are given."""
+        """low <= high when both are given; a role is a number's; width: true is role width."""
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"low must be <= high (got {self.low} > {self.high})")
+        if self.width and self.role not in (None, "width"):
+            raise ValueError(f"width: true is the width role, not {self.role!r}")
+        if (self.role or self.width) and self.type not in ("int", "float"):
+            raise ValueError(f"a param with a role is a number, not {self.type}")
         return self
 
 

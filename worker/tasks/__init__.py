@@ -29,8 +29,11 @@ worker would run. The loop params are declared for every declaring task
 (:data:`LOOP_PARAM_SPECS`, defaults from ``TaskDefaults``). A task without ``specs`` (an
 operator's own, written before declarations existed) is not checked beyond unknown names.
 
-At most one declared param may be marked ``width=True``: the model's width, the size that
-scaling-rule experiments vary (charlm's ``d_model``, digits' ``hidden``).
+A declared number may carry a scale role (:data:`ROLES`), which ladders vary: ``width``
+(the model's width: charlm's ``d_model``, digits' ``hidden``; ``width=True`` is the same as
+``role="width"``), ``steps`` (training length: the loop param ``steps`` of every declaring
+task) or ``batch`` (a task's own batch param; otherwise a ladder's batch axis is the
+harness's ``batch_size``, which every task honours). At most one param per role.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ BUILTIN_MODULES = (
 PARAM_TYPES = ("int", "float", "bool", "str")
 #: Harness-level settings that any task accepts in its ``task.params``.
 LOOP_PARAMS = ("steps", "eval_every", "decay_all")
+#: The scale roles a declared number may carry (what a ladder varies along an axis).
+ROLES = ("width", "steps", "batch")
 
 
 def _kind(value: Any) -> str:
@@ -76,7 +81,8 @@ class ParamSpec:
     Values are never coerced: ``True`` is not an int, ``"3"`` is not 3, NaN and ±inf are
     refused; an int is accepted where a float is declared (JSON writes 100.0 as 100). A
     param whose ``default`` is ``None`` also accepts ``None`` (it means "off").
-    ``width=True`` marks the numeric param that is the model's width.
+    ``role`` marks a number a ladder may vary (:data:`ROLES`); ``width=True`` is an alias
+    of ``role="width"``.
     """
 
     type: str
@@ -85,14 +91,23 @@ class ParamSpec:
     high: int | float | None = None
     choices: tuple[Any, ...] | None = None
     width: bool = False
+    role: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param type must be one of {PARAM_TYPES}, not {self.type!r}")
         if not isinstance(self.width, bool):
             raise ValueError(f"width must be True or False, not {self.width!r}")
-        if self.width and self.type not in ("int", "float"):
-            raise ValueError(f"a width is a number, not {self.type}")
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        if self.width and self.role not in (None, "width"):
+            raise ValueError(f"width=True is the width role, not {self.role!r}")
+        if self.width:
+            object.__setattr__(self, "role", "width")
+        if self.role == "width":
+            object.__setattr__(self, "width", True)
+        if self.role is not None and self.type not in ("int", "float"):
+            raise ValueError(f"a {self.role} is a number, not {self.type}")
         if (self.low is not None or self.high is not None) and self.type not in ("int", "float"):
             raise ValueError(f"low/high bound numbers, not {self.type}")
         for bound in (self.low, self.high):
@@ -134,7 +149,7 @@ class ParamSpec:
 
     def as_json(self) -> dict[str, Any]:
         """``{"type", "low", "high", "choices", "default"}`` as plain JSON values, with
-        ``"width": true`` added for the width param only."""
+        ``"role"`` added for a param with a role (and ``"width": true`` for the width)."""
         choices = None if self.choices is None else list(self.choices)
         declared = {
             "type": self.type,
@@ -143,6 +158,8 @@ class ParamSpec:
             "choices": choices,
             "default": self.default,
         }
+        if self.role is not None:
+            declared["role"] = self.role
         if self.width:
             declared["width"] = True
         return declared
@@ -150,10 +167,21 @@ class ParamSpec:
 
 #: The loop params as every declaring task accepts them (default: its ``TaskDefaults``').
 LOOP_PARAM_SPECS = {
-    "steps": ParamSpec("int", default=1, low=1, high=10_000_000),
+    "steps": ParamSpec("int", default=1, low=1, high=10_000_000, role="steps"),
     "eval_every": ParamSpec("int", default=1, low=1, high=10_000_000),
     "decay_all": ParamSpec("bool", default=False),
 }
+
+
+def role_problem(specs: Mapping[str, ParamSpec], loop: bool = True) -> str | None:
+    """Why ``specs`` break "at most one param per role", or None; with ``loop`` (a task the
+    harness trains) the loop param ``steps`` counts as the steps role."""
+    every = {**LOOP_PARAM_SPECS, **specs} if loop else dict(specs)
+    for role in ROLES:
+        names = sorted(k for k, v in every.items() if v.role == role)
+        if len(names) > 1:
+            return f"at most one param is the {role}, not {names}"
+    return None
 
 
 class InvalidParams(ValueError):
@@ -203,9 +231,9 @@ class TaskDefaults:
     def __post_init__(self) -> None:
         if self.specs is None:
             return
-        widths = sorted(k for k, v in self.specs.items() if v.width)
-        if len(widths) > 1:
-            raise ValueError(f"at most one param is the width, not {widths}")
+        problem = role_problem(self.specs)
+        if problem:
+            raise ValueError(problem)
         own = {k: v for k, v in self.specs.items() if k not in LOOP_PARAMS}
         if not self.params:
             object.__setattr__(self, "params", {k: v.default for k, v in own.items()})
