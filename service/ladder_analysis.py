@@ -43,6 +43,8 @@ JOINT_METHOD = (
     "axis; 90% intervals from refits on trials resampled within each rung; each axis's named "
     "rules by a Wald test on the refits"
 )
+ARMS_ATTR = "lionsweep_confirm_arms"
+"""The confirmation study's user attr naming the source of each arm, in the enqueued order."""
 QUERY_NAMES = {"width": "width", "steps": "steps", "batch": "batch_size"}
 """The query (and confirmation body) field of each role."""
 _joint_cache: dict[tuple, tuple[JointFit | None, list[schemas.LadderAxisOut], str]] = {}
@@ -496,6 +498,100 @@ class LadderAnalysis:
         prediction.point = point
         return point, prediction, largest
 
+    def extra_arms(
+        self,
+        row: Ladder,
+        point: dict[str, float],
+        prediction: schemas.LadderPrediction,
+        rules: bool,
+    ) -> list[tuple[float, float, str]]:
+        """A confirmation's further arms as (lr, weight decay, source): where the data leave
+        the weight decay open, the predicted lr with the smallest and the largest weight decay
+        any rung recommends; with ``rules``, each named rule's prediction at ``point`` (its
+        exponents through the fit's centre). Arms within 2% of an earlier one are left out."""
+        out: list[tuple[float, float, str]] = []
+        if not prediction.weight_decay_moved:
+            recs = []
+            for sweep, _ in self._rungs(row):
+                got = self._largest_best([sweep], {sweep.id: self.analysis.fitted(sweep.id)})
+                if got is not None and got.weight_decay > 0:
+                    recs.append((got.weight_decay, sweep.id))
+            if recs:
+                for label, (wd, sid) in (("smallest", min(recs)), ("largest", max(recs))):
+                    out.append(
+                        (
+                            prediction.lr,
+                            wd,
+                            f"the predicted lr with the {label} weight decay a rung recommends "
+                            f"(rung sweep {sid}): the data leave the weight decay open",
+                        )
+                    )
+        if rules:
+            out += self._rule_arms(row, point, prediction)
+        kept: list[tuple[float, float, str]] = []
+        base = [(prediction.lr, prediction.weight_decay)]
+        for lr, wd, source in out:
+            near = any(
+                math.isclose(lr, a, rel_tol=0.02) and math.isclose(wd, b, rel_tol=0.02)
+                for a, b in base + [(x, y) for x, y, _ in kept]
+            )
+            if not near and 0 < lr < math.inf and 0 <= wd < math.inf:
+                kept.append((lr, wd, source))
+        return kept
+
+    def _rule_arms(
+        self, row: Ladder, point: dict[str, float], prediction: schemas.LadderPrediction
+    ) -> list[tuple[float, float, str]]:
+        """Each named rule's lr and weight decay at ``point``: a width ladder's from the
+        rule's own intercepts (per-rung lines); a multi-axis ladder's by moving the joint
+        prediction along each axis by the rule's exponents in place of the fitted ones (a
+        product-only rule moves the weight decay)."""
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        roles = roles_of(spec)
+        out = []
+        if list(roles.values()) == ["width"]:
+            fit, _fits, _rungs, _fitted = self._fit(row)
+            width = point[row.param]
+            for sc in fit.scores:
+                s = log_ratio(width, fit.reference_width)
+                lr = math.exp(sc.intercept_lr + sc.a * s)
+                wd = (
+                    math.exp(sc.intercept_wd + sc.b * s)
+                    if sc.intercept_wd is not None
+                    else prediction.weight_decay
+                )
+                out.append((lr, wd, f"the {sc.name} rule's prediction at {point_text(point)}"))
+            return out
+        joint, axes, _note = self._joint(row)
+        if joint is None:
+            return out
+        for i, axis in enumerate(axes):
+            z = math.log(point[axis.param]) - joint.centre[axis.param]
+            fitted = joint.axes[i]
+            for rule in axis.rules:
+                a = rule.lr_exponent
+                b = rule.wd_exponent
+                if rule.product_exponent is not None:
+                    a = fitted.lr.value if fitted.lr is not None else 0.0
+                    b = rule.product_exponent - a
+                ln_lr, ln_wd = (
+                    math.log(prediction.lr),
+                    math.log(max(prediction.weight_decay, 1e-300)),
+                )
+                if a is not None and fitted.lr is not None:
+                    ln_lr += (a - fitted.lr.value) * z
+                if b is not None and fitted.weight_decay is not None:
+                    ln_wd += (b - fitted.weight_decay.value) * z
+                out.append(
+                    (
+                        math.exp(ln_lr),
+                        math.exp(ln_wd),
+                        f"the {rule.name} rule for {axis.param} ({axis.role}) at "
+                        f"{point_text(point)}",
+                    )
+                )
+        return out
+
     def _rule_scores(self, fit: LadderFit, width: float | None) -> list[schemas.RuleScore]:
         """The candidate rules scored, each with its lr and weight decay at ``width``;
         :class:`OutOfRange` when one of those is beyond floating point."""
@@ -620,7 +716,8 @@ class LadderAnalysis:
         width = point.get(width_axis) if width_axis else None
         where = point_text(point)
         info = self.catalog.info(sweep.id)
-        arms_cfg = info.spec.enqueue[:2]
+        sources = self.catalog.study(info).user_attrs.get(ARMS_ATTR) or []
+        arms_cfg = info.spec.enqueue[: max(2, len(sources))]
         done = self.analysis.complete_trials(info)
         groups = group_configs(info, done)
         noise = pooled_noise(groups)
@@ -665,6 +762,7 @@ class LadderAnalysis:
                 predicted = None
             if predicted is not None:
                 predicted.point = point
+        extra = [arm(cfg, src) for cfg, src in zip(arms_cfg[2:], sources[2:], strict=False)]
         diff = diff_ci = within = None
         verdict, note = "pending", f"sweep {sweep.id} is {sweep.status}"
         if t_arm.mean is not None and u_arm.mean is not None:
@@ -708,6 +806,7 @@ class LadderAnalysis:
             predicted=predicted,
             transferred=t_arm,
             untransferred=u_arm,
+            arms=extra,
             difference=diff,
             difference_ci=diff_ci,
             within_prediction=within,
@@ -767,12 +866,23 @@ def multi_verdict(
 ) -> tuple[str, str]:
     """The verdict of a ladder over several axes: insufficient without a joint fit;
     no_rule_fits when some axis rejects every named rule; rule_identified when every axis
-    identifies one; else indistinguishable."""
+    identifies one on both coordinates; else indistinguishable (a weight decay the data do not
+    pin is said first)."""
     if joint is None:
         return "insufficient", note
+    open_wd = [a.param for a in axes if a.wd_exponent is None]
+    if open_wd:
+        note = (
+            "the data do not pin the weight decay's optimum, so it has no exponent along "
+            f"{', '.join(open_wd)} and predictions keep the nearest rung's (a confirmation "
+            "adds an arm per candidate weight decay); "
+        )
+    else:
+        note = ""
     rejected = [a for a in axes if a.rules and not any(r.consistent for r in a.rules)]
     if rejected:
-        return "no_rule_fits", "; ".join(f"{a.param}: {a.rule_note}" for a in rejected)
-    if axes and all(a.best_rule for a in axes):
-        return "rule_identified", "; ".join(f"{a.param} ({a.role}): {a.best_rule}" for a in axes)
-    return "indistinguishable", "; ".join(f"{a.param} ({a.role}): {a.rule_note}" for a in axes)
+        return "no_rule_fits", note + "; ".join(f"{a.param}: {a.rule_note}" for a in rejected)
+    said = "; ".join(f"{a.param} ({a.role}): {a.best_rule or a.rule_note}" for a in axes)
+    if axes and all(a.best_rule for a in axes) and not open_wd:
+        return "rule_identified", said
+    return "indistinguishable", note + said

@@ -129,6 +129,30 @@ def _residuals(theta, x, y, z, rung, k, n_rungs):
     return levels[rung] + p * p + q * q
 
 
+def _jacobian(theta, x, y, z, rung, k, n_rungs):
+    """d residual / d theta of :func:`_residuals` (analytic: a numeric one costs a residual
+    evaluation per coefficient per iteration)."""
+    a0, b0, a, b, (l11, l21, l22), _levels = _unpack(theta, k, n_rungs)
+    u = x - (a0 + z @ a)
+    v = y - (b0 + z @ b)
+    p = l11 * u + l21 * v
+    q = l22 * v
+    jac = np.zeros((len(x), len(theta)))
+    du = -2 * p * l11  # d r / d (a0 + z·a)
+    dv = -2 * (p * l21 + q * l22)  # d r / d (b0 + z·b)
+    jac[:, 0] = du
+    jac[:, 1] = dv
+    jac[:, 2 : 2 + k] = du[:, None] * z
+    jac[:, 2 + k : 2 + 2 * k] = dv[:, None] * z
+    if theta[2 + 2 * k] < 30.0:
+        jac[:, 2 + 2 * k] = 2 * p * u * l11
+    jac[:, 3 + 2 * k] = 2 * p * v
+    if theta[4 + 2 * k] < 30.0:
+        jac[:, 4 + 2 * k] = 2 * q * v * l22
+    jac[np.arange(len(x)), 5 + 2 * k + rung] = 1.0
+    return jac
+
+
 def _start(x, y, value, z, rung, k, n_rungs):
     """A start near the answer: each rung's best quarter gives its optimum, lines through them
     the exponents."""
@@ -146,13 +170,22 @@ def _start(x, y, value, z, rung, k, n_rungs):
     return np.concatenate([[coef_x[0], coef_y[0]], coef_x[1:], coef_y[1:], [0.0, 0.0, 0.0], levels])
 
 
-def _fit(x, y, value, z, rung, k, n_rungs, start):
+REFIT_EVALUATIONS = 60
+"""At most this many evaluations for a bootstrap refit: it starts at the fit, so a well-posed
+refit converges in far fewer, and one that creeps along a flat direction (a coordinate that
+barely moves the objective) stops there instead of taking seconds."""
+
+
+def _fit(x, y, value, z, rung, k, n_rungs, start, max_nfev=None):
     from scipy.optimize import least_squares
 
     def residual(theta):
         return _residuals(theta, x, y, z, rung, k, n_rungs) - value
 
-    return least_squares(residual, start, method="trf").x
+    def jac(theta):
+        return _jacobian(theta, x, y, z, rung, k, n_rungs)
+
+    return least_squares(residual, start, jac=jac, method="trf", max_nfev=max_nfev).x
 
 
 def _single_residuals(theta, x, z, rung, k, n_rungs):
@@ -161,13 +194,24 @@ def _single_residuals(theta, x, z, rung, k, n_rungs):
     return theta[2 + k : 2 + k + n_rungs][rung] + (np.exp(min(theta[1 + k], 30.0)) * u) ** 2
 
 
-def _single_fit(x, value, z, rung, k, n_rungs, start):
+def _single_fit(x, value, z, rung, k, n_rungs, start, max_nfev=None):
     from scipy.optimize import least_squares
 
     def residual(theta):
         return _single_residuals(theta, x, z, rung, k, n_rungs) - value
 
-    return least_squares(residual, start, method="trf").x
+    def jac(theta):
+        scale = math.exp(min(theta[1 + k], 30.0))
+        u = x - (theta[0] + z @ theta[1 : 1 + k])
+        out = np.zeros((len(x), len(theta)))
+        out[:, 0] = -2 * scale * scale * u
+        out[:, 1 : 1 + k] = out[:, [0]] * z
+        if theta[1 + k] < 30.0:
+            out[:, 1 + k] = 2 * (scale * u) ** 2
+        out[np.arange(len(x)), 2 + k + rung] = 1.0
+        return out
+
+    return least_squares(residual, start, jac=jac, method="trf", max_nfev=max_nfev).x
 
 
 def _single_start(full: np.ndarray, k: int, n_rungs: int, which: int) -> np.ndarray:
@@ -290,7 +334,17 @@ def fit_joint(
     def refit_both() -> np.ndarray:
         draws = np.empty((bootstrap, 2 + 2 * k))
         for i, pick in enumerate(picks):
-            t = _fit(x[pick], y[pick], value[pick], z[pick], rung[pick], k, n_rungs, theta)
+            t = _fit(
+                x[pick],
+                y[pick],
+                value[pick],
+                z[pick],
+                rung[pick],
+                k,
+                n_rungs,
+                theta,
+                REFIT_EVALUATIONS,
+            )
             draws[i] = t[: 2 + 2 * k]
         return draws
 
@@ -298,7 +352,16 @@ def fit_joint(
         coord, start = (x, y)[which], singles[which][0]
         draws = np.full((bootstrap, 2 + 2 * k), np.nan)
         for i, pick in enumerate(picks):
-            t = _single_fit(coord[pick], value[pick], z[pick], rung[pick], k, n_rungs, start)
+            t = _single_fit(
+                coord[pick],
+                value[pick],
+                z[pick],
+                rung[pick],
+                k,
+                n_rungs,
+                start,
+                REFIT_EVALUATIONS,
+            )
             draws[i, which] = t[0]
             draws[i, 2 + which * k : 2 + (which + 1) * k] = t[1 : 1 + k]
         return draws

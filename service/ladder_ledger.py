@@ -14,7 +14,7 @@ from service import spec as specs
 from service.catalog import Catalog
 from service.db import Database, create_idempotently
 from service.errors import Conflict, Invalid, NotFound, field_error
-from service.ladder_analysis import QUERY_NAMES, LadderAnalysis
+from service.ladder_analysis import ARMS_ATTR, QUERY_NAMES, LadderAnalysis
 from service.ladder_spec import check_ladder, confirm_spec, point_name, point_text, width_problem
 from service.ladder_views import LadderViews, order_key, point_of, roles_of
 from service.ledger import Ledger
@@ -167,7 +167,15 @@ class LadderLedger:
             rule = declared.get(name)
             if isinstance(rule, dict) and rule.get("type") == "float":
                 point[name] = float(point[name])
-        confirm = confirm_spec(spec, point, req.seeds, prediction, untransferred)
+        extra = self.analysis.extra_arms(row, point, prediction, req.rules)
+        confirm = confirm_spec(
+            spec, point, req.seeds, prediction, untransferred, [(lr, wd) for lr, wd, _ in extra]
+        )
+        sources = [
+            f"the ladder's prediction at {where}",
+            untransferred.source,
+            *(source for _, _, source in extra),
+        ]
         errors = specs.check_spec(confirm, self.settings)
         if errors:
             raise Invalid(errors)
@@ -192,6 +200,7 @@ class LadderLedger:
                 confirm.model_dump(mode="json", exclude_none=True),
                 ladder_id=ladder_id,
                 ladder_role="confirm",
+                attrs={ARMS_ATTR: sources},
             )
         self.catalog.changed()
 

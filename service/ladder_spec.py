@@ -268,14 +268,16 @@ def confirm_spec(
     seeds: int,
     prediction: schemas.LadderPrediction,
     untransferred: Untransferred,
+    extra: list[tuple[float, float]] = (),
 ) -> schemas.SweepSpec:
-    """Two arms at ``point``, ``seeds`` runs each: the predicted lr and weight decay, and a
-    rung's own optimum as it is (the widest of a width ladder, else the nearest); every other
-    hyperparameter is that rung's best config's."""
+    """The arms at ``point``, ``seeds`` runs each: the predicted lr and weight decay, a rung's
+    own optimum as it is (the widest of a width ladder, else the nearest), then ``extra``
+    (lr, weight decay) arms; every other hyperparameter is that rung's best config's."""
     base = untransferred.params
     arms = [
         {"lr": prediction.lr, "weight_decay": prediction.weight_decay},
         {"lr": untransferred.lr, "weight_decay": untransferred.weight_decay},
+        *({"lr": lr, "weight_decay": wd} for lr, wd in extra),
     ]
     roles = spec.ladder.roles or {spec.ladder.axes()[0]: "width"}
     space: dict[str, Any] = {}
@@ -293,8 +295,8 @@ def confirm_spec(
         # confirmation draws fresh ones (every arm's trials are enqueued: nothing is sampled)
         sampler={"name": "random"},
         pruner={"name": "none"},
-        n_trials=2 * seeds,
-        enqueue=[arms[k % 2] for k in range(2 * seeds)],
+        n_trials=len(arms) * seeds,
+        enqueue=[arms[k % len(arms)] for k in range(len(arms) * seeds)],
         reevaluate="off",
         baseline=None,
     )

@@ -120,9 +120,11 @@ class Ledger:
         key: str | None = None,
         ladder_id: int | None = None,
         ladder_role: str | None = None,
+        attrs: dict[str, Any] | None = None,
     ) -> int:
-        """Write a sweep row, its Optuna study and its enqueued trials inside the open
-        transaction (the spec already checked); returns the sweep id."""
+        """Write a sweep row, its Optuna study (with ``attrs`` as study user attrs) and its
+        enqueued trials inside the open transaction (the spec already checked); returns the
+        sweep id."""
         row = Sweep(
             name=spec.name,
             status="running",
@@ -144,6 +146,8 @@ class Ledger:
         row.study_id = self.storage.get_study_id_from_name(row.study_name)
         study.set_user_attr("lionsweep_sweep_id", row.id)
         study.set_user_attr("lionsweep_task", spec.task.name)
+        for name, value in (attrs or {}).items():
+            study.set_user_attr(name, value)
         for params in specs.enqueued_params(spec):
             study.enqueue_trial(params)
         tx.flush()

@@ -181,6 +181,11 @@ class ConfirmRequest(Strict):
     steps: int | float | None = Field(default=None, description="The training length.")
     batch_size: int | float | None = Field(default=None, description="The batch size.")
     seeds: int = Field(default=3, ge=2, le=20, description="Seeds for each arm (≥ 2: a spread).")
+    rules: bool = Field(
+        default=False,
+        description="Also run an arm per named rule's prediction at the point (the rule's "
+        "exponents in place of the fitted ones), so the confirmation tests the rule itself.",
+    )
 
     @field_validator("width", "steps", "batch_size")
     @classmethod
@@ -354,6 +359,11 @@ class ConfirmationOut(BaseModel):
     predicted: LadderPrediction | None
     transferred: ArmOut
     untransferred: ArmOut
+    arms: list[ArmOut] = Field(
+        default_factory=list,
+        description="Further arms: a candidate weight decay each where the data leave it open, "
+        "a named rule's prediction each when asked for.",
+    )
     difference: float | None = Field(
         description="transferred − untransferred mean objective (negative: the transfer is "
         "better when minimising)."
