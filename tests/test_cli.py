@@ -670,6 +670,48 @@ def test_submit_follow_shows_progress_then_the_best_config(
     assert json.loads(as_json.output)["best"]["trial_number"] == best["trial_number"]
 
 
+@pytest.mark.parametrize("name", ["digits-lion", "lion-vs-adamw-charlm-width-256-long-name"])
+def test_submit_follow_cuts_nothing_at_80_columns(monkeypatch, name: str) -> None:
+    """The live line of ``submit --follow``: trials done of all, the elapsed time, every count
+    and the best config whole at 80 columns (the total and the time were cut to ``34/…``)."""
+    import io
+
+    from rich.console import Console
+
+    import lionsweep.cli.commands as commands
+
+    running = {
+        "id": 1,
+        "name": name,
+        "n_trials": 60,
+        "finished": 34,
+        "status": "running",
+        "counts": {"complete": 20, "pruned": 14, "failed": 0, "running": 1, "handed_back": 2},
+        "best": {"value": 0.0125123, "mean": 0.0125123, "n_seeds": 2},
+    }
+    answers = iter([running, {**running, "status": "complete"}])
+
+    class Sweeps:
+        def get(self, path: str) -> dict:
+            assert path == "/api/sweeps/1"
+            return next(answers)
+
+    console = Console(width=80, file=io.StringIO(), force_terminal=False)
+    monkeypatch.setattr(commands, "console", console)
+    monkeypatch.setattr(commands.time, "sleep", lambda s: None)
+    commands.follow_sweep(Sweeps(), 1)
+    out = console.file.getvalue()
+    assert "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "34/60" in out and "0:00:0" in out, out
+    text = " ".join(out.split())
+    assert "20 complete · 14 pruned · 0 failed · 1 running · 2 handed back" in text, out
+    assert "best 0.01251 (2 seeds)" in text, out
+    lines = out.splitlines()
+    folded = lines[: next(i for i, line in enumerate(lines) if line.startswith("20 complete"))]
+    assert "".join(line.split()[0] for line in folded) == name, out  # folded, not cut
+
+
 def test_bench_forwards_arguments_and_exit_code() -> None:
     help_run = subprocess.run(
         [*lionsweep_command(), "bench", "--", "--help"], capture_output=True, text=True
