@@ -395,6 +395,53 @@ def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     assert processes_mentioning(f"--port {port}") == []
 
 
+def readme_output(command: str) -> list[str]:
+    """The lines README.md shows under ``$ lionsweep <command>``, up to the end of its block."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(f"$ lionsweep {command}") + 1
+    return lines[start : lines.index("```", start)]
+
+
+@pytest.mark.slow
+def test_readme_shows_what_the_demo_prints_at_80_columns(tmp_path: Path) -> None:
+    """README's ``best`` and ``rule`` outputs are the demo's, as the CLI prints them now.
+
+    The demo is deterministic with one CPU worker (TPE with a fixed seed, the quadratic task's
+    seeded runs); a failure here means README quotes another version's output: re-take it
+    from ``lionsweep up --demo`` (and docs/dashboard.png with bench/demo_screenshot.py)."""
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIONSWEEP_")}
+    env.update(CUDA_VISIBLE_DEVICES="", COLUMNS="80", LINES="50")
+    up = subprocess.Popen(
+        [*lionsweep_command(), "up", "--demo", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: any(s["status"] == "complete" for s in demo_sweeps(base)),
+            timeout=300,
+            what="the demo sweep to complete",
+        )
+        for command in ("best 1 --k 3", "rule --sweep 1"):
+            done = subprocess.run(
+                [*lionsweep_command(), *command.split(), "--server", base],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            printed = [line.rstrip() for line in done.stdout.splitlines()]
+            assert printed == readme_output(command), done.stdout
+    finally:
+        stop_with_sigint(up)
+
+
 # -- against a real server (and a real worker) ------------------------------------------------
 
 SMALL = {
