@@ -655,6 +655,9 @@ def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, s
     bad_rule = ["--width", "512", "--from-width", "128", "--width-rule", "linear"]
     wrong = runner.invoke(app, ["rule", "--sweep", str(flat), *bad_rule, "--server", server.url])
     assert one_error_line(wrong.output).startswith("error: --width-rule: "), wrong.output
+    too_many = runner.invoke(app, ["best", str(flat), "--k", "101", "--server", server.url])
+    assert too_many.exit_code == 1, too_many.output
+    assert one_error_line(too_many.output).startswith("error: --k: "), too_many.output
     out = runner.invoke(
         app,
         [

@@ -223,7 +223,8 @@ def best(
     """Print a sweep's best configs (ready-to-use optimizer kwargs), and Lion against AdamW
     when the sweep has a baseline arm."""
     with api_errors(server), make_client(server, token) as client:
-        answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
+        with flags_named({"k": "--k"}):  # the server's cap on k, named as the flag
+            answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
         if as_json:
             typer.echo(json.dumps(answer, indent=2))
             return
