@@ -395,6 +395,53 @@ def test_up_demo_runs_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     assert processes_mentioning(f"--port {port}") == []
 
 
+def readme_output(command: str) -> list[str]:
+    """The lines README.md shows under ``$ lionsweep <command>``, up to the end of its block."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(f"$ lionsweep {command}") + 1
+    return lines[start : lines.index("```", start)]
+
+
+@pytest.mark.slow
+def test_readme_shows_what_the_demo_prints_at_80_columns(tmp_path: Path) -> None:
+    """README's ``best`` and ``rule`` outputs are the demo's, as the CLI prints them now.
+
+    The demo is deterministic with one CPU worker (TPE with a fixed seed, the quadratic task's
+    seeded runs); a failure here means README quotes another version's output: re-take it
+    from ``lionsweep up --demo`` (and docs/dashboard.png with bench/demo_screenshot.py)."""
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIONSWEEP_")}
+    env.update(CUDA_VISIBLE_DEVICES="", COLUMNS="80", LINES="50")
+    up = subprocess.Popen(
+        [*lionsweep_command(), "up", "--demo", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: any(s["status"] == "complete" for s in demo_sweeps(base)),
+            timeout=300,
+            what="the demo sweep to complete",
+        )
+        for command in ("best 1 --k 3", "rule --sweep 1"):
+            done = subprocess.run(
+                [*lionsweep_command(), *command.split(), "--server", base],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            printed = [line.rstrip() for line in done.stdout.splitlines()]
+            assert printed == readme_output(command), done.stdout
+    finally:
+        stop_with_sigint(up)
+
+
 # -- against a real server (and a real worker) ------------------------------------------------
 
 SMALL = {
@@ -608,6 +655,9 @@ def test_rule_of_a_sweep_shows_the_verdict_intervals_and_transfer(live_server, s
     bad_rule = ["--width", "512", "--from-width", "128", "--width-rule", "linear"]
     wrong = runner.invoke(app, ["rule", "--sweep", str(flat), *bad_rule, "--server", server.url])
     assert one_error_line(wrong.output).startswith("error: --width-rule: "), wrong.output
+    too_many = runner.invoke(app, ["best", str(flat), "--k", "101", "--server", server.url])
+    assert too_many.exit_code == 1, too_many.output
+    assert one_error_line(too_many.output).startswith("error: --k: "), too_many.output
     out = runner.invoke(
         app,
         [
@@ -668,6 +718,48 @@ def test_submit_follow_shows_progress_then_the_best_config(
     assert f"\n{kwargs_line(best['optimizer_kwargs'])}\n" in done.stdout  # whole, on one line
     as_json = runner.invoke(app, ["best", "1", "--json", "--server", server.url])
     assert json.loads(as_json.output)["best"]["trial_number"] == best["trial_number"]
+
+
+@pytest.mark.parametrize("name", ["digits-lion", "lion-vs-adamw-charlm-width-256-long-name"])
+def test_submit_follow_cuts_nothing_at_80_columns(monkeypatch, name: str) -> None:
+    """The live line of ``submit --follow``: trials done of all, the elapsed time, every count
+    and the best config whole at 80 columns (the total and the time were cut to ``34/…``)."""
+    import io
+
+    from rich.console import Console
+
+    import lionsweep.cli.commands as commands
+
+    running = {
+        "id": 1,
+        "name": name,
+        "n_trials": 60,
+        "finished": 34,
+        "status": "running",
+        "counts": {"complete": 20, "pruned": 14, "failed": 0, "running": 1, "handed_back": 2},
+        "best": {"value": 0.0125123, "mean": 0.0125123, "n_seeds": 2},
+    }
+    answers = iter([running, {**running, "status": "complete"}])
+
+    class Sweeps:
+        def get(self, path: str) -> dict:
+            assert path == "/api/sweeps/1"
+            return next(answers)
+
+    console = Console(width=80, file=io.StringIO(), force_terminal=False)
+    monkeypatch.setattr(commands, "console", console)
+    monkeypatch.setattr(commands.time, "sleep", lambda s: None)
+    commands.follow_sweep(Sweeps(), 1)
+    out = console.file.getvalue()
+    assert "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "34/60" in out and "0:00:0" in out, out
+    text = " ".join(out.split())
+    assert "20 complete · 14 pruned · 0 failed · 1 running · 2 handed back" in text, out
+    assert "best 0.01251 (2 seeds)" in text, out
+    lines = out.splitlines()
+    folded = lines[: next(i for i, line in enumerate(lines) if line.startswith("20 complete"))]
+    assert "".join(line.split()[0] for line in folded) == name, out  # folded, not cut
 
 
 def test_bench_forwards_arguments_and_exit_code() -> None:

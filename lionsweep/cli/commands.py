@@ -92,21 +92,29 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[str, Any]:
-    """Show a rich progress bar until the sweep stops running; return its last state."""
+    """Show a rich progress bar until the sweep stops running; return its last state.
+
+    Its name, bar, trials done of all and elapsed time take one line, its counts and best
+    config the next (wrapped at spaces), so an 80-column terminal cuts none of them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Column
+    from rich.text import Text
+
+    class SweepProgress(Progress):
+        def get_renderables(self) -> Iterator[Any]:
+            yield self.make_tasks_table(self.tasks)
+            for shown in self.tasks:
+                yield Text(f"{shown.fields['counts']} · best {shown.fields['best']}")
 
     sweep = client.get(f"/api/sweeps/{sweep_id}")
     columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        # the best config's seed mean and seed count wrap on a narrow terminal, not the bar
-        TextColumn("best {task.fields[best]}", table_column=Column(ratio=1, min_width=12)),
-        TimeElapsedColumn(),
+        # a long name folds; the bar gives way before the numbers after it
+        TextColumn("[bold]{task.description}", table_column=Column(overflow="fold")),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with SweepProgress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(sweep["name"], total=sweep["n_trials"], counts="", best="-")
         while True:
             re = sweep.get("reevaluation") or {}
@@ -215,7 +223,8 @@ def best(
     """Print a sweep's best configs (ready-to-use optimizer kwargs), and Lion against AdamW
     when the sweep has a baseline arm."""
     with api_errors(server), make_client(server, token) as client:
-        answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
+        with flags_named({"k": "--k"}):  # the server's cap on k, named as the flag
+            answer = client.get(f"/api/sweeps/{sweep_id}/best", params={"k": k})
         if as_json:
             typer.echo(json.dumps(answer, indent=2))
             return
