@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service import schemas
 from service import spec as specs
@@ -15,7 +15,14 @@ from service.catalog import Catalog
 from service.db import Database, create_idempotently
 from service.errors import Conflict, Invalid, NotFound, field_error
 from service.ladder_analysis import ARMS_ATTR, QUERY_NAMES, LadderAnalysis
-from service.ladder_spec import check_ladder, confirm_spec, point_name, point_text, width_problem
+from service.ladder_spec import (
+    adopted_spec,
+    check_ladder,
+    confirm_spec,
+    point_name,
+    point_text,
+    width_problem,
+)
 from service.ladder_views import LadderViews, order_key, point_of, roles_of
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
@@ -86,6 +93,73 @@ class LadderLedger:
             return ladder_id, True
 
         return create_idempotently(create_once, key)
+
+    def adopt(self, req: schemas.LadderFromSweeps, key: str | None) -> tuple[int, bool]:
+        """Make a ladder of existing sweeps (one transaction: each must exist and be in no
+        ladder, under its row lock); returns (ladder id, created). The same ``key`` with the
+        same request returns the first."""
+
+        def adopt_once() -> tuple[int, bool]:
+            with self.db.transaction() as tx:
+                rows = {
+                    r.id: r
+                    for r in tx.scalars(
+                        select(Sweep).where(Sweep.id.in_(req.sweeps)).with_for_update()
+                    )
+                }
+                missing = [i for i, sid in enumerate(req.sweeps) if sid not in rows]
+                if missing:
+                    raise Invalid(
+                        [
+                            field_error(
+                                ("sweeps", i), f"sweep {req.sweeps[i]} not found", req.sweeps[i]
+                            )
+                            for i in missing
+                        ]
+                    )
+                spec = adopted_spec(req, [rows[sid].spec for sid in req.sweeps])
+                spec_json = spec.model_dump(mode="json", exclude_none=True)
+                if key:
+                    existing = tx.scalars(
+                        select(Ladder).where(Ladder.idempotency_key == key)
+                    ).first()
+                    if existing is not None:
+                        if existing.spec != spec_json:
+                            raise Conflict(
+                                "Idempotency-Key was already used with a different ladder spec"
+                            )
+                        return existing.id, False
+                taken = [sid for sid in req.sweeps if rows[sid].ladder_id is not None]
+                if taken:
+                    raise Conflict(
+                        "; ".join(
+                            f"sweep {sid} is a {rows[sid].ladder_role} of ladder "
+                            f"{rows[sid].ladder_id} already"
+                            for sid in taken
+                        )
+                    )
+                axis = next((a for a, r in req.axes.items() if r == "width"), next(iter(req.axes)))
+                row = Ladder(
+                    name=req.name,
+                    task_name=spec.task.name,
+                    param=axis,
+                    spec=spec_json,
+                    idempotency_key=key,
+                )
+                tx.add(row)
+                tx.flush()
+                done = tx.execute(
+                    update(Sweep)
+                    .where(Sweep.id.in_(req.sweeps), Sweep.ladder_id.is_(None))
+                    .values(ladder_id=row.id, ladder_role="rung")
+                )
+                if done.rowcount != len(req.sweeps):
+                    raise Conflict("a sweep joined another ladder meanwhile: try again")
+                ladder_id = row.id
+            self.catalog.changed()
+            return ladder_id, True
+
+        return create_idempotently(adopt_once, key)
 
     def set_status(self, ladder_id: int, status: str) -> None:
         """Cancel (``cancelled``) or resume (``running``) every rung and confirmation that is

@@ -4,8 +4,12 @@ into a confirmation sweep's spec."""
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
 
 from service import schemas
 from service import spec as specs
@@ -302,3 +306,62 @@ def confirm_spec(
     )
     set_point(data, point, roles)
     return schemas.SweepSpec.model_validate(data)
+
+
+def adopted_spec(
+    req: schemas.LadderFromSweeps, specs_json: list[dict[str, Any]]
+) -> schemas.LadderSpec:
+    """The spec of a ladder made of existing sweeps (their stored specs, in ``req.sweeps``'
+    order): the first sweep's spec without the axes, and ``rungs`` read from each sweep's task
+    params (``batch_size``: its fixed batch size); a 422 naming the sweep and the axis when one
+    is missing, of another task, or the rungs break the ladder's rules."""
+    errors, points = [], []
+    task = specs_json[0]["task"]["name"]
+    for i, data in enumerate(specs_json):
+        if data["task"]["name"] != task:
+            errors.append(
+                field_error(
+                    ("sweeps", i),
+                    f"sweep {req.sweeps[i]} runs task {data['task']['name']!r}, sweep "
+                    f"{req.sweeps[0]} {task!r}: a ladder's rungs share one task",
+                    req.sweeps[i],
+                )
+            )
+            continue
+        params = data["task"].get("params") or {}
+        point = {}
+        for name, role in req.axes.items():
+            value = params.get(name)
+            if value is None and name == schemas.BATCH_AXIS and role == "batch":
+                value = (data.get("space", {}).get(name) or {}).get("value")
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value <= 0:
+                where = "task params" if name != schemas.BATCH_AXIS else "task params or space"
+                errors.append(
+                    field_error(
+                        ("sweeps", i),
+                        f"sweep {req.sweeps[i]} has no positive number {name} in its {where}",
+                        req.sweeps[i],
+                    )
+                )
+                continue
+            point[name] = int(value) if float(value).is_integer() else value
+        points.append(point)
+    if errors:
+        raise Invalid(errors)
+    base = copy.deepcopy(specs_json[0])
+    for name in req.axes:
+        base["task"].setdefault("params", {}).pop(name, None)
+        if name == schemas.BATCH_AXIS:
+            base.get("space", {}).pop(name, None)
+    base["name"] = req.name
+    base["ladder"] = {"rungs": points, "roles": dict(req.axes)}
+    try:
+        return schemas.LadderSpec.model_validate(base)
+    except ValidationError as exc:
+        raise Invalid(
+            [
+                field_error(("sweeps",), f"{'.'.join(map(str, e['loc']))}: {e['msg']}", req.sweeps)
+                for e in exc.errors()
+            ]
+        ) from None

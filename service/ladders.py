@@ -50,6 +50,14 @@ class Ladders:
         ladder_id, created = self.ledger.create(spec, idempotency_key)
         return self.get(ladder_id), created
 
+    def adopt(
+        self, req: schemas.LadderFromSweeps, idempotency_key: str | None = None
+    ) -> tuple[schemas.LadderOut, bool]:
+        """Make a ladder of existing sweeps (imported runs, or sweeps run before), each a rung
+        at the point its task params give; returns (ladder, created)."""
+        ladder_id, created = self.ledger.adopt(req, idempotency_key)
+        return self.get(ladder_id), created
+
     def get(self, ladder_id: int) -> schemas.LadderOut:
         """One ladder with its rungs and confirmations."""
         return self.views.get(ladder_id)

@@ -31,8 +31,33 @@ def create_ladder(
     _: SubmitScope,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> schemas.LadderOut:
-    """Submit a width ladder (JSON or YAML): one sweep per width of the task's width param."""
+    """Submit a ladder (JSON or YAML): one sweep per rung, a value per scale axis each (or per
+    width of the task's width param, with ``param`` + ``widths``)."""
     out, created = ladders.create(spec, idempotency_key)
+    response.headers["Location"] = f"/api/ladders/{out.id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@router.post(
+    "/from-sweeps",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.LadderOut,
+    responses={200: {"description": "The ladder an earlier request with this key made"}},
+)
+def ladder_from_sweeps(
+    req: schemas.LadderFromSweeps,
+    ladders: LaddersDep,
+    response: Response,
+    _: SubmitScope,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> schemas.LadderOut:
+    """Make a ladder of sweeps that exist (runs imported from elsewhere, or sweeps run
+    before): each is a rung at the point its task params (``batch_size``: its fixed batch
+    size) give, so the joint fit needs no new run. 422 naming the sweep when one is missing,
+    of another task or lacks an axis; 409 when one is in a ladder already."""
+    out, created = ladders.adopt(req, idempotency_key)
     response.headers["Location"] = f"/api/ladders/{out.id}"
     if not created:
         response.status_code = status.HTTP_200_OK

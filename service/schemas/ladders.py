@@ -173,6 +173,44 @@ class LadderSpec(SweepSpec):
     ladder: LadderDef
 
 
+class LadderFromSweeps(Strict):
+    """A ladder made of sweeps that exist already (runs imported from elsewhere, or sweeps run
+    before): each becomes a rung at the point its task params (and fixed batch size) give."""
+
+    name: str = Field(min_length=1, max_length=200)
+    sweeps: list[int] = Field(
+        description=f"3 to {MAX_RUNGS} sweep ids of one task, in no ladder yet, no two the same."
+    )
+    axes: dict[str, Role] = Field(
+        description="Each axis (a task param, or ``batch_size``: the sweep's fixed batch size) "
+        "and its role: 1 to 3 axes, one per role."
+    )
+
+    @field_validator("sweeps")
+    @classmethod
+    def _sweeps_rules(cls, ids: list[int]) -> list[int]:
+        """3 to MAX_RUNGS distinct ids."""
+        if not 3 <= len(ids) <= MAX_RUNGS:
+            raise ValueError(f"a ladder has 3 to {MAX_RUNGS} rungs (got {len(ids)} sweeps)")
+        if len(set(ids)) != len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"sweeps must be distinct (repeated: {repeated})")
+        return ids
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_rules(cls, axes: dict[str, str]) -> dict[str, str]:
+        """1 to MAX_AXES axes with distinct roles and param names."""
+        if not 1 <= len(axes) <= MAX_AXES:
+            raise ValueError(f"a ladder has 1 to {MAX_AXES} axes (got {len(axes)})")
+        if len(set(axes.values())) != len(axes):
+            raise ValueError("one axis per role")
+        for name in axes:
+            if not _PARAM_NAME.fullmatch(name):
+                raise ValueError(f"axis name {name!r} is not a param name")
+        return axes
+
+
 class ConfirmRequest(Strict):
     """Run a ladder's prediction at a new point: a value for each of the ladder's axes, by
     role (``width``, ``steps``, ``batch_size``)."""
