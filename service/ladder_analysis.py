@@ -285,7 +285,7 @@ class LadderAnalysis:
             for s in self.ladder_views.sweeps(row.id)
             if s.ladder_role == "confirm"
         ]
-        _joint, axes, axes_note = self._joint(row)
+        _joint, axes, axes_note = self.joint(row)
 
         def pair(e: Any) -> list[float] | None:
             return e.pair() if e is not None else None
@@ -323,7 +323,7 @@ class LadderAnalysis:
         joint fit's axes with their named rules, the per-rung optima as a check, and the
         prediction at ``point``."""
         _lines, fits, rungs, _fitted = self._fit(row)
-        joint, axes, axes_note = self._joint(row)
+        joint, axes, axes_note = self.joint(row)
         verdict, reason = multi_verdict(joint, axes, axes_note)
         prediction = self.joint_prediction(row, spec, joint, point) if point else None
         confirmations = [
@@ -423,7 +423,7 @@ class LadderAnalysis:
         sweeps = [sw for sw, _ in reversed(ranked)]
         return self._largest_best(sweeps, {sw.id: self.analysis.fitted(sw.id) for sw in sweeps})
 
-    def _joint(self, row: Ladder) -> tuple[JointFit | None, list[schemas.LadderAxisOut], str]:
+    def joint(self, row: Ladder) -> tuple[JointFit | None, list[schemas.LadderAxisOut], str]:
         """The joint fit of every rung's trials and its axes (kept while the rungs' trials stay
         the same), or no fit, no axes and why."""
         spec = schemas.LadderSpec.model_validate(row.spec)
@@ -479,7 +479,7 @@ class LadderAnalysis:
         spec = schemas.LadderSpec.model_validate(row.spec)
         point = self.target_point(spec, target, "body")
         if list(roles_of(spec).values()) != ["width"]:
-            joint, _axes, note = self._joint(row)
+            joint, _axes, note = self.joint(row)
             prediction = self.joint_prediction(row, spec, joint, point)
             nearest = self.nearest_best(row, point)
             if prediction is None or nearest is None:
@@ -562,7 +562,7 @@ class LadderAnalysis:
                 )
                 out.append((lr, wd, f"the {sc.name} rule's prediction at {point_text(point)}"))
             return out
-        joint, axes, _note = self._joint(row)
+        joint, axes, _note = self.joint(row)
         if joint is None:
             return out
         for i, axis in enumerate(axes):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from service import schemas
@@ -19,8 +20,11 @@ from service.ladder_spec import (
     adopted_spec,
     check_ladder,
     confirm_spec,
+    extended_spec,
+    fit_box,
     point_name,
     point_text,
+    rung_spec,
     width_problem,
 )
 from service.ladder_views import LadderViews, order_key, point_of, roles_of
@@ -160,6 +164,88 @@ class LadderLedger:
             return ladder_id, True
 
         return create_idempotently(adopt_once, key)
+
+    def extend(self, ladder_id: int, req: schemas.ExtendRequest) -> None:
+        """Add rungs to a ladder (one transaction under its row lock), each box centred on the
+        joint fit's prediction there (``box: fit``: a 409 while there is no fit) or the
+        ladder's own; a 422 naming the rung and axis for a point that breaks the task's
+        declarations, misses an axis, or is a rung already."""
+        row = self.ladder_views.row(ladder_id)
+        spec = schemas.LadderSpec.model_validate(row.spec)
+        roles = roles_of(spec)
+        declared = self.ledger.declared_params(spec.task.name) or {}
+        errors, points = [], []
+        taken = [p for p in spec.ladder.points()]
+        for i, rung in enumerate(req.rungs):
+            if set(rung) != set(roles):
+                errors.append(
+                    field_error(
+                        ("rungs", i),
+                        f"a rung of this ladder names {', '.join(roles)} (got "
+                        f"{', '.join(rung) or 'none'})",
+                        rung,
+                    )
+                )
+                continue
+            point = {}
+            for name in roles:
+                value, rule = rung[name], declared.get(name)
+                problem = width_problem(value, rule) if isinstance(rule, dict) else None
+                is_int = rule.get("type") == "int" if isinstance(rule, dict) else True
+                if problem is None and is_int and not float(value).is_integer():
+                    problem = "must be a whole number"
+                if problem:
+                    errors.append(field_error(("rungs", i, name), f"{name} {problem}", value))
+                point[name] = int(value) if is_int and float(value).is_integer() else value
+            if any(_same(point, p) for p in taken):
+                errors.append(
+                    field_error(("rungs", i), f"{point_text(point)} is a rung already", rung)
+                )
+            taken.append(point)
+            points.append(point)
+        if errors:
+            raise Invalid(errors)
+        try:
+            new_spec = extended_spec(spec, points)
+        except ValidationError as exc:
+            raise Invalid(
+                [field_error(("rungs",), e["msg"], req.rungs) for e in exc.errors()]
+            ) from None
+        rungs = []
+        for point in points:
+            rung = rung_spec(new_spec, point, roles)
+            if req.box == "fit":
+                joint, _axes, note = self.analysis.joint(row)
+                prediction = self.analysis.joint_prediction(row, spec, joint, point)
+                if prediction is None:
+                    raise Conflict(
+                        f"ladder {ladder_id} has no fit to centre a box on ({note}): add the "
+                        "rungs with box: ladder"
+                    )
+                rung = fit_box(rung, prediction, req.span)
+            errors = specs.check_spec(rung, self.settings)
+            errors += specs.check_task_params(rung.task.params, declared)
+            if errors:
+                raise Invalid(errors)
+            rungs.append(rung)
+        with self.db.transaction() as tx:
+            locked = tx.scalars(
+                select(Ladder).where(Ladder.id == ladder_id).with_for_update()
+            ).first()
+            if locked is None:
+                raise NotFound(f"ladder {ladder_id} not found")
+            if locked.spec != row.spec:
+                raise Conflict(f"ladder {ladder_id} changed meanwhile: try again")
+            locked.spec = new_spec.model_dump(mode="json", exclude_none=True)
+            for rung in rungs:
+                self.ledger.insert_sweep(
+                    tx,
+                    rung,
+                    rung.model_dump(mode="json", exclude_none=True),
+                    ladder_id=ladder_id,
+                    ladder_role="rung",
+                )
+        self.catalog.changed()
 
     def set_status(self, ladder_id: int, status: str) -> None:
         """Cancel (``cancelled``) or resume (``running``) every rung and confirmation that is

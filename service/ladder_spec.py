@@ -308,6 +308,42 @@ def confirm_spec(
     return schemas.SweepSpec.model_validate(data)
 
 
+def fit_box(
+    rung: schemas.SweepSpec, prediction: schemas.LadderPrediction, span: float
+) -> schemas.SweepSpec:
+    """``rung`` with its lr range centred on the prediction (÷ ``span`` to × ``span``) and, where
+    the prediction moves the weight decay, its weight decay (or lr × weight decay) range too;
+    enqueued configs are dropped (they were placed for the old box)."""
+    lr = schemas.Dimension(low=prediction.lr / span, high=prediction.lr * span, log=True)
+    update: dict[str, Any] = {"lr": lr}
+    if prediction.weight_decay_moved and prediction.weight_decay > 0:
+        wd = prediction.weight_decay
+        if rung.space.lr_wd_product is not None:
+            product = prediction.lr * wd
+            update["lr_wd_product"] = schemas.Dimension(
+                low=product / span, high=product * span, log=True
+            )
+        else:
+            update["weight_decay"] = schemas.Dimension(low=wd / span, high=wd * span, log=True)
+    return rung.model_copy(update={"space": rung.space.model_copy(update=update), "enqueue": []})
+
+
+def extended_spec(spec: schemas.LadderSpec, points: list[dict[str, float]]) -> schemas.LadderSpec:
+    """The ladder's spec with ``points`` added to its rungs (a one-axis shorthand becomes
+    ``rungs`` with its width role)."""
+    lad = spec.ladder
+    roles = lad.roles or {lad.axes()[0]: "width"}
+    ladder = lad.model_copy(
+        update={
+            "param": None,
+            "widths": None,
+            "rungs": [dict(p) for p in lad.points()] + [dict(p) for p in points],
+            "roles": roles,
+        }
+    )
+    return spec.model_copy(update={"ladder": schemas.LadderDef.model_validate(ladder.model_dump())})
+
+
 def adopted_spec(
     req: schemas.LadderFromSweeps, specs_json: list[dict[str, Any]]
 ) -> schemas.LadderSpec:

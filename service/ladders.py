@@ -78,6 +78,12 @@ class Ladders:
         self.ledger.confirm(ladder_id, req)
         return self.get(ladder_id)
 
+    def extend(self, ladder_id: int, req: schemas.ExtendRequest) -> schemas.LadderOut:
+        """Add rungs, each box centred on the current fit's prediction there (or the ladder's
+        own box)."""
+        self.ledger.extend(ladder_id, req)
+        return self.get(ladder_id)
+
     def cancel(self, ladder_id: int) -> schemas.LadderOut:
         """Cancel every rung and confirmation that is not complete."""
         self.ledger.set_status(ladder_id, "cancelled")

@@ -410,3 +410,50 @@ def test_a_ladder_of_imported_sweeps_fits_without_running_anything(client, task)
         assert near(got[name]["lr_exponent_ci"], a), got[name]
         assert near(got[name]["wd_exponent_ci"], b), got[name]
     assert "150 trials in 5 rungs" in rule["axes_note"]
+
+
+def test_added_rungs_search_around_the_fit_and_join_it(client, task) -> None:
+    rungs = [{"width": w, "train_steps": 100} for w in (64, 128, 256)]
+    rungs += [{"width": 64, "train_steps": s} for s in (200, 400)]
+    r = client.post("/api/ladders", json=spec(task, rungs))
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    early = client.post(
+        f"/api/ladders/{lid}/rungs", json={"rungs": [{"width": 512, "train_steps": 100}]}
+    )
+    assert early.status_code == 409 and "no fit to centre a box on" in early.text
+    assert run_all(client, task) == 24 * len(rungs)
+    before = client.get(f"/api/ladders/{lid}").json()
+    for body, loc, text in [
+        ({"rungs": [{"width": 64, "train_steps": 200}]}, ["body", "rungs", 0], "is a rung already"),
+        ({"rungs": [{"width": 512}]}, ["body", "rungs", 0], "names width, train_steps"),
+        ({"rungs": [{"width": 10**6, "train_steps": 100}]}, ["body", "rungs", 0, "width"], "<="),
+        ({"rungs": [{"width": 512, "train_steps": 100}], "span": 1}, ["body", "span"], "1.5"),
+    ]:
+        r = client.post(f"/api/ladders/{lid}/rungs", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert any(e["loc"][: len(loc)] == loc and text in e["msg"] for e in r.json()["detail"]), (
+            r.json()
+        )
+    assert client.get(f"/api/ladders/{lid}").json() == before
+    target = {"width": 512, "train_steps": 100}
+    pred = client.get(f"/api/ladders/{lid}/rule", params={"width": 512, "steps": 100}).json()[
+        "prediction"
+    ]
+    r = client.post(f"/api/ladders/{lid}/rungs", json={"rungs": [target], "span": 4})
+    assert r.status_code == 201, r.text
+    lad = r.json()
+    assert len(lad["rungs"]) == 6 and lad["spec"]["ladder"]["rungs"][-1] == target
+    [new] = [g for g in lad["rungs"] if g["point"] == {k: float(v) for k, v in target.items()}]
+    space = client.get(f"/api/sweeps/{new['sweep_id']}").json()["spec"]["space"]
+    lr, wd = optimum({**target, "batch_size": 32})
+    assert math.isclose(space["lr"]["low"] * 4, pred["lr"]) and space["lr"]["log"]
+    assert math.isclose(space["weight_decay"]["high"] / 4, pred["weight_decay"])
+    assert space["lr"]["low"] < lr < space["lr"]["high"]
+    assert space["weight_decay"]["low"] < wd < space["weight_decay"]["high"]
+    assert run_all(client, task) == 24
+    rule = client.get(f"/api/ladders/{lid}/rule").json()
+    assert len(rule["rungs"]) == 6 and "144 trials in 6 rungs" in rule["axes_note"]
+    width = next(a for a in rule["axes"] if a["param"] == "width")
+    assert width["values"] == [64.0, 128.0, 256.0, 512.0]
+    assert near(width["lr_exponent_ci"], -0.5) and near(width["wd_exponent_ci"], 0.5)

@@ -122,6 +122,20 @@ def confirm_ladder(
     return ladders.confirm(ladder_id, req)
 
 
+@router.post(
+    "/{ladder_id}/rungs", status_code=status.HTTP_201_CREATED, response_model=schemas.LadderOut
+)
+def extend_ladder(
+    ladder_id: Id, req: schemas.ExtendRequest, ladders: LaddersDep, _: SubmitScope
+) -> schemas.LadderOut:
+    """Add rungs to a ladder: with ``box: fit`` (the default) each searches lr (and weight
+    decay, where the data pin it) around the current fit's prediction at its point, so the
+    trials concentrate where the optimum is expected; ``box: ladder`` keeps the ladder's box.
+    409 while the ladder has no fit to centre on; 422 naming the rung and axis for a bad
+    point."""
+    return ladders.extend(ladder_id, req)
+
+
 @router.post("/{ladder_id}/cancel", response_model=schemas.LadderOut)
 def cancel_ladder(ladder_id: Id, ladders: LaddersDep, _: SubmitScope) -> schemas.LadderOut:
     """Cancel every rung and confirmation that is not complete."""

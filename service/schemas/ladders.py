@@ -173,6 +173,38 @@ class LadderSpec(SweepSpec):
     ladder: LadderDef
 
 
+class ExtendRequest(Strict):
+    """Add rungs to a ladder, their lr and weight-decay box centred on the current fit's
+    prediction at each (``box: fit``) or the ladder's own box (``box: ladder``)."""
+
+    rungs: list[dict[str, int | float]] = Field(
+        min_length=1,
+        max_length=MAX_RUNGS,
+        description="The new rungs, a value per axis of the ladder each.",
+    )
+    box: Literal["fit", "ladder"] = Field(
+        default="fit",
+        description="fit: lr (and weight decay, where the data pin it) searched from the "
+        "prediction / span to the prediction × span; ladder: the ladder's own box.",
+    )
+    span: float = Field(
+        default=10.0,
+        ge=1.5,
+        le=1e4,
+        description="The box's reach around the prediction, as a factor each way.",
+    )
+
+    @field_validator("rungs")
+    @classmethod
+    def _points(cls, rungs: list[dict[str, int | float]]) -> list[dict[str, int | float]]:
+        """Finite values > 0."""
+        for rung in rungs:
+            for name, v in rung.items():
+                if isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"every {name} must be a finite number > 0 (got {v!r})")
+        return rungs
+
+
 class LadderFromSweeps(Strict):
     """A ladder made of sweeps that exist already (runs imported from elsewhere, or sweeps run
     before): each becomes a rung at the point its task params (and fixed batch size) give."""
