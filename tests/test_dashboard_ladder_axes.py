@@ -259,3 +259,46 @@ def fmt3(x: float) -> str:
             else f"{mantissa}e{int(exponent)}"
         )
     return sig3(x)
+
+
+@pytest.mark.browser
+def test_a_confirmations_further_arms_show_when_the_server_sends_them(
+    axes: SimpleNamespace, page: Any
+) -> None:
+    """``confirmations[].arms`` (arms beyond the two): a column of their own, and a trace."""
+    extra = {
+        "lr": 3.1e-4,
+        "weight_decay": 0.0456,
+        "n": 2,
+        "mean": 0.777,
+        "ci": [0.701, 0.853],
+        "values": [0.75, 0.8],
+        "source": "the mup rule at this point",
+    }
+
+    def with_arms(route: Any) -> None:
+        answer = route.fetch().json()
+        for c in answer["confirmations"]:
+            c["arms"] = [extra]
+        route.fulfill(json=answer)
+
+    page.route("**/api/ladders/*/rule*", with_arms)
+    open_page(page, axes)
+    page.locator("#confirmations tbody tr[data-verdict]").wait_for(timeout=15_000)
+    heads = page.locator("#confirm-head th").all_inner_texts()
+    assert [h.lower() for h in heads] == [
+        "point",
+        "sweep",
+        "status",
+        "transferred arm",
+        "untransferred arm",
+        "other arms",
+        "difference (90% ci)",
+        "verdict",
+    ]
+    text = page.locator("#confirmations tbody tr[data-verdict]").inner_text()
+    assert "arm 1: 0.777 (90% CI 0.701–0.853), 2 seeds" in " ".join(text.split())
+    assert "the mup rule at this point" in text
+    drawn = {t["name"]: t for t in traces(page, "plot-confirm") if t["name"]}
+    assert drawn["other arms"]["x"] == [pytest.approx(0.777)]
+    assert page.errors == []

@@ -671,7 +671,7 @@ def print_joint_rule(fit: dict[str, Any], asked: dict[str, float] | None = None)
         design.add_column(axis, justify="right")
     design.add_column("sweep", justify="right")
     design.add_column("status")
-    design.add_column("trials", justify="right")
+    design.add_column("fitted", justify="right")
     design.add_column("surface")
     optima = new_table("Rungs' own optima (90% CI)")
     optima.add_column("sweep", justify="right")
@@ -695,7 +695,8 @@ def print_joint_rule(fit: dict[str, Any], asked: dict[str, float] | None = None)
             interval_text(rung.get("weight_decay_ci")),
         )
     console.print(design)
-    console.print(optima)
+    if any(rung.get("lr") is not None for rung in fit["rungs"]):
+        console.print(optima)
     for rung in fit["rungs"]:
         if rung["verdict"] is None:
             console.print(

@@ -550,7 +550,7 @@ function renderConfirmations(ladder) {
   if (!list.length) {
     body.hidden = true;
     empty.hidden = false;
-    const flags = joint ? ladder.axes.map((a) => `--${ROLE_QUERY[a.role].replace("_", "-")} …`).join(" ") : "--width W";
+    const flags = joint ? ladder.axes.map((a) => `--${ROLE_QUERY[a.role].replace("_", "-")} ${a.role[0].toUpperCase()}`).join(" ") : "--width W";
     empty.textContent = !rule
       ? "The ladder's rule could not be read."
       : joint
@@ -752,7 +752,8 @@ function renderJointVerdict(ladder) {
     el("dt", {}, `${a.param} (${a.role})`),
     el("dd", {}, a.best_rule ? el("b", {}, a.best_rule) : "no rule identified", a.best_rule ? ` ${AXIS_RULE_LAWS[a.best_rule] || ""}` : ""))));
   const note = rule.axes_note || "";
-  document.getElementById("method").textContent = note.startsWith(rule.method) || !rule.axes.length ? note || rule.method : `${rule.method}. ${note}`;
+  // axes_note starts with the method when there is a joint fit, and is the reason when there is none.
+  document.getElementById("method").textContent = !rule.axes.length ? rule.method : note.startsWith(rule.method) ? note : `${rule.method}. ${note}`;
 }
 
 function renderAxisPanels(ladder, lines) {
@@ -776,7 +777,7 @@ function renderAxisPanels(ladder, lines) {
 }
 
 function axisStats(fit) {
-  if (!fit) return el("p", { class: "muted" }, rule ? `No joint fit: ${rule.axes_note || rule.reason}` : "The ladder's rule could not be read.");
+  if (!fit) return el("p", { class: "muted" }, rule ? "No exponents yet: there is no joint fit (the scaling rule says why)." : "The ladder's rule could not be read.");
   const row = (term, value, ci, title) => el("div", { title }, el("dt", {}, term), el("dd", {}, value === null ? "not pinned by the data" : withCi(value, ci)));
   return el("dl", { class: "stats" },
     row("η* exponent", fit.lr_exponent, fit.lr_exponent_ci, "η* ∝ axis^exponent"),
@@ -939,7 +940,7 @@ function axisChart(id, ladder, line, fit, fits) {
   }
   const ticks = [...new Set(xsShown)];
   layout.xaxis = { ...logAxis([lo, hi], { ticks, label: fmtWidth, pad: 0.02, title: `${param} (log scale)` }), anchor: "y3" };
-  if (!rungs.length && !data.length) {
+  if (!data.length) {
     drawMessage(id, ladder.status === "running" ? "no data yet: rungs still running" : "no data: no rung has a fitted optimum");
     return;
   }
