@@ -207,6 +207,20 @@ def test_design_table_prediction_form_and_confirmation(axes: SimpleNamespace, pa
     assert [r.get_attribute("data-extrapolated") for r in reach.all()] == ["0", "0", "0"]
     assert "inside the rungs' 100–400" in page.locator("#reach").inner_text()
     assert "width=100&steps=150&batch_size=50" in page.url
+    # a point on the batch axis's line (the others at the corner): that panel marks it
+    for field, value in {"width": 64, "steps": 100, "batch_size": 256}.items():
+        page.locator(f'#predict-form input[name="{field}"]').fill(str(value))
+    page.locator("#predict-form button").click()
+    on_line = api(axes, width=64, steps=100, batch_size=256)["prediction"]
+    page.locator("#prediction", has_text=fmt3(on_line["lr"])).wait_for(timeout=10_000)
+    page.wait_for_function(
+        "() => document.getElementById('plot-axis-2').data.some(t => t.meta?.kind === 'prediction')"
+    )
+    marks = [t for t in traces(page, "plot-axis-2") if t["kind"] == "prediction"]
+    assert [(t["row"], t["x"]) for t in marks][:2] == [("lr", [256]), ("weight_decay", [256])]
+    assert marks[0]["y"] == [pytest.approx(on_line["lr"])]
+    for i in (0, 1):
+        assert not [t for t in traces(page, f"plot-axis-{i}") if t["kind"] == "prediction"]
     assert page.errors == []
     page.locator('#predict-form input[name="steps"]').fill("1e12")
     page.locator("#predict-form button").click()

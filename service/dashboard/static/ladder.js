@@ -641,6 +641,7 @@ const ROWS = [
 ];
 
 let anchors = {};
+let axisLines = [];
 
 /** Whether the ladder is over several axes, or one that is not the width (then the joint fit's page). */
 function isJoint(ladder) {
@@ -710,6 +711,7 @@ async function refreshJoint(ladder) {
   rule = answer.conflict ? null : answer;
   // Each axis's line goes through the joint fit's own prediction at its centre.
   const lines = ladder.axes.map((a) => axisLine(ladder, a.param));
+  axisLines = lines;
   anchors = {};
   if (rule && rule.axes.length) {
     const got = await Promise.all(lines.map((line) => optional(`${base}/rule?${pointQuery(ladder, { ...line.fixed, [line.param]: line.centre })}`)));
@@ -975,7 +977,9 @@ async function predictAt(ladder, point) {
     error.hidden = true;
     window.history.replaceState(null, "", `${window.location.pathname}?${query}${window.location.hash}`);
     document.getElementById("prediction-width").textContent = `at ${pointText(point)} (from the form)`;
+    rule = answer;  // the same answer, with the prediction there: the panels mark it when it is on their line
     showJointPrediction(ladder, answer.prediction, false);
+    renderAxisPanels(ladder, axisLines);
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     const detail = Array.isArray(e.detail) ? e.detail.map((d) => d.msg).join("; ") : e.message;
