@@ -823,7 +823,7 @@ function axisCaption(ladder, line, fit) {
     ? `Rungs on this axis's line (${held}): ${line.sweeps.size} of ${ladder.rungs.length}; the others are on other panels' lines (the design table says which).`
     : `No two rungs share the other axes' values, so every rung is drawn (open markers: off any one line); the line holds ${held}, their median rung values.`;
   if (!fit) return rungs;
-  const at = pointText({ ...line.fixed, [line.param]: Number(line.centre.toPrecision(4)) });
+  const at = pointText({ ...line.fixed, [line.param]: Number(line.centre.toPrecision(3)) });
   return `${rungs} Points: each rung's own optimum (90% interval). Solid: the joint fit along ${line.param}, its slope the `
     + `fitted exponent, its level the joint fit's prediction at ${at}; band: the slopes in the exponent's 90% interval `
     + "through that point (the level's own uncertainty is left out). Dashed: each named rule's exponent through the same point.";
