@@ -1,36 +1,87 @@
-"""``lionsweep ladder …``: width ladders (one sweep per width) and how the best lr and weight
-decay move with width."""
+"""``lionsweep ladder …``: ladders (one sweep per rung: a width, or a point over width,
+training length and batch size) and how the best lr and weight decay move along each axis."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from lionsweep.cli.commands import RULE_FLAGS, flags_named, load_spec
+from lionsweep.cli.commands import RULE_FLAGS, load_spec
 from lionsweep.cli.render import (
+    is_joint,
     ladders_list,
     print_ladder,
     print_ladder_rule,
     status_counts,
-    width_text,
+    sweep_text,
 )
 from lionsweep.cli.root import app
 from protocol import DEFAULT_SERVER
 from worker.cli import ServerOpt, TokenOpt, api_errors, console, make_client
+from worker.client import ApiError
 
 ladder_app = typer.Typer(
-    help="Width ladders: one sweep per width, and how the best lr and weight decay move "
-    "with width.",
+    help="Ladders: one sweep per rung (a width, or a point over width, steps and batch "
+    "size), and how the best lr and weight decay move along each axis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(ladder_app, name="ladder")
 
 LadderId = Annotated[int, typer.Argument(help="The ladder id.")]
+StepsOpt = Annotated[
+    float | None, typer.Option(help="The training length (a ladder with a steps axis).")
+]
+BatchOpt = Annotated[
+    float | None, typer.Option(help="The batch size (a ladder with a batch axis).")
+]
+LADDER_FLAGS = {**RULE_FLAGS, "steps": "--steps", "batch_size": "--batch-size", "seeds": "--seeds"}
+"""The query and body fields of ``ladder rule`` and ``ladder confirm``, as their flags."""
+
+
+GIVE_FIELD = re.compile(r"\bgive (width|steps|batch_size) too\b")
+GIVE_POINT = "give the point to confirm at: width, steps and/or batch_size"
+
+
+@contextmanager
+def point_flags_named() -> Iterator[None]:
+    """Name a 422's point fields as this group's flags: the field (``loc``) always, and in the
+    message where it asks for a field (``give batch_size too`` becomes ``give --batch-size
+    too``), not where the same word is an axis's name."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code != 422 or not isinstance(exc.detail, list):
+            raise
+        raise ApiError(exc.status_code, [point_item(item) for item in exc.detail]) from None
+
+
+def point_item(item: Any) -> Any:
+    """One 422 item with its field, and the fields its message asks for, as flags."""
+    if not isinstance(item, dict) or "msg" not in item:
+        return item
+    loc = [p for p in item.get("loc", []) if p not in ("body", "query", "path")]
+    if len(loc) == 1 and loc[0] in LADDER_FLAGS:
+        loc = [LADDER_FLAGS[loc[0]]]
+    msg = GIVE_FIELD.sub(lambda m: f"give {LADDER_FLAGS[m.group(1)]} too", str(item["msg"]))
+    msg = msg.replace(
+        GIVE_POINT, "give the point to confirm at: --width, --steps and/or --batch-size"
+    )
+    return {**item, "loc": loc, "msg": msg}
+
+
+def point_params(width: float | None, steps: float | None, batch_size: float | None) -> dict:
+    """The point asked for, by query (and confirmation body) field: those given, whole
+    numbers as integers."""
+    given = {"width": width, "steps": steps, "batch_size": batch_size}
+    return {k: int(v) if float(v).is_integer() else v for k, v in given.items() if v is not None}
 
 
 @ladder_app.command("submit")
@@ -38,7 +89,8 @@ def ladder_submit(
     spec_file: Annotated[
         Path,
         typer.Argument(
-            help="Ladder spec, YAML or JSON: a sweep spec plus ladder: {param, widths, scale_box}.",
+            help="Ladder spec, YAML or JSON: a sweep spec plus ladder: {param, widths, "
+            "scale_box} or ladder: {rungs: [{axis: value, …}, …]}.",
             metavar="FILE",
         ),
     ],
@@ -48,7 +100,7 @@ def ladder_submit(
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
-    """Submit a width ladder: one sweep (rung) per width."""
+    """Submit a ladder: one sweep (rung) per width, or per point of its rungs."""
     spec = load_spec(spec_file)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     with api_errors(server), make_client(server, token) as client:
@@ -64,7 +116,7 @@ def ladder_submit(
     base = server.rstrip("/")
     for rung in rungs:
         console.print(
-            f"  {escape(width_text(ladder, rung['width']))}: sweep {rung['sweep_id']}  "
+            f"  {escape(sweep_text(ladder, rung))}: sweep {rung['sweep_id']}  "
             f"{base}/sweeps/{rung['sweep_id']}",
             highlight=False,
             soft_wrap=True,
@@ -95,39 +147,47 @@ def ladder_rule(
     width: Annotated[
         float | None, typer.Option(help="Predict the lr and weight decay at this width.")
     ] = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
-    """How the best lr and weight decay move with width, a prediction, the confirmations."""
-    params = {"width": width} if width is not None else None
-    with api_errors(server), make_client(server, token) as client, flags_named(RULE_FLAGS):
+    """How the best lr and weight decay move along each axis, a prediction (at --width,
+    --steps, --batch-size: every axis the ladder varies), the confirmations."""
+    params = point_params(width, steps, batch_size) or None
+    with api_errors(server), make_client(server, token) as client, point_flags_named():
         fit = client.get(f"/api/ladders/{ladder_id}/rule", params=params)
     if as_json:
         typer.echo(json.dumps(fit, indent=2))
     else:
-        print_ladder_rule(fit, width)
+        print_ladder_rule(fit, width, asked=params)
 
 
 @ladder_app.command("confirm")
 def ladder_confirm(
     ladder_id: LadderId,
-    width: Annotated[float, typer.Option(help="The new width to run the prediction at.")],
+    width: Annotated[
+        float | None, typer.Option(help="The new width to run the prediction at.")
+    ] = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
     seeds: Annotated[int, typer.Option(help="Seeds for each of the two arms (≥ 2).")] = 3,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
-    """Run the prediction at a new width beside the widest rung's own optimum, unmoved."""
-    body = {"width": int(width) if width.is_integer() else width, "seeds": seeds}
-    flags = {"width": "--width", "seeds": "--seeds"}
-    with api_errors(server), make_client(server, token) as client, flags_named(flags):
+    """Run the prediction at a new point (--width, --steps, --batch-size: every axis the
+    ladder varies) beside the widest (one-axis) or nearest rung's own optimum, unmoved."""
+    body = {**point_params(width, steps, batch_size), "seeds": seeds}
+    with api_errors(server), make_client(server, token) as client, point_flags_named():
         ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
     conf = max(ladder["confirmations"], key=lambda c: c["sweep_id"])
+    beside = "nearest" if is_joint(ladder) else "widest"
     console.print(
         escape(
-            f"Confirming ladder {ladder['id']} at {width_text(ladder, conf['width'])}: sweep "
-            f"{conf['sweep_id']} runs the predicted lr and weight decay beside the widest rung's "
-            f"own optimum, unmoved, {seeds} seeds each ({conf['n_trials']} trials)"
+            f"Confirming ladder {ladder['id']} at {sweep_text(ladder, conf)}: sweep "
+            f"{conf['sweep_id']} runs the predicted lr and weight decay beside the {beside} "
+            f"rung's own optimum, unmoved, {seeds} seeds each ({conf['n_trials']} trials)"
         ),
         highlight=False,
     )

@@ -375,29 +375,61 @@ def width_text(ladder: dict[str, Any], width: float) -> str:
     return f"{ladder['param']}={fmt(width)}"
 
 
+def point_text(point: dict[str, Any]) -> str:
+    """``width=512, train_steps=800``: a point of a ladder, a value per axis."""
+    return ", ".join(f"{axis}={fmt(value)}" for axis, value in point.items())
+
+
+def is_joint(answer: dict[str, Any]) -> bool:
+    """Whether a ladder (or its rule answer) is over several axes, or one that is not the
+    width: then its answer is the joint fit's, per axis, and its sweeps are named by points."""
+    rungs = answer.get("rungs") or []
+    return bool(rungs) and (len(rungs[0]["point"]) > 1 or rungs[0]["width"] is None)
+
+
+def ladder_axes(answer: dict[str, Any]) -> list[str]:
+    """The axes a ladder's rungs vary, in their order."""
+    rungs = answer.get("rungs") or []
+    return list(rungs[0]["point"]) if rungs else [answer["param"]]
+
+
+def sweep_text(ladder: dict[str, Any], sweep: dict[str, Any]) -> str:
+    """Where a rung or confirmation sits: ``width=64`` on a one-axis width ladder, else its
+    point."""
+    return point_text(sweep["point"]) if is_joint(ladder) else width_text(ladder, sweep["width"])
+
+
 def ladder_sweeps(ladder: dict[str, Any]) -> list[dict[str, Any]]:
     """A ladder's rungs, then its confirmations."""
     return [*ladder.get("rungs", []), *ladder.get("confirmations", [])]
 
 
 def sweeps_table(ladder: dict[str, Any]) -> Table:
-    """A table of a ladder's rungs and confirmations and where each stands."""
+    """A table of a ladder's rungs and confirmations and where each stands: a column per axis
+    (a ladder over several axes leaves out the progress, which ``finished`` says)."""
     table = new_table("Rungs and confirmations")
-    table.add_column(ladder["param"], justify="right")
+    joint = is_joint(ladder)
+    axes = ladder_axes(ladder) if joint else [ladder["param"]]
+    for axis in axes:
+        table.add_column(axis, justify="right")
     table.add_column("sweep", justify="right")
     table.add_column("role")
     table.add_column("status")
     table.add_column("finished", justify="right")
-    table.add_column("progress", justify="right")
+    if not joint:
+        table.add_column("progress", justify="right")
     for sweep in ladder_sweeps(ladder):
-        table.add_row(
-            fmt(sweep["width"]),
+        values = [fmt(sweep["point"].get(a)) for a in axes] if joint else [fmt(sweep["width"])]
+        cells = [
+            *values,
             str(sweep["sweep_id"]),
             sweep["role"],
             sweep["status"],
             f"{sweep['finished']}/{sweep['n_trials']}",
-            f"{sweep['progress']:.0%}",
-        )
+        ]
+        if not joint:
+            cells.append(f"{sweep['progress']:.0%}")
+        table.add_row(*cells)
     return table
 
 
@@ -415,7 +447,7 @@ def ladders_list(page: dict[str, Any]) -> Table:
     table.add_column("id", justify="right")
     table.add_column("name", no_wrap=True)
     table.add_column("task", no_wrap=True)
-    table.add_column("widths")
+    table.add_column("widths (axes)")
     table.add_column("status")
     table.add_column("finished", justify="right")
     table.add_column("confirms", justify="right")
@@ -425,12 +457,21 @@ def ladders_list(page: dict[str, Any]) -> Table:
             str(lad["id"]),
             escape(lad["name"]),
             escape(lad["task"]["name"]),
-            ", ".join(fmt(w) for w in lad["widths"]),
+            f"{len(rungs)} rungs over " + ", ".join(ladder_axes(lad))
+            if is_joint(lad)
+            else ", ".join(fmt(w) for w in lad["widths"]),
             lad["status"],
             f"{sum(r['finished'] for r in rungs)}/{sum(r['n_trials'] for r in rungs)}",
             str(len(lad["confirmations"])),
         )
     return table
+
+
+def axes_text(ladder: dict[str, Any]) -> str:
+    """``width param 'width'``, or ``axes width (width), train_steps (steps)``."""
+    if not is_joint(ladder):
+        return f"width param {ladder['param']!r}"
+    return "axes " + ", ".join(f"{a['param']} ({a['role']})" for a in ladder.get("axes") or [])
 
 
 def print_ladder(ladder: dict[str, Any]) -> None:
@@ -443,18 +484,19 @@ def print_ladder(ladder: dict[str, Any]) -> None:
     )
     console.print(
         escape(
-            f"task {ladder['task']['name']}" + (f" ({params})" if params else "") + f"; width "
-            f"param {ladder['param']!r}; box {ladder['scale_box']}"
+            f"task {ladder['task']['name']}"
+            + (f" ({params})" if params else "")
+            + "; "
+            + axes_text(ladder)
+            + f"; box {ladder['scale_box']}"
         ),
         highlight=False,
     )
     console.print(sweeps_table(ladder))
 
 
-def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
-    """Print a ladder's width rule: verdict, the rungs' optima, the exponents, the candidate
-    rules, the prediction at ``width`` and the confirmations."""
-    lad = {"param": fit["param"]}
+def print_ladder_verdict(fit: dict[str, Any]) -> None:
+    """Print a ladder rule's verdict, its reason, and a warning while rungs run."""
     verdict = fit["verdict"]
     colour = LADDER_VERDICT_COLOURS.get(verdict, "red")
     console.print(
@@ -463,6 +505,21 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
     console.print(escape(fit["reason"]), highlight=False)
     if not fit["complete"]:
         warn("not every rung is complete: the answer may change")
+
+
+def print_ladder_rule(
+    fit: dict[str, Any], width: float | None = None, asked: dict[str, float] | None = None
+) -> None:
+    """Print a ladder's rule: for a one-axis width ladder its verdict, the rungs' optima, the
+    exponents, the candidate rules, the prediction at ``width`` and the confirmations; for a
+    ladder over several axes (or one that is not the width) the joint fit's, axis by axis
+    (see :func:`print_joint_rule`). ``asked``: the point asked for, by query field."""
+    if is_joint(fit):
+        print_joint_rule(fit, asked)
+        return
+    lad = {"param": fit["param"]}
+    verdict = fit["verdict"]
+    print_ladder_verdict(fit)
 
     table = new_table("Rungs' optima (90% CI)")
     table.add_column(fit["param"], justify="right")
@@ -567,10 +624,176 @@ def print_ladder_rule(fit: dict[str, Any], width: float | None = None) -> None:
         print_confirmation(conf, lad)
 
 
+#: How the CLI writes each exponent a named rule may fix.
+RULE_EXPONENTS = {"lr_exponent": "lr", "wd_exponent": "wd", "product_exponent": "lr·wd"}
+
+
+def fixes_text(rule: dict[str, Any]) -> str:
+    """``lr -0.5, wd 0.5``: the exponents a named rule fixes (an untested one marked)."""
+    tested = {"lr": "lr_exponent", "weight_decay": "wd_exponent", "product": "product_exponent"}
+    tested_keys = {tested.get(t, t) for t in rule.get("tested") or []}
+    parts = []
+    for key, name in RULE_EXPONENTS.items():
+        if rule.get(key) is None:
+            continue
+        mark = "" if key in tested_keys else " (untested)"
+        parts.append(f"{name} {fmt(float(rule[key]))}{mark}")
+    return ", ".join(parts) or "-"
+
+
+def reach_text(reach: dict[str, Any]) -> str:
+    """Where a prediction's point lies on one axis against the rungs."""
+    span = f"{fmt(reach['low'])}–{fmt(reach['high'])}"
+    if reach["extrapolated"]:
+        return f"extrapolated ×{fmt(float(reach['factor']))} beyond the rungs' {span}"
+    return f"inside the rungs' {span}"
+
+
+def note_beyond_reach(note: str) -> str:
+    """A joint prediction's note less what its reach says (extrapolated or interpolated)."""
+    parts = [
+        p
+        for p in note.split("; ")
+        if not p.startswith("extrapolated along") and p != "interpolated between the rungs"
+    ]
+    return "; ".join(parts)
+
+
+def print_joint_rule(fit: dict[str, Any], asked: dict[str, float] | None = None) -> None:
+    """Print a joint (several-axis) ladder rule: the verdict, the design with each rung's own
+    optimum, per axis its exponents with 90% intervals, its named rules tested (the best
+    marked) and the note, the prediction at the point asked for with each axis's reach, and
+    the confirmations."""
+    print_ladder_verdict(fit)
+    axes = ladder_axes(fit)
+    design = new_table("Design: the rungs")
+    for axis in axes:
+        design.add_column(axis, justify="right")
+    design.add_column("sweep", justify="right")
+    design.add_column("status")
+    design.add_column("fitted", justify="right")
+    design.add_column("surface")
+    optima = new_table("Rungs' own optima (90% CI)")
+    optima.add_column("sweep", justify="right")
+    optima.add_column("lr", justify="right")
+    optima.add_column("lr 90% CI", justify="right")
+    optima.add_column("weight decay", justify="right")
+    optima.add_column("wd 90% CI", justify="right")
+    for rung in fit["rungs"]:
+        design.add_row(
+            *(fmt(rung["point"].get(a)) for a in axes),
+            str(rung["sweep_id"]),
+            rung["status"],
+            str(rung["n"]),
+            rung["verdict"] or "-",
+        )
+        optima.add_row(
+            str(rung["sweep_id"]),
+            fmt(rung.get("lr")),
+            interval_text(rung.get("lr_ci")),
+            fmt(rung.get("weight_decay")),
+            interval_text(rung.get("weight_decay_ci")),
+        )
+    console.print(design)
+    if any(rung.get("lr") is not None for rung in fit["rungs"]):
+        console.print(optima)
+    for rung in fit["rungs"]:
+        if rung["verdict"] is None:
+            console.print(
+                escape(f"{point_text(rung['point'])}: {rung['reason']}"),
+                style="dim",
+                highlight=False,
+            )
+
+    exponents = {
+        "lr": "lr_exponent",
+        "weight decay": "wd_exponent",
+        "product lr·wd": "product_exponent",
+        "timescale 1/(lr·wd)": "timescale_exponent",
+    }
+    for axis in fit.get("axes") or []:
+        table = new_table(f"Axis {axis['param']} ({axis['role']}): exponents")
+        table.add_column("quantity")
+        table.add_column("exponent", justify="right")
+        table.add_column("90% CI", justify="right")
+        for name, key in exponents.items():
+            table.add_row(name, fmt(axis.get(key)), interval_text(axis.get(key + "_ci")))
+        console.print(table)
+        values = ", ".join(fmt(v) for v in axis.get("values") or [])
+        console.print(f"the rungs' {escape(axis['param'])}: {values}", highlight=False)
+        if axis.get("rules"):
+            rules = new_table(f"Axis {axis['param']}: named rules")
+            for column in ("rule", "fixes", "χ²", "dof", "p", "rel. lik.", "fits"):
+                rules.add_column(
+                    column, justify="left" if column in ("rule", "fixes", "fits") else "right"
+                )
+            for rule in axis["rules"]:
+                best = " *" if rule["name"] == axis.get("best_rule") else ""
+                rules.add_row(
+                    rule["name"] + best,
+                    fixes_text(rule),
+                    fmt(rule["chi2"]),
+                    fmt(rule["dof"]),
+                    fmt(rule["p_value"]),
+                    fmt(rule["relative_likelihood"]),
+                    "yes" if rule["consistent"] else "no",
+                )
+            console.print(rules)
+        best = axis.get("best_rule")
+        console.print(
+            escape(f"best rule: {best}" if best else "best rule: none"),
+            highlight=False,
+        )
+        if axis.get("rule_note"):
+            console.print(escape(axis["rule_note"]), style="dim", highlight=False)
+    if fit.get("axes"):
+        console.print(
+            "* best rule; fits: p ≥ 0.05 (Wald test); rel. lik.: exp(-(χ² - min χ²)/2)",
+            style="dim",
+            highlight=False,
+        )
+    if fit.get("axes_note"):
+        console.print(escape(fit["axes_note"]), style="dim", highlight=False)
+
+    pred = fit.get("prediction")
+    if pred:
+        table = new_table(f"Prediction at {point_text(pred['point'])}")
+        table.add_column("quantity")
+        table.add_column("estimate (90% CI)", justify="right")
+        table.add_row("lr", estimate_text(pred["lr"], pred["lr_ci"]))
+        table.add_row("weight decay", estimate_text(pred["weight_decay"], pred["weight_decay_ci"]))
+        if not pred["weight_decay_moved"]:
+            table.add_row("weight decay moved", "no: the nearest rung's, unmoved")
+        if pred.get("value") is not None:
+            table.add_row("objective", estimate_text(pred["value"], pred.get("value_ci")))
+        for reach in pred.get("reach") or []:
+            table.add_row(f"{reach['param']} {fmt(reach['value'])}", reach_text(reach))
+        console.print(table)
+        rest = note_beyond_reach(pred.get("note") or "")
+        if rest:
+            console.print(escape(rest), style="dim", highlight=False)
+    elif asked:
+        where = ", ".join(f"{k}={fmt(v)}" for k, v in asked.items())
+        console.print(
+            escape(f"no prediction at {where}: the joint fit gives no lr there ({fit['reason']})"),
+            highlight=False,
+        )
+
+    for conf in fit["confirmations"]:
+        print_confirmation(conf, fit)
+
+
+def arm_label(arm: dict[str, Any], i: int) -> str:
+    """An extra arm's name in a confirmation table: its source, else ``arm N``."""
+    return arm.get("name") or f"arm {i}"
+
+
 def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
-    """Print one confirmation: predicted against achieved objective per arm, the difference
-    of the transferred and untransferred configs, the verdict and its note."""
-    table = new_table(f"Confirmation at {width_text(lad, conf['width'])}")
+    """Print one confirmation: predicted against achieved objective per arm (the transferred
+    and untransferred configs, and any further arms), their difference, the verdict and its
+    note. ``lad``: the ladder (or its rule answer)."""
+    where = point_text(conf["point"]) if is_joint(lad) else width_text(lad, conf["width"])
+    table = new_table(f"Confirmation at {where}")
     table.add_column("arm")
     table.add_column("lr", justify="right")
     table.add_column("weight decay", justify="right")
@@ -585,13 +808,24 @@ def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
             "",
             estimate_text(pred.get("value"), pred.get("value_ci"), stacked=True),
         )
-    for name in ("transferred", "untransferred"):
-        arm = conf[name]
+    extra = [(arm_label(arm, i), arm) for i, arm in enumerate(conf.get("arms") or [], start=1)]
+    for name, arm in [
+        ("transferred", conf["transferred"]),
+        ("untransferred", conf["untransferred"]),
+    ]:
         table.add_row(
             name,
             fmt(arm["lr"]),
             fmt(arm["weight_decay"]),
             str(arm["n"]),
+            estimate_text(arm.get("mean"), arm.get("ci"), stacked=True),
+        )
+    for name, arm in extra:
+        table.add_row(
+            name,
+            fmt(arm.get("lr")),
+            fmt(arm.get("weight_decay")),
+            str(arm.get("n", 0)),
             estimate_text(arm.get("mean"), arm.get("ci"), stacked=True),
         )
     if conf.get("difference") is not None:
@@ -609,6 +843,9 @@ def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
             style="dim",
             highlight=False,
         )
+    for name, arm in extra:
+        if arm.get("source"):
+            console.print(escape(f"{name}: {arm['source']}"), style="dim", highlight=False)
     verdict = conf["verdict"]
     colour = CONFIRM_VERDICT_COLOURS.get(verdict, "yellow")
     console.print(

@@ -1,5 +1,8 @@
-// One width ladder's page: its rungs, how the optimum lr and weight decay move with width (two
-// log-log charts, the candidate rules, the free fit), the prediction and the confirmations.
+// One ladder's page. A width ladder: its rungs, how the optimum lr and weight decay move with
+// width (two log-log charts, the candidate rules, the free fit), the prediction and the
+// confirmations. A ladder over several axes (or one that is not the width): its design, one
+// panel per axis (the rungs on that axis's line, the joint fit's line and band, the named
+// rules), a prediction at any point and the confirmations.
 // Polls the API every 2 s; the rule is fetched again only when a rung or confirmation moved.
 import { ApiError, age, el, fractionBar, getJson, initToken, interval, poll, progressBar, showContent, showNotice, sig } from "./api.js";
 import { draw, drawMessage, esc, logAxis } from "./plots.js";
@@ -104,12 +107,16 @@ function renderHeader(ladder, sweeps) {
   document.getElementById("ladder-name").textContent = ladder.name;
   const o = objective(ladder);
   const meta = document.getElementById("ladder-meta");
+  const design = isJoint(ladder)
+    ? `${plural(ladder.rungs.length, "rung")} over ${ladder.axes.map((a) => `${a.param} (${a.role})`).join(" × ")}`
+    : `${ladder.param} ${ladder.widths.map(fmtWidth).join(", ")}`;
   meta.replaceChildren(
-    `#${ladder.id} · task ${ladder.task?.name} · ${ladder.param} ${ladder.widths.map(fmtWidth).join(", ")}`
+    `#${ladder.id} · task ${ladder.task?.name} · ${design}`
       + ` · box ${ladder.scale_box} · ${o.direction} ${o.metric} · created ${age(ladder.created_at)} `,
     el("span", { class: `status ${ladder.status}`, id: "ladder-status", "data-status": ladder.status }, ladder.status),
   );
-  document.getElementById("width-head").textContent = ladder.param;
+  const head = document.getElementById("width-head");
+  if (head) head.textContent = ladder.param;
   // One bar over every rung: their trial states added up.
   const rungSweeps = ladder.rungs.map((r) => sweeps[r.sweep_id]).filter(Boolean);
   const progress = document.getElementById("ladder-progress");
@@ -472,34 +479,36 @@ function armText(arm) {
   return `${withCi(arm.mean, arm.ci)}, ${plural(arm.n, "seed")}`;
 }
 
-function armCell(arm, showSource) {
+function armCell(arm, showSource, tag = "td") {
   const from = showSource && arm.source ? `: ${arm.source}` : "";
-  return el("td", { class: "num", title: arm.source || null }, armText(arm), el("br"),
+  return el(tag, { class: "num", title: arm.source || null }, armText(arm), el("br"),
     el("span", { class: "muted small" }, `lr ${f3(arm.lr)} · wd ${f3(arm.weight_decay)}${from}`));
 }
 
 /** The confirmations' objective: predicted interval, then each arm's seeds, mean and interval. */
 function confirmChart(ladder) {
   const o = objective(ladder);
-  const list = [...rule.confirmations].sort((a, b) => a.width - b.width);
+  const list = sortedConfirmations();
   const rows = [];
-  const traces = { predicted: [], transferred: [], untransferred: [] };
+  const traces = { predicted: [], transferred: [], untransferred: [], "other arms": [] };
   const seeds = { x: [], y: [] };
   for (const c of list) {
-    const w = `${esc(ladder.param)}=${fmtWidth(c.width)}`;
+    const w = isJoint(ladder) ? `sweep #${c.sweep_id}` : `${esc(ladder.param)}=${fmtWidth(c.width)}`;
     const p = c.predicted;
     const cat = (what) => `${w} · ${what}`;
-    rows.push(cat("predicted"), cat("transferred"), cat("untransferred"));
-    if (p && typeof p.value === "number") traces.predicted.push({ y: cat("predicted"), x: p.value, ci: p.value_ci, text: `predicted ${esc(o.metric)} at ${w}` });
-    for (const arm of ["transferred", "untransferred"]) {
-      const a = c[arm];
+    if (p && typeof p.value === "number") {
+      rows.push(cat("predicted"));
+      traces.predicted.push({ y: cat("predicted"), x: p.value, ci: p.value_ci, text: `predicted ${esc(o.metric)} at ${w}` });
+    }
+    for (const [name, a, trace] of armsOf(c)) {
+      rows.push(cat(name));
       if (a && typeof a.mean === "number") {
         const from = a.source ? `<br>${wrap(a.source)}` : "";
-        traces[arm].push({ y: cat(arm), x: a.mean, ci: a.ci, text: `${arm} arm at ${w}: mean of ${plural(a.n, "seed")}${from}` });
+        traces[trace].push({ y: cat(name), x: a.mean, ci: a.ci, text: `${name} arm at ${w}: mean of ${plural(a.n, "seed")}${from}` });
       }
       for (const v of a?.values || []) {
         seeds.x.push(v);
-        seeds.y.push(cat(arm));
+        seeds.y.push(cat(name));
       }
     }
   }
@@ -507,6 +516,7 @@ function confirmChart(ladder) {
     predicted: { symbol: "diamond", size: 13, color: "#c9851a" },
     transferred: { symbol: "circle", size: 11, color: "#2ca02c" },
     untransferred: { symbol: "square", size: 10, color: "#6b6b70" },
+    "other arms": { symbol: "triangle-up", size: 11, color: "#9467bd" },
   };
   const data = Object.entries(traces).filter(([, pts]) => pts.length).map(([name, pts]) => ({
     x: pts.map((q) => q.x), y: pts.map((q) => q.y), type: "scatter", mode: "markers", name,
@@ -534,40 +544,521 @@ function confirmChart(ladder) {
 function renderConfirmations(ladder) {
   const empty = document.getElementById("confirm-empty");
   const body = document.getElementById("confirm-body");
-  const list = rule ? [...rule.confirmations].sort((a, b) => a.width - b.width) : [];
+  const list = rule ? sortedConfirmations() : [];
+  const joint = isJoint(ladder);
   document.getElementById("confirm-total").textContent = list.length ? `(${list.length})` : "";
   if (!list.length) {
     body.hidden = true;
     empty.hidden = false;
-    empty.textContent = rule
-      ? "None yet. Once every rung is complete, run the prediction at a new width W beside the widest rung's "
-        + `own optimum, unmoved: lionsweep ladder confirm ${ladder.id} --width W.`
-      : "The ladder's rule could not be read.";
+    const flags = joint ? ladder.axes.map((a) => `--${ROLE_QUERY[a.role].replace("_", "-")} ${a.role[0].toUpperCase()}`).join(" ") : "--width W";
+    empty.textContent = !rule
+      ? "The ladder's rule could not be read."
+      : joint
+        ? "None yet. Once every rung is complete, run the prediction at a new point beside the nearest rung's "
+          + `own optimum, unmoved: lionsweep ladder confirm ${ladder.id} ${flags}.`
+        : "None yet. Once every rung is complete, run the prediction at a new width W beside the widest rung's "
+          + `own optimum, unmoved: lionsweep ladder confirm ${ladder.id} ${flags}.`;
     return;
   }
   empty.hidden = true;
   body.hidden = false;
   confirmChart(ladder);
+  // A joint prediction has no objective to predict: its column is left out.
+  const predictedColumn = list.some((c) => typeof c.predicted?.value === "number");
+  const extra = list.some((c) => (c.arms || []).length);
+  const heads = [joint ? "Point" : "Width", "Sweep", "Status", predictedColumn ? "Predicted (90% CI)" : null,
+    "Transferred arm", "Untransferred arm", extra ? "Other arms" : null, "Difference (90% CI)", "Verdict"].filter(Boolean);
+  document.getElementById("confirmations").classList.toggle("heads-wrap", joint);
+  document.getElementById("confirm-head").replaceChildren(el("tr", {}, ...heads.map((h) => el("th", {}, h))));
   const rows = [];
   for (const c of list) {
     const p = c.predicted;
     rows.push(el(
       "tr",
       { "data-sweep-id": c.sweep_id, "data-width": c.width, "data-verdict": c.verdict },
-      el("td", { class: "num nw" }, fmtWidth(c.width)),
-      el("td", { class: "nw" }, el("a", { href: `/sweeps/${c.sweep_id}` }, `sweep #${c.sweep_id}`)),
+      joint ? el("td", { class: "num" }, pointText(c.point)) : el("td", { class: "num nw" }, fmtWidth(c.width)),
+      el("td", { class: "nw" }, el("a", { href: `/sweeps/${c.sweep_id}` }, joint ? `#${c.sweep_id}` : `sweep #${c.sweep_id}`)),
       el("td", { class: "nw" }, el("span", { class: `status ${c.status}` }, c.status)),
-      el("td", { class: "num" }, p && typeof p.value === "number" ? withCi(p.value, p.value_ci) : "–",
-        c.within_prediction === null ? "" : el("br"),
-        c.within_prediction === null ? "" : el("span", { class: "muted small" }, c.within_prediction ? "achieved inside" : "achieved outside")),
+      predictedColumn
+        ? el("td", { class: "num" }, p && typeof p.value === "number" ? withCi(p.value, p.value_ci) : "–",
+          c.within_prediction === null ? "" : el("br"),
+          c.within_prediction === null ? "" : el("span", { class: "muted small" }, c.within_prediction ? "achieved inside" : "achieved outside"))
+        : null,
       armCell(c.transferred, false),
       armCell(c.untransferred, true),
+      extra ? el("td", { class: "num" }, ...(c.arms || []).flatMap((a, i) => [i ? el("br") : null, `arm ${i + 1}: `, armCell(a, true, "span")])) : null,
       el("td", { class: "num" }, typeof c.difference === "number" ? withCi(c.difference, c.difference_ci) : "–"),
       el("td", { class: "nw" }, el("span", { class: `badge ${c.verdict}` }, CONFIRM_VERDICTS[c.verdict] || c.verdict)),
     ));
-    rows.push(el("tr", { class: "note-row", "data-note-for": c.sweep_id }, el("td", { colspan: 8 }, c.note)));
+    rows.push(el("tr", { class: "note-row", "data-note-for": c.sweep_id }, el("td", { colspan: heads.length }, c.note)));
   }
   document.querySelector("#confirmations tbody").replaceChildren(...rows);
+}
+
+/** The confirmations, by width (a width ladder) or by sweep (a ladder over several axes). */
+function sortedConfirmations() {
+  return [...rule.confirmations].sort((a, b) => (a.width ?? 0) - (b.width ?? 0) || a.sweep_id - b.sweep_id);
+}
+
+/** A confirmation's arms as [name, arm, trace]: the transferred, the untransferred, any further ones. */
+function armsOf(c) {
+  return [
+    ["transferred", c.transferred, "transferred"],
+    ["untransferred", c.untransferred, "untransferred"],
+    ...(c.arms || []).map((a, i) => [`arm ${i + 1}`, a, "other arms"]),
+  ];
+}
+
+// ---- ladders over several axes ----------------------------------------------------------------
+
+/** The query (and confirmation body) field of each axis role. */
+const ROLE_QUERY = { width: "width", steps: "steps", batch: "batch_size" };
+/** What each named rule of an axis says, in words. */
+const AXIS_RULE_LAWS = {
+  sqrt: "η ∝ w^−½, λ ∝ w^½",
+  mup: "η ∝ 1/w, λ ∝ w",
+  mup_sqrt: "η ∝ 1/w, λ ∝ √w",
+  tau_tokens: "η·λ ∝ 1/steps: the decay timescale 1/(ηλ) grows with the run",
+  tau_steps: "η·λ unmoved: the decay timescale fixed in steps",
+  wd_linear: "η unmoved, λ ∝ batch size",
+  fixed: "η and λ unmoved",
+};
+const PALETTE = ["#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+const JOINT_VERDICTS = {
+  rule_identified: "Every axis has one named rule that fits and the others do not",
+  indistinguishable: "Some axis cannot tell its named rules apart",
+  no_rule_fits: "On some axis no named rule fits",
+  insufficient: "No joint fit yet",
+};
+/** The three rows of an axis's panel: which fields of a rung, an axis and a rule each reads. */
+const ROWS = [
+  { sym: "η*", name: "lr", key: "lr", ci: "lr_ci", exp: "lr_exponent", ruleExp: (r) => r.lr_exponent },
+  { sym: "λ*", name: "weight decay", key: "weight_decay", ci: "weight_decay_ci", exp: "wd_exponent", ruleExp: (r) => r.wd_exponent },
+  {
+    sym: "η*·λ*", name: "lr × weight decay", key: "product", ci: "product_ci", exp: "product_exponent",
+    ruleExp: (r) => r.product_exponent ?? (r.lr_exponent !== null && r.wd_exponent !== null ? r.lr_exponent + r.wd_exponent : null),
+  },
+];
+
+let anchors = {};
+let axisLines = [];
+
+/** Whether the ladder is over several axes, or one that is not the width (then the joint fit's page). */
+function isJoint(ladder) {
+  const axes = ladder.axes || [];
+  if (axes.length) return axes.length > 1 || axes[0].role !== "width";
+  return ladder.rungs.length > 0 && ladder.rungs[0].width === null;
+}
+
+/** "width = 512, train_steps = 800" */
+const pointText = (point) => Object.entries(point || {}).map(([k, v]) => `${k} = ${fmtWidth(v)}`).join(", ");
+
+/** The query string of a point (a value per axis, by its role's field). */
+function pointQuery(ladder, point) {
+  return ladder.axes.map((a) => `${ROLE_QUERY[a.role]}=${encodeURIComponent(point[a.param])}`).join("&");
+}
+
+/** Where to predict: the address's values (every axis), else the latest confirmation's point, else none. */
+function targetPoint(ladder) {
+  const q = new URLSearchParams(window.location.search);
+  const asked = {};
+  for (const a of ladder.axes) {
+    const raw = q.get(ROLE_QUERY[a.role]);
+    const v = raw === null ? NaN : Number(raw);
+    if (Number.isFinite(v) && v > 0) asked[a.param] = v;
+  }
+  if (Object.keys(asked).length === ladder.axes.length) return { point: asked, from: "from the address" };
+  const last = [...ladder.confirmations].sort((a, b) => b.sweep_id - a.sweep_id)[0];
+  return last ? { point: last.point, from: "the latest confirmation's point" } : null;
+}
+
+/**
+ * The rungs on one axis's line: those whose other axes share one value each, the group with the
+ * most distinct values on this axis (a design of lines through a corner has one per axis). With
+ * no two rungs on a line, every rung, and the other axes at their median rung values.
+ */
+function axisLine(ladder, param) {
+  const others = ladder.axes.map((a) => a.param).filter((p) => p !== param);
+  const groups = new Map();
+  for (const r of ladder.rungs) {
+    const key = JSON.stringify(others.map((o) => r.point[o]));
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(r);
+  }
+  let best = null;
+  for (const rungs of groups.values()) {
+    const distinct = new Set(rungs.map((r) => r.point[param])).size;
+    if (!best || distinct > best.distinct || (distinct === best.distinct && rungs.length > best.rungs.length)) best = { rungs, distinct };
+  }
+  const onLine = best.distinct >= 2;
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v[Math.floor((v.length - 1) / 2)];
+  };
+  const fixed = Object.fromEntries(others.map((o) => [o, onLine ? best.rungs[0].point[o] : median(ladder.rungs.map((r) => r.point[o]))]));
+  const rungs = onLine ? best.rungs : ladder.rungs;
+  const values = [...new Set(rungs.map((r) => r.point[param]))].sort((a, b) => a - b);
+  const centre = Math.exp(values.reduce((t, v) => t + Math.log(v), 0) / values.length);
+  return { param, others, fixed, onLine, sweeps: new Set(rungs.map((r) => r.sweep_id)), values, centre };
+}
+
+/** Whether a point lies on a line (its other axes at the line's values). */
+const onLineOf = (line, point) => Boolean(point) && line.others.every((o) => point[o] === line.fixed[o]);
+
+async function refreshJoint(ladder) {
+  const target = targetPoint(ladder);
+  const answer = await optional(`${base}/rule${target ? `?${pointQuery(ladder, target.point)}` : ""}`);
+  rule = answer.conflict ? null : answer;
+  // Each axis's line goes through the joint fit's own prediction at its centre.
+  const lines = ladder.axes.map((a) => axisLine(ladder, a.param));
+  axisLines = lines;
+  anchors = {};
+  if (rule && rule.axes.length) {
+    const got = await Promise.all(lines.map((line) => optional(`${base}/rule?${pointQuery(ladder, { ...line.fixed, [line.param]: line.centre })}`)));
+    lines.forEach((line, i) => {
+      anchors[line.param] = got[i].conflict ? { error: got[i].conflict } : got[i].prediction;
+    });
+  }
+  // Shown before drawing: plotly sizes a chart by its box.
+  document.getElementById("axis-panels").hidden = false;
+  document.getElementById("width-plots").hidden = true;
+  document.getElementById("rules-card").hidden = true;
+  renderJointVerdict(ladder);
+  renderAxisPanels(ladder, lines);
+  renderJointPrediction(ladder, target);
+  renderConfirmations(ladder);
+}
+
+function renderJointVerdict(ladder) {
+  document.getElementById("rule-title").textContent = "Scaling rule";
+  const verdict = document.getElementById("verdict");
+  const incomplete = document.getElementById("incomplete");
+  const stats = document.getElementById("exponents");
+  if (!rule) {
+    verdict.replaceChildren(el("span", { class: "badge none" }, "no answer"));
+    verdict.dataset.verdict = "";
+    document.getElementById("reason").textContent = "The ladder's rule could not be read.";
+    stats.replaceChildren();
+    incomplete.hidden = true;
+    return;
+  }
+  verdict.dataset.verdict = rule.verdict;
+  verdict.replaceChildren(el("span", { class: `badge ${rule.verdict}` }, rule.verdict), " ", JOINT_VERDICTS[rule.verdict] || "");
+  // The axes' own notes are in their panels; here only what is not there.
+  document.getElementById("reason").textContent = rule.axes.length ? "" : rule.reason;
+  incomplete.hidden = rule.complete;
+  incomplete.textContent = ladder.status === "running"
+    ? "Some rungs are still running: this answer may change as they finish."
+    : "Not every rung is complete: this answer rests on the trials that finished.";
+  stats.replaceChildren(...rule.axes.map((a) => el("div", { "data-axis": a.param },
+    el("dt", {}, `${a.param} (${a.role})`),
+    el("dd", {}, a.best_rule ? el("b", {}, a.best_rule) : "no rule identified", a.best_rule ? ` ${AXIS_RULE_LAWS[a.best_rule] || ""}` : ""))));
+  const note = rule.axes_note || "";
+  // axes_note starts with the method when there is a joint fit, and is the reason when there is none.
+  document.getElementById("method").textContent = !rule.axes.length ? rule.method : note.startsWith(rule.method) ? note : `${rule.method}. ${note}`;
+}
+
+function renderAxisPanels(ladder, lines) {
+  const box = document.getElementById("axis-panels");
+  const fits = Object.fromEntries((rule?.rungs || []).map((r) => [r.sweep_id, r]));
+  const panels = ladder.axes.map((a, i) => {
+    const fit = rule?.axes.find((x) => x.param === a.param) || null;
+    const line = lines[i];
+    const id = `plot-axis-${i}`;
+    const card = el("div", { class: "card axis-panel", "data-axis": a.param, "data-role": a.role },
+      el("h2", {}, `Along ${a.param}`, el("small", {}, `${a.role} axis`)),
+      axisStats(fit),
+      el("div", { class: "plot", id }),
+      el("p", { class: "muted small caption" }, axisCaption(ladder, line, fit)),
+      axisRules(fit),
+    );
+    return { card, id, fit, line };
+  });
+  box.replaceChildren(...panels.map((p) => p.card));
+  for (const p of panels) axisChart(p.id, ladder, p.line, p.fit, fits);
+}
+
+function axisStats(fit) {
+  if (!fit) return el("p", { class: "muted" }, rule ? "No exponents yet: there is no joint fit (the scaling rule says why)." : "The ladder's rule could not be read.");
+  const row = (term, value, ci, title) => el("div", { title }, el("dt", {}, term), el("dd", {}, value === null ? "not pinned by the data" : withCi(value, ci)));
+  return el("dl", { class: "stats" },
+    row("η* exponent", fit.lr_exponent, fit.lr_exponent_ci, "η* ∝ axis^exponent"),
+    row("λ* exponent", fit.wd_exponent, fit.wd_exponent_ci, "λ* ∝ axis^exponent"),
+    row("η*·λ* exponent", fit.product_exponent, fit.product_exponent_ci),
+    row("timescale 1/(η*λ*) exponent", fit.timescale_exponent, fit.timescale_exponent_ci, "the decay timescale, in steps"),
+  );
+}
+
+function axisRules(fit) {
+  if (!fit) return el("div", {});
+  const wrapTable = el("div", { class: "table-scroll" });
+  if (!fit.rules.length) {
+    wrapTable.append(el("p", { class: "muted small" }, fit.rule_note || "No named rule for this axis's role."));
+    return wrapTable;
+  }
+  const fixes = (r) => [["η", r.lr_exponent], ["λ", r.wd_exponent], ["η·λ", r.product_exponent]]
+    .filter(([, v]) => v !== null).map(([n, v]) => `${n} ${fmtExp(v)}`).join(", ");
+  const rows = [...fit.rules].sort((a, b) => a.chi2 - b.chi2).map((r) => {
+    const best = r.name === fit.best_rule;
+    return el("tr", { "data-rule": r.name, class: best ? "best" : "", "data-consistent": r.consistent ? "1" : "0" },
+      el("td", { title: AXIS_RULE_LAWS[r.name] || null }, el("b", {}, r.name), best ? el("span", { class: "tag best" }, "best") : ""),
+      el("td", { class: "num" }, fixes(r)),
+      el("td", { class: "num" }, `${f3(r.chi2)} (${r.dof})`),
+      el("td", { class: "num" }, prob(r.p_value)),
+      el("td", { class: "num" }, prob(r.relative_likelihood)),
+      el("td", {}, r.consistent ? "yes" : "no"));
+  });
+  wrapTable.append(
+    el("table", { class: "grid compact wrap axis-rules" },
+      el("thead", {}, el("tr", {}, ...["Rule", "Fixes", "χ² (dof)", "p", "Rel. lik.", "Fits"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...rows)),
+    el("p", { class: "small rule-note" }, fit.rule_note),
+  );
+  return wrapTable;
+}
+
+function axisCaption(ladder, line, fit) {
+  const held = line.others.map((o) => `${o} = ${fmtWidth(line.fixed[o])}`).join(", ");
+  const rungs = line.onLine
+    ? `Rungs on this axis's line (${held}): ${line.sweeps.size} of ${ladder.rungs.length}; the others are on other panels' lines (the design table says which).`
+    : `No two rungs share the other axes' values, so every rung is drawn (open markers: off any one line); the line holds ${held}, their median rung values.`;
+  if (!fit) return rungs;
+  const at = pointText({ ...line.fixed, [line.param]: Number(line.centre.toPrecision(3)) });
+  return `${rungs} Points: each rung's own optimum (90% interval). Solid: the joint fit along ${line.param}, its slope the `
+    + `fitted exponent, its level the joint fit's prediction at ${at}; band: the slopes in the exponent's 90% interval `
+    + "through that point (the level's own uncertainty is left out). Dashed: each named rule's exponent through the same point.";
+}
+
+/** One log-log panel: η*, λ* and η*·λ* rows against one axis's value. */
+function axisChart(id, ladder, line, fit, fits) {
+  const param = esc(line.param);
+  const anchor = anchors[line.param];
+  const pred = rule?.prediction && onLineOf(line, rule.prediction.point) ? rule.prediction : null;
+  const xsShown = [...line.values, ...(pred ? [pred.point[line.param]] : [])];
+  const lo = Math.min(...xsShown) / 1.15;
+  const hi = Math.max(...xsShown) * 1.15;
+  const xs = span(lo, hi, 24);
+  const rungs = ladder.rungs.filter((r) => line.sweeps.has(r.sweep_id)).map((r) => fits[r.sweep_id]).filter(Boolean);
+  const ok = anchor && !anchor.error && pos(anchor.lr);
+  const level = ok ? { lr: anchor.lr, weight_decay: anchor.weight_decay_moved ? anchor.weight_decay : null } : {};
+  level.product = pos(level.lr) && pos(level.weight_decay) ? level.lr * level.weight_decay : null;
+  const data = [];
+  const shown = new Set();
+  const legend = (name) => {
+    const first = !shown.has(name);
+    shown.add(name);
+    return { legendgroup: name, showlegend: first };
+  };
+  const layout = {
+    height: 600, margin: { l: 72, r: 12, t: 8, b: 56 }, legend: { orientation: "h", y: -0.1, font: { size: 11 } },
+    annotations: [],
+  };
+  const domains = [[0.7, 1], [0.36, 0.64], [0.02, 0.3]];
+  const rules = fit ? [...fit.rules].sort((a, b) => (a.name === fit.best_rule) - (b.name === fit.best_rule)) : [];
+  const colour = Object.fromEntries((fit?.rules || []).map((r, i) => [r.name, PALETTE[i % PALETTE.length]]));
+  ROWS.forEach((row, j) => {
+    const yref = j === 0 ? "y" : `y${j + 1}`;
+    const ys = [];
+    const at = level[row.key];
+    const e = fit ? fit[row.exp] : null;
+    const through = (slope) => xs.map((x) => at * (x / line.centre) ** slope);
+    if (pos(at) && e !== null) {
+      const ci = fit[`${row.exp}_ci`];
+      if (interval(ci)) {
+        const a = through(ci[0]);
+        const b = through(ci[1]);
+        const up = a.map((v, k) => Math.max(v, b[k]));
+        const down = a.map((v, k) => Math.min(v, b[k]));
+        ys.push(...up, ...down);
+        data.push({
+          x: [...xs, ...[...xs].reverse()], y: [...up, ...down.reverse()], xaxis: "x", yaxis: yref, type: "scatter", mode: "lines",
+          fill: "toself", fillcolor: "rgba(31,119,180,0.15)", line: { width: 0 }, hoverinfo: "skip",
+          name: "joint fit's 90% band", ...legend("band"), meta: { kind: "band", row: row.key },
+        });
+      }
+      const y = through(e);
+      ys.push(...y);
+      data.push({
+        x: xs, y, xaxis: "x", yaxis: yref, type: "scatter", mode: "lines", name: "joint fit", ...legend("fit"),
+        line: { color: "#1f77b4", width: 2.5 },
+        text: xs.map(() => `joint fit: ${row.sym} ∝ ${param}^${f3(e)}${interval(fit[`${row.exp}_ci`]) ? ` (90% CI ${interval(fit[`${row.exp}_ci`])})` : ""}`),
+        hovertemplate: "%{text}<extra></extra>", meta: { kind: "fit", row: row.key },
+      });
+      for (const r of rules) {
+        const slope = row.ruleExp(r);
+        if (slope === null || slope === undefined) continue;
+        const best = r.name === fit.best_rule;
+        const yr = through(slope);
+        ys.push(...yr);
+        data.push({
+          x: xs, y: yr, xaxis: "x", yaxis: yref, type: "scatter", mode: "lines", name: `${esc(r.name)}${best ? " · best" : ""}`,
+          ...legend(`rule ${r.name}`), line: { color: colour[r.name], width: best ? 2.5 : 1.5, dash: "dash" }, opacity: 0.85,
+          text: xs.map(() => `rule '${esc(r.name)}': ${row.sym} ∝ ${param}^${fmtExp(slope)}${best ? " (best)" : ""}<br>p = ${prob(r.p_value)}`),
+          hovertemplate: "%{text}<extra></extra>", meta: { kind: "rule", rule: r.name, best, row: row.key },
+        });
+      }
+    }
+    const withEstimate = rungs.filter((r) => pos(r[row.key]));
+    if (withEstimate.length) {
+      const y = withEstimate.map((r) => r[row.key]);
+      const l = withEstimate.map((r) => (r[row.ci] ? r[row.ci][0] : r[row.key]));
+      const h = withEstimate.map((r) => (r[row.ci] ? r[row.ci][1] : r[row.key]));
+      ys.push(...y, ...l, ...h);
+      data.push({
+        x: withEstimate.map((r) => r.point[line.param]), y, xaxis: "x", yaxis: yref, type: "scatter", mode: "markers",
+        name: line.onLine ? "rung's own optimum (90% CI)" : "rung off this line", ...legend("rung"),
+        error_y: { type: "data", symmetric: false, array: h.map((v, k) => v - y[k]), arrayminus: l.map((v, k) => y[k] - v), color: "#1d1d1f", thickness: 1.5, width: 4 },
+        marker: line.onLine ? { symbol: "circle", size: 9, color: "#1f77b4", line: { width: 1, color: "#1d1d1f" } } : { symbol: "circle-open", size: 10, color: "#6b6b70", line: { width: 2 } },
+        text: withEstimate.map((r) => `${esc(pointText(r.point))} · sweep #${r.sweep_id}<br>${row.sym} = ${f3(r[row.key])}${interval(r[row.ci]) ? ` (90% CI ${interval(r[row.ci])})` : ""}`),
+        hovertemplate: "%{text}<extra></extra>", meta: { kind: "rung", row: row.key },
+      });
+    }
+    const pv = pred ? (row.key === "product" ? (pred.weight_decay_moved ? pred.lr * pred.weight_decay : null) : pred[row.key]) : null;
+    if (pos(pv) && (row.key !== "weight_decay" || pred.weight_decay_moved)) {
+      const ci = row.key === "product" ? null : pred[row.ci];
+      ys.push(pv, ...(ci || []));
+      data.push({
+        x: [pred.point[line.param]], y: [pv], xaxis: "x", yaxis: yref, type: "scatter", mode: "markers", name: "prediction (90% CI)", ...legend("prediction"),
+        error_y: ci ? { type: "data", symmetric: false, array: [ci[1] - pv], arrayminus: [pv - ci[0]], color: "#c9851a", thickness: 2, width: 6 } : undefined,
+        marker: { symbol: "diamond", size: 12, color: "#c9851a", line: { width: 1.5, color: "#6b4e00" } },
+        text: [`prediction at ${esc(pointText(pred.point))}<br>${row.sym} = ${f3(pv)}${interval(ci) ? ` (90% CI ${interval(ci)})` : ""}`],
+        hovertemplate: "%{text}<extra></extra>", meta: { kind: "prediction", row: row.key },
+      });
+    }
+    const axis = logAxis(ys, { pad: 0.1, title: `${row.sym}` });
+    layout[j === 0 ? "yaxis" : `yaxis${j + 1}`] = { ...axis, domain: domains[j], anchor: "x" };
+    if (!ys.length) {
+      layout.annotations.push({
+        text: `no ${row.name} estimate${e === null && fit ? ": the data do not pin it" : ""}`, showarrow: false,
+        xref: "paper", yref: "paper", x: 0.5, y: (domains[j][0] + domains[j][1]) / 2, font: { size: 11, color: "#555" },
+      });
+    }
+  });
+  if (anchor?.error) {
+    layout.annotations.push({
+      text: wrap(`no line: ${anchor.error}`, 60), showarrow: false, xref: "paper", yref: "paper", x: 0.01, y: 1, xanchor: "left", yanchor: "top",
+      font: { size: 11, color: "#555" }, bgcolor: "rgba(255,255,255,0.85)",
+    });
+  }
+  const ticks = [...new Set(xsShown)];
+  layout.xaxis = { ...logAxis([lo, hi], { ticks, label: fmtWidth, pad: 0.02, title: `${param} (log scale)` }), anchor: "y3" };
+  if (!data.length) {
+    drawMessage(id, ladder.status === "running" ? "no data yet: rungs still running" : "no data: no rung has a fitted optimum");
+    return;
+  }
+  draw(id, data, layout);
+}
+
+function renderJointPrediction(ladder, target) {
+  const form = document.getElementById("predict-form");
+  const where = document.getElementById("prediction-width");
+  if (!form.dataset.built) {
+    form.dataset.built = "1";
+    form.append(...ladder.axes.map((a) => el("label", {}, `${a.param} (${a.role})`,
+      el("input", { type: "number", name: ROLE_QUERY[a.role], min: "0", step: "any", required: "required", "data-axis": a.param }))),
+    el("button", { type: "submit" }, "Predict"), el("p", { class: "error", id: "predict-error", hidden: "hidden" }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      predictAt(ladder, Object.fromEntries(ladder.axes.map((a) => [a.param, Number(form.elements[ROLE_QUERY[a.role]].value)])));
+    });
+    if (target) for (const a of ladder.axes) form.elements[ROLE_QUERY[a.role]].value = target.point[a.param];
+  }
+  form.hidden = false;
+  where.textContent = target ? `at ${pointText(target.point)} (${target.from})` : "";
+  showJointPrediction(ladder, rule?.prediction || null, target === null);
+}
+
+/** Ask the joint fit for its prediction at `point`, show it, and keep the point in the address. */
+async function predictAt(ladder, point) {
+  const error = document.getElementById("predict-error");
+  const query = pointQuery(ladder, point);
+  try {
+    const answer = await getJson(`${base}/rule?${query}`);
+    error.hidden = true;
+    window.history.replaceState(null, "", `${window.location.pathname}?${query}${window.location.hash}`);
+    document.getElementById("prediction-width").textContent = `at ${pointText(point)} (from the form)`;
+    rule = answer;  // the same answer, with the prediction there: the panels mark it when it is on their line
+    showJointPrediction(ladder, answer.prediction, false);
+    renderAxisPanels(ladder, axisLines);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    const detail = Array.isArray(e.detail) ? e.detail.map((d) => d.msg).join("; ") : e.message;
+    error.textContent = detail;
+    error.hidden = false;
+  }
+}
+
+function showJointPrediction(ladder, p, unasked) {
+  const dl = document.getElementById("prediction");
+  const empty = document.getElementById("prediction-empty");
+  const note = document.getElementById("prediction-note");
+  const reachTable = document.getElementById("reach");
+  if (!p) {
+    dl.hidden = true;
+    note.hidden = true;
+    reachTable.hidden = true;
+    empty.hidden = false;
+    empty.textContent = unasked
+      ? "Give a value for every axis to predict η* and λ* there."
+      : `No prediction: ${rule ? rule.axes_note || rule.reason : "the ladder's rule could not be read"}`;
+    return;
+  }
+  empty.hidden = true;
+  dl.hidden = false;
+  const add = (term, value) => el("div", {}, el("dt", {}, term), el("dd", {}, value));
+  dl.replaceChildren(
+    add("η* (lr)", withCi(p.lr, p.lr_ci)),
+    add("λ* (weight decay)", p.weight_decay_moved ? withCi(p.weight_decay, p.weight_decay_ci) : `${f3(p.weight_decay)} (unmoved)`),
+  );
+  reachTable.hidden = !(p.reach || []).length;
+  reachTable.querySelector("tbody").replaceChildren(...(p.reach || []).map((r) => el("tr", { "data-axis": r.param, "data-extrapolated": r.extrapolated ? "1" : "0" },
+    el("td", {}, `${r.param} (${r.role})`),
+    el("td", { class: "num" }, fmtWidth(r.value)),
+    el("td", {}, r.extrapolated ? el("b", {}, `extrapolated ×${f3(r.factor)}`) : "inside", ` the rungs' ${fmtWidth(r.low)}–${fmtWidth(r.high)}`))));
+  // The reach table says what the note's extrapolation part says: the rest only.
+  const rest = (p.note || "").split("; ").filter((part) => !part.startsWith("extrapolated along") && part !== "interpolated between the rungs");
+  note.hidden = !rest.length;
+  note.textContent = rest.join("; ");
+}
+
+/** A table cell of an estimate over its 90% interval (the column's head says "90% CI"). */
+function stackedCi(fit, key, ci) {
+  if (!fit || !pos(fit[key])) return el("td", { class: "num" }, "–");
+  return el("td", { class: "num" }, f3(fit[key]), interval(fit[ci]) ? el("br") : null,
+    interval(fit[ci]) ? el("span", { class: "muted small" }, interval(fit[ci])) : null);
+}
+
+/** The design table: every rung's point, sweep, status, trials, surface verdict, own optimum, and its panels. */
+function renderDesign(ladder, sweeps) {
+  const head = document.getElementById("rungs-head");
+  if (!head.dataset.joint) {
+    head.dataset.joint = "1";
+    document.getElementById("rungs").classList.add("heads-wrap");
+    head.replaceChildren(el("tr", {}, ...ladder.axes.map((a) => el("th", { class: "keep-case" }, a.param)),
+      el("th", {}, "Sweep"), el("th", {}, "Status, trials"), el("th", {}, "Surface"),
+      el("th", { class: "keep-case" }, "η* (90% CI)"), el("th", { class: "keep-case" }, "λ* (90% CI)"), el("th", {}, "On the line of")));
+  }
+  const fits = Object.fromEntries((rule?.rungs || []).map((r) => [r.sweep_id, r]));
+  const lines = ladder.axes.map((a) => axisLine(ladder, a.param));
+  const rows = ladder.rungs.map((r) => {
+    const fit = fits[r.sweep_id];
+    const sweep = sweeps[r.sweep_id];
+    const on = lines.filter((l) => l.onLine && l.sweeps.has(r.sweep_id)).map((l) => l.param);
+    return el("tr", { "data-sweep-id": r.sweep_id, "data-point": JSON.stringify(r.point) },
+      ...ladder.axes.map((a) => el("td", { class: "num nw" }, fmtWidth(r.point[a.param]))),
+      el("td", { class: "nw" }, el("a", { href: `/sweeps/${r.sweep_id}`, title: sweep ? sweep.name : null }, `#${r.sweep_id}`)),
+      el("td", { class: "nw" }, el("span", { class: `status ${r.status}` }, r.status), el("br"),
+        el("span", { class: "small", "data-trials": "" }, `${r.finished} / ${r.n_trials} trials`)),
+      el("td", { title: fit ? fit.reason : null }, fit && fit.verdict ? el("span", { class: `badge small ${fit.verdict}` }, fit.verdict) : "–"),
+      stackedCi(fit, "lr", "lr_ci"),
+      stackedCi(fit, "weight_decay", "weight_decay_ci"),
+      el("td", {}, on.length ? on.join(", ") : "–"));
+  });
+  document.querySelector("#rungs tbody").replaceChildren(...rows);
+  document.getElementById("rungs-note").textContent = rule
+    ? "η*, λ*: each rung's own optimum from its response surface (90% interval), a check on the joint fit; "
+      + "hover a verdict for the reason. \"On the line of\": the panels that draw the rung."
+    : "";
 }
 
 // ---- polling -----------------------------------------------------------------------------------
@@ -594,6 +1085,14 @@ async function refresh() {
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   // The rule moves only when a rung or confirmation finishes a trial or changes status.
   const signature = JSON.stringify(members.map((m) => [m.sweep_id, m.status, m.finished]));
+  if (isJoint(ladder)) {
+    if (signature !== lastSignature) {
+      await refreshJoint(ladder);
+      lastSignature = signature;
+    }
+    renderDesign(ladder, sweeps);
+    return;
+  }
   if (signature !== lastSignature) {
     const target = targetWidth(ladder);
     const answer = await optional(`${base}/rule${target === null ? "" : `?width=${encodeURIComponent(target)}`}`);
