@@ -54,18 +54,20 @@ EXTRAPOLATION = 1e6
 """How far beyond the rungs' widths, as a factor, a ladder predicts and confirms."""
 
 
-def _check_reach(loc: tuple[str, ...], width: float, rung_widths: list[float]) -> None:
-    """:class:`Invalid` (field ``loc``) unless ``width`` is within ``EXTRAPOLATION`` of the
-    rungs' widths."""
-    lo, hi = min(rung_widths), max(rung_widths)
-    if lo / EXTRAPOLATION <= width <= hi * EXTRAPOLATION:
+def _check_reach(loc: tuple[str, ...], value: float, rung_values: list[float]) -> None:
+    """:class:`Invalid` (field ``loc``, whose last part names the axis) unless ``value`` is
+    within ``EXTRAPOLATION`` of the rungs' values on that axis."""
+    lo, hi = min(rung_values), max(rung_values)
+    if lo / EXTRAPOLATION <= value <= hi * EXTRAPOLATION:
         return
+    name = loc[-1]
+    plural = "widths" if name == "width" else f"{name} values"
     msg = (
-        f"width must be within a factor of {EXTRAPOLATION:g} of the rungs' widths "
+        f"{name} must be within a factor of {EXTRAPOLATION:g} of the rungs' {plural} "
         f"({lo:g} to {hi:g}), from {lo / EXTRAPOLATION:g} to {hi * EXTRAPOLATION:g}, "
-        f"not {width:g}"
+        f"not {value:g}"
     )
-    raise Invalid([{"type": "value_error", "loc": loc, "msg": msg, "input": width}])
+    raise Invalid([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
 
 
 def _beyond_floats(loc: tuple[str, ...], width: float, exc: OutOfRange) -> Invalid:

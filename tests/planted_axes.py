@@ -42,10 +42,13 @@ def optimum(point: dict[str, float]) -> tuple[float, float]:
     return math.exp(ln_lr), math.exp(ln_wd)
 
 
-def objective(params: dict[str, Any], point: dict[str, float]) -> float:
-    """A tilted basin around the planted optimum, better with width; noise-free."""
+def objective(params: dict[str, Any], point: dict[str, float], lr_only: bool = False) -> float:
+    """A tilted basin around the planted optimum (lr and weight decay trade off), better with
+    width; noise-free. ``lr_only``: the weight decay plays no part."""
     lr, wd = optimum(point)
     u, v = math.log(params["lr"] / lr), math.log(params["weight_decay"] / wd)
+    if lr_only:
+        return 0.5 * u * u + 3 * point["width"] ** -0.5
     return 0.5 * u * u + 0.6 * u * v + 0.5 * v * v + 3 * point["width"] ** -0.5
 
 
@@ -61,16 +64,18 @@ def claim(client: httpx.Client, task: str) -> dict[str, Any] | None:
     return r.json()
 
 
-def run_all(client: httpx.Client, task: str) -> int:
-    """Claim and finish every trial of ``task`` with the planted objective and seed noise."""
+def run_all(client: httpx.Client, task: str, lr_only: bool = False) -> int:
+    """Claim and finish every trial of ``task`` with the planted objective and seed noise
+    (an axis a ladder does not vary at its default: width 64, 100 steps, batch 32)."""
     n = 0
     while (got := claim(client, task)) is not None:
         point = {
-            "width": got["task"]["params"]["width"],
-            "train_steps": got["task"]["params"]["train_steps"],
-            "batch_size": got["params"]["batch_size"],
+            "width": got["task"]["params"].get("width", BASE["width"]),
+            "train_steps": got["task"]["params"].get("train_steps", BASE["train_steps"]),
+            "batch_size": got["params"].get("batch_size", BASE["batch_size"]),
         }
-        value = objective(got["params"], point) + NOISE * random.Random(got["seed"]).gauss(0, 1)
+        value = objective(got["params"], point, lr_only)
+        value += NOISE * random.Random(got["seed"]).gauss(0, 1)
         r = client.post(
             f"/api/trials/{got['trial_id']}/finish", json={"state": "complete", "value": value}
         )
@@ -79,10 +84,10 @@ def run_all(client: httpx.Client, task: str) -> int:
     return n
 
 
-def axes_spec(task: str, name: str = "axes ladder", n_trials: int = 24) -> dict[str, Any]:
-    """A ladder of ``task`` over :data:`RUNGS`: random, unpruned trials over a wide box."""
+def spec(task: str, rungs: list[dict[str, Any]], n_trials: int = 24, **extra: Any) -> dict:
+    """A ladder of ``task`` over ``rungs``: random, unpruned trials over a wide box."""
     return {
-        "name": name,
+        "name": "axes ladder",
         "task": {"name": task, "params": {"depth": 2}},
         "space": {
             "lr": {"low": 1e-5, "high": 1e-1, "log": True},
@@ -94,5 +99,10 @@ def axes_spec(task: str, name: str = "axes ladder", n_trials: int = 24) -> dict[
         "pruner": {"name": "none"},
         "n_trials": n_trials,
         "reevaluate": "off",
-        "ladder": {"rungs": RUNGS},
+        "ladder": {"rungs": rungs, **extra},
     }
+
+
+def axes_spec(task: str, name: str = "axes ladder", n_trials: int = 24) -> dict[str, Any]:
+    """A ladder of ``task`` over :data:`RUNGS`."""
+    return {**spec(task, RUNGS, n_trials), "name": name}

@@ -11,6 +11,7 @@ is best, the notes; a prediction at ``--width --steps --batch-size`` with each a
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -310,3 +311,51 @@ def test_a_confirmations_further_arms_are_printed_when_the_server_sends_them() -
     with console.capture() as got:
         print_confirmation(without, ladder)
     assert "arm 1" not in got.get()
+
+
+@pytest.mark.slow
+def test_extend_and_from_sweeps_make_rungs_from_the_command_line(ladder, axes_server) -> None:
+    lid = str(ladder["id"])
+    bad = lionsweep(axes_server, "ladder", "extend", lid, "--rung", "width")
+    assert refused(bad) == "error: --rung: expected name=value, not 'width'"
+    out = ok(
+        lionsweep(
+            axes_server,
+            "ladder",
+            "extend",
+            lid,
+            "--rung",
+            "width=512,train_steps=100,batch_size=32",
+            "--span",
+            "4",
+        )
+    )
+    after = get(axes_server, f"/api/ladders/{lid}")
+    new = max(after["rungs"], key=lambda r: r["sweep_id"])
+    assert f"Added 1 rungs to ladder {lid}:" in out
+    assert f"sweep {new['sweep_id']}" in out and new["point"]["width"] == 512
+    space = get(axes_server, f"/api/sweeps/{new['sweep_id']}")["spec"]["space"]
+    assert math.isclose(space["lr"]["high"] / space["lr"]["low"], 16)
+
+    ids = []
+    with httpx.Client(base_url=axes_server.url, timeout=60) as client:
+        assert run_all(client, TASK) == 24
+        for width in (64, 128, 256):
+            body = axes_spec(TASK, f"runs {width}", n_trials=1)
+            del body["ladder"]
+            body["task"]["params"]["width"] = width
+            r = client.post("/api/sweeps", json=body)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+    missing = lionsweep(
+        axes_server, "ladder", "from-sweeps", "--axis", "width=width", *map(str, ids[:2]), "999"
+    )
+    assert "sweep 999 not found" in refused(missing)
+    out = ok(
+        lionsweep(axes_server, "ladder", "from-sweeps", "--axis", "width=width", *map(str, ids))
+    )
+    made = re.search(r"Made ladder (\d+) of 3 sweeps", out)
+    assert made, out
+    adopted = get(axes_server, f"/api/ladders/{made.group(1)}")
+    assert sorted(r["sweep_id"] for r in adopted["rungs"]) == ids
+    assert adopted["axes"] == [{"param": "width", "role": "width"}]

@@ -24,7 +24,7 @@ from lionsweep.cli.render import (
 )
 from lionsweep.cli.root import app
 from protocol import DEFAULT_SERVER
-from worker.cli import ServerOpt, TokenOpt, api_errors, console, make_client
+from worker.cli import ServerOpt, TokenOpt, api_errors, console, fail, make_client
 from worker.client import ApiError
 
 ladder_app = typer.Typer(
@@ -172,13 +172,19 @@ def ladder_confirm(
     ] = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
-    seeds: Annotated[int, typer.Option(help="Seeds for each of the two arms (≥ 2).")] = 3,
+    seeds: Annotated[int, typer.Option(help="Seeds for each arm (≥ 2).")] = 3,
+    rules: Annotated[
+        bool, typer.Option("--rules", help="Also run an arm per named rule's prediction.")
+    ] = False,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
     """Run the prediction at a new point (--width, --steps, --batch-size: every axis the
-    ladder varies) beside the widest (one-axis) or nearest rung's own optimum, unmoved."""
+    ladder varies) beside the widest (one-axis) or nearest rung's own optimum, unmoved; where
+    the data leave the weight decay open, also an arm per candidate weight decay."""
     body = {**point_params(width, steps, batch_size), "seeds": seeds}
+    if rules:
+        body["rules"] = True
     with api_errors(server), make_client(server, token) as client, point_flags_named():
         ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
     conf = max(ladder["confirmations"], key=lambda c: c["sweep_id"])
@@ -187,11 +193,98 @@ def ladder_confirm(
         escape(
             f"Confirming ladder {ladder['id']} at {sweep_text(ladder, conf)}: sweep "
             f"{conf['sweep_id']} runs the predicted lr and weight decay beside the {beside} "
-            f"rung's own optimum, unmoved, {seeds} seeds each ({conf['n_trials']} trials)"
+            f"rung's own optimum, unmoved"
+            + (
+                f", and {conf['n_trials'] // seeds - 2} more arms"
+                if conf["n_trials"] > 2 * seeds
+                else ""
+            )
+            + f", {seeds} seeds each ({conf['n_trials']} trials)"
         ),
         highlight=False,
     )
     console.print(f"the outcome: lionsweep ladder rule {ladder['id']}", highlight=False)
+
+
+def parse_pairs(items: list[str], flag: str, numbers: bool) -> dict[str, Any]:
+    """``name=value`` items (comma-separated or repeated) as a dict; a bad one is refused,
+    naming ``flag``."""
+    out: dict[str, Any] = {}
+    for item in (part for text in items for part in text.split(",") if part.strip()):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise fail(f"{flag}: expected name=value, not {item!r}")
+        if numbers:
+            try:
+                number = float(value)
+            except ValueError:
+                raise fail(f"{flag}: {name} is not a number: {value!r}") from None
+            out[name.strip()] = int(number) if number.is_integer() else number
+        else:
+            out[name.strip()] = value.strip()
+    return out
+
+
+@ladder_app.command("extend")
+def ladder_extend(
+    ladder_id: LadderId,
+    rung: Annotated[
+        list[str],
+        typer.Option(
+            help="A new rung as axis=value,… (repeat for more): every axis of the ladder."
+        ),
+    ],
+    box: Annotated[
+        str,
+        typer.Option(help="fit: search around the current fit's prediction; ladder: its own box."),
+    ] = "fit",
+    span: Annotated[
+        float, typer.Option(help="With --box fit: the box's reach, as a factor each way.")
+    ] = 10.0,
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """Add rungs to a ladder, each searching around where the fit expects its optimum."""
+    body = {
+        "rungs": [parse_pairs([r], "--rung", numbers=True) for r in rung],
+        "box": box,
+        "span": span,
+    }
+    with api_errors(server), make_client(server, token) as client:
+        ladder = client.post(f"/api/ladders/{ladder_id}/rungs", json=body)
+    added = sorted(ladder["rungs"], key=lambda r: r["sweep_id"])[-len(rung) :]
+    base = server.rstrip("/")
+    console.print(f"Added {len(added)} rungs to ladder {ladder['id']}:", highlight=False)
+    for r in added:
+        sid = r["sweep_id"]
+        console.print(
+            f"  {escape(sweep_text(ladder, r))}: sweep {sid}  {base}/sweeps/{sid}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@ladder_app.command("from-sweeps")
+def ladder_from_sweeps(
+    sweeps: Annotated[list[int], typer.Argument(help="The sweeps, one rung each (3 or more).")],
+    axis: Annotated[
+        list[str],
+        typer.Option(help="An axis as param=role (width, steps or batch); repeat for more."),
+    ],
+    name: Annotated[str, typer.Option(help="The ladder's name.")] = "ladder from sweeps",
+    server: ServerOpt = DEFAULT_SERVER,
+    token: TokenOpt = None,
+) -> None:
+    """Make a ladder of sweeps that exist (runs imported with ``lionsweep import``, or sweeps
+    run before): each is a rung at the point its task params give; nothing new runs."""
+    body = {"name": name, "sweeps": sweeps, "axes": parse_pairs(axis, "--axis", numbers=False)}
+    with api_errors(server), make_client(server, token) as client:
+        ladder = client.post("/api/ladders/from-sweeps", json=body)
+    console.print(
+        f"Made ladder {ladder['id']} of {len(ladder['rungs'])} sweeps; its fit: "
+        f"lionsweep ladder rule {ladder['id']}",
+        highlight=False,
+    )
 
 
 def set_ladder_status(ladder_id: int, action: str, server: str, token: str | None) -> None:
