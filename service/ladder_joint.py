@@ -16,7 +16,8 @@ basin, which is why the joint fit is tighter than lines through per-rung optima.
 Intervals: percentiles of refits on bootstrap resamples of the trials within each rung,
 widened for the degrees of freedom the fit uses (on planted two-axis ladders of 120 trials,
 noise sd 0.3, 280 of 320 such 90% intervals held the planted exponent).
-Not yet served by the API: a ladder over several axes is the next step (issue 26).
+Served by :mod:`service.ladder_analysis`; each axis's named rules are tested on its draws by
+:mod:`service.ladder_axes`.
 """
 
 from __future__ import annotations

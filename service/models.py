@@ -40,7 +40,7 @@ class Sweep(Base):
     study_id: Mapped[int | None] = mapped_column(Integer, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     ladder_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    """The width ladder this sweep is a rung of, if any."""
+    """The ladder this sweep is a rung (or confirmation) of, if any."""
     ladder_role: Mapped[str | None] = mapped_column(String(16))
     """``rung`` (swept to fit the ladder's rule) or ``confirm`` (runs its prediction)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -50,8 +50,10 @@ class Sweep(Base):
 
 
 class Ladder(Base):
-    """A width ladder: one sweep per width of the task's width param (its rungs are the
-    sweeps whose ``ladder_id`` is this id), plus the confirmation sweeps of its prediction."""
+    """A ladder: one sweep per rung, a point over its scale axes (width, steps, batch) or a
+    width of the task's width param (its rungs are the sweeps whose ``ladder_id`` is this id),
+    plus the confirmation sweeps of its prediction. ``param`` is its width axis (else its
+    first axis); ``spec`` holds the axes and their roles."""
 
     __tablename__ = "lionsweep_ladders"
     __table_args__ = {"sqlite_autoincrement": True}
