@@ -831,6 +831,7 @@ def _axis_out(
 
     rules = score_rules(fit, index, role)
     best, note = axis_verdict(rules)
+    shift = 1.0 if role == "batch" else 0.0  # examples per step ∝ the batch size
     return schemas.LadderAxisOut(
         param=name,
         role=role,
@@ -842,6 +843,10 @@ def _axis_out(
         product_exponent_ci=ci(axis.product),
         timescale_exponent=value(axis.timescale),
         timescale_exponent_ci=ci(axis.timescale),
+        timescale_examples_exponent=value(axis.timescale) + shift if axis.timescale else None,
+        timescale_examples_exponent_ci=(
+            [c + shift for c in ci(axis.timescale)] if axis.timescale else None
+        ),
         values=values,
         rules=[
             schemas.AxisRuleOut(

@@ -75,6 +75,8 @@ def test_three_axes_recover_each_rule_predict_beyond_and_confirm(client, task) -
         assert near(axis["wd_exponent_ci"], b), (name, axis)
         assert near(axis["product_exponent_ci"], a + b), (name, axis)
         assert near(axis["timescale_exponent_ci"], -(a + b)), (name, axis)
+        shift = 1.0 if name == "batch_size" else 0.0
+        assert axis["timescale_examples_exponent"] == axis["timescale_exponent"] + shift
         assert axis["lr_exponent_ci"][1] - axis["lr_exponent_ci"][0] < 0.3, (name, axis)
     assert axes["width"]["best_rule"] == "sqrt"
     assert axes["train_steps"]["best_rule"] == "tau_tokens"

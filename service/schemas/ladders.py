@@ -482,6 +482,13 @@ class LadderAxisOut(BaseModel):
         description="Exponent of the decay timescale τ = 1/(lr × weight decay), in steps."
     )
     timescale_exponent_ci: list[float] | None
+    timescale_examples_exponent: float | None = Field(
+        default=None,
+        description="Exponent of the decay timescale in examples seen (τ × batch size: in "
+        "epochs or tokens up to a constant): τ's own plus 1 along the batch axis, the same "
+        "along the others.",
+    )
+    timescale_examples_exponent_ci: list[float] | None = None
     values: list[float] = Field(default_factory=list, description="The rungs' values on it.")
     rules: list[AxisRuleOut] = Field(
         default_factory=list, description="The role's named rules, tested on this axis's fit."
