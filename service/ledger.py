@@ -760,14 +760,17 @@ class Ledger:
     # ---- inside a transaction ----
 
     def _held(self, tx: Session, trial_id: int) -> tuple[Lease, int, str, TrialState, int] | None:
-        """The trial's lease (locked), its sweep's id and status, its state and number, in one
-        statement; None when it has no lease (or belongs to no sweep)."""
+        """The trial's lease and its row in Optuna's trials (both locked, so the state read is the
+        one committed last: a statement that waited for a lock sees the new version of each row
+        it locked, and the version its snapshot had of any other), its sweep's id and status,
+        its state and number, in one statement; None when it has no lease (or belongs to no
+        sweep)."""
         found = tx.execute(
             select(Lease, Sweep.id, Sweep.status, ot.trials.c.state, ot.trials.c.number)
             .join(ot.trials, ot.trials.c.trial_id == Lease.trial_id)
             .join(Sweep, Sweep.study_id == ot.trials.c.study_id)
             .where(Lease.trial_id == trial_id)
-            .with_for_update(of=Lease)
+            .with_for_update(of=[Lease.__table__, ot.trials])
         ).first()
         return None if found is None else tuple(found)  # type: ignore[return-value]
 
