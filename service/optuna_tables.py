@@ -287,6 +287,52 @@ def counts(session: Session, study_id: int) -> Counts:
     return out
 
 
+@dataclass
+class QueueCounts:
+    """What deciding how far ahead to sample needs of a study's trials, read in one cheap
+    statement (:func:`queue_counts`); :func:`counts` has them all, at a cost that grows with
+    the study's every trial."""
+
+    total: int
+    """All trials (the next new trial's number)."""
+    waiting: int
+    """Trials waiting in Optuna's own sense (enqueued configs, retries, re-evaluations): an
+    ``ask`` pops these before it makes a new trial."""
+    running: int
+    """Running trials that a worker holds (queued ones apart)."""
+    queued: int
+    """Trials asked ahead of claims, not yet claimed."""
+    originals: int
+    """The sweep's own trials that are not a retry, a re-evaluation or imported."""
+
+
+def queue_counts(session: Session, study_id: int) -> QueueCounts:
+    """A study's :class:`QueueCounts`: one statement that looks at the attributes of running
+    trials and of the few trials that are not originals, not at every trial's."""
+    running = trials.c.state == TrialState.RUNNING
+    a = trial_system_attrs.alias()
+    t = trials.alias()
+    not_original = (
+        select(func.count(func.distinct(a.c.trial_id)))
+        .join(t, t.c.trial_id == a.c.trial_id)
+        .where(t.c.study_id == study_id, a.c.key.in_([RETRY_OF, REEVAL_OF, IMPORTED]))
+        .scalar_subquery()
+    )
+    found = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((trials.c.state == TrialState.WAITING, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((running, 1), else_=0)), 0),
+            func.coalesce(
+                func.sum(case((running, case((queued_clause(), 1), else_=0)), else_=0)), 0
+            ),
+            not_original,
+        ).where(trials.c.study_id == study_id)
+    ).one()
+    total, waiting, running_n, queued_n, extra = (int(x or 0) for x in found)
+    return QueueCounts(total, waiting, running_n - queued_n, queued_n, total - extra)
+
+
 def take_queued(session: Session, study_ids: Any) -> tuple[int, int] | None:
     """Lock the first queued trial of the studies ``study_ids`` (a SQL select of study ids; in
     order of study, then trial) that no other transaction holds; (trial id, study id).
@@ -377,18 +423,18 @@ def number_and_params(session: Session, trial_id: int) -> tuple[int, dict[str, A
     return rows[0][0], params
 
 
-def ended_count(session: Session, study_id: int) -> int:
-    """How many of a study's trials are complete, pruned or failed (an upper bound of the
-    sweep's finished count, in one cheap query)."""
-    found = (
+def ended_count(study_id: int) -> Any:
+    """SQL (a scalar subquery): how many of a study's trials are complete, pruned or failed (an
+    upper bound of the sweep's finished count, cheaply read)."""
+    return (
         select(func.count())
         .select_from(trials)
         .where(
             trials.c.study_id == study_id,
             trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]),
         )
+        .scalar_subquery()
     )
-    return session.scalar(found) or 0
 
 
 def running_trials(session: Session) -> list[tuple[int, int]]:
