@@ -75,6 +75,19 @@ def workers(url: str, workdir: Path, n: int) -> list[subprocess.Popen]:
     return procs
 
 
+def submit_when_announced(c: httpx.Client, spec: dict, patience: float = 180.0) -> int:
+    """Submit a ladder, again each second while no worker has announced its task (up to
+    ``patience`` seconds); its id."""
+    deadline = time.monotonic() + patience
+    while True:
+        r = c.post("/api/ladders", json=spec)
+        if r.status_code == 201:
+            return r.json()["id"]
+        if "no worker has announced" not in r.text or time.monotonic() > deadline:
+            raise RuntimeError(f"ladder refused: {r.status_code} {r.text}")
+        time.sleep(1.0)
+
+
 def wait_complete(c: httpx.Client, ladder_id: int, what: str = "rungs") -> float:
     """Wait until the ladder's rungs (or everything) are complete; the wall seconds."""
     t0 = time.monotonic()
@@ -245,15 +258,7 @@ def run_charlm(
         "reevaluate": {"top_k": 3, "seeds": 3},
         "ladder": {"param": "d_model", "widths": widths},
     }
-    deadline = time.monotonic() + 180
-    while True:  # until a worker has announced charlm and its width param
-        r = c.post("/api/ladders", json=spec)
-        if r.status_code == 201:
-            break
-        if "no worker has announced" not in r.text or time.monotonic() > deadline:
-            raise RuntimeError(f"ladder refused: {r.status_code} {r.text}")
-        time.sleep(1.0)
-    lid = r.json()["id"]
+    lid = submit_when_announced(c, spec)
     seconds = wait_complete(c, lid)
     title = (
         f"charlm d_model {widths} (lr log {lr_box[0]:g}…{lr_box[1]:g}, η·λ log "

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from ladder import ci, num, wait_complete, workers
+from ladder import ci, num, submit_when_announced, wait_complete, workers
 from service_overhead import Server, fresh_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -168,15 +168,7 @@ def run_charlm(
         "reevaluate": "off",
         "ladder": {"rungs": rungs},
     }
-    deadline = time.monotonic() + 180
-    while True:  # until a worker has announced charlm and its axes
-        r = c.post("/api/ladders", json=spec)
-        if r.status_code == 201:
-            break
-        if "no worker has announced" not in r.text or time.monotonic() > deadline:
-            raise RuntimeError(f"ladder refused: {r.status_code} {r.text}")
-        time.sleep(1.0)
-    lid = r.json()["id"]
+    lid = submit_when_announced(c, spec)
     seconds = wait_complete(c, lid)
     query = {"width": target[0], "steps": target[1]}
     rule = c.get(f"/api/ladders/{lid}/rule", params=query).json()

@@ -25,7 +25,7 @@ from service.ladder_fit import (
     rung_point,
 )
 from service.ladder_joint import JointFit, fit_joint
-from service.ladder_spec import Untransferred, point_text
+from service.ladder_spec import Untransferred, axis_with, point_text
 from service.ladder_views import LadderViews, order_key, point_of, roles_of
 from service.models import Ladder, Sweep
 from service.surface import AGREE, ALPHA, Surface
@@ -152,7 +152,7 @@ class LadderAnalysis:
         one."""
         spec = schemas.LadderSpec.model_validate(row.spec)
         roles = roles_of(spec)
-        width_axis = next((a for a, r in roles.items() if r == "width"), None)
+        width_axis = axis_with(roles, "width")
         first = spec.ladder.axes()[0]
         rungs_points = self._rungs(row)
         points, fits, fitted = [], [], {}
@@ -400,7 +400,7 @@ class LadderAnalysis:
                 "the data do not pin the weight decay's optimum (see axes_note): this is "
                 f"that of {source}, unmoved"
             )
-        width_axis = next((a for a, r in roles.items() if r == "width"), None)
+        width_axis = axis_with(roles, "width")
         return schemas.LadderPrediction(
             width=point.get(width_axis) if width_axis else None,
             point=point,
@@ -714,7 +714,7 @@ class LadderAnalysis:
         fit)."""
         spec = schemas.LadderSpec.model_validate(row.spec)
         point = point_of(spec, sweep)
-        width_axis = next((a for a, r in roles_of(spec).items() if r == "width"), None)
+        width_axis = axis_with(roles_of(spec), "width")
         width = point.get(width_axis) if width_axis else None
         where = point_text(point)
         info = self.catalog.info(sweep.id)

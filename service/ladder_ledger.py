@@ -9,6 +9,7 @@ import math
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service import schemas
 from service import spec as specs
@@ -18,6 +19,7 @@ from service.errors import Conflict, Invalid, NotFound, field_error
 from service.ladder_analysis import ARMS_ATTR, QUERY_NAMES, LadderAnalysis
 from service.ladder_spec import (
     adopted_spec,
+    axis_with,
     check_ladder,
     confirm_spec,
     extended_spec,
@@ -61,20 +63,13 @@ class LadderLedger:
         spec, rungs = check_ladder(spec, self.ledger.declared_params(spec.task.name), self.settings)
         spec_json = spec.model_dump(mode="json", exclude_none=True)
         roles = spec.ladder.roles or {}
-        axis = next((a for a, r in roles.items() if r == "width"), spec.ladder.axes()[0])
+        axis = axis_with(roles, "width") or spec.ladder.axes()[0]
 
         def create_once() -> tuple[int, bool]:
             with self.db.transaction() as tx:
-                if key:
-                    existing = tx.scalars(
-                        select(Ladder).where(Ladder.idempotency_key == key)
-                    ).first()
-                    if existing is not None:
-                        if existing.spec != spec_json:
-                            raise Conflict(
-                                "Idempotency-Key was already used with a different ladder spec"
-                            )
-                        return existing.id, False
+                earlier = _keyed(tx, key, spec_json)
+                if earlier is not None:
+                    return earlier, False
                 row = Ladder(
                     name=spec.name,
                     task_name=spec.task.name,
@@ -123,16 +118,9 @@ class LadderLedger:
                     )
                 spec = adopted_spec(req, [rows[sid].spec for sid in req.sweeps])
                 spec_json = spec.model_dump(mode="json", exclude_none=True)
-                if key:
-                    existing = tx.scalars(
-                        select(Ladder).where(Ladder.idempotency_key == key)
-                    ).first()
-                    if existing is not None:
-                        if existing.spec != spec_json:
-                            raise Conflict(
-                                "Idempotency-Key was already used with a different ladder spec"
-                            )
-                        return existing.id, False
+                earlier = _keyed(tx, key, spec_json)
+                if earlier is not None:
+                    return earlier, False
                 taken = [sid for sid in req.sweeps if rows[sid].ladder_id is not None]
                 if taken:
                     raise Conflict(
@@ -142,7 +130,7 @@ class LadderLedger:
                             for sid in taken
                         )
                     )
-                axis = next((a for a, r in req.axes.items() if r == "width"), next(iter(req.axes)))
+                axis = axis_with(req.axes, "width") or next(iter(req.axes))
                 row = Ladder(
                     name=req.name,
                     task_name=spec.task.name,
@@ -363,6 +351,19 @@ class LadderLedger:
                 attrs={ARMS_ATTR: sources},
             )
         self.catalog.changed()
+
+
+def _keyed(tx: Session, key: str | None, spec_json: dict) -> int | None:
+    """The ladder an earlier request with idempotency ``key`` made, or None; a 409 when that
+    request's spec differs."""
+    if not key:
+        return None
+    existing = tx.scalars(select(Ladder).where(Ladder.idempotency_key == key)).first()
+    if existing is None:
+        return None
+    if existing.spec != spec_json:
+        raise Conflict("Idempotency-Key was already used with a different ladder spec")
+    return existing.id
 
 
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:

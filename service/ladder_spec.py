@@ -42,6 +42,11 @@ def _scaled(dim: schemas.Dimension | None, f: float) -> schemas.Dimension | None
     return dim.model_copy(update={"low": dim.low * f, "high": dim.high * f, "step": step})
 
 
+def axis_with(roles: dict[str, str], role: str) -> str | None:
+    """The axis that has ``role`` among ``roles`` (axis → role), or None."""
+    return next((axis for axis, r in roles.items() if r == role), None)
+
+
 def point_name(point: dict[str, float]) -> str:
     """``d_model=64, steps=200``: a rung's point as text."""
     return ", ".join(f"{k}={v:g}" for k, v in point.items())
@@ -78,7 +83,7 @@ def rung_spec(
     data["name"] = f"{spec.name} · {point_name(point)}"
     set_point(data, point, roles)
     out = schemas.SweepSpec.model_validate(data)
-    width_axis = next((a for a, r in roles.items() if r == "width"), None)
+    width_axis = axis_with(roles, "width")
     if lad.scale_box == "shared" or width_axis is None:
         return out
     a, b = RULES[lad.scale_box]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from service import schemas
 from service.db import Database
 from service.errors import NotFound
+from service.ladder_spec import axis_with
 from service.models import Ladder, Sweep
 from service.views import Views, aware
 
@@ -29,12 +30,6 @@ def point_of(spec: schemas.LadderSpec, sweep: Sweep) -> dict[str, float]:
         else:  # the harness's batch size, fixed in the space
             point[name] = float(sweep.spec["space"][name]["value"])
     return point
-
-
-def width_of(ladder: Ladder, sweep: Sweep) -> float:
-    """The value of the ladder's first axis (its width, for a width ladder) a sweep runs at."""
-    spec = schemas.LadderSpec.model_validate(ladder.spec)
-    return point_of(spec, sweep)[spec.ladder.axes()[0]]
 
 
 def order_key(point: dict[str, float]) -> tuple[float, ...]:
@@ -76,7 +71,7 @@ class LadderViews:
             announced = self.views.announced_tasks()
         rungs, confirms = [], []
         roles = roles_of(spec)
-        width_axis = next((a for a, r in roles.items() if r == "width"), None)
+        width_axis = axis_with(roles, "width")
         for sweep in self.sweeps(row.id):
             view = self.views.sweep(sweep, announced)
             point = point_of(spec, sweep)

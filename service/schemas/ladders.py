@@ -160,12 +160,6 @@ class LadderDef(Strict):
             return [{self.param: w} for w in self.widths]
         return [dict(r) for r in self.rungs]
 
-    def axis_of(self, role: str) -> str | None:
-        """The axis with ``role`` (from ``roles``), or None."""
-        if self.roles is None:
-            return self.param if role == "width" and self.rungs is None else None
-        return next((a for a, r in self.roles.items() if r == role), None)
-
 
 class LadderSpec(SweepSpec):
     """A width ladder as submitted: a sweep spec (every rung's) plus ``ladder``."""

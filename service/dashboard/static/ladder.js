@@ -177,25 +177,32 @@ function renderRungs(ladder, sweeps) {
 
 // ---- the rule ----------------------------------------------------------------------------------
 
-function renderVerdict(ladder) {
+/** The verdict badge (with `descriptions[verdict]`), the reason and the incompleteness notice;
+ * false when the ladder's rule could not be read (then all of them say so). */
+function showVerdict(ladder, descriptions, reason) {
   const verdict = document.getElementById("verdict");
-  const stats = document.getElementById("exponents");
   const incomplete = document.getElementById("incomplete");
   if (!rule) {
     verdict.replaceChildren(el("span", { class: "badge none" }, "no answer"));
     verdict.dataset.verdict = "";
     document.getElementById("reason").textContent = "The ladder's rule could not be read.";
-    stats.replaceChildren();
+    document.getElementById("exponents").replaceChildren();
     incomplete.hidden = true;
-    return;
+    return false;
   }
   verdict.dataset.verdict = rule.verdict;
-  verdict.replaceChildren(el("span", { class: `badge ${rule.verdict}` }, rule.verdict), " ", VERDICTS[rule.verdict] || "");
-  document.getElementById("reason").textContent = rule.reason;
+  verdict.replaceChildren(el("span", { class: `badge ${rule.verdict}` }, rule.verdict), " ", descriptions[rule.verdict] || "");
+  document.getElementById("reason").textContent = reason;
   incomplete.hidden = rule.complete;
   incomplete.textContent = ladder.status === "running"
     ? "Some rungs are still running: this answer may change as they finish."
     : "Not every rung is complete: this answer rests on the trials that finished.";
+  return true;
+}
+
+function renderVerdict(ladder) {
+  if (!showVerdict(ladder, VERDICTS, rule?.reason)) return;
+  const stats = document.getElementById("exponents");
   const rows = [];
   const add = (term, value, title = null) => rows.push(el("div", { title }, el("dt", {}, term), el("dd", {}, value)));
   const wref = fmtWidth(Number(rule.reference_width.toPrecision(4)));
@@ -731,25 +738,9 @@ async function refreshJoint(ladder) {
 
 function renderJointVerdict(ladder) {
   document.getElementById("rule-title").textContent = "Scaling rule";
-  const verdict = document.getElementById("verdict");
-  const incomplete = document.getElementById("incomplete");
-  const stats = document.getElementById("exponents");
-  if (!rule) {
-    verdict.replaceChildren(el("span", { class: "badge none" }, "no answer"));
-    verdict.dataset.verdict = "";
-    document.getElementById("reason").textContent = "The ladder's rule could not be read.";
-    stats.replaceChildren();
-    incomplete.hidden = true;
-    return;
-  }
-  verdict.dataset.verdict = rule.verdict;
-  verdict.replaceChildren(el("span", { class: `badge ${rule.verdict}` }, rule.verdict), " ", JOINT_VERDICTS[rule.verdict] || "");
   // The axes' own notes are in their panels; here only what is not there.
-  document.getElementById("reason").textContent = rule.axes.length ? "" : rule.reason;
-  incomplete.hidden = rule.complete;
-  incomplete.textContent = ladder.status === "running"
-    ? "Some rungs are still running: this answer may change as they finish."
-    : "Not every rung is complete: this answer rests on the trials that finished.";
+  if (!showVerdict(ladder, JOINT_VERDICTS, rule?.axes.length ? "" : rule?.reason)) return;
+  const stats = document.getElementById("exponents");
   stats.replaceChildren(...rule.axes.map((a) => el("div", { "data-axis": a.param },
     el("dt", {}, `${a.param} (${a.role})`),
     el("dd", {}, a.best_rule ? el("b", {}, a.best_rule) : "no rule identified", a.best_rule ? ` ${AXIS_RULE_LAWS[a.best_rule] || ""}` : ""))));
