@@ -368,10 +368,6 @@ class Ledger:
         claims of the others; the database's own errors propagate (the route answers 503).
         """
         self.touch_worker(req)
-        if req.request_id:
-            replay = self._replay(req, token_id)
-            if replay is not None:
-                return replay
         runnable = select(Sweep.id).where(Sweep.status == "running", Sweep.task_name.in_(req.tasks))
         if req.sweeps is not None:
             runnable = runnable.where(Sweep.id.in_(req.sweeps))
@@ -382,10 +378,13 @@ class Ledger:
             with self._lock:
                 self._sampling += 1
             try:
-                return self._sample(runnable, req, token_id)
+                got = self._sample(runnable, req, token_id)
             finally:
                 with self._lock:
                     self._sampling -= 1
+            # A retry after a lost reply finds its first assignment when its new lease's
+            # request id collides (below) or, with nothing left to claim, here.
+            return got if got is not None or not req.request_id else self._replay(req, token_id)
         except IntegrityError:
             replay = self._replay(req, token_id) if req.request_id else None
             if replay is None:
@@ -572,7 +571,6 @@ class Ledger:
     ) -> tuple[int, dict[str, Any]]:
         """Give the running trial (a ``queued`` one: taken from the queue) a lease held by the
         claiming worker and token; returns the trial's number and params."""
-        clock = tx.scalar(select(self.db.clock()))
         tx.add(
             Lease(
                 trial_id=trial_id,
@@ -580,8 +578,8 @@ class Ledger:
                 request_id=req.request_id,
                 worker_id=req.worker_id,
                 token_id=token_id,
-                claimed_at=clock,
-                heartbeat_at=clock,
+                claimed_at=self.db.clock(),
+                heartbeat_at=self.db.clock(),
             )
         )
         tx.flush()
@@ -705,7 +703,7 @@ class Ledger:
                 if req.reason:
                     self.storage.set_trial_user_attr(trial_id, "reason", req.reason)
                 value = req.value if wanted == TrialState.COMPLETE else None
-                self._tell(info, number, wanted, value)
+                self._tell(info, trial_id, number, wanted, value)
                 requeued = False
         if wanted != TrialState.FAIL:
             self.complete_if_done(info.id)
@@ -825,10 +823,24 @@ class Ledger:
         return lease
 
     def _tell(
-        self, info: SweepInfo, number: int, state: TrialState, value: float | None = None
+        self,
+        info: SweepInfo,
+        trial_id: int,
+        number: int,
+        state: TrialState,
+        value: float | None = None,
     ) -> None:
-        """Finish trial ``number`` through Optuna's ``tell`` with the sweep's real sampler."""
-        study = self.catalog.study(info, self.catalog.sampler(info, number))
+        """Finish trial ``number`` as Optuna's ``tell`` with the sweep's real sampler would.
+
+        A complete trial of a sampler that does nothing after a trial (random) has its state
+        and value stored directly: ``tell`` would first read the whole trial twice (some 12
+        statements) only to hand it to that sampler's empty ``after_trial``.
+        """
+        sampler = self.catalog.sampler(info, number)
+        if state == TrialState.COMPLETE and _ignores_results(sampler):
+            self.storage.set_trial_state_values(trial_id, state, [float(value)])
+            return
+        study = self.catalog.study(info, sampler)
         try:
             study.tell(number, value, state=state)
         except RuntimeError as e:
@@ -865,7 +877,7 @@ class Ledger:
             self.storage.set_trial_system_attr(tid, ot.FINAL_FAILURE, True)
         if reason:
             self.storage.set_trial_user_attr(tid, "reason", reason)
-        self._tell(info, trial.number, TrialState.FAIL)
+        self._tell(info, trial._trial_id, trial.number, TrialState.FAIL)
         if not retries_left:
             return False
         history = list(trial.system_attrs.get(ot.RETRY_HISTORY, []))
@@ -956,6 +968,12 @@ def _check_repeat(trial: FrozenTrial, wanted: TrialState, req: schemas.FinishReq
             f"trial {trial._trial_id} is already complete with value {trial.value!r}; "
             f"cannot record {req.value!r}"
         )
+
+
+def _ignores_results(sampler: optuna.samplers.BaseSampler) -> bool:
+    """Whether ``sampler`` keeps Optuna's empty ``after_trial`` (it learns nothing when a trial
+    ends: random)."""
+    return type(sampler).after_trial is optuna.samplers.BaseSampler.after_trial
 
 
 def _retries_used(trial: FrozenTrial) -> int:
