@@ -11,13 +11,16 @@ field with nothing created."""
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
 import threading
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from conftest import lionsweep_command
 from planted_axes import BASE, NOISE, claim, objective, run_all, spec
 
 L_RUNGS = [{"width": w, "train_steps": 100} for w in (64, 128, 256)] + [
@@ -229,7 +232,9 @@ def test_release_is_idempotent_across_server_processes(
     assert ladder(client, lid)["status"] == "complete"
 
 
-def test_a_cancelled_ladder_holds_its_follow_rungs_until_resumed(client, task, wait_for) -> None:
+def test_a_cancelled_ladder_holds_its_follow_rungs_until_resumed(
+    client, task, server, wait_for
+) -> None:
     lid = client.post("/api/ladders", json=follow_spec(task, 8)).json()["id"]
     run_n(client, task, 8 * 5 - 1)
     last = claim(client, task)
@@ -241,6 +246,18 @@ def test_a_cancelled_ladder_holds_its_follow_rungs_until_resumed(client, task, w
     assert claim(client, task) is None
     lad = ladder(client, lid)
     assert len(lad["rungs"]) == 5 and lad["status"] == "cancelled" and lad["pending"]
+    env = {k: v for k, v in os.environ.items() if k not in ("LIONSWEEP_TOKEN", "FORCE_COLOR")}
+    env.update(COLUMNS="200", NO_COLOR="1", LIONSWEEP_SERVER=server.url)
+    shown = subprocess.run(
+        [*lionsweep_command(), "ladder", "status", str(lid)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "1 rung waits for the fit: held while the ladder is cancelled" in shown.stdout
+    assert "(width=256, train_steps=400)" in shown.stdout
 
     r = client.post(f"/api/ladders/{lid}/resume")
     assert r.status_code == 200, r.text
