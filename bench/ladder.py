@@ -89,12 +89,13 @@ def submit_when_announced(c: httpx.Client, spec: dict, patience: float = 180.0) 
 
 
 def wait_complete(c: httpx.Client, ladder_id: int, what: str = "rungs") -> float:
-    """Wait until the ladder's rungs (or everything) are complete; the wall seconds."""
+    """Wait until the ladder's rungs (or everything) are complete, follow rungs included;
+    the wall seconds."""
     t0 = time.monotonic()
     while True:
         lad = c.get(f"/api/ladders/{ladder_id}").json()
         sweeps = lad["rungs"] if what == "rungs" else lad["rungs"] + lad["confirmations"]
-        if all(s["status"] == "complete" for s in sweeps):
+        if not lad.get("pending") and all(s["status"] == "complete" for s in sweeps):
             return time.monotonic() - t0
         time.sleep(2.0)
 

@@ -4,6 +4,7 @@ charlm over width × training length through real workers, confirmed beyond the 
 
     python bench/ladder_axes.py --skip-charlm          # the planted part only (about 1 min)
     python bench/ladder_axes.py --skip-planted         # charlm only
+    python bench/ladder_axes.py --skip-planted --follow   # charlm, the corner following the fit
 
 **Planted** (no server: ``service.ladder_joint`` and ``service.ladder_axes`` on the trials a
 random sampler would give): a tilted basin in (ln η, ln λ) around a planted optimum with
@@ -18,8 +19,12 @@ rejected.
 **charlm** (``lionsweep serve`` on SQLite and ``--workers`` `lionsweep worker` processes, one
 torch thread each): d_model × steps rungs (``--widths`` at the first of ``--steps``, ``--steps``
 at the first width, and the far corner), ``--trials`` random trials each over lr and the
-product lr·λ (``lr_wd_product``), no pruning, no re-runs. Printed: each axis's exponents with
-90% intervals, its named rules, trials spent, wall time; then the prediction at ``--target``
+product lr·λ (``lr_wd_product``), no pruning, no re-runs. With ``--follow`` the far corner is a
+follow rung: started once the L through the corner is complete, its box centred on the joint
+fit's prediction there (÷/× ``--follow-span``). Printed: each axis's exponents with 90%
+intervals, trials spent per unit of interval width (trials / CI width, per fitted exponent:
+the design's cost of an answer, to compare with and without ``--follow``), its named rules,
+wall time; then the prediction at ``--target``
 (2× beyond the ladder on both axes) and its confirmation: ``--seeds`` runs of the prediction
 beside as many of the nearest rung's own optimum, unmoved.
 """
@@ -148,11 +153,18 @@ def run_charlm(
     seeds: int,
     lr_box: list[float],
     product_box: list[float],
+    follow_span: float | None = None,
 ) -> None:
-    """The charlm width × steps ladder, its answer, and its confirmation at ``target``."""
+    """The charlm width × steps ladder, its answer, and its confirmation at ``target``; with
+    ``follow_span`` the far corner follows the fit of the L through the corner."""
     rungs = [{"d_model": w, "steps": steps[0]} for w in widths]
     rungs += [{"d_model": widths[0], "steps": s} for s in steps[1:]]
-    rungs.append({"d_model": widths[-1], "steps": steps[-1]})
+    corner = {"d_model": widths[-1], "steps": steps[-1]}
+    ladder: dict = {"rungs": rungs}
+    if follow_span is None:
+        rungs.append(corner)
+    else:
+        ladder["follow"] = {"rungs": [corner], "span": follow_span}
     spec = {
         "name": "charlm width x steps",
         "task": {"name": "charlm", "params": {"eval_every": 10_000}},
@@ -166,15 +178,16 @@ def run_charlm(
         "pruner": {"name": "none"},
         "n_trials": trials,
         "reevaluate": "off",
-        "ladder": {"rungs": rungs},
+        "ladder": ladder,
     }
     lid = submit_when_announced(c, spec)
     seconds = wait_complete(c, lid)
     query = {"width": target[0], "steps": target[1]}
     rule = c.get(f"/api/ladders/{lid}/rule", params=query).json()
     n = sum(g["n"] for g in rule["rungs"])
+    n_rungs = len(rungs) + (follow_span is not None)
     print(
-        f"\n## charlm d_model {widths} × steps {steps} ({len(rungs)} rungs of {trials} trials, "
+        f"\n## charlm d_model {widths} × steps {steps} ({n_rungs} rungs of {trials} trials, "
         f"{n} fitted; lr log {lr_box[0]:g}…{lr_box[1]:g}, η·λ log {product_box[0]:g}…"
         f"{product_box[1]:g}); rungs done in {seconds:.0f} s"
     )
@@ -186,6 +199,9 @@ def run_charlm(
             f"| {point} | {g['verdict']} | {num(g['lr'])} {ci(g['lr_ci'])} | "
             f"{num(g['weight_decay'])} {ci(g['weight_decay_ci'])} |"
         )
+    for g in c.get(f"/api/ladders/{lid}").json()["followed"]:
+        where = ", ".join(f"{k} {v:g}" for k, v in g["point"].items())
+        print(f"followed the fit at {where}: {g['box']} box, {g['note']}")
     print(f"verdict: {rule['verdict']} — {rule['reason']}")
     print(f"joint fit: {rule['axes_note']}")
     for axis in rule["axes"]:
@@ -200,6 +216,16 @@ def run_charlm(
             f"{max(spans) if spans else float('nan'):.3g} for {n} trials; rule: "
             f"{axis['best_rule'] or '-'} ({axis['rule_note']})"
         )
+        per_width = [
+            f"{label} {n / (e[1] - e[0]):.0f}"
+            for label, e in (
+                ("lr", axis["lr_exponent_ci"]),
+                ("λ", axis["wd_exponent_ci"]),
+                ("η·λ", axis["product_exponent_ci"]),
+            )
+            if e is not None and e[1] > e[0]
+        ]
+        print(f"    trials / CI width: {', '.join(per_width) or '-'}")
         for rr in axis["rules"]:
             print(
                 f"    {rr['name']}: χ² {rr['chi2']:.2f} on {rr['dof']}, p {rr['p_value']:.2g}"
@@ -249,6 +275,12 @@ def main() -> None:
     ap.add_argument(
         "--product-box", type=float, nargs=2, default=[1e-5, 3e-1], metavar=("LO", "HI")
     )
+    ap.add_argument(
+        "--follow",
+        action="store_true",
+        help="charlm: start the L through the corner; the far corner follows its fit",
+    )
+    ap.add_argument("--follow-span", type=float, default=3.0)
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--skip-charlm", action="store_true")
     args = ap.parse_args()
@@ -276,6 +308,7 @@ def main() -> None:
                 args.seeds,
                 args.lr_box,
                 args.product_box,
+                args.follow_span if args.follow else None,
             )
         print(f"\ncharlm part: {time.monotonic() - t1:.0f} s")
     finally:

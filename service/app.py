@@ -72,7 +72,7 @@ def create_app(settings: Settings, migrate: bool = True) -> FastAPI:
             log.warning(
                 "no API tokens configured: every request is allowed (local mode, loopback only)"
             )
-        reaper = Reaper(app.state.sweeps.leases, settings)
+        reaper = Reaper(app.state.sweeps.leases, settings, app.state.sweeps.ladders.release_due)
         reaper.start()
         try:
             yield

@@ -167,6 +167,7 @@ _current_tx: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
 
 
 _WROTE = "lionsweep_wrote"
+_AFTER = "lionsweep_after_commit"
 _WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -258,6 +259,7 @@ class Database:
         with self.tx_engine.connect() as conn:
             conn.begin()
             conn.info[_WROTE] = False
+            conn.info[_AFTER] = []
             token = _current_tx.set(conn)
             session = Session(bind=conn, join_transaction_mode="rollback_only")
             try:
@@ -272,6 +274,20 @@ class Database:
             finally:
                 session.close()
                 _current_tx.reset(token)
+                after = conn.info.pop(_AFTER, [])
+        for fn in after:
+            try:
+                fn()
+            except Exception:  # committed already: the caller's answer stands
+                log.exception("after-commit hook %r failed", fn)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the current transaction has committed (never if it rolls back); an
+        error it raises is logged, not raised."""
+        conn = _current_tx.get()
+        if conn is None:
+            raise RuntimeError("after_commit outside a transaction")
+        conn.info.setdefault(_AFTER, []).append(fn)
 
     def _abandon(self, conn: Connection) -> None:
         """Roll back ``conn``'s failed transaction and, if anything may have been written,

@@ -24,6 +24,7 @@ from service.ladder_spec import (
     confirm_spec,
     extended_spec,
     fit_box,
+    followed_spec,
     point_name,
     point_text,
     rung_spec,
@@ -157,13 +158,14 @@ class LadderLedger:
         """Add rungs to a ladder (one transaction under its row lock), each box centred on the
         joint fit's prediction there (``box: fit``: a 409 while there is no fit) or the
         ladder's own; a 422 naming the rung and axis for a point that breaks the task's
-        declarations, misses an axis, or is a rung already."""
+        declarations, misses an axis, or is a rung (or a pending follow rung) already."""
         row = self.ladder_views.row(ladder_id)
         spec = schemas.LadderSpec.model_validate(row.spec)
         roles = roles_of(spec)
         declared = self.ledger.declared_params(spec.task.name) or {}
         errors, points = [], []
         taken = [p for p in spec.ladder.points()]
+        pending = spec.ladder.pending()
         for i, rung in enumerate(req.rungs):
             if set(rung) != set(roles):
                 errors.append(
@@ -189,6 +191,15 @@ class LadderLedger:
                 errors.append(
                     field_error(("rungs", i), f"{point_text(point)} is a rung already", rung)
                 )
+            elif any(_same(point, p) for p in pending):
+                errors.append(
+                    field_error(
+                        ("rungs", i),
+                        f"{point_text(point)} is a follow rung already (added once the rungs "
+                        "are complete)",
+                        rung,
+                    )
+                )
             taken.append(point)
             points.append(point)
         if errors:
@@ -200,15 +211,15 @@ class LadderLedger:
                 [field_error(("rungs",), e["msg"], req.rungs) for e in exc.errors()]
             ) from None
         rungs = []
+        joint = self.analysis.joint(row) if req.box == "fit" else None
         for point in points:
             rung = rung_spec(new_spec, point, roles)
-            if req.box == "fit":
-                joint, _axes, note = self.analysis.joint(row)
-                prediction = self.analysis.joint_prediction(row, spec, joint, point)
+            if joint is not None:
+                prediction = self.analysis.joint_prediction(row, spec, joint[0], point)
                 if prediction is None:
                     raise Conflict(
-                        f"ladder {ladder_id} has no fit to centre a box on ({note}): add the "
-                        "rungs with box: ladder"
+                        f"ladder {ladder_id} has no fit to centre a box on ({joint[2]}): add "
+                        "the rungs with box: ladder"
                     )
                 rung = fit_box(rung, prediction, req.span)
             errors = specs.check_spec(rung, self.settings)
@@ -216,6 +227,92 @@ class LadderLedger:
             if errors:
                 raise Invalid(errors)
             rungs.append(rung)
+        self._write(ladder_id, row, new_spec, rungs)
+
+    def release(self, ladder_id: int) -> int:
+        """Add the ladder's pending follow rungs once every rung is complete (and the ladder is
+        not held), as ``extend`` with ``box: fit`` and the follow's span would, or in the
+        ladder's own box when there is no fit then (``follow.released`` says why); returns
+        how many it added. Safe to repeat and to race: a ladder released meanwhile (by this or
+        another server process) is read again and found with nothing pending."""
+        for _ in range(5):
+            row = self.ladder_views.row(ladder_id)
+            spec = schemas.LadderSpec.model_validate(row.spec)
+            points = spec.ladder.pending()
+            if not points or spec.ladder.follow.held:
+                return 0
+            sweeps = self.ladder_views.sweeps(ladder_id)
+            if any(s.status != "complete" for s in sweeps if s.ladder_role == "rung"):
+                return 0
+            rungs, released = self._followed(row, spec, points)
+            new_spec = followed_spec(spec, points, released)
+            try:
+                self._write(ladder_id, row, new_spec, rungs)
+            except Conflict:  # changed meanwhile (released, held or extended): read it again
+                continue
+            return len(points)
+        raise Conflict(f"ladder {ladder_id} kept changing while its follow rungs were added")
+
+    def _followed(
+        self, row: Ladder, spec: schemas.LadderSpec, points: list[dict[str, float]]
+    ) -> tuple[list[schemas.SweepSpec], list[schemas.FollowedRung]]:
+        """The follow rungs' sweep specs, each box centred on the joint fit's prediction at its
+        point (else the ladder's own), and the record of each box and why."""
+        roles = roles_of(spec)
+        declared = self.ledger.declared_params(spec.task.name) or {}
+        new_spec = extended_spec(spec, points)
+        joint, _axes, note = self.analysis.joint(row)
+        span = spec.ladder.follow.span
+        rungs, released = [], []
+        for point in points:
+            own = rung_spec(new_spec, point, roles)
+            prediction = self.analysis.joint_prediction(row, spec, joint, point)
+            if prediction is None:
+                why = note if joint is None else "the joint fit predicts no lr there"
+                released.append(
+                    schemas.FollowedRung(
+                        point=point, box="ladder", note=f"the ladder's box: no fit ({why})"
+                    )
+                )
+                rungs.append(own)
+                continue
+            rung = fit_box(own, prediction, span)
+            errors = specs.check_spec(rung, self.settings)
+            errors += specs.check_task_params(rung.task.params, declared)
+            if errors:
+                problems = "; ".join(e["msg"] for e in errors)
+                released.append(
+                    schemas.FollowedRung(
+                        point=point,
+                        box="ladder",
+                        lr=prediction.lr,
+                        note=f"the ladder's box: the box around the prediction breaks the "
+                        f"spec's rules ({problems})",
+                    )
+                )
+                rungs.append(own)
+                continue
+            released.append(
+                schemas.FollowedRung(
+                    point=point,
+                    box="fit",
+                    lr=prediction.lr,
+                    weight_decay=prediction.weight_decay if prediction.weight_decay_moved else None,
+                    note=f"centred on the joint fit's prediction (÷/× {span:g}): {prediction.note}",
+                )
+            )
+            rungs.append(rung)
+        return rungs, released
+
+    def _write(
+        self,
+        ladder_id: int,
+        row: Ladder,
+        new_spec: schemas.LadderSpec,
+        rungs: list[schemas.SweepSpec],
+    ) -> None:
+        """Store ``new_spec`` and insert ``rungs`` as the ladder's rungs, in one transaction
+        under its row lock; a 409 when its spec is no longer ``row``'s (changed meanwhile)."""
         with self.db.transaction() as tx:
             locked = tx.scalars(
                 select(Ladder).where(Ladder.id == ladder_id).with_for_update()
@@ -237,12 +334,37 @@ class LadderLedger:
 
     def set_status(self, ladder_id: int, status: str) -> None:
         """Cancel (``cancelled``) or resume (``running``) every rung and confirmation that is
-        not complete."""
+        not complete; cancelling holds the pending follow rungs, resuming lets them go (and
+        adds them at once if every rung is complete)."""
         self.ladder_views.row(ladder_id)  # 404 for an unknown ladder
+        if status == "cancelled":
+            self._hold(ladder_id, True)
         for sweep in self.ladder_views.sweeps(ladder_id):
             if sweep.status != "complete":
                 with contextlib.suppress(Conflict):  # completed meanwhile
                     self.ledger.set_status(sweep.id, status)
+        if status == "running" and self._hold(ladder_id, False):
+            self.release(ladder_id)
+
+    def _hold(self, ladder_id: int, held: bool) -> bool:
+        """Set the follow's ``held`` (a conditional write under the ladder's lock, read again
+        when the spec changed meanwhile); True when the ladder has pending follow rungs."""
+        for _ in range(5):
+            row = self.ladder_views.row(ladder_id)
+            spec = schemas.LadderSpec.model_validate(row.spec)
+            follow = spec.ladder.follow
+            if not spec.ladder.pending():
+                return False
+            if follow.held == held:
+                return True
+            follow = follow.model_copy(update={"held": held})
+            lad = spec.ladder.model_copy(update={"follow": follow})
+            try:
+                self._write(ladder_id, row, spec.model_copy(update={"ladder": lad}), [])
+            except Conflict:
+                continue
+            return True
+        raise Conflict(f"ladder {ladder_id} kept changing: try again")
 
     def delete(self, ladder_id: int) -> None:
         """Delete the ladder, its rungs and confirmations, and their studies (one transaction)."""

@@ -247,6 +247,7 @@ def check_ladder(
                 problem = f"must be a whole number of examples, not {value!r}"
             if problem:
                 errors.append(field_error(loc, f"{name} {problem}", value))
+    errors += _follow_problems(lad, declared)
     if errors:
         raise Invalid(errors)
 
@@ -260,15 +261,50 @@ def check_ladder(
         update["widths"] = [whole(lad.param, w) for w in lad.widths]
     else:
         update["rungs"] = [{k: whole(k, v) for k, v in r.items()} for r in lad.rungs]
+    if lad.follow is not None:
+        follow = [{k: whole(k, v) for k, v in r.items()} for r in lad.follow.rungs]
+        update["follow"] = lad.follow.model_copy(update={"rungs": follow})
     lad = lad.model_copy(update=update)
     spec = spec.model_copy(update={"ladder": lad})
     rungs = [rung_spec(spec, p, roles) for p in lad.points()]
-    for rung in rungs:
+    # a follow rung is checked now in the ladder's box, so its release cannot be refused later
+    later = [rung_spec(extended_spec(spec, lad.pending()), p, roles) for p in lad.pending()]
+    for rung in rungs + later:
         errors = specs.check_spec(rung, settings)
         errors += specs.check_task_params(rung.task.params, declared)
         if errors:
             raise Invalid(errors)
     return spec, rungs
+
+
+def _follow_problems(
+    lad: schemas.LadderDef, declared: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The 422 errors of a ladder's follow rungs: a value that breaks its axis's declaration,
+    or ``released`` given at submission (the server fills it in)."""
+    if lad.follow is None:
+        return []
+    errors = []
+    if lad.follow.released:
+        errors.append(
+            field_error(
+                ("ladder", "follow", "released"),
+                "released is filled in by the server as it adds follow rungs: leave it out",
+            )
+        )
+    for i, point in enumerate(lad.follow.rungs):
+        for name, value in point.items():
+            rule = declared.get(name)
+            if isinstance(rule, dict):
+                problem = width_problem(value, rule)
+            elif float(value).is_integer():
+                problem = None
+            else:
+                problem = f"must be a whole number of examples, not {value!r}"
+            if problem:
+                loc = ("ladder", "follow", "rungs", i, name)
+                errors.append(field_error(loc, f"{name} {problem}", value))
+    return errors
 
 
 def confirm_spec(
@@ -335,18 +371,39 @@ def fit_box(
 
 def extended_spec(spec: schemas.LadderSpec, points: list[dict[str, float]]) -> schemas.LadderSpec:
     """The ladder's spec with ``points`` added to its rungs (a one-axis shorthand becomes
-    ``rungs`` with its width role)."""
+    ``rungs`` with its width role) and taken off its pending follow rungs."""
     lad = spec.ladder
     roles = lad.roles or {lad.axes()[0]: "width"}
-    ladder = lad.model_copy(
-        update={
-            "param": None,
-            "widths": None,
-            "rungs": [dict(p) for p in lad.points()] + [dict(p) for p in points],
-            "roles": roles,
-        }
-    )
+    update: dict[str, Any] = {
+        "param": None,
+        "widths": None,
+        "rungs": [dict(p) for p in lad.points()] + [dict(p) for p in points],
+        "roles": roles,
+    }
+    if lad.follow is not None:
+        keys = {_key(p) for p in points}
+        pending = [r for r in lad.follow.rungs if _key(r) not in keys]
+        update["follow"] = lad.follow.model_copy(update={"rungs": pending})
+    ladder = lad.model_copy(update=update)
     return spec.model_copy(update={"ladder": schemas.LadderDef.model_validate(ladder.model_dump())})
+
+
+def followed_spec(
+    spec: schemas.LadderSpec,
+    points: list[dict[str, float]],
+    released: list[schemas.FollowedRung],
+) -> schemas.LadderSpec:
+    """The ladder's spec with its pending follow rungs ``points`` added to its rungs, taken off
+    the pending list and recorded in ``follow.released``."""
+    out = extended_spec(spec, points)
+    follow = out.ladder.follow
+    follow = follow.model_copy(update={"released": [*follow.released, *released]})
+    return out.model_copy(update={"ladder": out.ladder.model_copy(update={"follow": follow})})
+
+
+def _key(point: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """A point as a hashable key (axis order and int / float aside)."""
+    return tuple(sorted((k, float(v)) for k, v in point.items()))
 
 
 def adopted_spec(

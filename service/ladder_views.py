@@ -95,6 +95,10 @@ class LadderViews:
             status = "complete"
         else:
             status = "cancelled"
+        follow = spec.ladder.follow
+        pending = [{k: float(v) for k, v in p.items()} for p in spec.ladder.pending()]
+        if pending and status == "complete":
+            status = "cancelled" if follow.held else "running"
         return schemas.LadderOut(
             id=row.id,
             name=row.name,
@@ -106,7 +110,10 @@ class LadderViews:
             scale_box=spec.ladder.scale_box,
             rungs=rungs,
             confirmations=confirms,
-            progress=sum(r.progress for r in rungs) / len(rungs) if rungs else 0.0,
+            pending=pending,
+            pending_note=_pending_note(pending, follow.held if follow else False, rungs),
+            followed=follow.released if follow else [],
+            progress=sum(r.progress for r in rungs) / (len(rungs) + len(pending)) if rungs else 0.0,
             created_at=aware(row.created_at),
             spec=row.spec,
         )
@@ -122,3 +129,21 @@ class LadderViews:
         return schemas.LadderPage(
             items=[self._out(r, announced) for r in rows], total=total, offset=offset, limit=limit
         )
+
+
+def _pending_note(pending: list[dict[str, float]], held: bool, rungs: list[schemas.RungOut]) -> str:
+    """What the pending follow rungs wait for, in a sentence (empty when none wait)."""
+    if not pending:
+        return ""
+    n = len(pending)
+    what = f"{n} rung{'s' if n != 1 else ''} wait{'s' if n == 1 else ''} for the fit"
+    if held:
+        return f"{what}: held while the ladder is cancelled (resume it to let them go)"
+    running = sum(r.status != "complete" for r in rungs)
+    if running:
+        return (
+            f"{what}: added once the {running} unfinished rung{'s' if running != 1 else ''} "
+            f"{'are' if running != 1 else 'is'} complete, each box centred on the prediction "
+            "there"
+        )
+    return f"{what}: being added now, each box centred on the prediction there"

@@ -8,6 +8,7 @@ new width beside the widest rung's own optimum, untransferred.
 - ``ladder_spec``: a ladder spec checked and turned into rung and confirmation specs (pure);
 - ``ladder_ledger``: every write to a ladder and its sweeps, one transaction each;
 - ``ladder_views``: ladders in the API's shapes;
+- ``ladder_follow``: follow rungs added once the rungs are complete, in the background;
 - ``ladder_analysis``: the width rule, predictions and confirmations' verdicts, over the
   numbers of ``ladder_fit`` (pure).
 """
@@ -19,6 +20,7 @@ from service.analysis import Analysis
 from service.catalog import Catalog
 from service.db import Database
 from service.ladder_analysis import LadderAnalysis
+from service.ladder_follow import Follower
 from service.ladder_ledger import LadderLedger
 from service.ladder_views import LadderViews
 from service.ledger import Ledger
@@ -41,6 +43,8 @@ class Ladders:
         self.views = LadderViews(db, views)
         self.analysis = LadderAnalysis(catalog, analysis, self.views)
         self.ledger = LadderLedger(db, settings, catalog, ledger, views, self.views, self.analysis)
+        self.follower = Follower(db, self.ledger)
+        ledger.completed.append(self.follower.sweep_completed)
 
     def create(
         self, spec: schemas.LadderSpec, idempotency_key: str | None = None
@@ -97,3 +101,16 @@ class Ladders:
     def delete(self, ladder_id: int) -> None:
         """Delete the ladder, its rungs and confirmations, and their Optuna studies."""
         self.ledger.delete(ladder_id)
+
+    def release(self, ladder_id: int) -> int:
+        """Add the ladder's follow rungs if they are due (every rung complete, not held);
+        returns how many were added (0 when none were due or another process added them)."""
+        return self.ledger.release(ladder_id)
+
+    def release_due(self) -> int:
+        """Add the follow rungs of every ladder where they are due; returns how many."""
+        return self.follower.release_due()
+
+    def close(self) -> None:
+        """Stop the background releases."""
+        self.follower.close()

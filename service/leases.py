@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from optuna.trial import TrialState
 from sqlalchemy import case, func, literal, select, update
@@ -192,10 +193,18 @@ class Reaper:
     (giving any downtime back to the leases) and fails stale RUNNING trials every reaper
     interval."""
 
-    def __init__(self, leases: Leases, settings: Settings) -> None:
+    def __init__(
+        self,
+        leases: Leases,
+        settings: Settings,
+        periodic: Callable[[], object] | None = None,
+    ) -> None:
         self.leases = leases
         self.interval = settings.reaper_interval_seconds
         self.beat = liveness_interval(settings)
+        self.periodic = periodic
+        """Also run on the thread's first pass and every reaper interval (catching up on work
+        a crash left undone, such as due follow rungs)."""
         self._unreachable = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lionsweep-reaper", daemon=True)
@@ -212,12 +221,26 @@ class Reaper:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        self._catch_up()
         reap_at = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, min(self.beat, reap_at - time.monotonic()))):
             due = time.monotonic() >= reap_at
             if due:
                 reap_at = time.monotonic() + self.interval
             self._pass(reap=due)
+            if due:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Run ``periodic``, unless the database is unreachable; its errors are logged."""
+        if self.periodic is None or self._unreachable:
+            return
+        try:
+            self.periodic()
+        except (OperationalError, InterfaceError):
+            pass  # the next pass reports the outage
+        except Exception:
+            log.exception("reaper: periodic pass failed")
 
     def _pass(self, reap: bool) -> None:
         """Record liveness (and reap when ``reap``); a database outage is logged once."""

@@ -15,9 +15,11 @@ heartbeat) live in our ``lionsweep_leases`` table.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -71,6 +73,8 @@ class Ledger:
         self._sampling = 0
         """Claims of this process waiting for (or holding) a sweep's lock to sample."""
         self.topups = TopUps(self.top_up)
+        self.completed: list[Callable[[int], None]] = []
+        """Called with a sweep's id after the transaction that completed it commits."""
 
     def close(self) -> None:
         """Stop the background work (topping up claim queues)."""
@@ -233,11 +237,14 @@ class Ledger:
         if ot.REEVALUATION not in attrs and self._queue_reevaluation(info) > 0:
             return
         if counts.reeval_pending == 0:
-            tx.execute(
+            done = tx.execute(
                 update(Sweep)
                 .where(Sweep.id == info.id, Sweep.status == "running")
                 .values(status="complete")
             )
+            if done.rowcount:
+                for listener in self.completed:
+                    self.db.after_commit(functools.partial(listener, info.id))
 
     def _queue_reevaluation(self, info: SweepInfo) -> int:
         """Decide once whether to re-run the leading configs with fresh seeds, record the

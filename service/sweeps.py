@@ -155,6 +155,7 @@ class Sweeps:
 
     def close(self) -> None:
         """Stop background work (before the database is disposed)."""
+        self.ladders.close()
         self.ledger.close()
 
     def reap(self) -> int:

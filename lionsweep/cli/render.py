@@ -493,6 +493,12 @@ def print_ladder(ladder: dict[str, Any]) -> None:
         highlight=False,
     )
     console.print(sweeps_table(ladder))
+    if ladder.get("pending"):
+        points = "; ".join(", ".join(f"{k}={v:g}" for k, v in p.items()) for p in ladder["pending"])
+        console.print(escape(f"{ladder['pending_note']} ({points})"), highlight=False)
+    for rung in ladder.get("followed") or []:
+        where = ", ".join(f"{k}={v:g}" for k, v in rung["point"].items())
+        console.print(escape(f"followed {where}: {rung['note']}"), highlight=False)
 
 
 def print_ladder_verdict(fit: dict[str, Any]) -> None:

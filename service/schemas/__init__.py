@@ -60,6 +60,8 @@ from service.schemas.ladders import (
     ConfirmationOut,
     ConfirmRequest,
     ExtendRequest,
+    FollowDef,
+    FollowedRung,
     LadderAxisOut,
     LadderDef,
     LadderFromSweeps,
@@ -190,6 +192,8 @@ __all__ = [
     "ParamDeclaration",
     "ReportRequest",
     # ladders
+    "FollowDef",
+    "FollowedRung",
     "MAX_RUNGS",
     "MAX_AXES",
     "BATCH_AXIS",

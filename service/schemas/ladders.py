@@ -46,6 +46,70 @@ def _check_axis_values(name: str, values: list[float]) -> None:
         )
 
 
+class FollowedRung(Strict):
+    """A follow rung the server has added: where, around which box, and why that box."""
+
+    point: dict[str, int | float] = Field(description="Its value on every axis.")
+    box: Literal["fit", "ladder"] = Field(
+        description="fit: lr (and weight decay, where the fit moves it) centred on the joint "
+        "fit's prediction; ladder: the ladder's own box (there was no fit)."
+    )
+    lr: float | None = Field(default=None, description="The predicted lr the box centres on.")
+    weight_decay: float | None = Field(
+        default=None, description="The predicted weight decay (None: not moved by the fit)."
+    )
+    note: str = Field(default="", description="Why this box: the fit's note or why there was none.")
+
+
+class FollowDef(Strict):
+    """Rungs that follow the fit: not started at creation, but added once every rung started at
+    creation is complete, each box centred on the joint fit's prediction at its point (as
+    ``POST /api/ladders/{id}/rungs`` with ``box: fit`` would), or the ladder's own box when
+    there is no fit then (``released`` says why)."""
+
+    rungs: list[dict[str, int | float]] = Field(
+        default_factory=list,
+        max_length=MAX_RUNGS,
+        description="The rungs still waiting for the fit, a value per axis each (every axis of "
+        "the ladder, within the task's declared bounds, none a rung of ``ladder.rungs`` or "
+        f"twice; with those at most {MAX_RUNGS} in all). The server empties it as it adds them. "
+        "The rungs started at creation must make a design the fit can use on their own (at "
+        "least 3 distinct values on every axis): these do not count.",
+    )
+    span: float = Field(
+        default=10.0,
+        ge=1.5,
+        le=1e4,
+        description="Each added rung's box reach around the prediction, as a factor each way.",
+    )
+    held: bool = Field(
+        default=False,
+        description="The rungs wait while true: cancelling the ladder sets it, resuming it "
+        "clears it (and adds them if every started rung is complete).",
+    )
+    released: list[FollowedRung] = Field(
+        default_factory=list,
+        description="Filled in by the server: the follow rungs it added and around which box.",
+    )
+
+    @field_validator("rungs")
+    @classmethod
+    def _points(cls, rungs: list[dict[str, int | float]]) -> list[dict[str, int | float]]:
+        """Finite values > 0, param names, no point twice."""
+        seen: dict[tuple, int] = {}
+        for i, rung in enumerate(rungs):
+            for name, v in rung.items():
+                if not _PARAM_NAME.fullmatch(name):
+                    raise ValueError(f"axis name {name!r} is not a param name")
+                if isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"every {name} must be a finite number > 0 (got {v!r})")
+            key = tuple(sorted((k, float(v)) for k, v in rung.items()))
+            if key in seen:
+                raise ValueError(f"follow rungs {seen[key]} and {i} are the same point {rung}")
+            seen[key] = i
+        return rungs
+
+
 class LadderDef(Strict):
     """The scale axes a ladder varies and its rungs (a value per axis each), and how the box
     moves with width. Either ``param`` + ``widths`` (one axis, the shorthand) or ``rungs``."""
@@ -78,6 +142,12 @@ class LadderDef(Strict):
         "(w/w_min)^b for that rule's (a, b) (lr_wd_product by the product's exponent a+b), "
         "so a wider ladder keeps each rung's optimum inside its box; the fit is unaffected. "
         "Needs a width axis.",
+    )
+    follow: FollowDef | None = Field(
+        default=None,
+        description="Rungs added once the rungs above are complete, each box centred on the "
+        "joint fit's prediction at its point: after a cheap first design (say a line along each "
+        "axis through a shared corner), the far rungs search where the optimum is expected.",
     )
     roles: dict[str, Role] | None = Field(
         default=None,
@@ -138,6 +208,37 @@ class LadderDef(Strict):
             seen[key] = i
         return [{a: r[a] for a in axes} for r in rungs]
 
+    @field_validator("follow")
+    @classmethod
+    def _follow_rules(cls, follow: FollowDef | None, info: ValidationInfo) -> FollowDef | None:
+        """Each follow rung names every axis and is no rung of the ladder; the two lists hold
+        at most MAX_RUNGS rungs together (checked when the rungs themselves are valid)."""
+        rungs, param, widths = (info.data.get(k) for k in ("rungs", "param", "widths"))
+        if follow is None:
+            return None
+        if rungs is not None:
+            points = rungs
+        elif param is not None and widths is not None:
+            points = [{param: w} for w in widths]
+        else:
+            return follow
+        axes = set(points[0])
+        started = {tuple(sorted((k, float(v)) for k, v in p.items())) for p in points}
+        for i, rung in enumerate(follow.rungs):
+            if set(rung) != axes:
+                raise ValueError(
+                    f"follow.rungs[{i}] names {', '.join(sorted(rung)) or 'none'}: a rung of "
+                    f"this ladder names {', '.join(sorted(axes))}"
+                )
+            if tuple(sorted((k, float(v)) for k, v in rung.items())) in started:
+                raise ValueError(f"follow.rungs[{i}] {rung} is a rung of the ladder already")
+        total = len(points) + len(follow.rungs)
+        if total > MAX_RUNGS:
+            raise ValueError(
+                f"a ladder has at most {MAX_RUNGS} rungs, follow rungs included (got {total})"
+            )
+        return follow
+
     @model_validator(mode="after")
     def _one_form(self) -> LadderDef:
         """Either param + widths or rungs."""
@@ -149,6 +250,12 @@ class LadderDef(Strict):
         elif self.param is not None or self.widths is not None:
             raise ValueError("give either rungs or param and widths, not both")
         return self
+
+    def pending(self) -> list[dict[str, float]]:
+        """The follow rungs not added yet, as ``{axis: value}`` in the axes' order."""
+        if self.follow is None:
+            return []
+        return [{a: r[a] for a in self.axes()} for r in self.follow.rungs]
 
     def axes(self) -> list[str]:
         """The axes' names, in the rungs' order (the width param for the shorthand)."""
@@ -305,6 +412,18 @@ class LadderOut(BaseModel):
     scale_box: str
     rungs: list[RungOut]
     confirmations: list[RungOut]
+    pending: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="Follow rungs waiting for the rungs above to complete (then added, each "
+        "box centred on the fit's prediction there).",
+    )
+    pending_note: str = Field(
+        default="", description="What the pending rungs wait for (empty when none wait)."
+    )
+    followed: list[FollowedRung] = Field(
+        default_factory=list,
+        description="The follow rungs added so far, each with its box and why that box.",
+    )
     progress: float
     created_at: datetime | None
     spec: dict[str, Any]
