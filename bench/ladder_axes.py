@@ -154,9 +154,11 @@ def run_charlm(
     lr_box: list[float],
     product_box: list[float],
     follow_span: float | None = None,
+    rules: bool = False,
 ) -> None:
-    """The charlm width × steps ladder, its answer, and its confirmation at ``target``; with
-    ``follow_span`` the far corner follows the fit of the L through the corner."""
+    """The charlm width × steps ladder, its answer, and its confirmation at ``target`` (with
+    ``rules``, an arm per named rule too); with ``follow_span`` the far corner follows the fit
+    of the L through the corner."""
     rungs = [{"d_model": w, "steps": steps[0]} for w in widths]
     rungs += [{"d_model": widths[0], "steps": s} for s in steps[1:]]
     corner = {"d_model": widths[-1], "steps": steps[-1]}
@@ -241,14 +243,15 @@ def run_charlm(
         f"{p['note']}"
     )
     t0 = time.monotonic()
-    r = c.post(f"/api/ladders/{lid}/confirm", json={**query, "seeds": seeds})
+    r = c.post(f"/api/ladders/{lid}/confirm", json={**query, "seeds": seeds, "rules": rules})
     if r.status_code != 201:
         print(f"confirmation refused: {r.status_code} {r.text}")
         return
     wait_complete(c, lid, "all")
     [conf] = c.get(f"/api/ladders/{lid}/rule").json()["confirmations"]
-    for name in ("transferred", "untransferred"):
-        arm = conf[name]
+    for name, arm in [(n, conf[n]) for n in ("transferred", "untransferred")] + [
+        ("arm", a) for a in conf.get("arms") or []
+    ]:
         print(
             f"- {name}: lr {num(arm['lr'])}, λ {num(arm['weight_decay'])}: mean "
             f"{num(arm['mean'], 4)} {ci(arm['ci'], 4)} over {arm['n']} seeds ({arm['source']})"
@@ -281,6 +284,11 @@ def main() -> None:
         help="charlm: start the L through the corner; the far corner follows its fit",
     )
     ap.add_argument("--follow-span", type=float, default=3.0)
+    ap.add_argument(
+        "--rules",
+        action="store_true",
+        help="charlm: the confirmation also runs an arm per named rule's prediction",
+    )
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--skip-charlm", action="store_true")
     args = ap.parse_args()
@@ -309,6 +317,7 @@ def main() -> None:
                 args.lr_box,
                 args.product_box,
                 args.follow_span if args.follow else None,
+                args.rules,
             )
         print(f"\ncharlm part: {time.monotonic() - t1:.0f} s")
     finally:

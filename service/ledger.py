@@ -505,7 +505,9 @@ class Ledger:
         blind = info.spec.sampler.name in TRIAL_BLIND_SAMPLERS
         waiting = counts.waiting  # an ask pops these first
         for i in range(max(0, n)):
-            sampler = self.catalog.sampler(info, counts.total + i)
+            # Seeded for the number the trial gets: a popped waiting trial takes no new number
+            # (its params are fixed), so the new ones after it are numbered from the total.
+            sampler = self.catalog.sampler(info, counts.total + max(0, i - waiting))
             if blind and i >= waiting:
                 asked.append(self._add_drawn(info, sampler, queued=i >= first))
                 continue

@@ -19,6 +19,7 @@ from conftest import lionsweep_command
 from optuna.trial import TrialState
 from sqlalchemy import select
 
+from service import optuna_tables as ot
 from service.db import Database, upgrade
 from service.models import Sweep
 from service.settings import Settings
@@ -347,3 +348,31 @@ def test_only_the_claimant_may_report_heartbeat_or_finish(database_url, live_ser
         b = claim(c, worker="w2").json()
         finish = {"state": "complete", "value": 1.0, "worker_id": "w2"}
         assert c.post(f"/api/trials/{b['trial_id']}/finish", json=finish).is_success
+
+
+def test_new_trials_never_repeat_a_config_after_retries(database_url, live_server):
+    """Retries waiting in the study and new trials drawn in one batch ahead of claims: each new
+    trial of a random sweep is drawn with the seed of its own number, so no two originals share
+    a config (a batch that popped a retry once drew with the next batch's seeds: duplicates)."""
+    server = live_server(database_url)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        sweep = make_sweep(c, n_trials=40, max_retries=3, sampler={"name": "random", "seed": 1})
+        held: list[int] = []
+        for round_ in range(8):
+            for _ in range(6):
+                r = claim(c)
+                assert r.status_code == 200, r.text
+                held.append(r.json()["trial_id"])
+            for tid in held[:2]:  # two fail: their retries wait in the study
+                body = {"worker_id": "w", "state": "failed", "reason": "crash"}
+                assert c.post(f"/api/trials/{tid}/finish", json=body).status_code == 200
+            for tid in held[2:]:
+                body = {"worker_id": "w", "state": "complete", "value": float(round_)}
+                assert c.post(f"/api/trials/{tid}/finish", json=body).status_code == 200
+            held = []
+        study_name = c.get(f"/api/sweeps/{sweep['id']}").json()["study_name"]
+    study = optuna.load_study(study_name=study_name, storage=database_url)
+    originals = [t for t in study.trials if ot.RETRY_OF not in t.system_attrs]
+    configs = [tuple(sorted(t.params.items())) for t in originals]
+    assert len(originals) >= 30
+    assert len(set(configs)) == len(configs), "a new trial repeated another's config"
