@@ -46,6 +46,8 @@ WORKER_TOUCH_SECONDS = 30.0
 """A worker's row is rewritten at most this often when nothing about it changed."""
 TOP_UP_BATCH = 4
 """Trials asked per transaction when topping up a queue (the sweep's lock is held that long)."""
+BLIND_BATCH = 16
+"""Trials drawn per transaction for a sampler in ``TRIAL_BLIND_SAMPLERS``."""
 AHEAD_FROM_RUNNING = 4
 """A sweep queues trials ahead of claims only while at least this many of its trials run."""
 NON_LEARNING_SAMPLERS = ("random", "qmc", "grid")
@@ -453,13 +455,13 @@ class Ledger:
     def _ahead(self, info: SweepInfo, counts: ot.QueueCounts) -> int:
         """How many trials a sweep keeps queued ahead of claims, at most the server's
         ``claim_ahead_max``: none while fewer than ``AHEAD_FROM_RUNNING`` trials run (a sweep
-        of a few workers samples exactly as it is claimed); then one per two running trials
-        for a sampler that does not learn from results (random, QMC, grid: sampling ahead
-        costs them nothing), one per four for one that does (TPE, CMA-ES, GP)."""
+        of a few workers samples exactly as it is claimed); then one per running trial for a
+        sampler that does not learn from results (random, QMC, grid: sampling ahead costs
+        them nothing), one per four for one that does (TPE, CMA-ES, GP)."""
         running = counts.running
         if running < AHEAD_FROM_RUNNING:
             return 0
-        per = 2 if info.spec.sampler.name in NON_LEARNING_SAMPLERS else 4
+        per = 1 if info.spec.sampler.name in NON_LEARNING_SAMPLERS else 4
         return min(self.settings.claim_ahead_max, running // per)
 
     def top_up(self, sweep_id: int) -> int:
@@ -484,7 +486,7 @@ class Ledger:
                     break
                 counts = ot.queue_counts(tx, info.study_id)
                 want = min(self._ahead(info, counts) - counts.queued, _room(counts, info))
-                n = min(want, TOP_UP_BATCH)
+                n = min(want, _batch(info))
                 self._queue(info, counts, n)
             if n <= 0:
                 break
@@ -561,7 +563,7 @@ class Ledger:
                     return None
                 with self._lock:
                     waiting = self._sampling - 1
-                ahead = min(max(self._ahead(info, counts), waiting), room - 1, TOP_UP_BATCH)
+                ahead = min(max(self._ahead(info, counts), waiting), room - 1, _batch(info))
                 asked = self._queue(info, counts, 1 + max(0, ahead), first=1)
                 trial_id = asked[0]
                 held = self._hold(tx, info, trial_id, req, token_id)
@@ -977,6 +979,13 @@ def _check_repeat(trial: FrozenTrial, wanted: TrialState, req: schemas.FinishReq
             f"trial {trial._trial_id} is already complete with value {trial.value!r}; "
             f"cannot record {req.value!r}"
         )
+
+
+def _batch(info: SweepInfo) -> int:
+    """How many new trials one hold of the sweep's lock asks for at most: ``BLIND_BATCH`` for
+    a sampler that draws without reading the study (cheap, and every claim waiting behind the
+    lock then finds one queued), ``TOP_UP_BATCH`` for the others."""
+    return BLIND_BATCH if info.spec.sampler.name in TRIAL_BLIND_SAMPLERS else TOP_UP_BATCH
 
 
 def _ignores_results(sampler: optuna.samplers.BaseSampler) -> bool:
