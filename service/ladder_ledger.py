@@ -298,7 +298,8 @@ class LadderLedger:
                     box="fit",
                     lr=prediction.lr,
                     weight_decay=prediction.weight_decay if prediction.weight_decay_moved else None,
-                    note=f"centred on the joint fit's prediction (÷/× {span:g}): {prediction.note}",
+                    note=f"centred on the joint fit's prediction (÷/× {span:g}, or its 90% "
+                    f"interval where wider): {prediction.note}",
                 )
             )
             rungs.append(rung)

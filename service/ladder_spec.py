@@ -352,21 +352,38 @@ def confirm_spec(
 def fit_box(
     rung: schemas.SweepSpec, prediction: schemas.LadderPrediction, span: float
 ) -> schemas.SweepSpec:
-    """``rung`` with its lr range centred on the prediction (÷ ``span`` to × ``span``) and, where
-    the prediction moves the weight decay, its weight decay (or lr × weight decay) range too;
-    enqueued configs are dropped (they were placed for the old box)."""
-    lr = schemas.Dimension(low=prediction.lr / span, high=prediction.lr * span, log=True)
+    """``rung`` with its lr range centred on the prediction (÷ ``span`` to × ``span``, or as
+    far as it takes to hold the prediction's 90% interval) and, where the prediction moves the
+    weight decay, its weight decay (or lr × weight decay) range too, as wide as the weight
+    decay's interval: where the data leave λ open the box searches all of it; enqueued configs
+    are dropped (they were placed for the old box)."""
+    lr_spread = box_spread(prediction.lr, prediction.lr_ci, span)
+    lr = schemas.Dimension(low=prediction.lr / lr_spread, high=prediction.lr * lr_spread, log=True)
     update: dict[str, Any] = {"lr": lr}
     if prediction.weight_decay_moved and prediction.weight_decay > 0:
         wd = prediction.weight_decay
+        spread = box_spread(wd, prediction.weight_decay_ci, span)
         if rung.space.lr_wd_product is not None:
             product = prediction.lr * wd
             update["lr_wd_product"] = schemas.Dimension(
-                low=product / span, high=product * span, log=True
+                low=product / spread, high=product * spread, log=True
             )
         else:
-            update["weight_decay"] = schemas.Dimension(low=wd / span, high=wd * span, log=True)
+            update["weight_decay"] = schemas.Dimension(low=wd / spread, high=wd * spread, log=True)
     return rung.model_copy(update={"space": rung.space.model_copy(update=update), "enqueue": []})
+
+
+BOX_SPREAD_MAX = 100.0
+"""The furthest a box centred on a prediction reaches each way because of its interval."""
+
+
+def box_spread(centre: float, interval: list[float] | None, span: float) -> float:
+    """The factor a box reaches each way from ``centre``: ``span``, or more where the 90%
+    ``interval`` reaches further on either side."""
+    spread = span
+    if interval is not None and interval[0] > 0 and interval[1] > 0:
+        spread = max(spread, centre / interval[0], interval[1] / centre)
+    return min(spread, max(span, BOX_SPREAD_MAX))
 
 
 def extended_spec(spec: schemas.LadderSpec, points: list[dict[str, float]]) -> schemas.LadderSpec:

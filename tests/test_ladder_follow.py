@@ -108,10 +108,12 @@ def test_follow_rungs_wait_for_the_rungs_then_search_around_the_fit(client, task
         "prediction"
     ]
     space = client.get(f"/api/sweeps/{new['sweep_id']}").json()["spec"]["space"]
-    assert math.isclose(space["lr"]["low"] * 3, pred["lr"]) and space["lr"]["log"]
-    assert math.isclose(space["lr"]["high"] / 3, pred["lr"])
+    lr_reach = max(3, pred["lr"] / pred["lr_ci"][0], pred["lr_ci"][1] / pred["lr"])
+    assert math.isclose(space["lr"]["low"] * lr_reach, pred["lr"]) and space["lr"]["log"]
+    assert math.isclose(space["lr"]["high"] / lr_reach, pred["lr"])
     if pred["weight_decay_moved"]:
-        assert math.isclose(space["weight_decay"]["low"] * 3, pred["weight_decay"])
+        wd, (lo, hi) = pred["weight_decay"], pred["weight_decay_ci"]
+        assert math.isclose(space["weight_decay"]["low"] * max(3, wd / lo, hi / wd), wd)
     [record] = lad["followed"]
     assert record["box"] == "fit" and record["point"] == CORNER
     assert math.isclose(record["lr"], pred["lr"])
@@ -265,3 +267,46 @@ def test_a_cancelled_ladder_holds_its_follow_rungs_until_resumed(
     assert len(lad["rungs"]) == 6 and lad["spec"]["ladder"]["follow"]["held"] is False
     assert run_all(client, task) == 8
     assert ladder(client, lid)["status"] == "complete"
+
+
+def test_a_box_around_a_prediction_holds_its_interval():
+    """A box centred on a prediction reaches ``span`` each way, further where the prediction's
+    90% interval does (a weight decay the rungs leave open is searched across its interval),
+    and never past ``BOX_SPREAD_MAX``."""
+    from service import schemas
+    from service.ladder_spec import BOX_SPREAD_MAX, fit_box
+
+    rung = schemas.SweepSpec.model_validate(
+        {
+            "name": "r",
+            "task": {"name": "t"},
+            "space": {
+                "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+                "weight_decay": {"low": 1e-3, "high": 10.0, "log": True},
+            },
+        }
+    )
+
+    def box(lr_ci: list[float], wd_ci: list[float]) -> tuple[float, float, float, float]:
+        pred = schemas.LadderPrediction(
+            width=None,
+            lr=1e-3,
+            lr_ci=lr_ci,
+            weight_decay=0.1,
+            weight_decay_ci=wd_ci,
+            weight_decay_moved=True,
+            value=None,
+            value_ci=None,
+            note="",
+        )
+        space = fit_box(rung, pred, 3.0).space
+        return space.lr.low, space.lr.high, space.weight_decay.low, space.weight_decay.high
+
+    lo, hi, wlo, whi = box([5e-4, 2e-3], [0.05, 0.2])  # both intervals inside ÷/× 3
+    assert math.isclose(lo, 1e-3 / 3) and math.isclose(hi, 3e-3)
+    assert math.isclose(wlo, 0.1 / 3) and math.isclose(whi, 0.3)
+    lo, hi, wlo, whi = box([5e-4, 2e-3], [0.01, 0.8])  # λ open: ×10 down, ×8 up
+    assert math.isclose(lo, 1e-3 / 3) and math.isclose(hi, 3e-3)
+    assert math.isclose(wlo, 0.01) and math.isclose(whi, 1.0)
+    lo, hi, _, _ = box([1e-9, 2e-3], [0.05, 0.2])  # an interval beyond the cap
+    assert math.isclose(lo, 1e-3 / BOX_SPREAD_MAX) and math.isclose(hi, 1e-3 * BOX_SPREAD_MAX)

@@ -357,8 +357,13 @@ def test_added_rungs_search_around_the_fit_and_join_it(client, task) -> None:
     [new] = [g for g in lad["rungs"] if g["point"] == {k: float(v) for k, v in target.items()}]
     space = client.get(f"/api/sweeps/{new['sweep_id']}").json()["spec"]["space"]
     lr, wd = optimum({**target, "batch_size": 32})
-    assert math.isclose(space["lr"]["low"] * 4, pred["lr"]) and space["lr"]["log"]
-    assert math.isclose(space["weight_decay"]["high"] / 4, pred["weight_decay"])
+    # span 4 each way, or as far as the prediction's 90% interval reaches
+    lr_reach = max(4, pred["lr"] / pred["lr_ci"][0], pred["lr_ci"][1] / pred["lr"])
+    wd_ci = pred["weight_decay_ci"]
+    wd_reach = max(4, pred["weight_decay"] / wd_ci[0], wd_ci[1] / pred["weight_decay"])
+    assert math.isclose(space["lr"]["low"] * lr_reach, pred["lr"]) and space["lr"]["log"]
+    assert math.isclose(space["weight_decay"]["high"] / wd_reach, pred["weight_decay"])
+    assert space["weight_decay"]["low"] <= wd_ci[0] and space["weight_decay"]["high"] >= wd_ci[1]
     assert space["lr"]["low"] < lr < space["lr"]["high"]
     assert space["weight_decay"]["low"] < wd < space["weight_decay"]["high"]
     assert run_all(client, task) == 24
