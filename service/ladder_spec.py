@@ -238,13 +238,7 @@ def check_ladder(
     for i, point in enumerate(lad.points()):
         for name, value in point.items():
             loc = ("ladder", "widths", i) if lad.rungs is None else ("ladder", "rungs", i, name)
-            rule = declared.get(name)
-            if isinstance(rule, dict):
-                problem = width_problem(value, rule)
-            elif float(value).is_integer():
-                problem = None
-            else:
-                problem = f"must be a whole number of examples, not {value!r}"
+            problem = _axis_value_problem(value, declared.get(name))
             if problem:
                 errors.append(field_error(loc, f"{name} {problem}", value))
     errors += _follow_problems(lad, declared)
@@ -277,6 +271,16 @@ def check_ladder(
     return spec, rungs
 
 
+def _axis_value_problem(value: float, rule: Any) -> str | None:
+    """What is wrong with an axis's value against its declaration (``rule``; none declared, as
+    for the batch size, means a whole number), or None."""
+    if isinstance(rule, dict):
+        return width_problem(value, rule)
+    if float(value).is_integer():
+        return None
+    return f"must be a whole number of examples, not {value!r}"
+
+
 def _follow_problems(
     lad: schemas.LadderDef, declared: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -294,13 +298,7 @@ def _follow_problems(
         )
     for i, point in enumerate(lad.follow.rungs):
         for name, value in point.items():
-            rule = declared.get(name)
-            if isinstance(rule, dict):
-                problem = width_problem(value, rule)
-            elif float(value).is_integer():
-                problem = None
-            else:
-                problem = f"must be a whole number of examples, not {value!r}"
+            problem = _axis_value_problem(value, declared.get(name))
             if problem:
                 loc = ("ladder", "follow", "rungs", i, name)
                 errors.append(field_error(loc, f"{name} {problem}", value))
