@@ -26,7 +26,8 @@ intervals, trials spent per unit of interval width (trials / CI width, per fitte
 the design's cost of an answer, to compare with and without ``--follow``), its named rules,
 wall time; then the prediction at ``--target``
 (2× beyond the ladder on both axes) and its confirmation: ``--seeds`` runs of the prediction
-beside as many of the nearest rung's own optimum, unmoved.
+beside as many of the nearest rung's own optimum, unmoved; with ``--sweep-trials N`` also a
+sweep of N trials at the target itself, the prediction judged against its best config.
 """
 
 from __future__ import annotations
@@ -155,10 +156,11 @@ def run_charlm(
     product_box: list[float],
     follow_span: float | None = None,
     rules: bool = False,
+    sweep_trials: int | None = None,
 ) -> None:
     """The charlm width × steps ladder, its answer, and its confirmation at ``target`` (with
-    ``rules``, an arm per named rule too); with ``follow_span`` the far corner follows the fit
-    of the L through the corner."""
+    ``rules``, an arm per named rule too; with ``sweep_trials``, a sweep of the point's own);
+    with ``follow_span`` the far corner follows the fit of the L through the corner."""
     rungs = [{"d_model": w, "steps": steps[0]} for w in widths]
     rungs += [{"d_model": widths[0], "steps": s} for s in steps[1:]]
     corner = {"d_model": widths[-1], "steps": steps[-1]}
@@ -243,7 +245,10 @@ def run_charlm(
         f"{p['note']}"
     )
     t0 = time.monotonic()
-    r = c.post(f"/api/ladders/{lid}/confirm", json={**query, "seeds": seeds, "rules": rules})
+    body = {**query, "seeds": seeds, "rules": rules}
+    if sweep_trials is not None:
+        body["sweep_trials"] = sweep_trials
+    r = c.post(f"/api/ladders/{lid}/confirm", json=body)
     if r.status_code != 201:
         print(f"confirmation refused: {r.status_code} {r.text}")
         return
@@ -260,6 +265,20 @@ def run_charlm(
         f"confirmation ({time.monotonic() - t0:.0f} s): {conf['verdict']} — difference "
         f"{num(conf['difference'], 3)} {ci(conf['difference_ci'], 3)}; {conf['note']}"
     )
+    own = conf.get("target")
+    if own:
+        best = own["best"] or {}
+        print(
+            f"the point's own sweep {own['sweep_id']} ({own['finished']} runs): best lr "
+            f"{num(best.get('lr'))}, λ {num(best.get('weight_decay'))}: mean "
+            f"{num(best.get('mean'), 4)} {ci(best.get('ci'), 4)} over {best.get('n')} fresh "
+            f"seeds; its own optimum lr {num(own['lr'])} {ci(own['lr_ci'])}, λ "
+            f"{num(own['weight_decay'])} {ci(own['weight_decay_ci'])}"
+        )
+        print(
+            f"prediction against it: {own['verdict']} — difference {num(own['difference'], 3)} "
+            f"{ci(own['difference_ci'], 3)}, seed sd {num(own['noise_sd'], 3)}; {own['note']}"
+        )
 
 
 def main() -> None:
@@ -288,6 +307,12 @@ def main() -> None:
         "--rules",
         action="store_true",
         help="charlm: the confirmation also runs an arm per named rule's prediction",
+    )
+    ap.add_argument(
+        "--sweep-trials",
+        type=int,
+        default=None,
+        help="charlm: the confirmation also runs a sweep of this many trials at the target",
     )
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--skip-charlm", action="store_true")
@@ -318,6 +343,7 @@ def main() -> None:
                 args.product_box,
                 args.follow_span if args.follow else None,
                 args.rules,
+                args.sweep_trials,
             )
         print(f"\ncharlm part: {time.monotonic() - t1:.0f} s")
     finally:

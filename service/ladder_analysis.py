@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from service import schemas
-from service.analysis import Analysis, group_configs, pooled_noise
+from service.analysis import Analysis, Noise, group_configs, pooled_noise
 from service.catalog import Catalog
 from service.errors import Conflict, Invalid
 from service.ladder_axes import axis_verdict, score_rules
@@ -26,7 +26,7 @@ from service.ladder_fit import (
 )
 from service.ladder_joint import JointFit, fit_joint
 from service.ladder_spec import Untransferred, axis_with, point_text
-from service.ladder_views import LadderViews, order_key, point_of, roles_of
+from service.ladder_views import LadderViews, order_key, point_of, roles_of, same_point
 from service.models import Ladder, Sweep
 from service.surface import AGREE, ALPHA, Surface
 
@@ -800,6 +800,14 @@ class LadderAnalysis:
                     if within
                     else "; the achieved objective is outside the predicted interval"
                 )
+        target = next(
+            (
+                s
+                for s in self.ladder_views.sweeps(row.id)
+                if s.ladder_role == "target" and same_point(point_of(spec, s), point)
+            ),
+            None,
+        )
         return schemas.ConfirmationOut(
             width=width,
             point=point,
@@ -814,7 +822,134 @@ class LadderAnalysis:
             within_prediction=within,
             verdict=verdict,
             note=note,
+            target=(
+                self._target(target, sweep, t_arm, noise, predicted, where)
+                if target is not None
+                else None
+            ),
         )
+
+    def _target(
+        self,
+        target: Sweep,
+        confirmation: Sweep,
+        prediction_arm: schemas.ArmOut,
+        confirm_noise: Noise,
+        predicted: schemas.LadderPrediction | None,
+        where: str,
+    ) -> schemas.TargetSweepOut:
+        """The small sweep at a confirmation's point: its best config (valued on fresh seeds)
+        and own fitted optimum, and the prediction's arm against that best."""
+        info = self.catalog.info(target.id)
+        done = self.analysis.complete_trials(info)
+        best = noise = None
+        if done:
+            answer = self.analysis.best(target.id, 1)
+            top = answer.best
+            noise = Noise(answer.noise_sd, answer.noise_df)
+            best = schemas.ArmOut(
+                lr=float(top.params["lr"]),
+                weight_decay=float(top.params.get("weight_decay") or 0.0),
+                n=top.n_seeds,
+                mean=top.mean,
+                ci=top.ci,
+                values=top.values,
+                source=f"the best of sweep {target.id}'s {target.n_trials} trials at {where}, "
+                + ("valued on fresh seeds" if top.confirmed else "not yet re-run on fresh seeds"),
+            )
+        lr = lr_ci = wd = wd_ci = inside = None
+        got = self.analysis.fitted(target.id) if done else None
+        if got is not None:
+            surface = got[0]
+            lr_ok, wd_ok = pinned(surface)
+            if lr_ok and surface.lr is not None:
+                lr, lr_ci = surface.lr.value, surface.lr.pair()
+                if predicted is not None:
+                    inside = lr_ci[0] <= predicted.lr <= lr_ci[1]
+                if wd_ok and surface.weight_decay is not None:
+                    wd, wd_ci = surface.weight_decay.value, surface.weight_decay.pair()
+                    if predicted is not None:
+                        inside = inside and wd_ci[0] <= predicted.weight_decay <= wd_ci[1]
+        pooled = pool_noise(confirm_noise, noise) if noise is not None else confirm_noise
+        diff = diff_ci = None
+        if best is not None and best.mean is not None and prediction_arm.mean is not None:
+            diff = prediction_arm.mean - best.mean
+            if pooled.sd is not None and best.n >= 1 and prediction_arm.n >= 1:
+                half = pooled.t() * pooled.sd * math.sqrt(1 / prediction_arm.n + 1 / best.n)
+                diff_ci = [diff - half, diff + half]
+        finished = target.status != "running" and confirmation.status != "running"
+        if not finished:
+            verdict = "pending"
+            note = (
+                f"sweep {target.id} (the point's own sweep) is {target.status} and sweep "
+                f"{confirmation.id} (the arms) is {confirmation.status}"
+            )
+        else:
+            verdict, note = target_verdict(
+                info.sign, diff, diff_ci, pooled.sd, best is not None and best.n >= 2
+            )
+        if inside is not None:
+            note += (
+                "; the predicted lr"
+                + (" and weight decay are" if wd is not None else " is")
+                + (" inside" if inside else " not all inside")
+                + " the sweep's own 90% intervals"
+            )
+        return schemas.TargetSweepOut(
+            sweep_id=target.id,
+            status=target.status,
+            n_trials=target.n_trials,
+            finished=len(done),
+            best=best,
+            lr=lr,
+            lr_ci=lr_ci,
+            weight_decay=wd,
+            weight_decay_ci=wd_ci,
+            prediction_inside=inside,
+            difference=diff,
+            difference_ci=diff_ci,
+            noise_sd=pooled.sd,
+            verdict=verdict,
+            note=note,
+        )
+
+
+def pool_noise(a: Noise, b: Noise) -> Noise:
+    """Two sweeps' seed noise pooled (weighted by their degrees of freedom)."""
+    parts = [n for n in (a, b) if n.sd is not None and n.df > 0]
+    df = sum(n.df for n in parts)
+    if not df:
+        return Noise(None, 0)
+    return Noise(math.sqrt(sum(n.sd**2 * n.df for n in parts) / df), df)
+
+
+def target_verdict(
+    sign: float,
+    difference: float | None,
+    difference_ci: list[float] | None,
+    noise_sd: float | None,
+    measured: bool,
+) -> tuple[str, str]:
+    """Whether the prediction's arm is within the seed noise of the point's own sweep's best:
+    ``confirmed`` when it is worse (in the objective's direction, ``sign`` 1 when minimising)
+    by at most one seed sd, ``target_better`` when worse by more with its 90% interval clear
+    of 0, else ``inconclusive``; ``unmeasured`` without seeds to measure the noise on."""
+    if difference is None or difference_ci is None or noise_sd is None or not measured:
+        return "unmeasured", (
+            "the prediction's arm and the sweep's best each need 2+ finished seeds (the "
+            "sweep's best is re-run on fresh seeds) to measure the noise"
+        )
+    worse = sign * difference
+    low, high = sorted(sign * v for v in difference_ci)
+    text = (
+        f"the prediction is {abs(worse):.4g} {'worse' if worse > 0 else 'better'} than the "
+        f"point's own sweep's best (90% CI {low:.4g} to {high:.4g}; seed sd {noise_sd:.4g})"
+    )
+    if worse <= noise_sd:
+        return "confirmed", text + ": confirmed within the seed noise"
+    if low > 0:
+        return "target_better", text + ": the point's own sweep found better, beyond the noise"
+    return "inconclusive", text + ": worse by more than one seed sd, not clearly"
 
 
 def _axis_out(

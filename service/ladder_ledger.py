@@ -5,7 +5,6 @@ are written through the sweep ledger (:mod:`service.ledger`)."""
 from __future__ import annotations
 
 import contextlib
-import math
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -28,9 +27,10 @@ from service.ladder_spec import (
     point_name,
     point_text,
     rung_spec,
+    target_spec,
     width_problem,
 )
-from service.ladder_views import LadderViews, order_key, point_of, roles_of
+from service.ladder_views import LadderViews, order_key, point_of, roles_of, same_point
 from service.ledger import Ledger
 from service.models import Ladder, Sweep
 from service.settings import Settings
@@ -187,11 +187,11 @@ class LadderLedger:
                 if problem:
                     errors.append(field_error(("rungs", i, name), f"{name} {problem}", value))
                 point[name] = int(value) if is_int and float(value).is_integer() else value
-            if any(_same(point, p) for p in taken):
+            if any(same_point(point, p) for p in taken):
                 errors.append(
                     field_error(("rungs", i), f"{point_text(point)} is a rung already", rung)
                 )
-            elif any(_same(point, p) for p in pending):
+            elif any(same_point(point, p) for p in pending):
                 errors.append(
                     field_error(
                         ("rungs", i),
@@ -385,7 +385,8 @@ class LadderLedger:
     def confirm(self, ladder_id: int, req: schemas.ConfirmRequest) -> None:
         """Queue the prediction at the request's point beside a rung's own optimum, unmoved
         (the widest of a width ladder, else the nearest; both arms with ``req.seeds`` seeds),
-        as a confirmation sweep."""
+        as a confirmation sweep; with ``req.sweep_trials``, also a small sweep of the point's
+        own (:func:`target_spec`)."""
         row = self.ladder_views.row(ladder_id)
         spec = schemas.LadderSpec.model_validate(row.spec)
         roles = roles_of(spec)
@@ -407,7 +408,7 @@ class LadderLedger:
             else:
                 point[name] = int(value)
         where = point_text(point)
-        if any(_same(point, p) for p in spec.ladder.points()):
+        if any(same_point(point, p) for p in spec.ladder.points()):
             raise Invalid(
                 [
                     field_error(
@@ -419,7 +420,7 @@ class LadderLedger:
             )
         sweeps = self.ladder_views.sweeps(ladder_id)
         for s in sweeps:
-            if s.ladder_role == "confirm" and _same(point_of(spec, s), point):
+            if s.ladder_role == "confirm" and same_point(point_of(spec, s), point):
                 raise Conflict(f"ladder {ladder_id} is already confirmed at {where} (sweep {s.id})")
         for s in sorted(
             (s for s in sweeps if s.ladder_role == "rung"),
@@ -448,6 +449,10 @@ class LadderLedger:
             *(source for _, _, source in extra),
         ]
         errors = specs.check_spec(confirm, self.settings)
+        target = None
+        if req.sweep_trials is not None:
+            target = target_spec(spec, point, prediction, req.sweep_trials, req.seeds)
+            errors += specs.check_spec(target, self.settings)
         if errors:
             raise Invalid(errors)
         with self.db.transaction() as tx:
@@ -461,7 +466,7 @@ class LadderLedger:
             for other in tx.scalars(
                 select(Sweep).where(Sweep.ladder_id == ladder_id, Sweep.ladder_role == "confirm")
             ):
-                if _same(point_of(spec, other), point):
+                if same_point(point_of(spec, other), point):
                     raise Conflict(
                         f"ladder {ladder_id} is already confirmed at {where} (sweep {other.id})"
                     )
@@ -473,6 +478,14 @@ class LadderLedger:
                 ladder_role="confirm",
                 attrs={ARMS_ATTR: sources},
             )
+            if target is not None:
+                self.ledger.insert_sweep(
+                    tx,
+                    target,
+                    target.model_dump(mode="json", exclude_none=True),
+                    ladder_id=ladder_id,
+                    ladder_role="target",
+                )
         self.catalog.changed()
 
 
@@ -487,8 +500,3 @@ def _keyed(tx: Session, key: str | None, spec_json: dict) -> int | None:
     if existing.spec != spec_json:
         raise Conflict("Idempotency-Key was already used with a different ladder spec")
     return existing.id
-
-
-def _same(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Two points equal on every axis (to float rounding)."""
-    return all(math.isclose(float(a[k]), float(b[k])) for k in a)

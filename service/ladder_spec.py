@@ -347,6 +347,29 @@ def confirm_spec(
     return schemas.SweepSpec.model_validate(data)
 
 
+def target_spec(
+    spec: schemas.LadderSpec,
+    point: dict[str, float],
+    prediction: schemas.LadderPrediction,
+    trials: int,
+    seeds: int,
+) -> schemas.SweepSpec:
+    """The small sweep a confirmation runs at ``point`` itself: the rung spec there with its
+    box centred on the prediction (:func:`fit_box`, :data:`schemas.TARGET_SPAN` each way),
+    ``trials`` trials, and its top 3 configs re-run with ``seeds`` fresh seeds, so its best
+    is valued on runs that did not select it."""
+    roles = spec.ladder.roles or {spec.ladder.axes()[0]: "width"}
+    box = fit_box(rung_spec(spec, point, roles), prediction, schemas.TARGET_SPAN)
+    data = box.model_dump(exclude_none=True)
+    data.update(
+        name=f"{spec.name} · target sweep {point_name(point)}",
+        n_trials=trials,
+        reevaluate={"top_k": 3, "seeds": seeds},
+        baseline=None,
+    )
+    return schemas.SweepSpec.model_validate(data)
+
+
 def fit_box(
     rung: schemas.SweepSpec, prediction: schemas.LadderPrediction, span: float
 ) -> schemas.SweepSpec:

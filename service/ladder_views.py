@@ -32,6 +32,11 @@ def point_of(spec: schemas.LadderSpec, sweep: Sweep) -> dict[str, float]:
     return point
 
 
+def same_point(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two points equal on every axis (to float rounding)."""
+    return all(math.isclose(float(a[k]), float(b[k])) for k in a)
+
+
 def order_key(point: dict[str, float]) -> tuple[float, ...]:
     """Rungs in order: by the sum of their axes' logs (small to large), then axis by axis."""
     logs = [math.log(v) for v in point.values()]

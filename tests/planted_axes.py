@@ -64,9 +64,11 @@ def claim(client: httpx.Client, task: str) -> dict[str, Any] | None:
     return r.json()
 
 
-def run_all(client: httpx.Client, task: str, lr_only: bool = False) -> int:
+def run_all(client: httpx.Client, task: str, lr_only: bool = False, lr_shift: float = 1.0) -> int:
     """Claim and finish every trial of ``task`` with the planted objective and seed noise
-    (an axis a ladder does not vary at its default: width 64, 100 steps, batch 32)."""
+    (an axis a ladder does not vary at its default: width 64, 100 steps, batch 32);
+    ``lr_shift``: the optimum lr of these trials moved by that factor (a rule that stops
+    holding where they run)."""
     n = 0
     while (got := claim(client, task)) is not None:
         point = {
@@ -74,7 +76,8 @@ def run_all(client: httpx.Client, task: str, lr_only: bool = False) -> int:
             "train_steps": got["task"]["params"].get("train_steps", BASE["train_steps"]),
             "batch_size": got["params"].get("batch_size", BASE["batch_size"]),
         }
-        value = objective(got["params"], point, lr_only)
+        params = {**got["params"], "lr": got["params"]["lr"] / lr_shift}
+        value = objective(params, point, lr_only)
         value += NOISE * random.Random(got["seed"]).gauss(0, 1)
         r = client.post(
             f"/api/trials/{got['trial_id']}/finish", json={"state": "complete", "value": value}

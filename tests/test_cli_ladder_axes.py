@@ -274,6 +274,39 @@ def test_confirm_takes_every_axis_and_rule_shows_the_outcome(ladder, axes_server
     assert f"│ 512 │ 800 │ 256 │ {c['sweep_id']} │ confirm │ complete │ 4/4 │" in status
 
 
+def test_confirm_with_a_sweep_at_the_point_prints_it_and_its_verdict(ladder, axes_server):
+    lid = str(ladder["id"])
+    flags = ["--width", "1024", "--steps", "800", "--batch-size", "256"]
+    few = lionsweep(axes_server, "ladder", "confirm", lid, *flags, "--sweep-trials", "3")
+    assert "sweep_trials" in refused(few)
+    out = ok(
+        lionsweep(
+            axes_server, "ladder", "confirm", lid, *flags, "--seeds", "2", "--sweep-trials", "8"
+        )
+    )
+    lad = get(axes_server, f"/api/ladders/{lid}")
+    [own] = [c for c in lad["confirmations"] if c["role"] == "target"]
+    assert own["point"] == {"width": 1024.0, "train_steps": 800.0, "batch_size": 256.0}
+    assert (
+        f"sweep {own['sweep_id']} searches the point itself (8 trials, its top 3 configs re-run "
+        "with 2 fresh seeds)"
+    ) in flat(out), out
+    with httpx.Client(base_url=axes_server.url, timeout=60) as client:
+        assert run_all(client, TASK) >= 8 + 3 * 2
+    fit = get(axes_server, f"/api/ladders/{lid}/rule")
+    [c] = [c for c in fit["confirmations"] if c["point"]["width"] == 1024.0]
+    target = c["target"]
+    assert target["sweep_id"] == own["sweep_id"] and target["verdict"] != "pending"
+    out = ok(lionsweep(axes_server, "ladder", "rule", lid))
+    assert_fits_80(out)
+    text = flat(out)
+    assert f"the point's own sweep {own['sweep_id']} (14 runs finished, complete)" in text, out
+    assert f"against it: verdict {target['verdict']}" in text
+    assert flat(target["note"]) in text
+    status = flat(ok(lionsweep(axes_server, "ladder", "status", lid)))
+    assert f"│ 1024 │ 800 │ 256 │ {own['sweep_id']} │ target │ complete │ 8/8 │" in status, status
+
+
 def test_a_confirmations_further_arms_are_printed_when_the_server_sends_them() -> None:
     arm = {
         "lr": 1e-3,

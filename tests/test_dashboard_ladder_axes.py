@@ -316,3 +316,56 @@ def test_a_confirmations_further_arms_show_when_the_server_sends_them(
     drawn = {t["name"]: t for t in traces(page, "plot-confirm") if t["name"]}
     assert drawn["other arms"]["x"] == [pytest.approx(0.777)]
     assert page.errors == []
+
+
+def test_a_confirmations_own_sweep_at_its_point_shows_its_verdict_and_best(
+    axes: SimpleNamespace, page: Any
+) -> None:
+    """``confirmations[].target`` (confirm with sweep_trials): a line under the confirmation
+    linking the sweep, with its verdict and note, and its best config drawn as a trace."""
+    best = {
+        "lr": 2.2e-4,
+        "weight_decay": 0.031,
+        "n": 2,
+        "mean": 0.612,
+        "ci": [0.55, 0.674],
+        "values": [0.6, 0.624],
+        "source": "the best of sweep 99's 16 trials, valued on fresh seeds",
+    }
+    target = {
+        "sweep_id": 99,
+        "status": "complete",
+        "n_trials": 16,
+        "finished": 25,
+        "best": best,
+        "lr": None,
+        "lr_ci": None,
+        "weight_decay": None,
+        "weight_decay_ci": None,
+        "prediction_inside": None,
+        "difference": 0.01,
+        "difference_ci": [-0.05, 0.07],
+        "noise_sd": 0.04,
+        "verdict": "confirmed",
+        "note": "the prediction is 0.01 worse than the point's own sweep's best: confirmed",
+    }
+
+    def with_target(route: Any) -> None:
+        answer = route.fetch().json()
+        for c in answer["confirmations"]:
+            c["target"] = target
+        route.fulfill(json=answer)
+
+    page.route("**/api/ladders/*/rule*", with_target)
+    open_page(page, axes)
+    [c] = axes.rule["confirmations"]
+    line = page.locator(f'#confirmations tr[data-note-for="{c["sweep_id"]}"] .target-note')
+    line.wait_for(timeout=15_000)
+    assert line.get_attribute("data-target-verdict") == "confirmed"
+    text = " ".join(line.inner_text().split())
+    assert text.startswith("The point's own sweep #99 (25 runs finished, complete): confirmed")
+    assert target["note"] in text
+    assert line.locator("a").get_attribute("href") == "/sweeps/99"
+    drawn = {t["name"]: t for t in traces(page, "plot-confirm") if t["name"]}
+    assert drawn["own sweep's best"]["x"] == [pytest.approx(0.612)]
+    assert page.errors == []

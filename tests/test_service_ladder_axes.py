@@ -257,6 +257,67 @@ def test_a_weight_decay_the_data_leave_open_is_said_and_confirmed_per_candidate(
     assert {a["weight_decay"] for a in conf["arms"]} != {pred["weight_decay"]}
 
 
+@pytest.mark.parametrize(("shift", "verdict"), [(1.0, "confirmed"), (8.0, "target_better")])
+def test_a_small_sweep_at_the_target_checks_the_prediction_within_its_noise(
+    client, task, shift, verdict
+) -> None:
+    """confirm with sweep_trials runs a sweep of the point's own beside the arms: where the
+    planted rule holds at the target the prediction is within the seed noise of that sweep's
+    best; where the optimum lr there is 8× off the rule, the point's own sweep finds better."""
+    rungs = [{"width": w, "train_steps": 100} for w in (64, 128, 256)]
+    rungs += [{"width": 64, "train_steps": s} for s in (200, 400)]
+    r = client.post("/api/ladders", json=spec(task, rungs))
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    assert run_all(client, task) == 24 * len(rungs)
+    point = {"width": 512, "steps": 800}
+    pred = client.get(f"/api/ladders/{lid}/rule", params=point).json()["prediction"]
+    r = client.post(f"/api/ladders/{lid}/confirm", json={**point, "sweep_trials": 16})
+    assert r.status_code == 201, r.text
+    roles = {c["role"]: c for c in r.json()["confirmations"]}
+    assert set(roles) == {"confirm", "target"}
+    target = client.get(f"/api/sweeps/{roles['target']['sweep_id']}").json()
+    assert target["ladder_role"] == "target" and target["n_trials"] == 16
+    tspec = target["spec"]
+    assert tspec["task"]["params"]["width"] == 512
+    assert tspec["task"]["params"]["train_steps"] == 800
+    assert tspec["reevaluate"] == {"mode": "on", "top_k": 3, "seeds": 3}
+    lr_box = tspec["space"]["lr"]
+    assert lr_box["low"] <= pred["lr"] / 10 * 1.0001 and lr_box["high"] >= pred["lr"] * 9.999
+    [conf] = client.get(f"/api/ladders/{lid}/rule").json()["confirmations"]
+    assert conf["target"]["verdict"] == "pending"
+    assert conf["target"]["sweep_id"] == target["id"]
+    arms = 3 * (2 + len(conf["arms"]))
+    assert run_all(client, task, lr_shift=shift) == 16 + 3 * 3 + arms
+    [conf] = client.get(f"/api/ladders/{lid}/rule").json()["confirmations"]
+    got = conf["target"]
+    assert got["status"] == "complete" and got["finished"] == 16 + 9
+    assert got["best"]["n"] >= 1 and "fresh seeds" in got["best"]["source"]
+    assert got["verdict"] == verdict, got["note"]
+    assert got["noise_sd"] == pytest.approx(NOISE, rel=0.6)
+    if shift == 1.0:
+        assert got["difference"] <= got["noise_sd"]
+    else:
+        assert got["difference_ci"][0] > 0
+        assert got["best"]["lr"] > 2 * pred["lr"]
+    r = client.post(f"/api/ladders/{lid}/confirm", json={**point, "sweep_trials": 16})
+    assert r.status_code == 409
+
+
+def test_a_confirmation_sweep_needs_eight_trials(client, task) -> None:
+    rungs = [{"width": w, "train_steps": 100} for w in (64, 128, 256)]
+    rungs += [{"width": 64, "train_steps": s} for s in (200, 400)]
+    lid = client.post("/api/ladders", json=spec(task, rungs, n_trials=12)).json()["id"]
+    run_all(client, task)
+    before = client.get("/api/sweeps").json()["total"]
+    r = client.post(
+        f"/api/ladders/{lid}/confirm", json={"width": 512, "steps": 800, "sweep_trials": 4}
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-1] == "sweep_trials", r.text
+    assert client.get("/api/sweeps").json()["total"] == before
+
+
 def test_a_ladder_of_imported_sweeps_fits_without_running_anything(client, task) -> None:
     """Runs made elsewhere at several widths and lengths: imported into one sweep per size,
     the sweeps become a ladder and the joint fit recovers the planted exponents."""

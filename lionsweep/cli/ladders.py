@@ -176,18 +176,29 @@ def ladder_confirm(
     rules: Annotated[
         bool, typer.Option("--rules", help="Also run an arm per named rule's prediction.")
     ] = False,
+    sweep_trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Also run a small sweep of this many trials at the point itself (≥ 8), to "
+            "check the prediction against that sweep's best."
+        ),
+    ] = None,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = None,
 ) -> None:
     """Run the prediction at a new point (--width, --steps, --batch-size: every axis the
     ladder varies) beside the widest (one-axis) or nearest rung's own optimum, unmoved; where
-    the data leave the weight decay open, also an arm per candidate weight decay."""
+    the data leave the weight decay open, also an arm per candidate weight decay; with
+    --sweep-trials, a small sweep of the point's own as well."""
     body = {**point_params(width, steps, batch_size), "seeds": seeds}
     if rules:
         body["rules"] = True
+    if sweep_trials is not None:
+        body["sweep_trials"] = sweep_trials
     with api_errors(server), make_client(server, token) as client, point_flags_named():
         ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
-    conf = max(ladder["confirmations"], key=lambda c: c["sweep_id"])
+    made = [c for c in ladder["confirmations"] if c.get("role") != "target"]
+    conf = max(made, key=lambda c: c["sweep_id"])
     beside = "nearest" if is_joint(ladder) else "widest"
     console.print(
         escape(
@@ -203,6 +214,14 @@ def ladder_confirm(
         ),
         highlight=False,
     )
+    target = [c for c in ladder["confirmations"] if c.get("role") == "target"]
+    if sweep_trials is not None and target:
+        own = max(target, key=lambda c: c["sweep_id"])
+        console.print(
+            f"sweep {own['sweep_id']} searches the point itself ({own['n_trials']} trials, its "
+            f"top 3 configs re-run with {seeds} fresh seeds)",
+            highlight=False,
+        )
     console.print(f"the outcome: lionsweep ladder rule {ladder['id']}", highlight=False)
 
 

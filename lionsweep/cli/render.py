@@ -368,6 +368,8 @@ CONFIRM_VERDICT_COLOURS = {
     "no_difference": "cyan",
     "untransferred_better": "red",
 }
+#: Colours of the verdicts against a confirmation's own sweep (any other is yellow).
+TARGET_VERDICT_COLOURS = {"confirmed": "green", "target_better": "red"}
 
 
 def width_text(ladder: dict[str, Any], width: float) -> str:
@@ -860,3 +862,30 @@ def print_confirmation(conf: dict[str, Any], lad: dict[str, Any]) -> None:
     )
     if verdict != "pending":
         console.print(escape(conf["note"]), style="dim", highlight=False)
+    if conf.get("target"):
+        print_target(conf["target"])
+
+
+def print_target(target: dict[str, Any]) -> None:
+    """Print a confirmation's own sweep at its point: its best config against the
+    prediction's arm, its own fitted optimum, the verdict and its note."""
+    best = target.get("best")
+    line = f"the point's own sweep {target['sweep_id']} ({target['finished']} runs finished"
+    line += f", {target['status']})"
+    if best:
+        line += (
+            f": best lr {fmt(best['lr'])}, weight decay {fmt(best['weight_decay'])}, "
+            f"{estimate_text(best.get('mean'), best.get('ci'))} over {best['n']} seeds"
+        )
+    if target.get("lr") is not None:
+        line += f"; its optimum lr {estimate_text(target['lr'], target.get('lr_ci'))}"
+    if target.get("weight_decay") is not None:
+        line += (
+            f", weight decay {estimate_text(target['weight_decay'], target.get('weight_decay_ci'))}"
+        )
+    console.print(escape(line), highlight=False)
+    verdict = target["verdict"]
+    colour = TARGET_VERDICT_COLOURS.get(verdict, "yellow")
+    console.print(f"against it: verdict [bold {colour}]{verdict}[/]", highlight=False)
+    if verdict != "pending":
+        console.print(escape(target["note"]), style="dim", highlight=False)

@@ -53,6 +53,7 @@ from service.schemas.ladders import (
     BATCH_AXIS,
     MAX_AXES,
     MAX_RUNGS,
+    TARGET_SPAN,
     ArmOut,
     AxisOut,
     AxisReach,
@@ -74,6 +75,7 @@ from service.schemas.ladders import (
     RuleScore,
     RungFit,
     RungOut,
+    TargetSweepOut,
     WidthRule,
 )
 from service.schemas.reads import (
@@ -195,6 +197,7 @@ __all__ = [
     "FollowDef",
     "FollowedRung",
     "MAX_RUNGS",
+    "TARGET_SPAN",
     "MAX_AXES",
     "BATCH_AXIS",
     "AxisOut",
@@ -203,6 +206,7 @@ __all__ = [
     "Role",
     "ArmOut",
     "ConfirmationOut",
+    "TargetSweepOut",
     "ConfirmRequest",
     "LadderDef",
     "ExtendRequest",

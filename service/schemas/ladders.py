@@ -31,6 +31,9 @@ BATCH_AXIS = "batch_size"
 ``batch_size``), unless the task declares a batch param of its own."""
 
 MAX_AXES = 3
+TARGET_SPAN = 10.0
+"""How far a confirmation's own sweep at the target reaches around the prediction, each way
+(further where the prediction's interval does)."""
 
 
 def _check_axis_values(name: str, values: list[float]) -> None:
@@ -357,6 +360,16 @@ class ConfirmRequest(Strict):
         description="Also run an arm per named rule's prediction at the point (the rule's "
         "exponents in place of the fitted ones), so the confirmation tests the rule itself.",
     )
+    sweep_trials: int | None = Field(
+        default=None,
+        ge=8,
+        le=1000,
+        description="Also run a small sweep of this many trials at the point itself (a rung's "
+        "spec there, its lr and weight-decay box centred on the prediction, ÷/× "
+        f"{TARGET_SPAN:g} or as far as the prediction's interval reaches), its top 3 configs "
+        "re-run with `seeds` fresh seeds: the confirmation then says whether the prediction "
+        "is within the seed noise of that sweep's best.",
+    )
 
     @field_validator("width", "steps", "batch_size")
     @classmethod
@@ -387,12 +400,13 @@ class AxisOut(BaseModel):
 
 
 class RungOut(BaseModel):
-    """One sweep of a ladder: a rung (fits the rule) or a confirmation (runs a prediction)."""
+    """One sweep of a ladder: a rung (fits the rule), a confirmation (runs a prediction) or a
+    confirmation's own small sweep at its point (``target``)."""
 
     width: float | None = Field(description="Its width (None for a ladder with no width axis).")
     point: dict[str, float] = Field(description="Its value on every axis.")
     sweep_id: int
-    role: Literal["rung", "confirm"]
+    role: Literal["rung", "confirm", "target"]
     status: Literal["running", "complete", "cancelled"]
     n_trials: int
     finished: int
@@ -531,6 +545,44 @@ class ArmOut(BaseModel):
     source: str = Field(description="Where the arm's lr and weight decay come from.")
 
 
+class TargetSweepOut(BaseModel):
+    """The small sweep run at a confirmation's point itself, and the prediction against its
+    best config (valued on fresh seeds)."""
+
+    sweep_id: int
+    status: str
+    n_trials: int
+    finished: int = Field(description="Its complete runs, the re-runs of its top configs included.")
+    best: ArmOut | None = Field(
+        description="The sweep's best config, its mean over runs that took no part in "
+        "ranking it (the fresh seeds of its re-evaluation)."
+    )
+    lr: float | None = Field(description="The sweep's own fitted optimum lr, where it pins one.")
+    lr_ci: list[float] | None
+    weight_decay: float | None = Field(
+        description="The sweep's own fitted optimum weight decay, where it pins one."
+    )
+    weight_decay_ci: list[float] | None
+    prediction_inside: bool | None = Field(
+        description="The predicted lr (and weight decay, where the sweep pins it) inside the "
+        "sweep's own 90% intervals; None where it pins no lr."
+    )
+    difference: float | None = Field(
+        description="prediction arm − the sweep's best, mean objective (as measured; negative "
+        "is the prediction's lower objective)."
+    )
+    difference_ci: list[float] | None
+    noise_sd: float | None = Field(
+        description="The seed-to-seed sd at the point, pooled over both sweeps' repeated configs."
+    )
+    verdict: Literal["pending", "confirmed", "inconclusive", "target_better", "unmeasured"] = Field(
+        description="confirmed: the prediction is no worse than the sweep's best by more "
+        "than one seed sd; target_better: worse by more, its 90% interval clear of 0; "
+        "inconclusive: worse by more than one sd, but not clearly."
+    )
+    note: str
+
+
 class ConfirmationOut(BaseModel):
     """A ladder's prediction run at a new width, against the widest rung's own optimum
     (its fitted optimum where its verdict pins one down, else its best config) unmoved."""
@@ -559,6 +611,11 @@ class ConfirmationOut(BaseModel):
         "pending", "transfer_better", "no_difference", "untransferred_better", "unmeasured"
     ]
     note: str
+    target: TargetSweepOut | None = Field(
+        default=None,
+        description="The small sweep at the point itself (confirm with sweep_trials), and "
+        "whether the prediction is within the seed noise of its best.",
+    )
 
 
 class AxisRuleOut(BaseModel):

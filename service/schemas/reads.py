@@ -86,7 +86,7 @@ class SweepOut(BaseModel):
     eta_seconds: float | None
     reevaluation: ReevaluationOut | None = None
     ladder_id: int | None = None
-    ladder_role: Literal["rung", "confirm"] | None = None
+    ladder_role: Literal["rung", "confirm", "target"] | None = None
 
 
 class SweepPage(BaseModel):

@@ -129,7 +129,9 @@ function renderHeader(ladder, sweeps) {
     const sum = (f) => ladder.rungs.reduce((a, r) => a + f(r), 0);
     progress.replaceChildren(fractionBar(sum((r) => r.finished), sum((r) => r.n_trials)));
   }
-  const confirms = ladder.confirmations.length ? ` + ${plural(ladder.confirmations.length, "confirmation")}` : "";
+  const own = ladder.confirmations.filter((c) => c.role === "target").length;
+  const arms = ladder.confirmations.length - own;
+  const confirms = (arms ? ` + ${plural(arms, "confirmation")}` : "") + (own ? ` + ${plural(own, "sweep")} at a confirmation's point` : "");
   document.getElementById("rungs-total").textContent = `(${ladder.rungs.length}${confirms})`;
 }
 
@@ -497,7 +499,7 @@ function confirmChart(ladder) {
   const o = objective(ladder);
   const list = sortedConfirmations();
   const rows = [];
-  const traces = { predicted: [], transferred: [], untransferred: [], "other arms": [] };
+  const traces = { predicted: [], transferred: [], untransferred: [], "other arms": [], "own sweep's best": [] };
   const seeds = { x: [], y: [] };
   for (const c of list) {
     const w = isJoint(ladder) ? `sweep #${c.sweep_id}` : `${esc(ladder.param)}=${fmtWidth(c.width)}`;
@@ -524,6 +526,7 @@ function confirmChart(ladder) {
     transferred: { symbol: "circle", size: 11, color: "#2ca02c" },
     untransferred: { symbol: "square", size: 10, color: "#6b6b70" },
     "other arms": { symbol: "triangle-up", size: 11, color: "#9467bd" },
+    "own sweep's best": { symbol: "star", size: 13, color: "#1f77b4" },
   };
   const data = Object.entries(traces).filter(([, pts]) => pts.length).map(([name, pts]) => ({
     x: pts.map((q) => q.x), y: pts.map((q) => q.y), type: "scatter", mode: "markers", name,
@@ -597,7 +600,8 @@ function renderConfirmations(ladder) {
       el("td", { class: "num" }, typeof c.difference === "number" ? withCi(c.difference, c.difference_ci) : "–"),
       el("td", { class: "nw" }, el("span", { class: `badge ${c.verdict}` }, CONFIRM_VERDICTS[c.verdict] || c.verdict)),
     ));
-    rows.push(el("tr", { class: "note-row", "data-note-for": c.sweep_id }, el("td", { colspan: heads.length }, c.note)));
+    rows.push(el("tr", { class: "note-row", "data-note-for": c.sweep_id },
+      el("td", { colspan: heads.length }, c.note, ...(c.target ? [el("br"), targetNote(c.target)] : []))));
   }
   document.querySelector("#confirmations tbody").replaceChildren(...rows);
 }
@@ -607,13 +611,24 @@ function sortedConfirmations() {
   return [...rule.confirmations].sort((a, b) => (a.width ?? 0) - (b.width ?? 0) || a.sweep_id - b.sweep_id);
 }
 
-/** A confirmation's arms as [name, arm, trace]: the transferred, the untransferred, any further ones. */
+/** A confirmation's arms as [name, arm, trace]: the transferred, the untransferred, any further
+ * ones, and the best config of the point's own sweep when it has one. */
 function armsOf(c) {
   return [
     ["transferred", c.transferred, "transferred"],
     ["untransferred", c.untransferred, "untransferred"],
     ...(c.arms || []).map((a, i) => [`arm ${i + 1}`, a, "other arms"]),
+    ...(c.target?.best ? [["own sweep's best", c.target.best, "own sweep's best"]] : []),
   ];
+}
+
+/** The line under a confirmation about the point's own sweep: its link, progress, verdict and note. */
+function targetNote(t) {
+  return el("span", { class: "target-note", "data-target-verdict": t.verdict },
+    "The point's own sweep ", el("a", { href: `/sweeps/${t.sweep_id}` }, `#${t.sweep_id}`),
+    ` (${plural(t.finished, "run")} finished, ${t.status}): `,
+    el("span", { class: `badge ${t.verdict}` }, t.verdict),
+    t.verdict === "pending" ? "" : ` — ${t.note}`);
 }
 
 // ---- ladders over several axes ----------------------------------------------------------------

@@ -47,7 +47,7 @@ function renderHeader(sweep) {
   if (sweep.ladder_id) {
     const link = document.getElementById("ladder-link");
     link.href = `/ladders/${sweep.ladder_id}`;
-    const role = sweep.ladder_role === "confirm" ? "a confirmation" : "a rung";
+    const role = { confirm: "a confirmation", target: "a confirmation's own sweep at its point" }[sweep.ladder_role] || "a rung";
     link.textContent = `← width ladder #${sweep.ladder_id}: this sweep is ${role} of it`;
   }
   document.getElementById("progress").replaceChildren(progressBar(sweep));
