@@ -21,13 +21,14 @@ torch thread each): d_model × steps rungs (``--widths`` at the first of ``--ste
 at the first width, and the far corner), ``--trials`` random trials each over lr and the
 product lr·λ (``lr_wd_product``), no pruning, no re-runs. With ``--follow`` the far corner is a
 follow rung: started once the L through the corner is complete, its box centred on the joint
-fit's prediction there (÷/× ``--follow-span``). Printed: each axis's exponents with 90%
-intervals, trials spent per unit of interval width (trials / CI width, per fitted exponent:
-the design's cost of an answer, to compare with and without ``--follow``), its named rules,
-wall time; then the prediction at ``--target``
-(2× beyond the ladder on both axes) and its confirmation: ``--seeds`` runs of the prediction
-beside as many of the nearest rung's own optimum, unmoved; with ``--sweep-trials N`` also a
-sweep of N trials at the target itself, the prediction judged against its best config.
+fit's prediction there (÷/× ``--follow-span``); ``--grid`` makes every point of the 3 × 3
+grid a rung (with ``--follow``, the four off the L follow its fit). Printed: each axis's
+exponents with 90% intervals, trials spent per unit of interval width (trials / CI width, per
+fitted exponent: the design's cost of an answer, to compare with and without ``--follow``), its
+named rules, wall time; then the prediction at ``--target`` (2× beyond the ladder on both
+axes) and its confirmation: ``--seeds`` runs of the prediction beside as many of the nearest
+rung's own optimum, unmoved; with ``--sweep-trials N`` also a sweep of N trials at the target
+itself, the prediction judged against its best config.
 """
 
 from __future__ import annotations
@@ -157,18 +158,23 @@ def run_charlm(
     follow_span: float | None = None,
     rules: bool = False,
     sweep_trials: int | None = None,
+    grid: bool = False,
 ) -> None:
     """The charlm width × steps ladder, its answer, and its confirmation at ``target`` (with
     ``rules``, an arm per named rule too; with ``sweep_trials``, a sweep of the point's own);
     with ``follow_span`` the far corner follows the fit of the L through the corner."""
     rungs = [{"d_model": w, "steps": steps[0]} for w in widths]
     rungs += [{"d_model": widths[0], "steps": s} for s in steps[1:]]
-    corner = {"d_model": widths[-1], "steps": steps[-1]}
+    rest = (
+        [{"d_model": w, "steps": s} for w in widths[1:] for s in steps[1:]]
+        if grid
+        else [{"d_model": widths[-1], "steps": steps[-1]}]
+    )
     ladder: dict = {"rungs": rungs}
     if follow_span is None:
-        rungs.append(corner)
+        rungs.extend(rest)
     else:
-        ladder["follow"] = {"rungs": [corner], "span": follow_span}
+        ladder["follow"] = {"rungs": rest, "span": follow_span}
     spec = {
         "name": "charlm width x steps",
         "task": {"name": "charlm", "params": {"eval_every": 10_000}},
@@ -189,7 +195,7 @@ def run_charlm(
     query = {"width": target[0], "steps": target[1]}
     rule = c.get(f"/api/ladders/{lid}/rule", params=query).json()
     n = sum(g["n"] for g in rule["rungs"])
-    n_rungs = len(rungs) + (follow_span is not None)
+    n_rungs = len(rungs) + (len(rest) if follow_span is not None else 0)
     print(
         f"\n## charlm d_model {widths} × steps {steps} ({n_rungs} rungs of {trials} trials, "
         f"{n} fitted; lr log {lr_box[0]:g}…{lr_box[1]:g}, η·λ log {product_box[0]:g}…"
@@ -304,6 +310,12 @@ def main() -> None:
     )
     ap.add_argument("--follow-span", type=float, default=3.0)
     ap.add_argument(
+        "--grid",
+        action="store_true",
+        help="charlm: every point of the widths × steps grid (9 rungs), not only the L and its "
+        "far corner; with --follow, the points off the L follow its fit",
+    )
+    ap.add_argument(
         "--rules",
         action="store_true",
         help="charlm: the confirmation also runs an arm per named rule's prediction",
@@ -344,6 +356,7 @@ def main() -> None:
                 args.follow_span if args.follow else None,
                 args.rules,
                 args.sweep_trials,
+                args.grid,
             )
         print(f"\ncharlm part: {time.monotonic() - t1:.0f} s")
     finally:
