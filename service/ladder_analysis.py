@@ -509,7 +509,8 @@ class LadderAnalysis:
     ) -> list[tuple[float, float, str]]:
         """A confirmation's further arms as (lr, weight decay, source): where the data leave
         the weight decay open, the predicted lr with the smallest and the largest weight decay
-        any rung recommends; with ``rules``, each named rule's prediction at ``point`` (its
+        any rung recommends; where they pin it only loosely, the ends of its interval
+        (:func:`loose_wd_arms`); with ``rules``, each named rule's prediction at ``point`` (its
         exponents through the fit's centre). Arms within 2% of an earlier one are left out."""
         out: list[tuple[float, float, str]] = []
         if not prediction.weight_decay_moved:
@@ -528,6 +529,8 @@ class LadderAnalysis:
                             f"(rung sweep {sid}): the data leave the weight decay open",
                         )
                     )
+        else:
+            out += loose_wd_arms(prediction)
         if rules:
             out += self._rule_arms(row, point, prediction)
         kept: list[tuple[float, float, str]] = []
@@ -914,6 +917,30 @@ class LadderAnalysis:
         )
 
 
+LOOSE_WD = 10.0
+"""A predicted weight decay whose 90% interval spans more than this factor is loosely pinned:
+its confirmation runs the interval's ends too."""
+
+
+def loose_wd_arms(prediction: schemas.LadderPrediction) -> list[tuple[float, float, str]]:
+    """The predicted lr with each end of the predicted weight decay's 90% interval, as
+    (lr, weight decay, source), when that interval spans more than :data:`LOOSE_WD`; else
+    none."""
+    ci = prediction.weight_decay_ci
+    if not ci or not 0 < ci[0] < ci[1] or ci[1] / ci[0] <= LOOSE_WD:
+        return []
+    span = f"{ci[0]:.3g}–{ci[1]:.3g}, {ci[1] / ci[0]:.0f}× wide"
+    return [
+        (
+            prediction.lr,
+            wd,
+            f"the predicted lr with the {end} end of the predicted weight decay's 90% interval "
+            f"({span}): the data pin the weight decay only loosely",
+        )
+        for end, wd in (("lower", ci[0]), ("upper", ci[1]))
+    ]
+
+
 def pool_noise(a: Noise, b: Noise) -> Noise:
     """Two sweeps' seed noise pooled (weighted by their degrees of freedom)."""
     parts = [n for n in (a, b) if n.sd is not None and n.df > 0]
@@ -931,9 +958,10 @@ def target_verdict(
     measured: bool,
 ) -> tuple[str, str]:
     """Whether the prediction's arm is within the seed noise of the point's own sweep's best:
-    ``confirmed`` when it is worse (in the objective's direction, ``sign`` 1 when minimising)
-    by at most one seed sd, ``target_better`` when worse by more with its 90% interval clear
-    of 0, else ``inconclusive``; ``unmeasured`` without seeds to measure the noise on."""
+    ``target_better`` when it is worse (in the objective's direction, ``sign`` 1 when
+    minimising) by more than one seed sd with its 90% interval clear of 0, else ``confirmed``
+    (worse by at most one seed sd, better, or not to be told apart at these seeds);
+    ``unmeasured`` without seeds to measure the noise on."""
     if difference is None or difference_ci is None or noise_sd is None or not measured:
         return "unmeasured", (
             "the prediction's arm and the sweep's best each need 2+ finished seeds (the "
@@ -946,10 +974,13 @@ def target_verdict(
         f"point's own sweep's best (90% CI {low:.4g} to {high:.4g}; seed sd {noise_sd:.4g})"
     )
     if worse <= noise_sd:
-        return "confirmed", text + ": confirmed within the seed noise"
-    if low > 0:
-        return "target_better", text + ": the point's own sweep found better, beyond the noise"
-    return "inconclusive", text + ": worse by more than one seed sd, not clearly"
+        return "confirmed", text + ": confirmed, within one seed sd of it or better"
+    if low <= 0:
+        return "confirmed", text + (
+            ": confirmed within the seed noise (worse by more than one seed sd, but not to be "
+            "told apart from it at these seeds)"
+        )
+    return "target_better", text + ": the point's own sweep found better, beyond the noise"
 
 
 def _axis_out(

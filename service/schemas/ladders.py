@@ -575,10 +575,10 @@ class TargetSweepOut(BaseModel):
     noise_sd: float | None = Field(
         description="The seed-to-seed sd at the point, pooled over both sweeps' repeated configs."
     )
-    verdict: Literal["pending", "confirmed", "inconclusive", "target_better", "unmeasured"] = Field(
-        description="confirmed: the prediction is no worse than the sweep's best by more "
-        "than one seed sd; target_better: worse by more, its 90% interval clear of 0; "
-        "inconclusive: worse by more than one sd, but not clearly."
+    verdict: Literal["pending", "confirmed", "target_better", "unmeasured"] = Field(
+        description="target_better: the prediction is worse than the sweep's best by more than "
+        "one seed sd, its 90% interval clear of 0; confirmed: otherwise (within one seed sd, "
+        "better, or not to be told apart at these seeds: the note says which)."
     )
     note: str
 
