@@ -159,6 +159,7 @@ def run_charlm(
     rules: bool = False,
     sweep_trials: int | None = None,
     grid: bool = False,
+    sampler_seed: int = 0,
 ) -> None:
     """The charlm width × steps ladder, its answer, and its confirmation at ``target`` (with
     ``rules``, an arm per named rule too; with ``sweep_trials``, a sweep of the point's own);
@@ -184,7 +185,7 @@ def run_charlm(
             "beta1": 0.9,
             "beta2": 0.99,
         },
-        "sampler": {"name": "random", "seed": 0},
+        "sampler": {"name": "random", "seed": sampler_seed},
         "pruner": {"name": "none"},
         "n_trials": trials,
         "reevaluate": "off",
@@ -326,6 +327,7 @@ def main() -> None:
         default=None,
         help="charlm: the confirmation also runs a sweep of this many trials at the target",
     )
+    ap.add_argument("--sampler-seed", type=int, default=0, help="charlm: the rungs' sampler seed")
     ap.add_argument("--skip-planted", action="store_true")
     ap.add_argument("--skip-charlm", action="store_true")
     args = ap.parse_args()
@@ -357,6 +359,7 @@ def main() -> None:
                 args.rules,
                 args.sweep_trials,
                 args.grid,
+                args.sampler_seed,
             )
         print(f"\ncharlm part: {time.monotonic() - t1:.0f} s")
     finally:

@@ -892,12 +892,12 @@ class LadderAnalysis:
                 info.sign, diff, diff_ci, pooled.sd, best is not None and best.n >= 2
             )
         if inside is not None:
-            note += (
-                "; the predicted lr"
-                + (" and weight decay are" if wd is not None else " is")
-                + (" inside" if inside else " not all inside")
-                + " the sweep's own 90% intervals"
-            )
+            if wd is None:
+                where_lr = "inside" if inside else "outside"
+                note += f"; the predicted lr is {where_lr} the sweep's own 90% interval for it"
+            else:
+                both = "are both inside" if inside else "are not both inside"
+                note += f"; the predicted lr and weight decay {both} the sweep's own 90% intervals"
         return schemas.TargetSweepOut(
             sweep_id=target.id,
             status=target.status,
