@@ -76,6 +76,7 @@ class LadderLedger:
                     task_name=spec.task.name,
                     param=axis,
                     spec=spec_json,
+                    request_spec=spec_json,
                     idempotency_key=key,
                 )
                 tx.add(row)
@@ -137,6 +138,7 @@ class LadderLedger:
                     task_name=spec.task.name,
                     param=axis,
                     spec=spec_json,
+                    request_spec=spec_json,
                     idempotency_key=key,
                 )
                 tx.add(row)
@@ -491,12 +493,13 @@ class LadderLedger:
 
 def _keyed(tx: Session, key: str | None, spec_json: dict) -> int | None:
     """The ladder an earlier request with idempotency ``key`` made, or None; a 409 when that
-    request's spec differs."""
+    request's spec differs (from the spec as created, whatever rungs were added since)."""
     if not key:
         return None
     existing = tx.scalars(select(Ladder).where(Ladder.idempotency_key == key)).first()
     if existing is None:
         return None
-    if existing.spec != spec_json:
+    first = existing.request_spec if existing.request_spec is not None else existing.spec
+    if first != spec_json:
         raise Conflict("Idempotency-Key was already used with a different ladder spec")
     return existing.id

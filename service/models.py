@@ -63,6 +63,9 @@ class Ladder(Base):
     task_name: Mapped[str] = mapped_column(String(200), index=True)
     param: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The spec as created: ``spec`` changes as rungs are added; a retry with the same
+    Idempotency-Key is compared with this (None on a ladder made before it was kept)."""
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

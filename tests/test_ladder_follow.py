@@ -83,7 +83,8 @@ def released(client: httpx.Client, lid: int, wait_for: Any) -> dict[str, Any]:
 
 
 def test_follow_rungs_wait_for_the_rungs_then_search_around_the_fit(client, task, wait_for) -> None:
-    r = client.post("/api/ladders", json=follow_spec(task, 24, span=3))
+    body, key = follow_spec(task, 24, span=3), {"Idempotency-Key": uuid.uuid4().hex}
+    r = client.post("/api/ladders", json=body, headers=key)
     assert r.status_code == 201, r.text
     lad = r.json()
     lid = lad["id"]
@@ -114,6 +115,12 @@ def test_follow_rungs_wait_for_the_rungs_then_search_around_the_fit(client, task
     if pred["weight_decay_moved"]:
         wd, (lo, hi) = pred["weight_decay"], pred["weight_decay_ci"]
         assert math.isclose(space["weight_decay"]["low"] * max(3, wd / lo, hi / wd), wd)
+    # a retry of the creating request (same key, same body) still finds the ladder, though
+    # its spec has changed since (the rung moved from follow.rungs to rungs)
+    again = client.post("/api/ladders", json=body, headers=key)
+    assert again.status_code == 200 and again.json()["id"] == lid, again.text
+    other = client.post("/api/ladders", json={**body, "n_trials": 25}, headers=key)
+    assert other.status_code == 409
     [record] = lad["followed"]
     assert record["box"] == "fit" and record["point"] == CORNER
     assert math.isclose(record["lr"], pred["lr"])

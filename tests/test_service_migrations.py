@@ -56,7 +56,7 @@ def test_migrated_schema_matches_models_and_coexists_with_optuna(database_url):
         engine.dispose()
     assert diff == []
     assert tables >= OURS and {"studies", "trials", "trial_heartbeats", "alembic_version"} <= tables
-    assert ours_version == "0004" and optuna_version != "0004"
+    assert ours_version == "0005" and optuna_version != "0005"
     assert (
         optuna.load_study(study_name="plain-optuna", storage=rdb_storage(database_url)).trials == []
     )
