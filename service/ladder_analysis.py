@@ -768,13 +768,9 @@ class LadderAnalysis:
             if predicted is not None:
                 predicted.point = point
         extra = [arm(cfg, src) for cfg, src in zip(arms_cfg[2:], sources[2:], strict=False)]
-        diff = diff_ci = within = None
+        within = None
         verdict, note = "pending", f"sweep {sweep.id} is {sweep.status}"
-        if t_arm.mean is not None and u_arm.mean is not None:
-            diff = t_arm.mean - u_arm.mean
-            if noise.sd is not None:
-                half = noise.t() * noise.sd * math.sqrt(1 / t_arm.n + 1 / u_arm.n)
-                diff_ci = [diff - half, diff + half]
+        diff, diff_ci = arm_difference(t_arm, u_arm, noise)
         if predicted is not None and predicted.value_ci is not None and t_arm.mean is not None:
             within = predicted.value_ci[0] <= t_arm.mean <= predicted.value_ci[1]
         if sweep.status == "complete" or (sweep.status != "running" and diff is not None):
@@ -874,12 +870,7 @@ class LadderAnalysis:
                     if predicted is not None:
                         inside = inside and wd_ci[0] <= predicted.weight_decay <= wd_ci[1]
         pooled = pool_noise(confirm_noise, noise) if noise is not None else confirm_noise
-        diff = diff_ci = None
-        if best is not None and best.mean is not None and prediction_arm.mean is not None:
-            diff = prediction_arm.mean - best.mean
-            if pooled.sd is not None and best.n >= 1 and prediction_arm.n >= 1:
-                half = pooled.t() * pooled.sd * math.sqrt(1 / prediction_arm.n + 1 / best.n)
-                diff_ci = [diff - half, diff + half]
+        diff, diff_ci = arm_difference(prediction_arm, best, pooled) if best else (None, None)
         finished = target.status != "running" and confirmation.status != "running"
         if not finished:
             verdict = "pending"
@@ -939,6 +930,20 @@ def loose_wd_arms(prediction: schemas.LadderPrediction) -> list[tuple[float, flo
         )
         for end, wd in (("lower", ci[0]), ("upper", ci[1]))
     ]
+
+
+def arm_difference(
+    a: schemas.ArmOut, b: schemas.ArmOut, noise: Noise
+) -> tuple[float | None, list[float] | None]:
+    """``a``'s mean − ``b``'s with its 90% interval from the seed ``noise`` (None for what the
+    arms' finished seeds and the noise cannot give)."""
+    if a.mean is None or b.mean is None:
+        return None, None
+    diff = a.mean - b.mean
+    if noise.sd is None:
+        return diff, None
+    half = noise.t() * noise.sd * math.sqrt(1 / a.n + 1 / b.n)
+    return diff, [diff - half, diff + half]
 
 
 def pool_noise(a: Noise, b: Noise) -> Noise:

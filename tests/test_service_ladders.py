@@ -90,15 +90,18 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
 
     def post_confirm(_: int) -> httpx.Response:
         with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
-            return c.post(f"/api/ladders/{ladder['id']}/confirm", json={"width": 1024, "seeds": 8})
+            body = {"width": 1024, "seeds": 8, "sweep_trials": 8}
+            return c.post(f"/api/ladders/{ladder['id']}/confirm", json=body)
 
     with ThreadPoolExecutor(4) as pool:  # at once: one confirmation, the rest refused
         answers = list(pool.map(post_confirm, range(4)))
     assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], answers
     r = next(a for a in answers if a.status_code == 201)
     assert all("already confirmed" in a.text for a in answers if a.status_code == 409)
-    [confirm] = r.json()["confirmations"]
+    # the confirmation and its sweep at the point, once: the refused requests made neither
+    confirm, own = sorted(r.json()["confirmations"], key=lambda c: c["role"])
     assert confirm["width"] == 1024 and confirm["role"] == "confirm"
+    assert own["width"] == 1024 and own["role"] == "target" and own["n_trials"] == 8
     # fresh training seeds: from the confirmation sweep's own id, not a fixed sampler seed
     confirm_spec = client.get(f"/api/sweeps/{confirm['sweep_id']}").json()["spec"]
     assert confirm_spec["sampler"].get("seed") is None
@@ -106,7 +109,9 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
 
     pending = client.get(f"/api/ladders/{ladder['id']}/rule").json()["confirmations"][0]
     assert pending["verdict"] == "pending"
-    assert run_all(client, task) == 16  # 8 seeds an arm: fresh ones, whichever they are
+    # 8 seeds an arm (fresh ones, whichever they are); the point's own sweep: 8 trials and
+    # its top 3 configs re-run 8 times each
+    assert run_all(client, task) == 16 + 8 + 3 * 8
 
     rule2 = client.get(f"/api/ladders/{ladder['id']}/rule").json()
     assert rule2["lr_exponent"] == rule["lr_exponent"]  # confirmations do not enter the fit
@@ -123,6 +128,11 @@ def test_a_ladder_recovers_the_planted_rule_predicts_and_confirms(client, task) 
     assert c["difference"] < 0 and c["difference_ci"][1] < 0
     assert c["predicted"]["value_ci"] is not None
     assert isinstance(c["within_prediction"], bool)
+    # the planted rule holds at 1024: the prediction is within the noise of what a sweep of
+    # that width's own finds (or better)
+    own = c["target"]
+    assert own["status"] == "complete" and own["best"]["n"] >= 2, own
+    assert own["verdict"] == "confirmed", own["note"]
     assert client.get(f"/api/ladders/{ladder['id']}").json()["status"] == "complete"
 
 
