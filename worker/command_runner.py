@@ -254,7 +254,8 @@ class CommandRun:
             log.info("trial %s | %s", self.number, line)
         elif isinstance(message, Final):
             self.final = message
-        elif self._outcome is None and self._problem is None:
+        elif self._outcome is None and self._problem is None and not self._pruned:
+            # After a prune answer nothing more is relayed: the program is being stopped.
             try:
                 action = self.session.report(message.step, message.value, message.metrics)
             except Exception as exc:  # not delivered: the trial cannot go on
