@@ -5,6 +5,7 @@ are written through the sweep ledger (:mod:`service.ledger`)."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -421,9 +422,7 @@ class LadderLedger:
                 ]
             )
         sweeps = self.ladder_views.sweeps(ladder_id)
-        for s in sweeps:
-            if s.ladder_role == "confirm" and same_point(point_of(spec, s), point):
-                raise Conflict(f"ladder {ladder_id} is already confirmed at {where} (sweep {s.id})")
+        _check_new_at(ladder_id, spec, sweeps, point, where, req.sweep_trials)
         for s in sorted(
             (s for s in sweeps if s.ladder_role == "rung"),
             key=lambda s: order_key(point_of(spec, s)),
@@ -465,21 +464,21 @@ class LadderLedger:
             ).first()
             if locked is None:
                 raise NotFound(f"ladder {ladder_id} not found")
-            for other in tx.scalars(
-                select(Sweep).where(Sweep.ladder_id == ladder_id, Sweep.ladder_role == "confirm")
-            ):
-                if same_point(point_of(spec, other), point):
-                    raise Conflict(
-                        f"ladder {ladder_id} is already confirmed at {where} (sweep {other.id})"
-                    )
-            self.ledger.insert_sweep(
-                tx,
-                confirm,
-                confirm.model_dump(mode="json", exclude_none=True),
-                ladder_id=ladder_id,
-                ladder_role="confirm",
-                attrs={ARMS_ATTR: sources},
+            here = select(Sweep).where(
+                Sweep.ladder_id == ladder_id, Sweep.ladder_role.in_(("confirm", "target"))
             )
+            confirmed = _check_new_at(
+                ladder_id, spec, list(tx.scalars(here)), point, where, req.sweep_trials
+            )
+            if not confirmed:
+                self.ledger.insert_sweep(
+                    tx,
+                    confirm,
+                    confirm.model_dump(mode="json", exclude_none=True),
+                    ladder_id=ladder_id,
+                    ladder_role="confirm",
+                    attrs={ARMS_ATTR: sources},
+                )
             if target is not None:
                 self.ledger.insert_sweep(
                     tx,
@@ -489,6 +488,33 @@ class LadderLedger:
                     ladder_role="target",
                 )
         self.catalog.changed()
+
+
+def _check_new_at(
+    ladder_id: int,
+    spec: schemas.LadderSpec,
+    sweeps: list[Sweep],
+    point: dict[str, Any],
+    where: str,
+    sweep_trials: int | None,
+) -> bool:
+    """Whether the ladder is confirmed at ``point`` already; a 409 unless this request adds
+    what it lacks: a point's own sweep (``sweep_trials``) to a confirmation made without."""
+    at = {s.ladder_role: s for s in sweeps if same_point(point_of(spec, s), point)}
+    confirm, target = at.get("confirm"), at.get("target")
+    if confirm is None:
+        return False
+    if target is not None:
+        raise Conflict(
+            f"ladder {ladder_id} is already confirmed at {where} (sweep {confirm.id}, the "
+            f"point's own sweep {target.id})"
+        )
+    if sweep_trials is None:
+        raise Conflict(
+            f"ladder {ladder_id} is already confirmed at {where} (sweep {confirm.id}); give "
+            "sweep_trials to add a sweep of the point's own"
+        )
+    return True
 
 
 def _keyed(tx: Session, key: str | None, spec_json: dict) -> int | None:

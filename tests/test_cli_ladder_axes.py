@@ -279,6 +279,9 @@ def test_confirm_with_a_sweep_at_the_point_prints_it_and_its_verdict(ladder, axe
     flags = ["--width", "1024", "--steps", "800", "--batch-size", "256"]
     few = lionsweep(axes_server, "ladder", "confirm", lid, *flags, "--sweep-trials", "3")
     assert "sweep_trials" in refused(few)
+    # Confirmed first without one; the point's own sweep is added by a second confirm.
+    first = flat(ok(lionsweep(axes_server, "ladder", "confirm", lid, *flags, "--seeds", "2")))
+    assert f"Confirming ladder {lid} at " in first and "searches the point itself" not in first
     out = ok(
         lionsweep(
             axes_server, "ladder", "confirm", lid, *flags, "--seeds", "2", "--sweep-trials", "8"
@@ -287,10 +290,14 @@ def test_confirm_with_a_sweep_at_the_point_prints_it_and_its_verdict(ladder, axe
     lad = get(axes_server, f"/api/ladders/{lid}")
     [own] = [c for c in lad["confirmations"] if c["role"] == "target"]
     assert own["point"] == {"width": 1024.0, "train_steps": 800.0, "batch_size": 256.0}
+    assert "Confirming" not in flat(out), out
     assert (
-        f"sweep {own['sweep_id']} searches the point itself (8 trials, its top 3 configs re-run "
-        "with 2 fresh seeds)"
+        f"added to ladder {lid}'s confirmation: sweep {own['sweep_id']} searches the point "
+        "itself (width=1024, train_steps=800, batch_size=256; 8 trials, its top 3 configs "
+        "re-run with 2 fresh seeds)"
     ) in flat(out), out
+    again = lionsweep(axes_server, "ladder", "confirm", lid, *flags, "--sweep-trials", "8")
+    assert "the point's own sweep" in refused(again), again
     with httpx.Client(base_url=axes_server.url, timeout=60) as client:
         assert run_all(client, TASK) >= 8 + 3 * 2
     fit = get(axes_server, f"/api/ladders/{lid}/rule")

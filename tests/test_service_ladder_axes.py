@@ -272,10 +272,16 @@ def test_a_small_sweep_at_the_target_checks_the_prediction_within_its_noise(
     assert run_all(client, task) == 24 * len(rungs)
     point = {"width": 512, "steps": 800}
     pred = client.get(f"/api/ladders/{lid}/rule", params=point).json()["prediction"]
+    if shift != 1.0:  # the confirmation first; the point's own sweep added to it later
+        r = client.post(f"/api/ladders/{lid}/confirm", json=point)
+        assert r.status_code == 201, r.text
+        assert [c["role"] for c in r.json()["confirmations"]] == ["confirm"]
+        again = client.post(f"/api/ladders/{lid}/confirm", json=point)
+        assert again.status_code == 409 and "give sweep_trials" in again.text
     r = client.post(f"/api/ladders/{lid}/confirm", json={**point, "sweep_trials": 8})
     assert r.status_code == 201, r.text
     roles = {c["role"]: c for c in r.json()["confirmations"]}
-    assert set(roles) == {"confirm", "target"}
+    assert sorted(c["role"] for c in r.json()["confirmations"]) == ["confirm", "target"]
     target = client.get(f"/api/sweeps/{roles['target']['sweep_id']}").json()
     assert target["ladder_role"] == "target" and target["n_trials"] == 8
     tspec = target["spec"]
@@ -301,7 +307,7 @@ def test_a_small_sweep_at_the_target_checks_the_prediction_within_its_noise(
         assert got["difference_ci"][0] > 0
         assert got["best"]["mean"] < conf["transferred"]["mean"] - 0.5
     r = client.post(f"/api/ladders/{lid}/confirm", json={**point, "sweep_trials": 8})
-    assert r.status_code == 409
+    assert r.status_code == 409 and "the point's own sweep" in r.text
 
 
 def test_a_confirmation_sweep_needs_eight_trials(client, task) -> None:

@@ -196,30 +196,36 @@ def ladder_confirm(
     if sweep_trials is not None:
         body["sweep_trials"] = sweep_trials
     with api_errors(server), make_client(server, token) as client, point_flags_named():
+        before = client.get(f"/api/ladders/{ladder_id}")
         ladder = client.post(f"/api/ladders/{ladder_id}/confirm", json=body)
-    made = [c for c in ladder["confirmations"] if c.get("role") != "target"]
-    conf = max(made, key=lambda c: c["sweep_id"])
-    beside = "nearest" if is_joint(ladder) else "widest"
-    console.print(
-        escape(
-            f"Confirming ladder {ladder['id']} at {sweep_text(ladder, conf)}: sweep "
-            f"{conf['sweep_id']} runs the predicted lr and weight decay beside the {beside} "
-            f"rung's own optimum, unmoved"
-            + (
-                f", and {conf['n_trials'] // seeds - 2} more arms"
-                if conf["n_trials"] > 2 * seeds
-                else ""
-            )
-            + f", {seeds} seeds each ({conf['n_trials']} trials)"
-        ),
-        highlight=False,
-    )
-    target = [c for c in ladder["confirmations"] if c.get("role") == "target"]
-    if sweep_trials is not None and target:
-        own = max(target, key=lambda c: c["sweep_id"])
+    known = {c["sweep_id"] for c in before["confirmations"]}
+    new = {c.get("role"): c for c in ladder["confirmations"] if c["sweep_id"] not in known}
+    conf = new.get("confirm")
+    if conf is not None:
+        beside = "nearest" if is_joint(ladder) else "widest"
         console.print(
-            f"sweep {own['sweep_id']} searches the point itself ({own['n_trials']} trials, its "
-            f"top 3 configs re-run with {seeds} fresh seeds)",
+            escape(
+                f"Confirming ladder {ladder['id']} at {sweep_text(ladder, conf)}: sweep "
+                f"{conf['sweep_id']} runs the predicted lr and weight decay beside the {beside} "
+                f"rung's own optimum, unmoved"
+                + (
+                    f", and {conf['n_trials'] // seeds - 2} more arms"
+                    if conf["n_trials"] > 2 * seeds
+                    else ""
+                )
+                + f", {seeds} seeds each ({conf['n_trials']} trials)"
+            ),
+            highlight=False,
+        )
+    own = new.get("target")
+    if own is not None:
+        added = "" if conf is not None else f"added to ladder {ladder['id']}'s confirmation: "
+        console.print(
+            escape(
+                f"{added}sweep {own['sweep_id']} searches the point itself "
+                f"({sweep_text(ladder, own)}; {own['n_trials']} trials, its top 3 configs re-run "
+                f"with {seeds} fresh seeds)"
+            ),
             highlight=False,
         )
     console.print(f"the outcome: lionsweep ladder rule {ladder['id']}", highlight=False)
