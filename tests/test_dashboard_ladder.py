@@ -382,3 +382,18 @@ def test_unknown_ladder_and_missing_read_token_say_so(
     assert "token=" not in tab.url
     context.close()
     assert token not in server.log(), "the read token reached the server's log"
+
+
+@pytest.mark.browser
+def test_nothing_wider_than_an_800_px_window(ladders: SimpleNamespace, page: Any) -> None:
+    """At 800 px the one-axis ladder page, its cards and tables fit: no sideways scrolling."""
+    page.set_viewport_size({"width": 800, "height": 900})
+    open_ladder(page, ladders.url, ladders.done["id"], ladders.rule["verdict"])
+    wide = page.evaluate(
+        "() => [document.documentElement, ...document.querySelectorAll('#content .card, "
+        ".table-scroll')].filter(n => n.offsetParent !== null || n === document.documentElement)"
+        ".filter(n => n.scrollWidth > n.clientWidth + 1)"
+        ".map(n => `${n.id || n.className} ${n.scrollWidth}>${n.clientWidth}`)"
+    )
+    assert wide == [], wide
+    assert page.errors == []

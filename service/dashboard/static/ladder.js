@@ -578,7 +578,6 @@ function renderConfirmations(ladder) {
   const extra = list.some((c) => (c.arms || []).length);
   const heads = [joint ? "Point" : "Width", "Sweep", "Status", predictedColumn ? "Predicted (90% CI)" : null,
     "Transferred arm", "Untransferred arm", extra ? "Other arms" : null, "Difference (90% CI)", "Verdict"].filter(Boolean);
-  document.getElementById("confirmations").classList.toggle("heads-wrap", joint);
   document.getElementById("confirm-head").replaceChildren(el("tr", {}, ...heads.map((h) => el("th", {}, h))));
   const rows = [];
   for (const c of list) {
@@ -1039,7 +1038,6 @@ function renderDesign(ladder, sweeps) {
   const head = document.getElementById("rungs-head");
   if (!head.dataset.joint) {
     head.dataset.joint = "1";
-    document.getElementById("rungs").classList.add("heads-wrap");
     head.replaceChildren(el("tr", {}, ...ladder.axes.map((a) => el("th", { class: "keep-case" }, a.param)),
       el("th", {}, "Sweep"), el("th", {}, "Status, trials"), el("th", {}, "Surface"),
       el("th", { class: "keep-case" }, "η* (90% CI)"), el("th", { class: "keep-case" }, "λ* (90% CI)"), el("th", {}, "On the line of")));
