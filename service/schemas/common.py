@@ -4,14 +4,16 @@ request model (``Strict``) with the NUL-free ``Text`` string."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 PARAMS = ("lr", "weight_decay", "lr_wd_product", "beta1", "beta2", "warmup_steps", "batch_size")
 INT_PARAMS = ("warmup_steps", "batch_size")
-SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp")
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
+SamplerName = Literal["tpe", "random", "grid", "qmc", "cmaes", "gp"]
+PrunerName = Literal["none", "median", "successive_halving", "hyperband"]
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+PRUNERS: tuple[str, ...] = get_args(PrunerName)
 STATES = ("complete", "pruned", "failed", "running", "waiting")
 SWEEP_STATUSES = ("running", "cancelled", "complete")
 

@@ -10,7 +10,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from optim.scaling import ADAMW_TO_LION_FACTOR, from_adamw
-from service.schemas.common import INT32_MAX, INT_PARAMS, PARAMS, SEED_LIMIT, Strict, Text
+from service.schemas.common import (
+    INT32_MAX,
+    INT_PARAMS,
+    PARAMS,
+    SEED_LIMIT,
+    PrunerName,
+    SamplerName,
+    Strict,
+    Text,
+)
 from service.schemas.json_rules import JsonTree
 
 
@@ -181,14 +190,14 @@ class Objective(Strict):
 class SamplerSpec(Strict):
     """Which Optuna sampler and its seed."""
 
-    name: Literal["tpe", "random", "grid", "qmc", "cmaes", "gp"] = "tpe"
+    name: SamplerName = "tpe"
     seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
 
 
 class PrunerSpec(Strict):
     """Which Optuna pruner, with its main knobs."""
 
-    name: Literal["none", "median", "successive_halving", "hyperband"] = "hyperband"
+    name: PrunerName = "hyperband"
     min_resource: int | None = Field(default=None, ge=1, le=INT32_MAX)
     max_resource: int | None = Field(default=None, ge=1, le=INT32_MAX)
     reduction_factor: int | None = Field(default=None, ge=2, le=100)
