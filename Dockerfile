@@ -13,6 +13,15 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
+# A C and C++ compiler: Triton builds its kernel launchers with one at first use on a GPU,
+# torch.compile's CPU kernels need one, and optim's native CPU step is built with one.
+# Without them Lion's fused steps fall back to the foreach step (with a warning).
+RUN if ! command -v cc > /dev/null && command -v apt-get > /dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 # Dependencies first (cached while only the source changes): install from pyproject with
 # empty packages, then the source tree itself (editable; the Alembic migrations ship inside
 # the service package, service/migrations). The image serves both roles, so it has the

@@ -239,6 +239,10 @@ docker build "${NO_CACHE[@]}" --network host --build-arg "BASE_IMAGE=$BASE_IMAGE
     -t "$PROJECT_IMAGE" "$ROOT"
 drop_replaced "$old" "$PROJECT_IMAGE"
 docker run --rm "$PROJECT_IMAGE" --help >/dev/null
+# The image has a C compiler: optim's native CPU step builds in it (as its unprivileged user).
+docker run --rm --entrypoint python "$PROJECT_IMAGE" -c \
+    "from optim import native; assert native.library() is not None, 'no native step'" \
+    || die "the image cannot build optim's native CPU step (no working C compiler)"
 phase_done image
 
 # -- PostgreSQL -------------------------------------------------------------------------------
