@@ -306,7 +306,8 @@ class _Claimer:
                     if self.shutdown.is_set():
                         return None
                     raise
-                self.poll.not_idle(self.patience.waited - waited)  # waiting for the server
+                if self.patience.waited > waited:  # it waited for the server: idle from here
+                    self.poll.not_idle()
             if status != "running":
                 log.info("sweep %d is %s: no more trials", self.sweep, status)
                 return None

@@ -254,8 +254,10 @@ class Agent:
                     deadline=None if reached else 0.0,
                 )
                 reached = True
-                # an outage the client's retries rode out is waiting for the server too
-                poll.not_idle(self.client.retried_s - retried)
+                # an outage the client's retries rode out is waiting for the server too: the
+                # worker is idle only from the server's answer on
+                if self.client.retried_s > retried:
+                    poll.not_idle()
             except ServerUnreachable as exc:
                 assignment = None
                 poll.not_idle()  # waiting for the server is not idling

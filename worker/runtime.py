@@ -195,13 +195,9 @@ class Poll:
         self.wait = self.interval
         self._idle_since = time.monotonic()
 
-    def not_idle(self, seconds: float | None = None) -> None:
-        """Count ``seconds`` more (default: all the time so far) as waiting for the server,
-        not as idle."""
-        if seconds is None:
-            self._idle_since = time.monotonic()
-        else:
-            self._idle_since += seconds
+    def not_idle(self) -> None:
+        """Count all the time so far as waiting for the server, not as idle."""
+        self._idle_since = time.monotonic()
 
     def idle(self) -> bool:
         """Whether ``idle_exit`` seconds went by without a trial."""
