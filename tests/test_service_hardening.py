@@ -309,6 +309,53 @@ def test_nul_characters_are_422(client, server):
     assert client.post(f"{url}/finish", json={"state": "failed", "reason": "ok"}).status_code == 200
 
 
+def escaped(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+    """POST ``body`` as ASCII JSON, so a lone surrogate travels as its escape (httpx's own
+    encoder writes UTF-8, which cannot carry one)."""
+    return client.post(path, content=json.dumps(body), headers=JSON)
+
+
+def test_lone_surrogates_are_422_and_the_trials_stay_readable(client, server):
+    """A lone surrogate (a JSON escape such as \\ud800 that is not half of a pair) can be
+    stored by no database and sent in no answer: it is refused where it is, anywhere in a
+    body, and a 422 that quotes it still encodes."""
+    before = written(client, server)
+    r = escaped(client, "/api/sweeps", spec(name="lone \ud800"))
+    assert_422(r, ["name"], "lone surrogate")
+    assert "\\ud800" in r.text
+    yaml_body = b'name: "y\\ud800"\ntask: {name: quadratic}\n'
+    r = client.post("/api/sweeps", content=yaml_body, headers={"Content-Type": "application/yaml"})
+    assert_422(r, [], "invalid Unicode")  # YAML's own parser refuses the escape
+    assert written(client, server) == before
+    claim = {"worker_id": "w\udfff", "tasks": ["t"]}
+    assert_422(escaped(client, "/api/trials/claim", claim), ["worker_id"], "lone surrogate")
+    url, a = running_trial(client)
+    for path, body, loc in [
+        ("finish", {"state": "failed", "reason": "boom \udfff"}, ["reason"]),
+        ("finish", {"state": "complete", "value": 1.0, "config": {"x": "\ud800"}}, ["config", "x"]),
+        ("report", {"step": 1, "value": 1.0, "metrics": {"k": "v\udfff"}}, ["metrics", "k"]),
+        ("report", {"step": 1, "value": 1.0, "metrics": {"k\ud800": 1}}, ["metrics"]),
+    ]:
+        assert_422(escaped(client, f"{url}/{path}", body), loc, "lone surrogate")
+    csv = "lr,weight_decay,value,\ud800\n1e-4,0.1,0.3,1\n"
+    r = escaped(
+        client, f"/api/sweeps/{a['sweep_id']}/trials:import", {"format": "csv", "text": csv}
+    )
+    assert_422(r, ["text"], "lone surrogate")
+    assert client.post(f"{url}/finish", json={"state": "failed", "reason": "ok"}).status_code == 200
+    trials = client.get(f"/api/sweeps/{a['sweep_id']}/trials")
+    assert trials.status_code == 200 and "failed" in [t["state"] for t in trials.json()["items"]]
+
+
+def test_the_validation_handler_escapes_lone_surrogates():
+    from service.http_errors import finite_safe
+
+    errors = [{"input": {"k\ud800": "v\udfff"}, "msg": "ok"}]
+    assert json.dumps(finite_safe(errors), ensure_ascii=False).encode() == (
+        b'[{"input": {"k\\\\ud800": "v\\\\udfff"}, "msg": "ok"}]'
+    )
+
+
 def test_optuna_static_files_need_no_accept_encoding(server):
     path = "/optuna/static/bundle.js.LICENSE.txt"
     with httpx.Client(base_url=server.url, timeout=30) as c:

@@ -22,6 +22,20 @@ INT32_MAX = 2**31 - 1
 SEED_LIMIT = 2**32
 """Seeds must be below this: numpy's RandomState, which Optuna's samplers use, takes 0..2**32-1."""
 NUL_MSG = "must not contain NUL characters (\\u0000)"
+SURROGATE_MSG = (
+    "must be valid Unicode: a lone surrogate (\\ud800 to \\udfff, not half of a pair) "
+    "cannot be stored"
+)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (JSON can carry one as an escape; UTF-8, and so
+    no database or answer, can hold it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Strict(BaseModel):
@@ -37,8 +51,10 @@ class Strict(BaseModel):
 def _no_nul(text: str) -> str:
     if "\x00" in text:
         raise ValueError(NUL_MSG)
+    if has_lone_surrogate(text):
+        raise ValueError(SURROGATE_MSG)
     return text
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-"""A string without NUL characters (PostgreSQL cannot store them)."""
+"""A string without NUL characters (PostgreSQL cannot store them) or lone surrogates."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator
 
-from service.schemas.common import NUL_MSG
+from service.schemas.common import NUL_MSG, SURROGATE_MSG, has_lone_surrogate
 
 TREE_MAX_DEPTH = 16
 """How deep free-form data (task params, metrics, configs) may nest."""
@@ -35,9 +35,10 @@ def json_problem(value: Any, max_depth: int, *, text_rules: bool = True) -> Json
     """The first place where JSON-like ``value`` breaks the rules for free-form data, or None.
 
     Rules: containers nest at most ``max_depth`` deep, floats are finite, keys are unique
-    (objects given as :class:`JsonPairs` keep their repeats), and with ``text_rules`` no
-    string or key holds a NUL character. The walk is iterative, so no nesting depth can
-    exhaust the stack.
+    (objects given as :class:`JsonPairs` keep their repeats), no string or key holds a lone
+    surrogate (a ``\\ud800``–``\\udfff`` escape that is not half of a pair: no text can
+    store or send it), and with ``text_rules`` none holds a NUL character. The walk is
+    iterative, so no nesting depth can exhaust the stack.
     """
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
@@ -46,6 +47,8 @@ def json_problem(value: Any, max_depth: int, *, text_rules: bool = True) -> Json
             msg = "must be a finite number (not NaN, Infinity or beyond float range)"
             return JsonProblem(path, "finite_number", msg)
         if isinstance(v, str):
+            if has_lone_surrogate(v):
+                return JsonProblem(path, "string_unicode", SURROGATE_MSG)
             if text_rules and "\x00" in v:
                 return JsonProblem(path, "string_nul", NUL_MSG)
             continue
@@ -63,6 +66,8 @@ def json_problem(value: Any, max_depth: int, *, text_rules: bool = True) -> Json
                 if k in seen:
                     return JsonProblem(path, "duplicate_key", f"duplicate key {k!r}")
                 seen.add(k)
+                if has_lone_surrogate(k):
+                    return JsonProblem(path, "string_unicode", f"keys {SURROGATE_MSG}")
                 if text_rules and "\x00" in k:
                     return JsonProblem(path, "string_nul", f"keys {NUL_MSG}")
             stack.append((item, (*path, k)))
