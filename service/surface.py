@@ -199,6 +199,11 @@ class Surface:
     scale_note: str | None = None
 
 
+VALUE_LIMIT = 1e100
+"""The largest objective value (in size) a surface is fitted to: a least-squares fit squares the
+values, and values near float's limit (1e308) overflow or stop its solver from converging."""
+
+
 def beyond_basin(value: np.ndarray) -> np.ndarray:
     """Which values lie beyond the basin: above a gap in the sorted values at least
     ``GAP_RATIO`` times as wide as the whole basin below it, the basin holding at least
@@ -507,7 +512,6 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     Values must be "lower is better" (negate a maximised objective first); diverged runs
     must already be left out. Deterministic: the bootstrap uses a fixed seed.
     """
-    original = obs
     n_trials = len(obs.value)
     n = distinct_configs(obs)
     nd = obs.nodecay if obs.nodecay is not None and obs.nodecay.any() else None
@@ -516,6 +520,32 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
     smallest = 5 + (nd is not None)  # the additive model
     if n < min_trials(smallest):
         return _insufficient(n, n_trials, smallest)
+    reach = float(np.max(np.abs(obs.value)))
+    if not reach <= VALUE_LIMIT:
+        return _insufficient(
+            n,
+            n_trials,
+            smallest,
+            f"objective values as large as {reach:.3g} cannot be fitted (a least-squares fit "
+            f"squares them; at most {VALUE_LIMIT:.0e} in size)",
+        )
+    try:
+        return _fit_surface(obs, box, bootstrap, n, nd, pos, wd_name)
+    except np.linalg.LinAlgError as e:
+        return _insufficient(n, n_trials, smallest, f"the fit failed on these values ({e})")
+
+
+def _fit_surface(
+    obs: Observations,
+    box: Box,
+    bootstrap: int,
+    n: int,
+    nd: np.ndarray | None,
+    pos: np.ndarray,
+    wd_name: str,
+) -> Surface:
+    original = obs
+    n_trials = len(obs.value)
     if n == 0 or np.ptp(obs.x) <= 1e-9 or pos.sum() == 0 or np.ptp(obs.y[pos]) <= 1e-9:
         which = "lr" if n == 0 or np.ptp(obs.x) <= 1e-9 else wd_name
         return _insufficient(n, n_trials, 6, f"every fitted trial has the same {which}")

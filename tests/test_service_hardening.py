@@ -347,6 +347,40 @@ def test_lone_surrogates_are_422_and_the_trials_stay_readable(client, server):
     assert trials.status_code == 200 and "failed" in [t["state"] for t in trials.json()["items"]]
 
 
+def test_values_near_float_limits_get_a_rule_that_says_why_not_a_500(client):
+    """Finite values as large as 1e308 (a worker's or an import's) made the least-squares
+    solver fail to converge: the rule was a 500 from then on."""
+    task = task_name()
+    space = {"beta1": 0.9, "beta2": 0.99}
+    r = client.post("/api/sweeps", json=spec(task={"name": task}, n_trials=20, space=space))
+    sweep = r.json()["id"]
+    rows = [
+        {"lr": lr, "weight_decay": wd, "value": v}
+        for lr, wd, v in [
+            (3.46e-4, 1.03e-3, 1e308),
+            (1.7e-5, 8.35e-3, -1e308),
+            (1.76e-5, 0.242, 1e308),
+            (3.85e-5, 0.161, -1e308),
+            (3.23e-5, 2.38e-3, 1e308),
+            (6.24e-4, 0.916, 1e308),
+            (2.17e-4, 1.43e-2, -1e308),
+            (1.96e-5, 1.72e-3, 5.0),
+            (8.05e-4, 1.09e-3, 6.0),
+            (8.0e-4, 0.507, 7.0),
+            (8.61e-5, 1.85e-3, 1e300),
+            (1.08e-4, 0.441, -1e300),
+        ]
+    ]
+    r = client.post(f"/api/sweeps/{sweep}/trials:import", json={"rows": rows})
+    assert r.status_code == 200, r.text
+    for query in ({}, {"width": 768, "from_width": 64}):
+        r = client.get(f"/api/sweeps/{sweep}/scaling-rule", params=query)
+        assert r.status_code == 200, r.text
+        rule = r.json()
+        assert rule["verdict"] == "insufficient", rule
+        assert "cannot be fitted" in rule["reason"] and "1e+308" in rule["reason"], rule
+
+
 def test_the_validation_handler_escapes_lone_surrogates():
     from service.http_errors import finite_safe
 
