@@ -29,6 +29,7 @@ spreadsheet numbers it), a JSON-lines file's row is its line, and ``rows`` count
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -45,6 +46,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service import optuna_tables as ot
 from service import schemas
@@ -303,6 +305,18 @@ def _in_distribution(name: str, value: float, dist: BaseDistribution) -> Any:
     return value
 
 
+def _another_import(
+    tx: Session, study_id: int, earlier: list[int], n_rows: int, digest: str
+) -> bool:
+    """Whether the import that added trials ``earlier`` was another request than this one (of
+    ``n_rows`` rows and ``digest``): told by its digest, or by its row count where it has none
+    (imported before digests were kept)."""
+    if not set(earlier) & set(ot.numbers_with_key(tx, study_id, ot.IMPORT_DIGEST)):
+        return len(earlier) != n_rows
+    same = ot.numbers_with_attr(tx, study_id, ot.IMPORT_DIGEST, digest)
+    return not set(earlier) <= set(same) or len(earlier) != n_rows
+
+
 class Importer:
     """Checks rows against a sweep and adds them as trials (safe to share between threads)."""
 
@@ -323,10 +337,11 @@ class Importer:
         plan = self.plan(info, req)
         if plan.errors:
             raise Invalid(plan.detail())
+        digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()
         if key is not None:
             for t in plan.trials:
-                t.system_attrs = {**t.system_attrs, ot.IMPORT_KEY: key}
-        numbers = self.write(info, plan.trials, key)
+                t.system_attrs = {**t.system_attrs, ot.IMPORT_KEY: key, ot.IMPORT_DIGEST: digest}
+        numbers = self.write(info, plan.trials, key, digest)
         self.catalog.changed()
         return schemas.ImportOut(
             sweep_id=sweep_id,
@@ -339,18 +354,22 @@ class Importer:
             ignored_columns=plan.ignored,
         )
 
-    def write(self, info: SweepInfo, trials: list[FrozenTrial], key: str | None) -> list[int]:
+    def write(
+        self, info: SweepInfo, trials: list[FrozenTrial], key: str | None, digest: str = ""
+    ) -> list[int]:
         """Add ``trials`` to the sweep's study in one transaction; returns their numbers (those
-        of the earlier import with the same ``key``, if there is one: nothing is added)."""
+        of the earlier import with the same ``key``, if there is one: nothing is added; 409
+        when that import's request, as ``digest`` tells, was another)."""
         with self.db.transaction(info.id) as tx:
             if tx.scalar(select(Sweep.status).where(Sweep.id == info.id)) is None:
                 raise NotFound(f"sweep {info.id} not found")
             if key is not None:
                 earlier = ot.numbers_with_attr(tx, info.study_id, ot.IMPORT_KEY, key)
-                if earlier and len(earlier) != len(trials):
+                if earlier and _another_import(tx, info.study_id, earlier, len(trials), digest):
                     raise Conflict(
-                        f"Idempotency-Key {key!r} was already used for an import of "
-                        f"{len(earlier)} rows"
+                        f"Idempotency-Key {key!r} was already used for another import (of "
+                        f"{len(earlier)} rows, trials {earlier[0]}–{earlier[-1]}); use a new "
+                        "key for new rows"
                     )
                 if earlier:
                     return earlier

@@ -55,6 +55,9 @@ came from, ``{"source": file name or null, "row": row number in it, "name": run 
 Imported trials count as trials everywhere except the sweep's n_trials budget."""
 IMPORT_KEY = "lionsweep:import_key"
 """On an imported trial: the Idempotency-Key of the import request that brought it, if any."""
+IMPORT_DIGEST = "lionsweep:import_digest"
+"""On an imported trial brought by a request with an Idempotency-Key: a digest of that request,
+so the key given again with other content is told apart from a retry."""
 DIVERGED = "lionsweep:diverged"
 """On an imported trial whose run diverged (``true``); its user attr ``reason`` is
 ``diverged``, as a worker's diverged trial has."""
@@ -379,6 +382,18 @@ def numbers_with_attr(session: Session, study_id: int, key: str, value: Any) -> 
         select(trials.c.number)
         .join(a, a.c.trial_id == trials.c.trial_id)
         .where(trials.c.study_id == study_id, a.c.key == key, a.c.value_json == json.dumps(value))
+        .order_by(trials.c.number)
+    )
+    return list(session.scalars(found))
+
+
+def numbers_with_key(session: Session, study_id: int, key: str) -> list[int]:
+    """The numbers of a study's trials that have the system attr ``key`` at all, ascending."""
+    a = trial_system_attrs
+    found = (
+        select(trials.c.number)
+        .join(a, a.c.trial_id == trials.c.trial_id)
+        .where(trials.c.study_id == study_id, a.c.key == key)
         .order_by(trials.c.number)
     )
     return list(session.scalars(found))

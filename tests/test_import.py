@@ -165,6 +165,12 @@ def test_json_rows_with_an_idempotency_key_import_once(client) -> None:
     assert first.status_code == again.status_code == 200, again.text
     assert first.json()["trial_numbers"] == again.json()["trial_numbers"] == [0]
     assert len(trials(client, sweep["id"])) == 1
+    other = {"rows": [{"lr": 2e-3, "weight_decay": 0.1, "beta2": 0.99, "value": 3.5}]}
+    r = client.post(url, json=other, headers=headers)  # the same key, the same count, new rows
+    assert r.status_code == 409 and "another import" in r.text, r.text
+    assert len(trials(client, sweep["id"])) == 1
+    r = client.post(url, json=other, headers={"Idempotency-Key": "k2"})
+    assert r.status_code == 200 and r.json()["trial_numbers"] == [1], r.text
 
 
 WANDB = (
