@@ -19,6 +19,7 @@ import yaml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.yaml_errors import yaml_problem
+from protocol.yaml_schema import config_loader
 from service import schemas
 from service.settings import Settings
 
@@ -49,11 +50,12 @@ def body_error(loc: tuple[Any, ...], msg: str, kind: str = "json_invalid") -> Bo
     return BodyError(422, [{"type": kind, "loc": ["body", *loc], "msg": msg, "input": None}])
 
 
-_SafeLoader: Any = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+_SafeLoader: Any = config_loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
 
 
 class StrictYamlLoader(_SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping."""
+    """A safe YAML loader (``1e-5`` a number, dates strings: :func:`config_loader`) that
+    refuses a key given twice in one mapping."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         """Construct as the safe loader does, after checking the keys are unique."""

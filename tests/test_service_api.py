@@ -239,6 +239,29 @@ n_trials: 2
     assert isinstance(a["params"]["batch_size"], int)
 
 
+def test_yaml_reads_exponents_as_numbers_and_dates_as_text(client):
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string and ``2026-01-01`` as a date; a config
+    means the number and the text."""
+    task = task_name()
+    body = f"""
+name: 2026-01-01
+task: {{name: {task}}}
+space:
+  lr: {{low: 1e-5, high: 1E-3, log: true}}
+  weight_decay: {{low: -2e0, high: 3e-1}}
+n_trials: 2
+"""
+    r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 422 and "weight_decay" in r.text, r.text  # read as -2.0: a number
+    body = body.replace("-2e0", "1e-2")
+    r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "2026-01-01"
+    space = r.json()["spec"]["space"]
+    assert (space["lr"]["low"], space["lr"]["high"]) == (1e-5, 1e-3), space
+    assert (space["weight_decay"]["low"], space["weight_decay"]["high"]) == (1e-2, 0.3), space
+
+
 def test_pruning_and_trial_state_rules(client):
     task = task_name()
     sweep = submit(

@@ -307,6 +307,24 @@ def test_a_yaml_config_registers_the_same_tasks_as_toml(tmp_path):
     assert task.task_params({"task": {"params": {}}}) == {"n": 2}
 
 
+def test_a_yaml_config_reads_exponents_as_numbers(tmp_path):
+    """``1e-5`` in a YAML config is the number (YAML 1.1 alone reads it as a string)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "tasks:\n  t:\n    command: [sh, -c, exit 0]\n"
+        "    params: {lr: {type: float, default: 3e-4, low: 1e-6, high: 1e-1}}\n"
+    )
+    (task,) = commands.load(config).values()
+    assert task.announce()["lr"] | {"role": None} == {
+        "type": "float",
+        "low": 1e-6,
+        "high": 0.1,
+        "choices": None,
+        "default": 3e-4,
+        "role": None,
+    }
+
+
 @pytest.mark.parametrize(
     ("line", "parsed"),
     [

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.yaml_schema import config_loader
 from worker.tasks import ParamSpec, check_values, role_problem
 
 #: The keys a task's table may hold.
@@ -254,7 +255,7 @@ def _read(path: Path) -> Any:
         import yaml
 
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=config_loader(yaml.SafeLoader))
         except yaml.YAMLError as exc:
             raise CommandConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None
     if path.suffix != ".toml":

@@ -30,6 +30,7 @@ from lionsweep.cli.root import app
 from optim import scaling
 from protocol import DEFAULT_SERVER
 from protocol.yaml_errors import yaml_problem
+from protocol.yaml_schema import config_loader
 from worker import EXIT_CONFIG
 from worker.cli import (
     ServerOpt,
@@ -72,7 +73,7 @@ def load_spec(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise fail(f"cannot read {path}: {why}", EXIT_CONFIG) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = config_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     try:
         if path.suffix.lower() == ".json":
             spec = json.loads(text)
