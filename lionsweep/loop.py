@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from lionsweep import distributed
 from lionsweep.errors import NoTrial, check_url, translated, waiting_message
 from lionsweep.trial import Trial
-from protocol import SHUTDOWN_REASON
+from protocol import DEFAULT_SERVER, SHUTDOWN_REASON
 from worker import DEFAULT_STOP_GRACE
 from worker import client as http
 from worker.runtime import Lease, Poll, exit_now, signals_set
@@ -73,7 +73,7 @@ def trials(
     if distributed.active() and distributed.rank() != 0:
         yield from _follow()
         return
-    url = check_url(server or os.environ.get("LIONSWEEP_SERVER") or http.DEFAULT_SERVER)
+    url = check_url(server or os.environ.get("LIONSWEEP_SERVER") or DEFAULT_SERVER)
     token = token if token is not None else os.environ.get("LIONSWEEP_TOKEN") or None
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-client"
     shutdown = threading.Event()

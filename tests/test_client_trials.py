@@ -321,6 +321,17 @@ def task_of(api: httpx.Client, sweep_id: int) -> str:
 # ---- clear errors ------------------------------------------------------------------------
 
 
+def test_the_server_defaults_to_the_local_one(monkeypatch):
+    """With no ``server`` and no LIONSWEEP_SERVER, the loop asks the local default server
+    (it raised AttributeError before asking anyone)."""
+    from protocol import DEFAULT_SERVER
+
+    monkeypatch.delenv("LIONSWEEP_SERVER", raising=False)
+    with pytest.raises(lionsweep.ClientError) as caught:
+        next(iter(lionsweep.trials(sweep=999_999, token="")))
+    assert DEFAULT_SERVER in str(caught.value), caught.value
+
+
 @pytest.mark.slow
 def test_errors_name_the_server_and_the_sweep(fast, live_server, make_sqlite_url):
     nowhere = f"http://127.0.0.1:{get_free_port()}"
