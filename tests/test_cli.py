@@ -1034,15 +1034,17 @@ def test_server_text_in_square_brackets_is_printed_as_is(monkeypatch) -> None:
     assert "weight decay [0, 1e-3] holds the control" in text
 
 
-def test_a_spec_file_reads_exponents_as_numbers_and_dates_as_text(tmp_path) -> None:
+def test_a_spec_file_reads_exponents_booleans_and_dates_as_yaml_1_2_does(tmp_path) -> None:
     from lionsweep.cli.commands import load_spec
 
     path = tmp_path / "s.yaml"
     path.write_text(
-        "name: 2026-01-01\ntask: {name: quadratic}\nspace: {lr: {low: 1e-5, high: 1e-3}}\n"
+        "name: 2026-01-01\nreevaluate: off\ntask: {name: quadratic}\n"
+        "space: {lr: {low: 1e-5, high: 1e-3}}\n"
     )
     assert load_spec(path) == {
         "name": "2026-01-01",
+        "reevaluate": "off",
         "task": {"name": "quadratic"},
         "space": {"lr": {"low": 1e-5, "high": 1e-3}},
     }

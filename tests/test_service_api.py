@@ -240,11 +240,12 @@ n_trials: 2
 
 
 def test_yaml_reads_exponents_as_numbers_and_dates_as_text(client):
-    """YAML 1.1 reads ``1e-5`` (no dot) as a string and ``2026-01-01`` as a date; a config
-    means the number and the text."""
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string, ``off`` as false and ``2026-01-01`` as a
+    date; a config means the number and the words."""
     task = task_name()
     body = f"""
 name: 2026-01-01
+reevaluate: off
 task: {{name: {task}}}
 space:
   lr: {{low: 1e-5, high: 1E-3, log: true}}
@@ -257,6 +258,7 @@ n_trials: 2
     r = client.post("/api/sweeps", content=body, headers={"Content-Type": "application/yaml"})
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "2026-01-01"
+    assert r.json()["spec"]["reevaluate"]["mode"] == "off"
     space = r.json()["spec"]["space"]
     assert (space["lr"]["low"], space["lr"]["high"]) == (1e-5, 1e-3), space
     assert (space["weight_decay"]["low"], space["weight_decay"]["high"]) == (1e-2, 0.3), space
