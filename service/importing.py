@@ -150,9 +150,14 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+BOM = "\ufeff"
+"""The byte order mark some editors and spreadsheets write at the start of a UTF-8 file."""
+
+
 def read_csv(text: str) -> tuple[list[str], list[Row]]:
-    """A CSV file's header and rows (row N starts on line N; blank lines are skipped)."""
-    reader = csv.reader(io.StringIO(text))
+    """A CSV file's header and rows (row N starts on line N; blank lines are skipped; a byte
+    order mark before the header, as spreadsheets write, is not part of its first name)."""
+    reader = csv.reader(io.StringIO(text.removeprefix(BOM)))
     header: list[str] | None = None
     rows: list[Row] = []
     line = 1
@@ -186,14 +191,15 @@ def read_csv(text: str) -> tuple[list[str], list[Row]]:
 def read_jsonl(text: str) -> list[Row]:
     """A JSON-lines file's rows, nested objects flattened (row N is line N; blank lines skipped).
 
-    ``NaN`` and ``Infinity`` are read as numbers, as Python's ``json`` writes them.
+    ``NaN`` and ``Infinity`` are read as numbers, as Python's ``json`` writes them; a key given
+    twice in one object is an error (as in a request body); a byte order mark is skipped.
     """
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.removeprefix(BOM).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except ValueError as e:
             raise RowError(number, None, f"not valid JSON: {e}") from None
         if not isinstance(obj, dict):
@@ -202,6 +208,16 @@ def read_jsonl(text: str) -> list[Row]:
         if len(rows) > schemas.IMPORT_MAX_ROWS:
             raise RowError(None, None, f"more than {schemas.IMPORT_MAX_ROWS} rows")
     return rows
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError naming a key given twice."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
 
 
 def normal_name(name: str) -> str:

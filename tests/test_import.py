@@ -123,6 +123,21 @@ def test_csv_rows_become_marked_trials_that_best_rule_and_counts_use(client) -> 
     assert (got["status"], got["finished"], got["counts"]["complete"]) == ("complete", 3, 30)
 
 
+def test_a_byte_order_mark_is_skipped_and_a_repeated_jsonl_key_is_refused(client) -> None:
+    sweep = new_sweep(client)
+    csv_text = "\ufefflr,weight_decay,beta2,value\n1e-3,0.1,0.99,3.0\n"
+    r = do_import(client, sweep["id"], format="csv", text=csv_text)
+    assert r.status_code == 200 and r.json()["imported"] == 1, r.text
+    line = '{"lr": 1e-3, "lr": 2e-3, "weight_decay": 0.1, "beta2": 0.99, "value": 3.0}'
+    r = do_import(client, sweep["id"], format="jsonl", text=line)
+    assert r.status_code == 422 and "duplicate key 'lr'" in r.text, r.text
+    r = do_import(
+        client, sweep["id"], format="jsonl", text="\ufeff" + line.replace('"lr": 1e-3, ', "")
+    )
+    assert r.status_code == 200 and r.json()["imported"] == 1, r.text
+    assert [t["params"]["lr"] for t in trials(client, sweep["id"])] == [1e-3, 2e-3]
+
+
 def test_jsonl_with_nested_keys_and_a_mapping(client) -> None:
     sweep = new_sweep(client)
     rows = [
