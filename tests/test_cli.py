@@ -88,6 +88,10 @@ def test_rule_needs_a_mode_and_says_so() -> None:
     bad = runner.invoke(app, ["rule", "--width", "-3"])
     assert bad.exit_code == 2
     one_error_line(bad.output)
+    both = runner.invoke(app, ["rule", "--adamw-lr", "3e-4", "--adamw-wd", "0.1", "--width", "768"])
+    assert both.exit_code == 2 and "--width belongs to the width rule" in one_error_line(
+        both.output
+    )
 
 
 def test_unreachable_server_is_one_line_and_exit_2() -> None:

@@ -475,6 +475,9 @@ def test_analytic_scaling_rule(client):
         ({"adamw_lr": "inf", "adamw_weight_decay": 0.1}, "adamw_lr", "finite"),
         ({"adamw_lr": 1e-3, "adamw_weight_decay": "inf"}, "adamw_weight_decay", "finite"),
         ({"adamw_lr": 1e300, "adamw_weight_decay": 1e300, "factor": 1e-300}, "factor", "range"),
+        ({"adamw_lr": 3e-4, "adamw_weight_decay": 0.1, "width": 768}, "width", "width rule"),
+        ({"adamw_lr": 3e-4, "adamw_weight_decay": 0.1, "alpha0": 5}, "alpha0", "one rule"),
+        ({"width": 768, "factor": 3}, "factor", "AdamW conversion"),
     ],
 )
 def test_analytic_scaling_rule_rejects_bad_inputs_with_422(client, params, field, rule):

@@ -320,6 +320,12 @@ def rule(
     if adamw_lr is not None or adamw_wd is not None:
         if adamw_lr is None or adamw_wd is None:
             raise fail("--adamw-lr and --adamw-wd go together", EXIT_CONFIG)
+        if width is not None or sigma is not None:
+            raise fail(
+                f"--{'width' if width is not None else 'sigma'} belongs to the width rule; "
+                "--adamw-lr/--adamw-wd convert an AdamW config: give one or the other",
+                EXIT_CONFIG,
+            )
         try:
             lr, wd = scaling.from_adamw(adamw_lr, adamw_wd, factor=factor)
         except ValueError as exc:

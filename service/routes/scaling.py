@@ -45,12 +45,20 @@ def scaling_rule(
     adamw_weight_decay: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     factor: Positive = None,
 ) -> schemas.AnalyticRuleOut:
-    """η = α0·σ, λ = α0/(2σ) from width/sigma, or lr/factor, wd·factor from an AdamW config."""
+    """η = α0·σ, λ = α0/(2σ) from width/sigma, or lr/factor, wd·factor from an AdamW config
+    (one or the other: a parameter of the other rule is a 422, not ignored)."""
     from optim import scaling
 
     if adamw_lr is not None or adamw_weight_decay is not None:
         if adamw_lr is None or adamw_weight_decay is None:
             raise _missing()
+        given = {"width": width, "sigma": sigma, "alpha0": alpha0}
+        for name in (n for n, v in given.items() if v is not None):
+            raise _invalid(
+                name,
+                f"{name} belongs to the width rule; the AdamW conversion takes adamw_lr, "
+                "adamw_weight_decay and factor: give one rule's parameters",
+            )
         f = scaling.ADAMW_TO_LION_FACTOR if factor is None else factor
         try:
             lr, wd = scaling.from_adamw(adamw_lr, adamw_weight_decay, factor=f)
@@ -60,6 +68,12 @@ def scaling_rule(
         return schemas.AnalyticRuleOut(lr=lr, weight_decay=wd, product=lr * wd, factor=f)
     if width is None and sigma is None:
         raise _missing()
+    if factor is not None:
+        raise _invalid(
+            "factor",
+            "factor belongs to the AdamW conversion (with adamw_lr and "
+            "adamw_weight_decay); the width rule takes width or sigma, and alpha0",
+        )
     if width is not None and sigma is not None:
         raise _invalid("sigma", "give width or sigma, not both (sigma = width**-0.5)")
     a0 = scaling.ALPHA0 if alpha0 is None else alpha0
