@@ -69,6 +69,11 @@ def waiting_message(server: str, exc: http.ServerUnreachable, what: str) -> str:
 def from_api_error(exc: http.ApiError, server: str, what: str) -> ClientError:
     """The :class:`ClientError` for an HTTP error answer about ``what``."""
     code, detail = exc.status_code, _one_line(exc.detail)
+    if exc.foreign:
+        return ServerUnreachable(
+            f"no lionsweep server answers at {server}: it answered HTTP {code} ({detail}); "
+            "is server= the server's base URL, such as http://127.0.0.1:8000?"
+        )
     if code == 401:
         hint = "pass token= or set LIONSWEEP_TOKEN"
         return AuthError(f"the server at {server} refused the token ({detail}, HTTP 401); {hint}")

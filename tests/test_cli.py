@@ -25,6 +25,7 @@ import yaml
 from conftest import wait_for
 from typer.testing import CliRunner
 
+import lionsweep
 from lionsweep.cli import app, fmt, kwargs_line
 from lionsweep.server_cli import DEMO_SPEC
 from optim import scaling
@@ -104,6 +105,41 @@ def test_unreachable_server_is_one_line_and_exit_2() -> None:
     result = runner.invoke(app, ["submit", str(spec), "--server", server])
     assert result.exit_code == 2
     one_error_line(result.output)
+
+
+def test_a_server_that_is_not_lionsweep_or_no_url_is_one_line_and_exit_2(
+    live_server, sqlite_url
+) -> None:
+    """An HTML page from another program on the port (the whole page was printed), the API's
+    path given as the server, and an address without http:// each get one line that says so."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        for args in (["status"], ["status", "3"], ["best", "3"]):
+            result = runner.invoke(app, [*args, "--server", other])
+            assert result.exit_code == 2, (args, result.output)
+            line = one_error_line(result.output)
+            assert f"no lionsweep server answers at {other}: it answered HTTP" in line, line
+            assert "text/html" in line and "<" not in line, line
+        with pytest.raises(lionsweep.ServerUnreachable, match="no lionsweep server answers"):
+            next(iter(lionsweep.trials(sweep=1, server=other, token="")))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    server = live_server(sqlite_url)
+    result = runner.invoke(app, ["status", "--server", server.url + "/api"])
+    assert result.exit_code == 2 and "without /api" in one_error_line(result.output), result.output
+    result = runner.invoke(app, ["status", "--server", server.url.removeprefix("http://")])
+    assert result.exit_code == 2, result.output
+    assert "missing the http://" in one_error_line(result.output), result.output
 
 
 def test_unreadable_spec_files(tmp_path: Path) -> None:

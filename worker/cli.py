@@ -77,6 +77,12 @@ def make_client(server: str, token: str | None) -> Client:
     import logging
 
     logging.getLogger("worker.client").setLevel(logging.ERROR)  # no per-retry warnings here
+    if not server.startswith(("http://", "https://")):
+        raise fail(
+            f"--server must be an http(s) URL such as {DEFAULT_SERVER}, not {server!r}"
+            + (" (it is missing the http://)" if "://" not in server else ""),
+            EXIT_CONFIG,
+        )
     return Client(server, token, attempts=3, deadline=5.0)
 
 
@@ -92,6 +98,18 @@ def api_errors(server: str) -> Iterator[None]:
             EXIT_CONFIG,
         ) from None
     except ApiError as exc:
+        if exc.foreign:
+            raise fail(
+                f"no lionsweep server answers at {server}: it answered HTTP {exc.status_code} "
+                f"({exc.detail}); is --server the server's base URL, such as {DEFAULT_SERVER}?",
+                EXIT_CONFIG,
+            ) from None
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no such route at all
+            raise fail(
+                f"the server at {server} has no such path: is --server the server's base URL, "
+                f"such as {DEFAULT_SERVER} (without /api)?",
+                EXIT_CONFIG,
+            ) from None
         raise fail_lines(error_lines(exc.detail) or [f"HTTP {exc.status_code}"]) from None
 
 

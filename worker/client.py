@@ -31,11 +31,14 @@ RETRY_STATUS = frozenset({502, 503, 504})
 
 
 class ApiError(Exception):
-    """The server answered with an error that retrying will not fix."""
+    """The server answered with an error that retrying will not fix. ``foreign``: the answer
+    was not JSON, so what answered is not a lionsweep server (or not its API: a wrong port or
+    path); ``detail`` then says what it was in a few words."""
 
-    def __init__(self, status_code: int, detail: Any) -> None:
+    def __init__(self, status_code: int, detail: Any, foreign: bool = False) -> None:
         self.status_code = status_code
         self.detail = detail
+        self.foreign = foreign
         super().__init__(f"HTTP {status_code}: {detail}")
 
 
@@ -72,10 +75,25 @@ def _detail(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
-        return response.text or response.reason_phrase
+        return _foreign(response)
     if isinstance(body, dict) and "detail" in body:
         return body["detail"]
     return body
+
+
+def _foreign(response: httpx.Response) -> str:
+    """A non-JSON answer in a few words (``Not Found, a text/html page``), not its whole body."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    words = response.reason_phrase or f"HTTP {response.status_code}"
+    return f"{words}, a {kind} page" if kind else words
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        response.json()
+    except ValueError:
+        return ApiError(response.status_code, _foreign(response), foreign=True)
+    return ApiError(response.status_code, _detail(response))
 
 
 class Client:
@@ -164,7 +182,7 @@ class Client:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRY_STATUS:
-                    raise ApiError(response.status_code, _detail(response))
+                    raise _api_error(response)
                 problem = f"HTTP {response.status_code}"
                 status, detail = response.status_code, _detail(response)
             attempt += 1
