@@ -69,7 +69,7 @@ def estimate_text(value: Any, ci: list[float] | None, stacked: bool = False) -> 
 
 def print_best(answer: dict[str, Any]) -> None:
     """Print the top configs (seed means, 90% intervals, ties) and the best one's kwargs."""
-    table = new_table("Best configs (by seed mean)")
+    table = new_table("Best configs (ranked on some runs; mean of the held-out others)")
     table.add_column("rank", justify="right", no_wrap=True)
     table.add_column("trial", justify="right", no_wrap=True)
     table.add_column("mean [90% CI]", justify="right")
