@@ -1030,7 +1030,7 @@ def leader(info: SweepInfo, done: list[FrozenTrial]) -> schemas.BestSoFar | None
     if not done:
         return None
     groups, noise = ranked_configs(info, done)
-    top = config_out(info, groups[0], noise)
+    top = config_out(info, groups[0], noise, loss_floor(info, groups))
     single = min(done, key=lambda t: (info.sign * t.value, t.number))
     return schemas.BestSoFar(
         trial_number=top.trial_number,

@@ -157,7 +157,13 @@ def test_leader_is_the_config_ranked_first_and_the_best_single_run_is_apart() ->
 # ---- through a real server ----
 
 
-def test_sweep_view_list_and_best_agree_on_the_best_config(client: httpx.Client) -> None:
+@pytest.mark.parametrize("loss", [False, True], ids=["any-sign", "loss"])
+def test_sweep_view_list_and_best_agree_on_the_best_config(
+    client: httpx.Client, loss: bool
+) -> None:
+    """The sweep's view, the list and /best show one best config with one interval; for a
+    loss (no run below 0) that interval stops at 0 in all three (the view and the list showed
+    it reaching below 0)."""
     task = f"b{uuid.uuid4().hex[:10]}"
     r = client.post(
         "/api/sweeps",
@@ -186,6 +192,7 @@ def test_sweep_view_list_and_best_agree_on_the_best_config(client: httpx.Client)
         key = (a["params"]["lr"], a["params"]["weight_decay"])
         truth.setdefault(key, math.log(a["params"]["lr"] / 1e-3) ** 2 * 0.01)
         value = truth[key] + rng.gauss(0, 0.05)
+        value = abs(value) if loss else value
         runs.append((a["trial_number"], value))
         r = client.post(
             f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": value}
@@ -197,6 +204,7 @@ def test_sweep_view_list_and_best_agree_on_the_best_config(client: httpx.Client)
     assert b["held_out"] and b["n_seeds"] == 2 and b["confirmed"]
     assert b["mean"] == pytest.approx(np.mean(b["values"]))
     assert set(b["ranked_on"]).isdisjoint(b["trial_numbers"])
+    assert (b["ci"][0] == 0.0) is loss, b  # with this seed the interval reaches below 0
     view = client.get(f"/api/sweeps/{sweep_id}").json()["best"]
     listed = next(s for s in client.get("/api/sweeps").json()["items"] if s["id"] == sweep_id)[
         "best"
