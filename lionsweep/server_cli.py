@@ -118,6 +118,35 @@ def db_upgrade() -> None:
         upgrade(settings)
 
 
+TokenDb = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="The SQLite file of a `lionsweep up` (its --db); default: LIONSWEEP_DATABASE_URL, "
+        "else ./lionsweep.db.",
+    ),
+]
+
+
+def token_settings(db: Path | None, must_exist: bool = True) -> Settings:
+    """The settings of the database whose tokens a ``token`` command manages: ``--db`` (a
+    SQLite file) or the environment's. A SQLite file that does not exist is an error (exit 2)
+    when ``must_exist``, so that listing tokens never creates an empty database."""
+    from service.db import sqlite_path
+
+    settings = load_settings()
+    if db is not None:
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{db.resolve()}"})
+    path = sqlite_path(settings)
+    if must_exist and path is not None and not path.exists():
+        raise fail(
+            f"no database at {path}: give the --db of your `lionsweep up`, or set "
+            "LIONSWEEP_DATABASE_URL to your server's",
+            EXIT_CONFIG,
+        )
+    return settings
+
+
 @token_app.command("create")
 def token_create(
     scope: Annotated[
@@ -125,28 +154,41 @@ def token_create(
         typer.Option("--scope", help="submit, worker, read or admin; repeat for several."),
     ],
     name: Annotated[str | None, typer.Option(help="A label for the token.")] = None,
+    db: TokenDb = None,
 ) -> None:
-    """Create an API token and print it once (only its hash is stored)."""
-    from service.auth import create_token
+    """Create an API token and print it once (only its hash is stored). The first token of a
+    database ends its open mode: its servers then ask every request for a token."""
+    from service.auth import count_tokens, create_token
+    from service.db import migrated
 
-    settings = load_settings()
+    settings = token_settings(db, must_exist=False)
     with database_errors():
         try:
             secret = create_token(settings, scopes=scope, name=name)
         except ValueError as exc:
             raise fail(str(exc), EXIT_CONFIG) from None
+        with migrated(settings) as database:
+            first = count_tokens(database) == 1
     typer.echo(secret)
+    if first:
+        typer.echo(
+            "note: this is the database's first token, so its servers now ask every request "
+            "for one (LIONSWEEP_TOKEN or --token), workers' and `lionsweep up`'s included: "
+            "give them a token with the worker and submit scopes "
+            "(`lionsweep token create --scope worker --scope submit`)",
+            err=True,
+        )
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(db: TokenDb = None) -> None:
     """List the API tokens: id, name, scopes, when created and when revoked (never secrets)."""
     from rich.table import Table
 
     from service.auth import list_tokens
     from service.db import migrated
 
-    settings = load_settings()
+    settings = token_settings(db)
     with database_errors(), migrated(settings) as db:
         tokens = list_tokens(db)
     table = Table("id", "name", "scopes", "created", "revoked", box=None)
@@ -164,12 +206,13 @@ def token_list() -> None:
 @token_app.command("revoke")
 def token_revoke(
     token_id: Annotated[int, typer.Argument(help="The token's id (see `lionsweep token list`).")],
+    db: TokenDb = None,
 ) -> None:
     """Revoke a token at once: every server refuses its next request."""
     from service.auth import revoke_token
     from service.db import migrated
 
-    settings = load_settings()
+    settings = token_settings(db)
     with database_errors(), migrated(settings) as db:
         found = revoke_token(db, token_id)
     if found is None:
@@ -299,8 +342,9 @@ def up(
         raise fail(f"port {port} is already in use (another `lionsweep up`?); pick --port")
     if not token and database_has_tokens(db):
         raise fail(
-            f"{db} has API tokens, so its server asks for one: pass --token "
-            "(the one given to an earlier `lionsweep up --token`)",
+            f"{db} has API tokens (from `lionsweep token create` or an earlier "
+            "`lionsweep up --token`), so its server asks for one: pass --token with a token of "
+            f"the worker and submit scopes (`lionsweep token list --db {db}` lists them)",
             EXIT_CONFIG,
         )
     logs = db.parent / ".lionsweep-logs"

@@ -887,6 +887,26 @@ def test_token_create_with_an_unknown_scope_is_one_line(tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
+def test_token_commands_take_the_database_of_an_up_and_never_create_an_empty_one(
+    tmp_path: Path,
+) -> None:
+    """``token list`` in a directory with no database said "no tokens (the server is open)"
+    after creating an empty one; a first token, which ends a database's open mode, says so."""
+    for args in (["token", "list"], ["token", "revoke", "1"]):
+        done = run_db_command(args, tmp_path)
+        assert done.returncode == 2 and "no database at" in one_error_line(done.stderr), done
+        assert not (tmp_path / "lionsweep.db").exists()
+    first = run_db_command(["token", "create", "--scope", "read", "--db", "up.db"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("lsw_") and len(first.stdout.splitlines()) == 1
+    assert "first token" in first.stderr and "--scope worker --scope submit" in first.stderr
+    second = run_db_command(["token", "create", "--scope", "worker", "--db", "up.db"], tmp_path)
+    assert second.returncode == 0 and second.stderr == "", second.stderr
+    listed = run_db_command(["token", "list", "--db", str(tmp_path / "up.db")], tmp_path)
+    assert listed.returncode == 0 and "read" in listed.stdout and "worker" in listed.stdout
+    assert not (tmp_path / "lionsweep.db").exists()
+
+
 def test_settings_errors_never_echo_the_value(tmp_path: Path) -> None:
     """A rejected database URL may hold a password: the message names the rule, not the value."""
     url = "mysql://lion:hunter2@db.example/sweeps"
