@@ -81,8 +81,8 @@ class Views:
             raise NotFound(f"sweep {row.id} not found") from None
         reevaluation = reevaluation_out(info, attrs, counts)
         extra = reevaluation.trials
-        if reevaluation.status == "pending":
-            extra = (reevaluation.top_k or 0) * (reevaluation.seeds or 0)
+        if reevaluation.status == "pending":  # at most one re-run set per config there is
+            extra = min(reevaluation.top_k or 0, row.n_trials) * (reevaluation.seeds or 0)
         done = finished + counts.reeval_finished
         planned = row.n_trials + extra
         eta = None

@@ -218,6 +218,24 @@ def test_idempotency_key_returns_the_first_sweep(client):
     assert r3.status_code == 409 and "Idempotency-Key" in r3.json()["detail"]
 
 
+def test_progress_plans_no_more_re_runs_than_there_are_configs(client):
+    """A 2-trial sweep re-runs at most its 2 configs: 3 seeds each makes 8 trials in all, not
+    the 11 that top_k 3 would give (its progress bar showed 0/11)."""
+    task = task_name()
+    sweep = submit(
+        client,
+        name="tiny",
+        task={"name": task},
+        n_trials=2,
+        reevaluate={"top_k": 3, "seeds": 3},
+    )
+    a = claim(client, task)
+    client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": 1.0})
+    got = client.get(f"/api/sweeps/{sweep['id']}").json()
+    assert got["reevaluation"]["status"] == "pending", got["reevaluation"]
+    assert got["progress"] == pytest.approx(1 / 8), got
+
+
 def test_yaml_body_is_accepted(client):
     task = task_name()
     body = f"""
