@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -948,6 +949,34 @@ def test_best_says_lion_vs_adamw_in_80_columns(live_server, sqlite_url) -> None:
     assert plain.exit_code == 0 and "Lion vs AdamW" not in plain.output, plain.output
     as_json = runner.invoke(app, ["best", str(arms_id), "--json", "--server", server.url])
     assert "Lion vs AdamW" not in as_json.output and json.loads(as_json.output)["best"]
+
+
+def test_submit_follow_ends_with_lion_vs_adamw(live_server, sqlite_url, tmp_path: Path) -> None:
+    """``submit --follow`` ends as ``best`` does, with the arms' answer (it left it out)."""
+    from test_service_arms import OPTIMA, SPACE, finish_all, planted
+
+    server = live_server(sqlite_url)
+    task = f"f{uuid.uuid4().hex[:10]}"
+    spec = {
+        "name": "follow-arms",
+        "task": {"name": task},
+        "space": SPACE,
+        "pruner": {"name": "none"},
+        "baseline": "adamw",
+        "sampler": {"name": "random", "seed": 3},
+        "n_trials": 4,
+        "enqueue": OPTIMA,
+        "reevaluate": {"top_k": 1, "seeds": 3},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    submit = ["submit", str(path), "--idempotency-key", "follow-1", "--server", server.url]
+    assert runner.invoke(app, submit).exit_code == 0
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        finish_all(c, task, planted(0.25, 0.0))
+    out = runner.invoke(app, [*submit, "--follow"], terminal_width=80)
+    assert out.exit_code == 0, out.output
+    assert "best optimizer kwargs" in out.output and "Lion vs AdamW: " in out.output, out.output
 
 
 def test_status_list_and_progress_show_the_seed_mean_best_with_its_seed_count(

@@ -46,11 +46,16 @@ def run_sweep(client: httpx.Client, planted_value, **spec) -> int:
     body = {"name": "arms", "task": {"name": task}, "space": SPACE, "pruner": {"name": "none"}}
     r = client.post("/api/sweeps", json={**body, **spec})
     assert r.status_code == 201, r.text
-    sweep = r.json()["id"]
+    finish_all(client, task, planted_value)
+    return r.json()["id"]
+
+
+def finish_all(client: httpx.Client, task: str, planted_value) -> None:
+    """Finish every trial of ``task`` the server hands out, valued by ``planted_value``."""
     while True:
         r = client.post("/api/trials/claim", json={"worker_id": "w", "tasks": [task]})
         if r.status_code == 204:
-            return sweep
+            return
         a = r.json()
         value = planted_value(a["params"]) + SD * random.Random(a["seed"]).gauss(0.0, 1.0)
         r = client.post(

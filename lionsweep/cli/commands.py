@@ -194,6 +194,7 @@ def submit(
             if exc.status_code != 409:
                 raise
             raise fail("no trial completed: " + " ".join(error_lines(exc.detail))) from None
+        print_arms(client, sweep["id"])  # as `lionsweep best` ends
 
 
 @app.command()
