@@ -98,5 +98,6 @@ def test_up_with_a_token_refuses_requests_and_workers_without_it(tmp_path: Path)
         timeout=60,
     )
     assert again.returncode == 2, again.stdout + again.stderr
-    assert "has API tokens, so its server asks for one: pass --token" in again.stderr
+    assert "has API tokens (from `lionsweep token create` or an earlier" in again.stderr
+    assert "so its server asks for one: pass --token with a token of the worker" in again.stderr
     assert "Traceback" not in again.stderr
