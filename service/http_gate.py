@@ -54,8 +54,9 @@ _SafeLoader: Any = config_loader(yaml.CSafeLoader if yaml.__with_libyaml__ else 
 
 
 class StrictYamlLoader(_SafeLoader):
-    """A safe YAML loader (``1e-5`` a number, dates strings: :func:`config_loader`) that
-    refuses a key given twice in one mapping."""
+    """A safe YAML loader that reads numbers, booleans and dates as YAML 1.2 does
+    (:func:`~protocol.yaml_schema.config_loader`) and refuses a key given twice in one
+    mapping."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         """Construct as the safe loader does, after checking the keys are unique."""
