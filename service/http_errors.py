@@ -20,7 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from service.errors import Invalid, ServiceError
-from service.schemas import has_lone_surrogate
 
 log = logging.getLogger("lionsweep.http_errors")
 
@@ -29,23 +28,14 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 def finite_safe(value: Any) -> Any:
     """``value`` with every non-finite float written as a string ("NaN", "Infinity",
-    "-Infinity") and every lone surrogate in a string or key as its escape (``\\ud800``), so
-    an error that quotes such an input can still be sent as JSON."""
+    "-Infinity"), so an error that quotes such an input can still be sent as JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, str):
-        return _escape_surrogates(value)
     if isinstance(value, dict):
-        return {finite_safe(k): finite_safe(v) for k, v in value.items()}
+        return {k: finite_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [finite_safe(v) for v in value]
     return value
-
-
-def _escape_surrogates(text: str) -> str:
-    if not has_lone_surrogate(text):
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def service_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -37,11 +37,9 @@ from service.schemas.common import (
     SAMPLERS,
     SEED_LIMIT,
     STATES,
-    SURROGATE_MSG,
     SWEEP_STATUSES,
     Strict,
     Text,
-    has_lone_surrogate,
 )
 from service.schemas.json_rules import (
     TREE_MAX_BYTES,
@@ -131,7 +129,6 @@ __all__ = [
     "INT32_MAX",
     "INT_PARAMS",
     "NUL_MSG",
-    "SURROGATE_MSG",
     "PARAMS",
     "PRUNERS",
     "SAMPLERS",
@@ -147,7 +144,6 @@ __all__ = [
     "JsonProblem",
     "JsonTree",
     "json_problem",
-    "has_lone_surrogate",
     # sweep_spec
     "DEFAULT_SPACE",
     "Budget",

@@ -51,10 +51,9 @@ class Strict(BaseModel):
 def _no_nul(text: str) -> str:
     if "\x00" in text:
         raise ValueError(NUL_MSG)
-    if has_lone_surrogate(text):
-        raise ValueError(SURROGATE_MSG)
     return text
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-"""A string without NUL characters (PostgreSQL cannot store them) or lone surrogates."""
+"""A string without NUL characters (PostgreSQL cannot store them). Lone surrogates never get
+this far: the HTTP gate refuses any body holding one (``json_problem``)."""
