@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from protocol import server_url_problem
 from worker import client as http
 
 
@@ -86,10 +87,9 @@ def from_api_error(exc: http.ApiError, server: str, what: str) -> ClientError:
 
 def check_url(server: str) -> str:
     """``server`` without a trailing slash; :class:`ClientError` unless it is an http(s) URL."""
-    if not isinstance(server, str) or not server.startswith(("http://", "https://")):
-        raise ClientError(
-            f"server must be an http(s) URL such as http://127.0.0.1:8000, not {server!r}"
-        )
+    problem = server_url_problem(server)
+    if problem is not None:
+        raise ClientError(f"server {problem}")
     return server.rstrip("/")
 
 

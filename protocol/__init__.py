@@ -33,6 +33,17 @@ SHUTDOWN_FINISH_DEADLINE = 20.0
 HAND_BACK_LIMIT = 3
 
 
+def server_url_problem(server: object) -> str | None:
+    """What is wrong with ``server`` as a lionsweep server's base URL (it must be an http(s)
+    URL), or None: ``must be an http(s) URL such as …, not '…'``."""
+    if isinstance(server, str) and server.startswith(("http://", "https://")):
+        return None
+    missing = isinstance(server, str) and "://" not in server
+    return f"must be an http(s) URL such as {DEFAULT_SERVER}, not {server!r}" + (
+        " (it is missing the http://)" if missing else ""
+    )
+
+
 def json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """``metrics`` as JSON values: tensors and NumPy scalars as Python numbers, NaN and ±inf
     as None (JSON has no NaN), keys as strings."""

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from protocol import DEFAULT_SERVER
+from protocol import DEFAULT_SERVER, server_url_problem
 from worker import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STOP_GRACE, EXIT_CONFIG, EXIT_REFUSED
 from worker.client import ApiError, Client, ServerUnreachable
 
@@ -77,12 +77,9 @@ def make_client(server: str, token: str | None) -> Client:
     import logging
 
     logging.getLogger("worker.client").setLevel(logging.ERROR)  # no per-retry warnings here
-    if not server.startswith(("http://", "https://")):
-        raise fail(
-            f"--server must be an http(s) URL such as {DEFAULT_SERVER}, not {server!r}"
-            + (" (it is missing the http://)" if "://" not in server else ""),
-            EXIT_CONFIG,
-        )
+    problem = server_url_problem(server)
+    if problem is not None:
+        raise fail(f"--server {problem}", EXIT_CONFIG)
     return Client(server, token, attempts=3, deadline=5.0)
 
 

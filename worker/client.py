@@ -71,29 +71,18 @@ class Backoff:
         return min(self.cap, self.base * 2**attempt) * random.uniform(0.8, 1.2)
 
 
-def _detail(response: httpx.Response) -> Any:
+def _detail(response: httpx.Response) -> tuple[Any, bool]:
+    """An error answer's detail, and whether it was foreign (not JSON: then the detail is a
+    few words such as ``Not Found, a text/html page``, not the whole body)."""
     try:
         body = response.json()
     except ValueError:
-        return _foreign(response)
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        words = response.reason_phrase or f"HTTP {response.status_code}"
+        return (f"{words}, a {kind} page" if kind else words), True
     if isinstance(body, dict) and "detail" in body:
-        return body["detail"]
-    return body
-
-
-def _foreign(response: httpx.Response) -> str:
-    """A non-JSON answer in a few words (``Not Found, a text/html page``), not its whole body."""
-    kind = response.headers.get("content-type", "").split(";")[0].strip()
-    words = response.reason_phrase or f"HTTP {response.status_code}"
-    return f"{words}, a {kind} page" if kind else words
-
-
-def _api_error(response: httpx.Response) -> ApiError:
-    try:
-        response.json()
-    except ValueError:
-        return ApiError(response.status_code, _foreign(response), foreign=True)
-    return ApiError(response.status_code, _detail(response))
+        return body["detail"], False
+    return body, False
 
 
 class Client:
@@ -182,9 +171,9 @@ class Client:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRY_STATUS:
-                    raise _api_error(response)
+                    raise ApiError(response.status_code, *_detail(response))
                 problem = f"HTTP {response.status_code}"
-                status, detail = response.status_code, _detail(response)
+                status, detail = response.status_code, _detail(response)[0]
             attempt += 1
             wait = self.backoff.delay(attempt - 1)
             out_of_attempts = not deliver and attempt >= self.attempts
