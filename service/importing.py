@@ -371,7 +371,7 @@ class Importer:
         )
 
     def write(
-        self, info: SweepInfo, trials: list[FrozenTrial], key: str | None, digest: str = ""
+        self, info: SweepInfo, trials: list[FrozenTrial], key: str | None, digest: str
     ) -> list[int]:
         """Add ``trials`` to the sweep's study in one transaction; returns their numbers (those
         of the earlier import with the same ``key``, if there is one: nothing is added; 409

@@ -507,11 +507,22 @@ def _insufficient(
 
 
 def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> Surface:
-    """Fit the surface, derive the valley, optimum and intervals, and give a verdict.
+    """Fit the surface, derive the valley, optimum and intervals, and give a verdict
+    (``insufficient``, saying why, where the least-squares solver fails on the values).
 
     Values must be "lower is better" (negate a maximised objective first); diverged runs
     must already be left out. Deterministic: the bootstrap uses a fixed seed.
     """
+    try:
+        return _fit_surface(obs, box, bootstrap)
+    except np.linalg.LinAlgError as e:
+        return _insufficient(
+            distinct_configs(obs), len(obs.value), 5, f"the fit failed on these values ({e})"
+        )
+
+
+def _fit_surface(obs: Observations, box: Box, bootstrap: int) -> Surface:
+    original = obs
     n_trials = len(obs.value)
     n = distinct_configs(obs)
     nd = obs.nodecay if obs.nodecay is not None and obs.nodecay.any() else None
@@ -529,23 +540,6 @@ def fit_surface(obs: Observations, box: Box, *, bootstrap: int = BOOTSTRAP) -> S
             f"objective values as large as {reach:.3g} cannot be fitted (a least-squares fit "
             f"squares them; at most {VALUE_LIMIT:.0e} in size)",
         )
-    try:
-        return _fit_surface(obs, box, bootstrap, n, nd, pos, wd_name)
-    except np.linalg.LinAlgError as e:
-        return _insufficient(n, n_trials, smallest, f"the fit failed on these values ({e})")
-
-
-def _fit_surface(
-    obs: Observations,
-    box: Box,
-    bootstrap: int,
-    n: int,
-    nd: np.ndarray | None,
-    pos: np.ndarray,
-    wd_name: str,
-) -> Surface:
-    original = obs
-    n_trials = len(obs.value)
     if n == 0 or np.ptp(obs.x) <= 1e-9 or pos.sum() == 0 or np.ptp(obs.y[pos]) <= 1e-9:
         which = "lr" if n == 0 or np.ptp(obs.x) <= 1e-9 else wd_name
         return _insufficient(n, n_trials, 6, f"every fitted trial has the same {which}")

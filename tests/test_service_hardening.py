@@ -9,6 +9,7 @@ check that stayed green through a database outage.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from datetime import datetime
@@ -378,6 +379,28 @@ def test_values_near_float_limits_get_a_rule_that_says_why_not_a_500(client):
         rule = r.json()
         assert rule["verdict"] == "insufficient", rule
         assert "cannot be fitted" in rule["reason"] and "1e+308" in rule["reason"], rule
+
+
+def test_one_diverged_run_at_1e308_counts_as_diverged_and_the_rest_is_fitted(client):
+    """A real sweep's messy case: 20 runs on a planted valley, one of which blew up to 1e308
+    (finite): it counts as diverged, and the other 19 still give a fitted answer."""
+    import random as rnd
+
+    task = task_name()
+    space = {"beta1": 0.9, "beta2": 0.99}
+    r = client.post("/api/sweeps", json=spec(task={"name": task}, n_trials=20, space=space))
+    sweep = r.json()["id"]
+    rng = rnd.Random(3)
+    rows = []
+    for i in range(20):
+        lr, wd = 10 ** rng.uniform(-5, -3), 10 ** rng.uniform(-3, 0)
+        value = 1e308 if i == 7 else math.log(lr * wd / 2e-5) ** 2 + rng.gauss(0, 0.1)
+        rows.append({"lr": lr, "weight_decay": wd, "value": value})
+    r = client.post(f"/api/sweeps/{sweep}/trials:import", json={"rows": rows})
+    assert r.status_code == 200, r.text
+    rule = client.get(f"/api/sweeps/{sweep}/scaling-rule").json()
+    assert rule["verdict"] != "insufficient", rule
+    assert rule["left_out"]["diverged"] == 1 and rule["n"] == 19, rule
 
 
 def test_optuna_static_files_need_no_accept_encoding(server):
