@@ -213,6 +213,7 @@ def reevaluation_out(
             status="pending",
             top_k=cfg.top_k,
             seeds=cfg.seeds,
+            trials=min(cfg.top_k, info.spec.n_trials) * cfg.seeds,  # one set per config at most
             reason=f"the top {cfg.top_k} configs are re-run with {cfg.seeds} fresh seeds {when}",
         )
     status = decided.get("status", "off")

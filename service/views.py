@@ -80,11 +80,8 @@ class Views:
         except KeyError:
             raise NotFound(f"sweep {row.id} not found") from None
         reevaluation = reevaluation_out(info, attrs, counts)
-        extra = reevaluation.trials
-        if reevaluation.status == "pending":  # at most one re-run set per config there is
-            extra = min(reevaluation.top_k or 0, row.n_trials) * (reevaluation.seeds or 0)
         done = finished + counts.reeval_finished
-        planned = row.n_trials + extra
+        planned = row.n_trials + reevaluation.trials
         eta = None
         if row.status == "running" and done and counts.first_start and counts.last_complete:
             elapsed = (counts.last_complete - counts.first_start).total_seconds()

@@ -233,6 +233,7 @@ def test_progress_plans_no_more_re_runs_than_there_are_configs(client):
     client.post(f"/api/trials/{a['trial_id']}/finish", json={"state": "complete", "value": 1.0})
     got = client.get(f"/api/sweeps/{sweep['id']}").json()
     assert got["reevaluation"]["status"] == "pending", got["reevaluation"]
+    assert got["reevaluation"]["trials"] == 6, got["reevaluation"]  # planned: 2 configs × 3
     assert got["progress"] == pytest.approx(1 / 8), got
 
 

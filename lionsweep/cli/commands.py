@@ -119,9 +119,7 @@ def follow_sweep(client: Client, sweep_id: int, interval: float = 1.0) -> dict[s
         task = progress.add_task(sweep["name"], total=sweep["n_trials"], counts="", best="-")
         while True:
             re = sweep.get("reevaluation") or {}
-            extra = re.get("trials") or 0
-            if re.get("status") == "pending":  # as the server plans it: one set per config
-                extra = min(re.get("top_k") or 0, sweep["n_trials"]) * (re.get("seeds") or 0)
+            extra = re.get("trials") or 0  # queued re-runs, or those planned while pending
             progress.update(
                 task,
                 completed=sweep.get("finished", 0) + (re.get("finished") or 0),

@@ -208,7 +208,11 @@ class ReevaluationOut(BaseModel):
     status: Literal["off", "pending", "queued", "done", "skipped"]
     top_k: int | None = None
     seeds: int | None = None
-    trials: int = 0
+    trials: int = Field(
+        default=0,
+        description="The re-run trials queued; while pending, those planned (top_k configs, at "
+        "most the sweep's n_trials, times seeds).",
+    )
     finished: int = 0
     reason: str | None = None
 
