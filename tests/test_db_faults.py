@@ -56,7 +56,11 @@ class Database:
             admin.execute(text(TERMINATE), {"n": self.name})
 
     def waiting_on_locks(self, conn: Connection) -> int:
-        """How many backends of the database wait for a lock."""
+        """How many backends of the database wait for a lock, as of now: PostgreSQL keeps one
+        snapshot of pg_stat_activity per transaction, and ``conn``'s transaction holds the
+        lock the request waits for, so the snapshot is cleared first (a count taken before
+        the request began to wait read 0 for the rest of the wait: a flaky 60 s timeout)."""
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
         return conn.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = :n "
